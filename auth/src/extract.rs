@@ -1,0 +1,74 @@
+//! The `AuthUser` extractor: a verified bearer token, or a 401 problem.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use uuid::Uuid;
+use web::Problem;
+
+use crate::keys::TokenVerifier;
+use crate::Role;
+
+/// The caller, from a valid `Authorization: Bearer <JWT>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthUser {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+}
+
+impl AuthUser {
+    /// 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), Problem> {
+        if roles.contains(&self.role) {
+            return Ok(());
+        }
+        let wanted: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+        Err(Problem::forbidden(format!(
+            "this needs the role {}; you have {}",
+            wanted.join(" or "),
+            self.role
+        )))
+    }
+
+    /// The caller from the request headers: `Ok(None)` without an Authorization header.
+    pub fn from_headers(
+        headers: &axum::http::HeaderMap,
+        verifier: &TokenVerifier,
+    ) -> Result<Option<AuthUser>, Problem> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Ok(None);
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
+        let token = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+            .ok_or_else(|| Problem::unauthorized("expected Authorization: Bearer <token>"))?;
+        let claims = verifier
+            .verify(token.trim())
+            .map_err(|_| Problem::unauthorized("the access token is invalid or expired"))?;
+        Ok(Some(AuthUser {
+            id: claims.sub,
+            email: claims.email,
+            role: claims.role,
+        }))
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    Arc<TokenVerifier>: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Arc::<TokenVerifier>::from_ref(state);
+        AuthUser::from_headers(&parts.headers, &verifier)?
+            .ok_or_else(|| Problem::unauthorized("this needs Authorization: Bearer <access token>"))
+    }
+}

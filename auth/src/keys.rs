@@ -1,0 +1,256 @@
+//! Access tokens: EdDSA (Ed25519) JWTs, signed by the command role, verified locally by every
+//! service with the public half (published as a JWKS).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::SigningKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{AuthError, Role};
+
+/// The issuer every token names.
+pub const ISSUER: &str = "catalog";
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Signs access tokens. Holds the private key; only the command role needs one.
+pub struct TokenSigner {
+    encoding_key: EncodingKey,
+    key_id: String,
+    public_key: [u8; 32],
+    lifetime_seconds: i64,
+}
+
+impl TokenSigner {
+    /// From a PKCS#8 PEM Ed25519 private key.
+    pub fn from_pem(pem: &str, lifetime_seconds: i64) -> Result<Self, AuthError> {
+        let signing_key =
+            SigningKey::from_pkcs8_pem(pem).map_err(|error| AuthError::InvalidKey(error.to_string()))?;
+        let encoding_key = EncodingKey::from_ed_pem(pem.as_bytes())
+            .map_err(|error| AuthError::InvalidKey(error.to_string()))?;
+        let public_key = signing_key.verifying_key().to_bytes();
+        Ok(TokenSigner {
+            encoding_key,
+            key_id: key_id(&public_key),
+            public_key,
+            lifetime_seconds,
+        })
+    }
+
+    /// Reads the key at `path`, or, when `create` and the file is missing, generates one and
+    /// writes it there (owner-only permissions) for the next start.
+    pub fn load_or_create(path: &Path, create: bool, lifetime_seconds: i64) -> Result<Self, AuthError> {
+        let key_file_error = |source| AuthError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(pem) => Self::from_pem(&pem, lifetime_seconds),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && create => {
+                let pem = generate_pem()?;
+                write_private_file(path, &pem).map_err(key_file_error)?;
+                tracing::info!(path = %path.display(), "generated a new token signing key");
+                Self::from_pem(&pem, lifetime_seconds)
+            }
+            Err(error) => Err(key_file_error(error)),
+        }
+    }
+
+    pub fn lifetime_seconds(&self) -> i64 {
+        self.lifetime_seconds
+    }
+
+    /// A signed access token for the user.
+    pub fn issue(&self, user_id: Uuid, email: &str, role: Role) -> Result<String, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id,
+            email: email.to_owned(),
+            role,
+            iss: ISSUER.to_owned(),
+            iat: now,
+            exp: now + self.lifetime_seconds,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.key_id.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding_key)
+            .map_err(|error| AuthError::InvalidKey(error.to_string()))
+    }
+
+    /// The JWKS document (`/.well-known/jwks.json`) with the public half of this key.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({"keys": [jwk(&self.key_id, &self.public_key)]})
+    }
+
+    /// A verifier for tokens this signer issues.
+    pub fn verifier(&self) -> TokenVerifier {
+        let mut keys = HashMap::new();
+        keys.insert(
+            self.key_id.clone(),
+            DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(self.public_key))
+                .unwrap_or_else(|_| DecodingKey::from_secret(&[])),
+        );
+        TokenVerifier { keys }
+    }
+}
+
+/// Verifies access tokens locally against a set of public keys, by `kid`.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    keys: HashMap<String, DecodingKey>,
+}
+
+impl TokenVerifier {
+    /// From a JWKS document (as served at `/.well-known/jwks.json`).
+    pub fn from_jwks(jwks: &serde_json::Value) -> Result<Self, AuthError> {
+        let mut keys = HashMap::new();
+        let entries = jwks["keys"]
+            .as_array()
+            .ok_or_else(|| AuthError::InvalidKey("JWKS without keys".into()))?;
+        for entry in entries {
+            let (Some(kid), Some(x)) = (entry["kid"].as_str(), entry["x"].as_str()) else {
+                continue;
+            };
+            if entry["kty"] != "OKP" || entry["crv"] != "Ed25519" {
+                continue;
+            }
+            let key = DecodingKey::from_ed_components(x)
+                .map_err(|error| AuthError::InvalidKey(error.to_string()))?;
+            keys.insert(kid.to_owned(), key);
+        }
+        if keys.is_empty() {
+            return Err(AuthError::InvalidKey("JWKS holds no Ed25519 key".into()));
+        }
+        Ok(TokenVerifier { keys })
+    }
+
+    /// The claims of a valid, unexpired token signed by one of the keys.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|error| AuthError::InvalidToken(error.to_string()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(AuthError::InvalidToken("unsupported algorithm".into()));
+        }
+        let key_id = header
+            .kid
+            .ok_or_else(|| AuthError::InvalidToken("token without kid".into()))?;
+        let key = self
+            .keys
+            .get(&key_id)
+            .ok_or_else(|| AuthError::InvalidToken("unknown signing key".into()))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|error| AuthError::InvalidToken(error.to_string()))
+    }
+}
+
+/// A new Ed25519 private key as PKCS#8 PEM.
+pub fn generate_pem() -> Result<String, AuthError> {
+    let signing_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    signing_key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map(|pem| pem.to_string())
+        .map_err(|error| AuthError::InvalidKey(error.to_string()))
+}
+
+fn key_id(public_key: &[u8; 32]) -> String {
+    let digest = Sha256::digest(public_key);
+    URL_SAFE_NO_PAD.encode(&digest[..12])
+}
+
+fn jwk(key_id: &str, public_key: &[u8; 32]) -> serde_json::Value {
+    serde_json::json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "alg": "EdDSA",
+        "use": "sig",
+        "kid": key_id,
+        "x": URL_SAFE_NO_PAD.encode(public_key),
+    })
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> TokenSigner {
+        TokenSigner::from_pem(&generate_pem().expect("key"), 900).expect("signer")
+    }
+
+    #[test]
+    fn a_token_verifies_with_the_jwks_and_carries_the_user() {
+        let signer = signer();
+        let user = Uuid::now_v7();
+        let token = signer.issue(user, "a@b.c", Role::Analyst).expect("token");
+        let verifier = TokenVerifier::from_jwks(&signer.jwks()).expect("jwks");
+        let claims = verifier.verify(&token).expect("valid");
+        assert_eq!((claims.sub, claims.role, claims.email.as_str()), (user, Role::Analyst, "a@b.c"));
+    }
+
+    #[test]
+    fn a_token_from_another_key_or_tampered_is_rejected() {
+        let token = signer().issue(Uuid::now_v7(), "a@b.c", Role::Admin).expect("token");
+        assert!(signer().verifier().verify(&token).is_err());
+        let own = signer();
+        let good = own.issue(Uuid::now_v7(), "a@b.c", Role::Shopper).expect("token");
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        let forged_claims = serde_json::json!({"sub": Uuid::now_v7(), "email": "a@b.c", "role": "admin", "iss": ISSUER, "iat": 0, "exp": i64::MAX});
+        parts[1] = URL_SAFE_NO_PAD.encode(forged_claims.to_string());
+        assert!(own.verifier().verify(&parts.join(".")).is_err());
+        assert!(own.verifier().verify("not a token").is_err());
+    }
+
+    #[test]
+    fn an_expired_token_is_rejected() {
+        let signer = TokenSigner::from_pem(&generate_pem().expect("key"), -60).expect("signer");
+        let token = signer.issue(Uuid::now_v7(), "a@b.c", Role::Admin).expect("token");
+        assert!(signer.verifier().verify(&token).is_err());
+    }
+
+    #[test]
+    fn the_key_file_is_created_once_and_reused() {
+        let dir = std::env::temp_dir().join(format!("catalog-key-{}", Uuid::now_v7()));
+        let path = dir.join("jwt.pem");
+        let first = TokenSigner::load_or_create(&path, true, 900).expect("create");
+        let second = TokenSigner::load_or_create(&path, false, 900).expect("reuse");
+        assert_eq!(first.jwks(), second.jwks());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

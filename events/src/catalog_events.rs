@@ -1,0 +1,324 @@
+//! The product and category events. Past tense, one struct each, versioned.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A product attribute value: attributes are a flat object of string, number or bool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    Bool(bool),
+    Number(serde_json::Number),
+    Text(String),
+}
+
+/// A product's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProductStatus {
+    Draft,
+    Published,
+    Archived,
+}
+
+impl ProductStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductStatus::Draft => "draft",
+            ProductStatus::Published => "published",
+            ProductStatus::Archived => "archived",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "draft" => Some(ProductStatus::Draft),
+            "published" => Some(ProductStatus::Published),
+            "archived" => Some(ProductStatus::Archived),
+            _ => None,
+        }
+    }
+}
+
+/// A product was added to the catalog. `aggregate_version` is 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductCreated {
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub brand: Option<String>,
+    pub price_cents: i64,
+    pub currency: String,
+    pub stock: i64,
+    pub status: ProductStatus,
+    pub attributes: BTreeMap<String, AttributeValue>,
+    pub images: Vec<String>,
+}
+
+/// Some descriptive fields changed; absent fields kept their value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductDetailsChanged {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// `Some(None)` clears the brand.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub brand: Option<Option<String>>,
+    /// Replaces the whole attribute set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<BTreeMap<String, AttributeValue>>,
+    /// Replaces the whole image list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<String>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Option<String>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(deserializer).map(Some)
+    }
+}
+
+/// The price changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceChanged {
+    pub price_cents: i64,
+    pub currency: String,
+}
+
+/// Stock was corrected by `delta` (a recount, a delivery, breakage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockAdjusted {
+    pub delta: i64,
+    pub reason: Option<String>,
+}
+
+/// `quantity` units were sold: stock goes down and sales go up by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaleRecorded {
+    pub quantity: i64,
+}
+
+/// The product became visible to shoppers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPublished {}
+
+/// The product is hidden from shoppers again (back to draft).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductUnpublished {}
+
+/// The product was removed from the catalog; it accepts no further commands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductArchived {}
+
+/// A category was created. Its aggregate id is derived from the slug
+/// ([`category_aggregate_id`]), so a slug can be created only once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryCreated {
+    pub slug: String,
+    pub name: String,
+    pub parent: Option<String>,
+}
+
+/// The namespace for category aggregate ids (UUID v5 of the slug).
+const CATEGORY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d1c_2a4e_9f3b_4c1d_8e2a_0b5c_7d9e_1f30);
+
+/// The aggregate id of the category with `slug`.
+pub fn category_aggregate_id(slug: &str) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&CATEGORY_NAMESPACE, slug.as_bytes())
+}
+
+/// Why an envelope's `data` could not be read as a typed event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {event_type} version {schema_version}")]
+    UnknownType {
+        event_type: String,
+        schema_version: u32,
+    },
+    #[error("event {event_type} has malformed data: {source}")]
+    Malformed {
+        event_type: String,
+        source: serde_json::Error,
+    },
+}
+
+macro_rules! catalog_events {
+    ($($variant:ident($ty:ident) = $version:literal),* $(,)?) => {
+        /// Every event the catalog writes.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum CatalogEvent {
+            $($variant($ty),)*
+        }
+
+        impl CatalogEvent {
+            /// The `event_type` name on the wire.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(CatalogEvent::$variant(_) => stringify!($ty),)*
+                }
+            }
+
+            /// The schema version this code writes.
+            pub fn schema_version(&self) -> u32 {
+                match self {
+                    $(CatalogEvent::$variant(_) => $version,)*
+                }
+            }
+
+            /// The event body as JSON.
+            pub fn to_data(&self) -> serde_json::Value {
+                let result = match self {
+                    $(CatalogEvent::$variant(event) => serde_json::to_value(event),)*
+                };
+                // Serialising these plain structs to a Value cannot fail: no maps with
+                // non-string keys, no custom serialisers that error.
+                result.unwrap_or(serde_json::Value::Null)
+            }
+
+            /// Reads a typed event from its wire parts.
+            pub fn decode(
+                event_type: &str,
+                schema_version: u32,
+                data: &serde_json::Value,
+            ) -> Result<Self, DecodeError> {
+                match (event_type, schema_version) {
+                    $((stringify!($ty), $version) => serde_json::from_value(data.clone())
+                        .map(CatalogEvent::$variant)
+                        .map_err(|source| DecodeError::Malformed {
+                            event_type: event_type.to_owned(),
+                            source,
+                        }),)*
+                    _ => Err(DecodeError::UnknownType {
+                        event_type: event_type.to_owned(),
+                        schema_version,
+                    }),
+                }
+            }
+
+            /// `(event_type, schema_version, JSON Schema of data)` for every event.
+            pub fn schemas() -> Vec<(&'static str, u32, schemars::schema::RootSchema)> {
+                vec![
+                    $((stringify!($ty), $version, schemars::schema_for!($ty)),)*
+                ]
+            }
+        }
+    };
+}
+
+catalog_events! {
+    ProductCreated(ProductCreated) = 1,
+    ProductDetailsChanged(ProductDetailsChanged) = 1,
+    PriceChanged(PriceChanged) = 1,
+    StockAdjusted(StockAdjusted) = 1,
+    SaleRecorded(SaleRecorded) = 1,
+    ProductPublished(ProductPublished) = 1,
+    ProductUnpublished(ProductUnpublished) = 1,
+    ProductArchived(ProductArchived) = 1,
+    CategoryCreated(CategoryCreated) = 1,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips_through_its_wire_form() {
+        let events = vec![
+            CatalogEvent::ProductCreated(ProductCreated {
+                sku: "ELEC-1".into(),
+                name: "Headphones".into(),
+                description: String::new(),
+                category: "electronics".into(),
+                brand: Some("Acme".into()),
+                price_cents: 12999,
+                currency: "USD".into(),
+                stock: 3,
+                status: ProductStatus::Draft,
+                attributes: BTreeMap::from([
+                    ("color".into(), AttributeValue::Text("black".into())),
+                    ("bluetooth".into(), AttributeValue::Bool(true)),
+                    ("weight_g".into(), AttributeValue::Number(250.into())),
+                ]),
+                images: vec!["https://example.com/a.jpg".into()],
+            }),
+            CatalogEvent::ProductDetailsChanged(ProductDetailsChanged {
+                brand: Some(None),
+                ..Default::default()
+            }),
+            CatalogEvent::PriceChanged(PriceChanged {
+                price_cents: 1,
+                currency: "EUR".into(),
+            }),
+            CatalogEvent::StockAdjusted(StockAdjusted {
+                delta: -3,
+                reason: Some("recount".into()),
+            }),
+            CatalogEvent::SaleRecorded(SaleRecorded { quantity: 2 }),
+            CatalogEvent::ProductPublished(ProductPublished {}),
+            CatalogEvent::ProductUnpublished(ProductUnpublished {}),
+            CatalogEvent::ProductArchived(ProductArchived {}),
+            CatalogEvent::CategoryCreated(CategoryCreated {
+                slug: "audio".into(),
+                name: "Audio".into(),
+                parent: Some("electronics".into()),
+            }),
+        ];
+        for event in events {
+            let decoded =
+                CatalogEvent::decode(event.event_type(), event.schema_version(), &event.to_data())
+                    .expect("decodes");
+            assert_eq!(decoded, event);
+        }
+    }
+
+    #[test]
+    fn a_details_change_that_clears_the_brand_says_so_on_the_wire() {
+        let event = ProductDetailsChanged {
+            brand: Some(None),
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_value(&event).unwrap(), serde_json::json!({"brand": null}));
+        let untouched = ProductDetailsChanged::default();
+        assert_eq!(serde_json::to_value(&untouched).unwrap(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn an_unknown_type_or_version_is_an_error_not_a_guess() {
+        let result = CatalogEvent::decode("PriceChanged", 99, &serde_json::json!({}));
+        assert!(matches!(result, Err(DecodeError::UnknownType { .. })));
+    }
+}

@@ -1,0 +1,251 @@
+//! The event store's behaviour as one suite, run against every adapter.
+//!
+//! An adapter's tests call [`run`] with a factory that makes a fresh, empty store per case:
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn sqlite_event_store_passes_the_conformance_suite() {
+//!     events::conformance::run(|| async { SqliteEventStore::in_memory().await.unwrap() }).await;
+//! }
+//! ```
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{SubsecRound, Utc};
+use uuid::Uuid;
+
+use crate::catalog_events::{CatalogEvent, PriceChanged};
+use crate::envelope::{EventMetadata, NewEvent};
+use crate::store::{EventStore, StoreError, StreamAppend, UniqueClaim};
+
+/// A test event for `aggregate_id` at `version`.
+pub fn sample_event(aggregate_id: Uuid, version: u64) -> NewEvent {
+    let event = CatalogEvent::PriceChanged(PriceChanged {
+        price_cents: 100 + version as i64,
+        currency: "USD".into(),
+    });
+    NewEvent::from_event(
+        aggregate_id,
+        version,
+        &event,
+        Utc::now().trunc_subsecs(6),
+        EventMetadata {
+            actor: Some("tester".into()),
+            correlation_id: Some(format!("corr-{version}")),
+            causation_id: None,
+        },
+    )
+}
+
+/// A stream appending `count` events to `aggregate_id` after `expected_version`.
+pub fn sample_stream(aggregate_id: Uuid, expected_version: u64, count: u64) -> StreamAppend {
+    StreamAppend {
+        aggregate_id,
+        expected_version,
+        events: (1..=count)
+            .map(|offset| sample_event(aggregate_id, expected_version + offset))
+            .collect(),
+        unique_claims: Vec::new(),
+    }
+}
+
+/// Runs every case, each against a fresh store from `make_store`. Panics on the first failure.
+pub async fn run<S, F, Fut>(make_store: F)
+where
+    S: EventStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    an_empty_store_has_nothing(make_store().await).await;
+    appended_events_come_back_with_dense_positions(make_store().await).await;
+    read_all_pages_in_position_order(make_store().await).await;
+    a_stale_expected_version_is_a_conflict_and_writes_nothing(make_store().await).await;
+    malformed_appends_are_invalid(make_store().await).await;
+    a_batch_is_all_or_nothing(make_store().await).await;
+    a_unique_claim_is_held_by_one_aggregate(make_store().await).await;
+    concurrent_writers_to_one_aggregate_cannot_both_win(Arc::new(make_store().await)).await;
+    concurrent_writers_to_many_aggregates_get_dense_positions(Arc::new(make_store().await)).await;
+}
+
+async fn an_empty_store_has_nothing(store: impl EventStore) {
+    assert_eq!(store.head().await.expect("head"), 0);
+    assert!(store.read_all(0, 10).await.expect("read_all").is_empty());
+    assert!(store
+        .read_aggregate(Uuid::now_v7())
+        .await
+        .expect("read_aggregate")
+        .is_empty());
+    store.ping().await.expect("ping");
+}
+
+async fn appended_events_come_back_with_dense_positions(store: impl EventStore) {
+    let first = Uuid::now_v7();
+    let second = Uuid::now_v7();
+    let stream = sample_stream(first, 0, 3);
+    let expected_events = stream.events.clone();
+    let stored = store.append(vec![stream]).await.expect("append");
+    assert_eq!(
+        stored.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    for (envelope, new_event) in stored.iter().zip(&expected_events) {
+        assert_eq!(envelope, &new_event.clone().into_envelope(envelope.position));
+    }
+    let more = store
+        .append(vec![sample_stream(second, 0, 1), sample_stream(first, 3, 1)])
+        .await
+        .expect("append two streams");
+    assert_eq!(
+        more.iter().map(|e| (e.aggregate_id, e.aggregate_version, e.position)).collect::<Vec<_>>(),
+        vec![(second, 1, 4), (first, 4, 5)]
+    );
+    assert_eq!(store.head().await.expect("head"), 5);
+    let read_back = store.read_aggregate(first).await.expect("read_aggregate");
+    assert_eq!(
+        read_back.iter().map(|e| e.aggregate_version).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(read_back[..3], stored[..]);
+}
+
+async fn read_all_pages_in_position_order(store: impl EventStore) {
+    for _ in 0..5 {
+        store
+            .append(vec![sample_stream(Uuid::now_v7(), 0, 2)])
+            .await
+            .expect("append");
+    }
+    let page = store.read_all(3, 4).await.expect("read_all");
+    assert_eq!(
+        page.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7]
+    );
+    let tail = store.read_all(8, 100).await.expect("read_all");
+    assert_eq!(tail.iter().map(|e| e.position).collect::<Vec<_>>(), vec![9, 10]);
+    assert!(store.read_all(10, 100).await.expect("read_all").is_empty());
+}
+
+async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: impl EventStore) {
+    let id = Uuid::now_v7();
+    store.append(vec![sample_stream(id, 0, 2)]).await.expect("append");
+    for stale in [0, 1, 3] {
+        let result = store.append(vec![sample_stream(id, stale, 1)]).await;
+        assert!(
+            matches!(result, Err(StoreError::Conflict { aggregate_id, .. }) if aggregate_id == id),
+            "expected a conflict at expected version {stale}, got {result:?}"
+        );
+    }
+    assert_eq!(store.head().await.expect("head"), 2);
+    assert_eq!(store.read_aggregate(id).await.expect("read").len(), 2);
+}
+
+async fn malformed_appends_are_invalid(store: impl EventStore) {
+    let id = Uuid::now_v7();
+    let mut gap = sample_stream(id, 0, 1);
+    gap.events[0].aggregate_version = 2;
+    let empty = StreamAppend {
+        events: Vec::new(),
+        ..sample_stream(id, 0, 1)
+    };
+    let mut foreign = sample_stream(id, 0, 1);
+    foreign.events[0].aggregate_id = Uuid::now_v7();
+    for streams in [vec![], vec![gap], vec![empty], vec![foreign]] {
+        let result = store.append(streams).await;
+        assert!(matches!(result, Err(StoreError::Invalid(_))), "got {result:?}");
+    }
+    assert_eq!(store.head().await.expect("head"), 0);
+}
+
+async fn a_batch_is_all_or_nothing(store: impl EventStore) {
+    let existing = Uuid::now_v7();
+    store.append(vec![sample_stream(existing, 0, 1)]).await.expect("append");
+    let fresh = Uuid::now_v7();
+    let result = store
+        .append(vec![sample_stream(fresh, 0, 2), sample_stream(existing, 0, 1)])
+        .await;
+    assert!(matches!(result, Err(StoreError::Conflict { .. })), "got {result:?}");
+    assert!(store.read_aggregate(fresh).await.expect("read").is_empty());
+    assert_eq!(store.head().await.expect("head"), 1);
+    let next = store.append(vec![sample_stream(fresh, 0, 1)]).await.expect("append");
+    assert_eq!(next[0].position, 2, "a failed batch must not leave a gap");
+}
+
+async fn a_unique_claim_is_held_by_one_aggregate(store: impl EventStore) {
+    let claim = UniqueClaim {
+        scope: "sku".into(),
+        value: "ELEC-1".into(),
+    };
+    let owner = Uuid::now_v7();
+    let mut first = sample_stream(owner, 0, 1);
+    first.unique_claims.push(claim.clone());
+    store.append(vec![first]).await.expect("first claim");
+
+    let mut again_by_owner = sample_stream(owner, 1, 1);
+    again_by_owner.unique_claims.push(claim.clone());
+    store
+        .append(vec![again_by_owner])
+        .await
+        .expect("the owner may claim its value again");
+
+    let mut rival = sample_stream(Uuid::now_v7(), 0, 1);
+    rival.unique_claims.push(claim.clone());
+    let result = store.append(vec![rival]).await;
+    assert!(
+        matches!(&result, Err(StoreError::UniqueViolation { scope, value }) if scope == "sku" && value == "ELEC-1"),
+        "got {result:?}"
+    );
+    let mut other_scope = sample_stream(Uuid::now_v7(), 0, 1);
+    other_scope.unique_claims.push(UniqueClaim {
+        scope: "other".into(),
+        value: "ELEC-1".into(),
+    });
+    store
+        .append(vec![other_scope])
+        .await
+        .expect("claims are per scope");
+    assert_eq!(store.head().await.expect("head"), 3);
+}
+
+async fn concurrent_writers_to_one_aggregate_cannot_both_win<S: EventStore>(store: Arc<S>) {
+    let id = Uuid::now_v7();
+    store.append(vec![sample_stream(id, 0, 1)]).await.expect("append");
+    let writers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(vec![sample_stream(id, 1, 1)]).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for writer in writers {
+        match writer.await.expect("task") {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one of 20 concurrent writers wins");
+    assert_eq!(store.read_aggregate(id).await.expect("read").len(), 2);
+    assert_eq!(store.head().await.expect("head"), 2);
+}
+
+async fn concurrent_writers_to_many_aggregates_get_dense_positions<S: EventStore>(store: Arc<S>) {
+    let writers: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(vec![sample_stream(Uuid::now_v7(), 0, 2)]).await })
+        })
+        .collect();
+    let mut positions = HashSet::new();
+    for writer in writers {
+        let stored = writer.await.expect("task").expect("append");
+        assert_eq!(stored[1].position, stored[0].position + 1, "one batch is contiguous");
+        for envelope in stored {
+            assert!(positions.insert(envelope.position), "position given twice");
+        }
+    }
+    assert_eq!(positions, (1..=100).collect::<HashSet<u64>>());
+    let all = store.read_all(0, 1000).await.expect("read_all");
+    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=100).collect::<Vec<_>>());
+}

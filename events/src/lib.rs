@@ -1,0 +1,22 @@
+//! The catalog's events and the ports that carry them.
+//!
+//! - [`envelope`]: the wire envelope every event travels in (API.md "Event envelope").
+//! - [`catalog_events`]: the typed product and category events, each with a schema version.
+//! - [`schema`]: JSON Schema generation for `schemas/`, checked for drift by a test.
+//! - [`store`]: the event store port ([`store::EventStore`]) and its error kinds.
+//! - [`conformance`]: the one behaviour suite every event store adapter must pass.
+//! - [`bus`]: the bus port ([`bus::EventBus`]) and the embedded in-process adapter.
+
+pub mod bus;
+pub mod catalog_events;
+pub mod conformance;
+pub mod envelope;
+pub mod schema;
+pub mod store;
+
+pub use catalog_events::{
+    AttributeValue, CatalogEvent, CategoryCreated, PriceChanged, ProductArchived, ProductCreated,
+    ProductDetailsChanged, ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded,
+    StockAdjusted,
+};
+pub use envelope::{Envelope, EventMetadata, NewEvent};
