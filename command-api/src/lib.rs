@@ -1,1 +1,83 @@
-//! command-api
+//! The write side: the product aggregate, command handling, the embedded SQLite adapters,
+//! auth endpoints and the command HTTP routes.
+//!
+//! - [`aggregate`]: the product aggregate and its rules.
+//! - [`validation`]: request bodies → commands, with per-field errors.
+//! - [`service`]: load, decide, append (optimistic concurrency), publish.
+//! - [`accounts`]: the user and session ports; [`idempotency`]: `Idempotency-Key`.
+//! - [`sqlite`]: the embedded adapters of those ports and of the event store.
+//! - [`routes`]: the HTTP handlers; [`router`] puts them together.
+
+pub mod accounts;
+pub mod aggregate;
+pub mod idempotency;
+pub mod routes;
+pub mod service;
+pub mod sqlite;
+pub mod validation;
+
+use std::sync::Arc;
+
+use auth::limiter::FailedLoginLimiter;
+use auth::{TokenSigner, TokenVerifier};
+use axum::extract::FromRef;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::accounts::{SessionStore, UserStore};
+use crate::idempotency::{IdempotencyLayerState, IdempotencyStore};
+use crate::service::CommandService;
+
+/// Everything the command handlers share.
+#[derive(Clone)]
+pub struct CommandState {
+    pub commands: Arc<CommandService>,
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub signer: Arc<TokenSigner>,
+    pub verifier: Arc<TokenVerifier>,
+    pub login_limiter: Arc<FailedLoginLimiter>,
+}
+
+impl FromRef<CommandState> for Arc<TokenVerifier> {
+    fn from_ref(state: &CommandState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// The command-api routes (API.md: every non-GET method under `/api/products` and
+/// `/api/categories`, all of `/api/auth`, and the JWKS).
+pub fn router(state: CommandState) -> Router {
+    use routes::{auth as auth_routes, categories, products};
+    let idempotency_state = IdempotencyLayerState {
+        store: state.idempotency.clone(),
+        verifier: state.verifier.clone(),
+    };
+    let commands = Router::new()
+        .route("/api/products", post(products::create_product))
+        .route("/api/products/bulk", post(products::bulk_create))
+        .route(
+            "/api/products/{id}",
+            axum::routing::patch(products::change_details).delete(products::archive),
+        )
+        .route("/api/products/{id}/price", put(products::change_price))
+        .route("/api/products/{id}/stock", post(products::adjust_stock))
+        .route("/api/products/{id}/sales", post(products::record_sale))
+        .route("/api/products/{id}/publish", post(products::publish))
+        .route("/api/products/{id}/unpublish", post(products::unpublish))
+        .route("/api/categories", post(categories::create_category))
+        .route("/api/auth/users", post(auth_routes::create_user))
+        .route_layer(axum::middleware::from_fn_with_state(
+            idempotency_state,
+            idempotency::idempotency,
+        ));
+    Router::new()
+        .merge(commands)
+        .route("/api/auth/login", post(auth_routes::login))
+        .route("/api/auth/refresh", post(auth_routes::refresh))
+        .route("/api/auth/logout", post(auth_routes::logout))
+        .route("/api/auth/me", get(auth_routes::me))
+        .route("/.well-known/jwks.json", get(auth_routes::jwks))
+        .with_state(state)
+}

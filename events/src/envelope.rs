@@ -1,6 +1,6 @@
 //! The envelope: one event with the metadata every consumer needs.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -64,7 +64,8 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// Wraps a typed event for `aggregate_id` at `aggregate_version`.
+    /// Wraps a typed event for `aggregate_id` at `aggregate_version`. `occurred_at` is cut to
+    /// microseconds, the precision every store keeps, so an envelope reads back equal.
     pub fn from_event(
         aggregate_id: Uuid,
         aggregate_version: u64,
@@ -78,7 +79,7 @@ impl NewEvent {
             schema_version: event.schema_version(),
             aggregate_id,
             aggregate_version,
-            occurred_at,
+            occurred_at: occurred_at.trunc_subsecs(6),
             metadata,
             data: event.to_data(),
         }

@@ -1,0 +1,74 @@
+//! The ports behind authentication: users and refresh-token sessions.
+
+use async_trait::async_trait;
+use auth::Role;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A stored account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    /// Lower-cased; unique.
+    pub email: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("a user with this email exists")]
+    DuplicateEmail,
+    /// The refresh token is unknown, expired or its session is revoked.
+    #[error("the refresh token is not valid")]
+    InvalidToken,
+    /// An already rotated refresh token was presented again: its session is now revoked.
+    #[error("the refresh token was already used; the session is revoked")]
+    TokenReused,
+    #[error("account store unavailable: {0}")]
+    Unavailable(String),
+    #[error("unexpected account store error: {0}")]
+    Unexpected(String),
+}
+
+impl From<events::store::StoreError> for AccountError {
+    fn from(error: events::store::StoreError) -> Self {
+        match error {
+            events::store::StoreError::Unavailable(message) => AccountError::Unavailable(message),
+            other => AccountError::Unexpected(other.to_string()),
+        }
+    }
+}
+
+/// Users by id and email.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Stores a new user; [`AccountError::DuplicateEmail`] when the email is taken.
+    async fn create(&self, user: &User) -> Result<(), AccountError>;
+    /// The user with this (lower-cased) email.
+    async fn by_email(&self, email: &str) -> Result<Option<User>, AccountError>;
+    /// The user with this id.
+    async fn by_id(&self, id: Uuid) -> Result<Option<User>, AccountError>;
+}
+
+/// Refresh-token sessions. Tokens are stored as hashes only.
+///
+/// Contract: a token is valid until it expires or is used once; using it rotates it
+/// (the next one is stored in the same session). Presenting a used token again revokes the
+/// whole session, so a stolen token that races its owner ends both.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Starts a session for `user_id` with its first refresh token.
+    async fn start(&self, user_id: Uuid, token_hash: &str, expires_at: DateTime<Utc>) -> Result<(), AccountError>;
+    /// Exchanges `old_hash` for `new_hash` and returns the session's user id.
+    async fn rotate(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Uuid, AccountError>;
+    /// Revokes the session holding `token_hash`; unknown tokens are ignored.
+    async fn revoke(&self, token_hash: &str) -> Result<(), AccountError>;
+}

@@ -1,0 +1,193 @@
+//! `Idempotency-Key` on POST: a retry with the same key and body gets the first response and
+//! appends nothing; the same key with another body is 409; keys are scoped to the caller and
+//! kept at least [`KEY_LIFETIME`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auth::{AuthUser, TokenVerifier};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use web::Problem;
+
+/// How long a key is remembered (API.md: at least 24 h).
+pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Response headers worth replaying.
+const REPLAYED_HEADERS: [&str; 3] = ["content-type", "location", "x-position"];
+
+/// A first response, kept for replays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What [`IdempotencyStore::begin`] found for a key.
+#[derive(Debug, PartialEq)]
+pub enum Begin {
+    /// The key is new and now reserved for this request.
+    Started,
+    /// The same request was answered before: replay this.
+    Replay(StoredResponse),
+    /// The key was used with another request.
+    Mismatch,
+    /// The first request with this key has not finished yet.
+    InProgress,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency store: {0}")]
+pub struct IdempotencyError(pub String);
+
+/// Idempotency keys per caller.
+///
+/// Contract: `begin` reserves a new key atomically (of two concurrent requests with one key,
+/// one gets `Started`, the other `InProgress` or a replay); `complete` stores the response for
+/// replays; `abandon` frees a key whose request failed on the server side, so a retry can run.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    async fn begin(&self, caller: &str, key: &str, request_hash: &str, now: DateTime<Utc>) -> Result<Begin, IdempotencyError>;
+    async fn complete(&self, caller: &str, key: &str, response: &StoredResponse) -> Result<(), IdempotencyError>;
+    async fn abandon(&self, caller: &str, key: &str) -> Result<(), IdempotencyError>;
+    /// Forgets keys created before `before`; returns how many.
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, IdempotencyError>;
+}
+
+#[derive(Clone)]
+pub struct IdempotencyLayerState {
+    pub store: Arc<dyn IdempotencyStore>,
+    pub verifier: Arc<TokenVerifier>,
+}
+
+/// The middleware; apply it to the command routes.
+pub async fn idempotency(
+    State(state): State<IdempotencyLayerState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(key_value) = request.headers().get(&IDEMPOTENCY_KEY).cloned() else {
+        return next.run(request).await;
+    };
+    let key = match key_value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => key.to_owned(),
+        _ => {
+            return Problem::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+                .into_response()
+        }
+    };
+    // Without a valid caller there is nothing to scope the key to; the handler answers 401.
+    let caller = match AuthUser::from_headers(request.headers(), &state.verifier) {
+        Ok(Some(user)) => user.id.to_string(),
+        _ => return next.run(request).await,
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, web::middleware::BODY_LIMIT_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return Problem::payload_too_large("the request body is over the limit of 1 MiB")
+                .into_response()
+        }
+    };
+    let request_hash = hash_request(&parts, &bytes);
+    let begun = state.store.begin(&caller, &key, &request_hash, Utc::now()).await;
+    match begun {
+        Err(error) => {
+            tracing::warn!(%error, "idempotency store unavailable");
+            return Problem::unavailable(1, "cannot check the Idempotency-Key now; retry").into_response();
+        }
+        Ok(Begin::Mismatch) => {
+            return Problem::conflict(
+                "idempotency-key-reused",
+                "this Idempotency-Key was used with a different request",
+            )
+            .into_response()
+        }
+        Ok(Begin::InProgress) => {
+            let mut problem = Problem::conflict(
+                "idempotency-key-in-progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            );
+            problem.retry_after_seconds = Some(1);
+            return problem.into_response();
+        }
+        Ok(Begin::Replay(stored)) => return replay(stored),
+        Ok(Begin::Started) => {}
+    }
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let (response_parts, response_body) = response.into_parts();
+    let body = match axum::body::to_bytes(response_body, usize::MAX).await {
+        Ok(body) => body,
+        Err(error) => {
+            let _ = state.store.abandon(&caller, &key).await;
+            return Problem::internal_logged(&error).into_response();
+        }
+    };
+    let status = response_parts.status;
+    if status.is_server_error() {
+        // Nothing was decided: let a retry with the same key run again.
+        if let Err(error) = state.store.abandon(&caller, &key).await {
+            tracing::warn!(%error, "could not free an idempotency key");
+        }
+    } else {
+        let stored = StoredResponse {
+            status: status.as_u16(),
+            headers: REPLAYED_HEADERS
+                .iter()
+                .filter_map(|name| {
+                    let value = response_parts.headers.get(*name)?.to_str().ok()?;
+                    Some(((*name).to_owned(), value.to_owned()))
+                })
+                .collect(),
+            body: body.to_vec(),
+        };
+        if let Err(error) = state.store.complete(&caller, &key, &stored).await {
+            // The write itself succeeded; a retry will see InProgress until the key expires,
+            // which is safer than running the command twice.
+            tracing::error!(%error, "could not store an idempotent response");
+        }
+    }
+    Response::from_parts(response_parts, Body::from(body))
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+fn hash_request(parts: &axum::http::request::Parts, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(parts.uri.path().as_bytes());
+    hasher.update([0]);
+    hasher.update(parts.uri.query().unwrap_or("").as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}

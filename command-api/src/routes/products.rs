@@ -1,0 +1,282 @@
+//! Product commands.
+
+use ::auth::{AuthUser, Role};
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use web::extract::{Json, Path};
+use web::Problem;
+
+use super::schemas::{BulkItemResult, BulkResults, PriceInput, ProductInput, ProductPatch, SaleInput, StockInput};
+use super::{if_match, metadata, parse_product_id, X_POSITION};
+use crate::aggregate::ProductCommand;
+use crate::service::Accepted;
+use crate::{validation, CommandState};
+
+/// The most items one bulk request may hold.
+pub const MAX_BULK_ITEMS: usize = 1000;
+
+fn accepted(status: StatusCode, accepted: Accepted) -> Response {
+    (
+        status,
+        [(X_POSITION, accepted.position.to_string())],
+        axum::Json(accepted),
+    )
+        .into_response()
+}
+
+/// Create a product.
+#[utoipa::path(post, path = "/api/products", tag = "commands",
+    request_body = ProductInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a retry")),
+    responses(
+        (status = 201, description = "Created", body = Accepted, headers(("Location" = String), ("X-Position" = u64))),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 409, description = "Duplicate SKU or idempotency key reused", body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 422, description = "Invalid fields or unknown category", body = Problem),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_product(
+    State(state): State<CommandState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Response, Problem> {
+    user.require(&[Role::Admin])?;
+    let created = validation::new_product(&body).map_err(Problem::validation)?;
+    let result = state
+        .commands
+        .create_product(created, metadata(&user, &headers))
+        .await?;
+    let mut response = accepted(StatusCode::CREATED, result);
+    if let Ok(location) = format!("/api/products/{}", result.id).parse() {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn run(
+    state: &CommandState,
+    user: &AuthUser,
+    headers: &HeaderMap,
+    id: &str,
+    command: Result<ProductCommand, web::FieldErrors>,
+) -> Result<Accepted, Problem> {
+    user.require(&[Role::Admin])?;
+    let id = parse_product_id(id)?;
+    let expected = if_match(headers)?;
+    let command = command.map_err(Problem::validation)?;
+    Ok(state
+        .commands
+        .execute(id, command, expected, metadata(user, headers))
+        .await?)
+}
+
+/// Change a product's descriptive fields.
+#[utoipa::path(patch, path = "/api/products/{id}", tag = "commands", request_body = ProductPatch,
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "\"<version>\"; 412 when stale")),
+    responses((status = 200, body = Accepted), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn change_details(
+    State(state): State<CommandState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Response, Problem> {
+    let command = validation::details_change(&body).map(ProductCommand::ChangeDetails);
+    let result = run(&state, &user, &headers, &id, command).await?;
+    Ok(accepted(StatusCode::OK, result))
+}
+
+/// Change a product's price.
+#[utoipa::path(put, path = "/api/products/{id}/price", tag = "commands", request_body = PriceInput,
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = Accepted), (status = 404, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn change_price(
+    State(state): State<CommandState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Response, Problem> {
+    let command = validation::price_change(&body).map(ProductCommand::ChangePrice);
+    let result = run(&state, &user, &headers, &id, command).await?;
+    Ok(accepted(StatusCode::OK, result))
+}
+
+/// Adjust a product's stock by a delta.
+#[utoipa::path(post, path = "/api/products/{id}/stock", tag = "commands", request_body = StockInput,
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = Accepted), (status = 404, body = Problem), (status = 409, description = "Stock would go below 0", body = Problem),
+        (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn adjust_stock(
+    State(state): State<CommandState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Response, Problem> {
+    let command = validation::stock_adjustment(&body).map(ProductCommand::AdjustStock);
+    let result = run(&state, &user, &headers, &id, command).await?;
+    Ok(accepted(StatusCode::OK, result))
+}
+
+/// Record a sale: stock goes down and sales up by the quantity.
+#[utoipa::path(post, path = "/api/products/{id}/sales", tag = "commands", request_body = SaleInput,
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = Accepted), (status = 404, body = Problem), (status = 409, description = "Not enough stock", body = Problem),
+        (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn record_sale(
+    State(state): State<CommandState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Response, Problem> {
+    let command = validation::sale(&body).map(ProductCommand::RecordSale);
+    let result = run(&state, &user, &headers, &id, command).await?;
+    Ok(accepted(StatusCode::OK, result))
+}
+
+/// Publish a product: shoppers can see it.
+#[utoipa::path(post, path = "/api/products/{id}/publish", tag = "commands",
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = Accepted), (status = 404, body = Problem), (status = 409, description = "Already published or archived", body = Problem), (status = 412, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn publish(
+    State(state): State<CommandState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let result = run(&state, &user, &headers, &id, Ok(ProductCommand::Publish)).await?;
+    Ok(accepted(StatusCode::OK, result))
+}
+
+/// Unpublish a product: back to draft.
+#[utoipa::path(post, path = "/api/products/{id}/unpublish", tag = "commands",
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = Accepted), (status = 404, body = Problem), (status = 409, description = "Not published", body = Problem), (status = 412, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn unpublish(
+    State(state): State<CommandState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let result = run(&state, &user, &headers, &id, Ok(ProductCommand::Unpublish)).await?;
+    Ok(accepted(StatusCode::OK, result))
+}
+
+/// Archive a product.
+#[utoipa::path(delete, path = "/api/products/{id}", tag = "commands",
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204, description = "Archived", headers(("X-Position" = u64))), (status = 404, body = Problem),
+        (status = 409, description = "Already archived", body = Problem), (status = 412, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn archive(
+    State(state): State<CommandState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let result = run(&state, &user, &headers, &id, Ok(ProductCommand::Archive)).await?;
+    Ok((StatusCode::NO_CONTENT, [(X_POSITION, result.position.to_string())]).into_response())
+}
+
+/// Create up to 1000 products: a JSON array, or NDJSON (`application/x-ndjson`).
+#[utoipa::path(post, path = "/api/products/bulk", tag = "commands",
+    request_body(content = Vec<ProductInput>, description = "A JSON array, or one JSON object per line as application/x-ndjson"),
+    responses((status = 207, description = "A result per item, in input order", body = BulkResults),
+        (status = 400, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn bulk_create(
+    State(state): State<CommandState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    user.require(&[Role::Admin])?;
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let items: Vec<Result<Value, Problem>> = match media_type.as_str() {
+        "application/json" => match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Array(items)) => items.into_iter().map(Ok).collect(),
+            Ok(_) => {
+                return Err(Problem::invalid_field("body", "must be a JSON array of products"))
+            }
+            Err(error) => return Err(Problem::bad_request(format!("malformed JSON: {error}"))),
+        },
+        "application/x-ndjson" => {
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| Problem::bad_request("NDJSON must be UTF-8"))?;
+            text.lines()
+                .filter(|line| !line.trim().is_empty())
+                .map(|line| {
+                    serde_json::from_str::<Value>(line)
+                        .map_err(|error| Problem::bad_request(format!("malformed JSON line: {error}")))
+                })
+                .collect()
+        }
+        _ => {
+            return Err(Problem::unsupported_media_type(
+                "expected application/json (an array) or application/x-ndjson",
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(Problem::invalid_field("body", "must hold at least one product"));
+    }
+    if items.len() > MAX_BULK_ITEMS {
+        return Err(Problem::invalid_field(
+            "body",
+            format!("may hold at most {MAX_BULK_ITEMS} products; got {}", items.len()),
+        ));
+    }
+    let metadata = metadata(&user, &headers);
+    let mut results = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let outcome = match item {
+            Err(problem) => Err(problem),
+            Ok(value) => match validation::new_product(&value) {
+                Err(errors) => Err(Problem::validation(errors)),
+                Ok(created) => state
+                    .commands
+                    .create_product(created, metadata.clone())
+                    .await
+                    .map_err(Problem::from),
+            },
+        };
+        results.push(match outcome {
+            Ok(accepted) => BulkItemResult {
+                index,
+                status: StatusCode::CREATED.as_u16(),
+                id: Some(accepted.id),
+                version: Some(accepted.version),
+                position: Some(accepted.position),
+                problem: None,
+            },
+            Err(problem) => BulkItemResult {
+                index,
+                status: problem.status,
+                id: None,
+                version: None,
+                position: None,
+                problem: serde_json::to_value(&problem).ok(),
+            },
+        });
+    }
+    Ok((StatusCode::MULTI_STATUS, axum::Json(BulkResults { results })).into_response())
+}

@@ -1,0 +1,294 @@
+//! Command handling: load the aggregate, decide, append with optimistic concurrency, publish.
+
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use chrono::Utc;
+use events::bus::EventBus;
+use events::catalog_events::category_aggregate_id;
+use events::store::{EventStore, StoreError, StreamAppend, UniqueClaim};
+use events::{CatalogEvent, CategoryCreated, Envelope, EventMetadata, NewEvent, ProductCreated};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+use web::Problem;
+
+use crate::aggregate::{DomainError, Product, ProductCommand};
+
+/// A command's answer: API.md's `{"id","version","position"}`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub id: Uuid,
+    /// The aggregate's version after the command.
+    pub version: u64,
+    /// The global position of the command's last event: the read-your-writes token.
+    pub position: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("If-Match wanted version {expected} but the product is at version {current}")]
+    VersionMismatch { expected: u64, current: u64 },
+    #[error("no category with slug {slug:?}")]
+    UnknownCategory { field: &'static str, slug: String },
+    #[error("a product with SKU {0:?} exists")]
+    DuplicateSku(String),
+    #[error("a category with slug {0:?} exists")]
+    DuplicateCategory(String),
+    #[error("too many concurrent writers to this product; retry")]
+    Contention,
+    #[error("stored events cannot be read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<CommandError> for Problem {
+    fn from(error: CommandError) -> Self {
+        let detail = error.to_string();
+        match error {
+            CommandError::Domain(DomainError::NotFound) => Problem::not_found("no such product"),
+            CommandError::Domain(DomainError::Archived) => Problem::conflict("product-archived", detail),
+            CommandError::Domain(DomainError::StockBelowZero { .. } | DomainError::InsufficientStock { .. }) => {
+                Problem::conflict("insufficient-stock", detail)
+            }
+            CommandError::Domain(DomainError::AlreadyPublished | DomainError::NotPublished) => {
+                Problem::conflict("invalid-state", detail)
+            }
+            CommandError::Domain(DomainError::Overflow) => Problem::conflict("overflow", detail),
+            CommandError::VersionMismatch { .. } => Problem::precondition_failed(detail),
+            CommandError::UnknownCategory { field, .. } => Problem::invalid_field(field, detail),
+            CommandError::DuplicateSku(_) => Problem::conflict("duplicate-sku", detail),
+            CommandError::DuplicateCategory(_) => Problem::conflict("duplicate-category", detail),
+            CommandError::Contention => Problem::unavailable(1, detail),
+            CommandError::Store(StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %detail, "event store unavailable");
+                Problem::unavailable(1, "the event store is unavailable; retry shortly")
+            }
+            CommandError::Store(_) | CommandError::Corrupt(_) => Problem::internal_logged(&detail),
+        }
+    }
+}
+
+/// How often a write without `If-Match` is retried against a newer version.
+const MAX_ATTEMPTS: usize = 20;
+const LOCK_STRIPES: usize = 256;
+
+/// Executes commands against the event store and hands the new envelopes to the bus.
+pub struct CommandService {
+    store: Arc<dyn EventStore>,
+    bus: Arc<dyn EventBus>,
+    /// Writers to one product in this process queue up here instead of racing to a
+    /// conflict and retrying; across processes the store's version check still decides.
+    stripes: Vec<Mutex<()>>,
+}
+
+impl CommandService {
+    pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn EventBus>) -> Self {
+        CommandService {
+            store,
+            bus,
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    fn stripe(&self, id: Uuid) -> &Mutex<()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut hasher);
+        &self.stripes[(hasher.finish() as usize) % LOCK_STRIPES]
+    }
+
+    async fn publish(&self, envelopes: &[Envelope]) {
+        // The events are committed: a failed publish is caught up from the store by subscribers.
+        if let Err(error) = self.bus.publish(envelopes).await {
+            tracing::warn!(%error, "publish failed; subscribers will catch up from the store");
+        }
+    }
+
+    async fn category_exists(&self, slug: &str) -> Result<bool, CommandError> {
+        Ok(!self
+            .store
+            .read_aggregate(category_aggregate_id(slug))
+            .await?
+            .is_empty())
+    }
+
+    async fn append(&self, stream: StreamAppend) -> Result<Accepted, StoreError> {
+        let id = stream.aggregate_id;
+        let stored = self.store.append(vec![stream]).await?;
+        self.publish(&stored).await;
+        let last = stored
+            .last()
+            .ok_or_else(|| StoreError::Unexpected("append returned no events".into()))?;
+        Ok(Accepted {
+            id,
+            version: last.aggregate_version,
+            position: last.position,
+        })
+    }
+
+    /// Creates a product after checking its category exists; the SKU is claimed atomically.
+    #[tracing::instrument(skip_all, fields(sku = %created.sku))]
+    pub async fn create_product(&self, created: ProductCreated, metadata: EventMetadata) -> Result<Accepted, CommandError> {
+        if !self.category_exists(&created.category).await? {
+            return Err(CommandError::UnknownCategory {
+                field: "category",
+                slug: created.category,
+            });
+        }
+        let id = Uuid::now_v7();
+        let sku = created.sku.clone();
+        let stream = product_stream(id, created, metadata);
+        match self.append(stream).await {
+            Err(StoreError::UniqueViolation { .. }) => Err(CommandError::DuplicateSku(sku)),
+            other => Ok(other?),
+        }
+    }
+
+    /// Creates many products in one transaction (seeding): all or nothing. Categories must
+    /// exist; SKUs must be unique.
+    pub async fn create_products(&self, products: Vec<ProductCreated>, metadata: EventMetadata) -> Result<Vec<Accepted>, CommandError> {
+        let categories: BTreeSet<&str> = products.iter().map(|p| p.category.as_str()).collect();
+        for category in categories {
+            if !self.category_exists(category).await? {
+                return Err(CommandError::UnknownCategory {
+                    field: "category",
+                    slug: category.to_owned(),
+                });
+            }
+        }
+        let streams: Vec<StreamAppend> = products
+            .into_iter()
+            .map(|created| product_stream(Uuid::now_v7(), created, metadata.clone()))
+            .collect();
+        let stored = match self.store.append(streams).await {
+            Err(StoreError::UniqueViolation { value, .. }) => return Err(CommandError::DuplicateSku(value)),
+            other => other?,
+        };
+        self.publish(&stored).await;
+        Ok(stored
+            .iter()
+            .map(|envelope| Accepted {
+                id: envelope.aggregate_id,
+                version: envelope.aggregate_version,
+                position: envelope.position,
+            })
+            .collect())
+    }
+
+    /// Creates a category; its parent, when given, must exist.
+    pub async fn create_category(&self, created: CategoryCreated, metadata: EventMetadata) -> Result<Accepted, CommandError> {
+        if let Some(parent) = &created.parent {
+            if !self.category_exists(parent).await? {
+                return Err(CommandError::UnknownCategory {
+                    field: "parent",
+                    slug: parent.clone(),
+                });
+            }
+        }
+        let id = category_aggregate_id(&created.slug);
+        let slug = created.slug.clone();
+        let event = CatalogEvent::CategoryCreated(created);
+        let stream = StreamAppend {
+            aggregate_id: id,
+            expected_version: 0,
+            events: vec![NewEvent::from_event(id, 1, &event, Utc::now(), metadata)],
+            unique_claims: Vec::new(),
+        };
+        match self.append(stream).await {
+            Err(StoreError::Conflict { .. }) => Err(CommandError::DuplicateCategory(slug)),
+            other => Ok(other?),
+        }
+    }
+
+    /// Runs `command` on product `id`. With `if_match`, the product must be at that version
+    /// (else 412); without, a concurrent writer's win is absorbed by deciding again on the
+    /// new version.
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    pub async fn execute(
+        &self,
+        id: Uuid,
+        command: ProductCommand,
+        if_match: Option<u64>,
+        metadata: EventMetadata,
+    ) -> Result<Accepted, CommandError> {
+        let _queued = self.stripe(id).lock().await;
+        for _attempt in 0..MAX_ATTEMPTS {
+            let history = self.store.read_aggregate(id).await?;
+            let product = Product::from_history(&history)
+                .map_err(|error| CommandError::Corrupt(error.to_string()))?;
+            if !product.exists() {
+                return Err(DomainError::NotFound.into());
+            }
+            if let Some(expected) = if_match {
+                if expected != product.version {
+                    return Err(CommandError::VersionMismatch {
+                        expected,
+                        current: product.version,
+                    });
+                }
+            }
+            if let ProductCommand::ChangeDetails(change) = &command {
+                if let Some(category) = &change.category {
+                    if !self.category_exists(category).await? {
+                        return Err(CommandError::UnknownCategory {
+                            field: "category",
+                            slug: category.clone(),
+                        });
+                    }
+                }
+            }
+            let decided = product.decide(&command)?;
+            let now = Utc::now();
+            let events = decided
+                .iter()
+                .enumerate()
+                .map(|(offset, event)| {
+                    NewEvent::from_event(id, product.version + offset as u64 + 1, event, now, metadata.clone())
+                })
+                .collect();
+            let stream = StreamAppend {
+                aggregate_id: id,
+                expected_version: product.version,
+                events,
+                unique_claims: Vec::new(),
+            };
+            match self.append(stream).await {
+                Ok(accepted) => return Ok(accepted),
+                Err(StoreError::Conflict { .. }) => {
+                    if let Some(expected) = if_match {
+                        let current = self.store.read_aggregate(id).await?.len() as u64;
+                        return Err(CommandError::VersionMismatch { expected, current });
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(CommandError::Contention)
+    }
+}
+
+fn product_stream(id: Uuid, created: ProductCreated, metadata: EventMetadata) -> StreamAppend {
+    let claim = UniqueClaim {
+        scope: "sku".to_owned(),
+        value: created.sku.clone(),
+    };
+    let events = Product::create(created)
+        .iter()
+        .enumerate()
+        .map(|(offset, event)| NewEvent::from_event(id, offset as u64 + 1, event, Utc::now(), metadata.clone()))
+        .collect();
+    StreamAppend {
+        aggregate_id: id,
+        expected_version: 0,
+        events,
+        unique_claims: vec![claim],
+    }
+}

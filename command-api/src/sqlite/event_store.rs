@@ -1,0 +1,219 @@
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use events::store::{validate_streams, EventStore, StoreError, StreamAppend};
+use events::Envelope;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{classify, is_unique_violation, unexpected, SqliteDatabase};
+
+/// The embedded event store.
+///
+/// Concurrency: every append runs on the single writer connection, and its first statement is
+/// an INSERT, so the transaction holds SQLite's write lock from its start (no read-to-write
+/// upgrade that could fail). Conflicts surface as the unique `(aggregate_id,
+/// aggregate_version)` constraint; a caller that expected a version the aggregate has not
+/// reached is caught by checking that version exists.
+#[derive(Clone)]
+pub struct SqliteEventStore {
+    database: SqliteDatabase,
+}
+
+impl SqliteEventStore {
+    pub fn new(database: SqliteDatabase) -> Self {
+        SqliteEventStore { database }
+    }
+}
+
+const COLUMNS: &str = "position, event_id, event_type, schema_version, aggregate_id, \
+    aggregate_version, occurred_at, actor, correlation_id, causation_id, data";
+
+fn timestamp(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn decode_row(row: &SqliteRow) -> Result<Envelope, StoreError> {
+    let get_text = |column: &str| row.try_get::<String, _>(column).map_err(unexpected);
+    let parse_uuid = |column: &str| -> Result<Uuid, StoreError> {
+        Uuid::parse_str(&get_text(column)?).map_err(unexpected)
+    };
+    let occurred_at = DateTime::parse_from_rfc3339(&get_text("occurred_at")?)
+        .map_err(unexpected)?
+        .with_timezone(&Utc);
+    Ok(Envelope {
+        position: row.try_get::<i64, _>("position").map_err(unexpected)? as u64,
+        event_id: parse_uuid("event_id")?,
+        event_type: get_text("event_type")?,
+        schema_version: row.try_get::<i64, _>("schema_version").map_err(unexpected)? as u32,
+        aggregate_id: parse_uuid("aggregate_id")?,
+        aggregate_version: row.try_get::<i64, _>("aggregate_version").map_err(unexpected)? as u64,
+        occurred_at,
+        actor: row.try_get("actor").map_err(unexpected)?,
+        correlation_id: row.try_get("correlation_id").map_err(unexpected)?,
+        causation_id: row.try_get("causation_id").map_err(unexpected)?,
+        data: serde_json::from_str(&get_text("data")?).map_err(unexpected)?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    #[tracing::instrument(skip_all, fields(streams = streams.len()))]
+    async fn append(&self, streams: Vec<StreamAppend>) -> Result<Vec<Envelope>, StoreError> {
+        validate_streams(&streams)?;
+        let mut transaction = self.database.writer.begin().await.map_err(classify)?;
+        let mut stored = Vec::new();
+        for stream in &streams {
+            let conflict = || StoreError::Conflict {
+                aggregate_id: stream.aggregate_id,
+                expected_version: stream.expected_version,
+            };
+            for event in &stream.events {
+                let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+                    "INSERT INTO events (event_id, event_type, schema_version, aggregate_id, \
+                     aggregate_version, occurred_at, actor, correlation_id, causation_id, data) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
+                )
+                .bind(event.event_id.to_string())
+                .bind(&event.event_type)
+                .bind(i64::from(event.schema_version))
+                .bind(event.aggregate_id.to_string())
+                .bind(event.aggregate_version as i64)
+                .bind(timestamp(&event.occurred_at))
+                .bind(&event.metadata.actor)
+                .bind(&event.metadata.correlation_id)
+                .bind(&event.metadata.causation_id)
+                .bind(event.data.to_string())
+                .fetch_one(&mut *transaction)
+                .await;
+                let position = match inserted {
+                    Ok(position) => position,
+                    Err(error) if is_unique_violation(&error) => return Err(conflict()),
+                    Err(error) => return Err(classify(error)),
+                };
+                stored.push(event.clone().into_envelope(position as u64));
+            }
+            if stream.expected_version > 0 {
+                let previous: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM events WHERE aggregate_id = ? AND aggregate_version = ?",
+                )
+                .bind(stream.aggregate_id.to_string())
+                .bind(stream.expected_version as i64)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(classify)?;
+                if previous.is_none() {
+                    return Err(conflict());
+                }
+            }
+            for claim in &stream.unique_claims {
+                sqlx::query(
+                    "INSERT INTO unique_claims (scope, value, aggregate_id) VALUES (?, ?, ?) \
+                     ON CONFLICT (scope, value) DO NOTHING",
+                )
+                .bind(&claim.scope)
+                .bind(&claim.value)
+                .bind(stream.aggregate_id.to_string())
+                .execute(&mut *transaction)
+                .await
+                .map_err(classify)?;
+                let owner: String = sqlx::query_scalar(
+                    "SELECT aggregate_id FROM unique_claims WHERE scope = ? AND value = ?",
+                )
+                .bind(&claim.scope)
+                .bind(&claim.value)
+                .fetch_one(&mut *transaction)
+                .await
+                .map_err(classify)?;
+                if owner != stream.aggregate_id.to_string() {
+                    return Err(StoreError::UniqueViolation {
+                        scope: claim.scope.clone(),
+                        value: claim.value.clone(),
+                    });
+                }
+            }
+        }
+        transaction.commit().await.map_err(classify)?;
+        Ok(stored)
+    }
+
+    #[tracing::instrument(skip_all, fields(aggregate_id = %aggregate_id))]
+    async fn read_aggregate(&self, aggregate_id: Uuid) -> Result<Vec<Envelope>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE aggregate_id = ? ORDER BY aggregate_version"
+        ))
+        .bind(aggregate_id.to_string())
+        .fetch_all(&self.database.reader)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<Envelope>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+        ))
+        .bind(after.min(i64::MAX as u64) as i64)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.database.reader)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        let head: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events")
+            .fetch_one(&self.database.reader)
+            .await
+            .map_err(classify)?;
+        Ok(head.unwrap_or(0) as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.database.reader)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_event_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let counter = std::sync::atomic::AtomicUsize::new(0);
+        events::conformance::run(|| {
+            let path = dir
+                .path()
+                .join(format!("store-{}.db", counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+            async move {
+                SqliteDatabase::open(&path)
+                    .await
+                    .expect("open sqlite")
+                    .event_store()
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn events_survive_closing_and_reopening_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("catalog.db");
+        let database = SqliteDatabase::open(&path).await.expect("open");
+        let id = Uuid::now_v7();
+        let written = database
+            .event_store()
+            .append(vec![events::conformance::sample_stream(id, 0, 3)])
+            .await
+            .expect("append");
+        database.close().await;
+        let reopened = SqliteDatabase::open(&path).await.expect("reopen").event_store();
+        assert_eq!(reopened.read_aggregate(id).await.expect("read"), written);
+        assert_eq!(reopened.head().await.expect("head"), 3);
+    }
+}

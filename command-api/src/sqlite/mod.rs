@@ -1,0 +1,108 @@
+//! The embedded adapters: one SQLite file holds the event log, users, sessions and idempotency
+//! keys. One writer connection serialises writes (SQLite allows one writer at a time anyway,
+//! and it is what makes positions commit-ordered); a few read-only connections serve reads.
+
+mod event_store;
+mod idempotency;
+mod sessions;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use events::store::StoreError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use event_store::SqliteEventStore;
+pub use idempotency::SqliteIdempotencyStore;
+pub use sessions::SqliteSessionStore;
+pub use users::SqliteUserStore;
+
+/// The connection pools of one SQLite database file.
+#[derive(Clone)]
+pub struct SqliteDatabase {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteDatabase {
+    /// Opens (creating if missing) the database at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(unexpected)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the client hears 2xx, even across power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(|error| {
+                StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
+            })?;
+        sqlx::migrate!("./migrations")
+            .run(&writer)
+            .await
+            .map_err(|error| StoreError::Unexpected(format!("migrations failed: {error}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|error| {
+                StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
+            })?;
+        Ok(SqliteDatabase { writer, reader })
+    }
+
+    pub fn event_store(&self) -> SqliteEventStore {
+        SqliteEventStore::new(self.clone())
+    }
+
+    pub fn user_store(&self) -> SqliteUserStore {
+        SqliteUserStore::new(self.clone())
+    }
+
+    pub fn session_store(&self) -> SqliteSessionStore {
+        SqliteSessionStore::new(self.clone())
+    }
+
+    pub fn idempotency_store(&self) -> SqliteIdempotencyStore {
+        SqliteIdempotencyStore::new(self.clone())
+    }
+
+    /// Waits for the pools to close (on shutdown).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn unexpected(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unexpected(error.to_string())
+}
+
+/// Engine errors by kind: busy, locked or out of connections is worth a retry later.
+fn classify(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        sqlx::Error::Database(database_error)
+            if matches!(database_error.code().as_deref(), Some("5") | Some("6") | Some("517")) =>
+        {
+            StoreError::Unavailable(error.to_string())
+        }
+        _ => StoreError::Unexpected(error.to_string()),
+    }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
+}
