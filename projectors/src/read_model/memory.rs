@@ -1,0 +1,335 @@
+//! The embedded read model: everything in memory, rebuilt from the store at start.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use events::{CatalogEvent, Envelope, ProductStatus};
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{
+    CatalogReadModel, CategoryView, Cursor, ListQuery, Page, ProductView, ReadModelError, SortKey,
+    SortOrder,
+};
+use crate::{Projection, ProjectionError};
+
+type IndexKey = (Option<String>, SortOrder);
+
+#[derive(Default)]
+struct State {
+    /// Every product, whatever its status.
+    products: HashMap<Uuid, Arc<ProductView>>,
+    categories: BTreeMap<String, CategoryView>,
+    /// Versions applied per category aggregate.
+    category_versions: HashMap<Uuid, u64>,
+    /// Published products in each order, overall (`None`) and per category.
+    indexes: HashMap<IndexKey, BTreeSet<SortKey>>,
+    position: u64,
+}
+
+impl State {
+    fn index(&mut self, product: &ProductView, add: bool) {
+        if product.status != ProductStatus::Published {
+            return;
+        }
+        for sort in SortOrder::ALL {
+            let key = sort.key(product);
+            for scope in [None, Some(product.category.clone())] {
+                let index = self.indexes.entry((scope, sort)).or_default();
+                if add {
+                    index.insert(key.clone());
+                } else {
+                    index.remove(&key);
+                }
+            }
+        }
+        if let Some(category) = self.categories.get_mut(&product.category) {
+            if add {
+                category.product_count += 1;
+            } else {
+                category.product_count = category.product_count.saturating_sub(1);
+            }
+        }
+    }
+
+    fn apply_product(&mut self, envelope: &Envelope, event: CatalogEvent) {
+        let id = envelope.aggregate_id;
+        let existing = self.products.get(&id).cloned();
+        let mut product = match (&existing, event) {
+            (Some(current), _) if envelope.aggregate_version <= current.version => return,
+            (None, CatalogEvent::ProductCreated(created)) => ProductView {
+                id,
+                sku: created.sku,
+                name: created.name,
+                description: created.description,
+                category: created.category,
+                brand: created.brand,
+                price_cents: created.price_cents,
+                currency: created.currency,
+                stock: created.stock,
+                sales: 0,
+                status: created.status,
+                attributes: created.attributes,
+                images: created.images,
+                version: envelope.aggregate_version,
+                created_at: envelope.occurred_at,
+                updated_at: envelope.occurred_at,
+            },
+            (None, other) => {
+                tracing::warn!(product_id = %id, event_type = other.event_type(), "event for a product the view never saw created");
+                return;
+            }
+            (Some(current), event) => {
+                let mut product = ProductView::clone(current);
+                match event {
+                    CatalogEvent::ProductCreated(_) | CatalogEvent::CategoryCreated(_) => return,
+                    CatalogEvent::ProductDetailsChanged(changed) => {
+                        if let Some(name) = changed.name {
+                            product.name = name;
+                        }
+                        if let Some(description) = changed.description {
+                            product.description = description;
+                        }
+                        if let Some(category) = changed.category {
+                            product.category = category;
+                        }
+                        if let Some(brand) = changed.brand {
+                            product.brand = brand;
+                        }
+                        if let Some(attributes) = changed.attributes {
+                            product.attributes = attributes;
+                        }
+                        if let Some(images) = changed.images {
+                            product.images = images;
+                        }
+                    }
+                    CatalogEvent::PriceChanged(price) => {
+                        product.price_cents = price.price_cents;
+                        product.currency = price.currency;
+                    }
+                    CatalogEvent::StockAdjusted(adjusted) => product.stock += adjusted.delta,
+                    CatalogEvent::SaleRecorded(sale) => {
+                        product.stock -= sale.quantity;
+                        product.sales += sale.quantity;
+                    }
+                    CatalogEvent::ProductPublished(_) => product.status = ProductStatus::Published,
+                    CatalogEvent::ProductUnpublished(_) => product.status = ProductStatus::Draft,
+                    CatalogEvent::ProductArchived(_) => product.status = ProductStatus::Archived,
+                }
+                product.version = envelope.aggregate_version;
+                product.updated_at = envelope.occurred_at;
+                product
+            }
+        };
+        if let Some(current) = &existing {
+            self.index(current, false);
+        }
+        product.version = envelope.aggregate_version;
+        self.index(&product, true);
+        self.products.insert(id, Arc::new(product));
+    }
+
+    fn apply_category(&mut self, envelope: &Envelope, created: events::CategoryCreated) {
+        let applied = self.category_versions.entry(envelope.aggregate_id).or_insert(0);
+        if envelope.aggregate_version <= *applied {
+            return;
+        }
+        *applied = envelope.aggregate_version;
+        let product_count = self
+            .indexes
+            .get(&(Some(created.slug.clone()), SortOrder::Newest))
+            .map_or(0, |index| index.len() as u64);
+        self.categories.insert(
+            created.slug.clone(),
+            CategoryView {
+                slug: created.slug,
+                name: created.name,
+                parent: created.parent,
+                product_count,
+            },
+        );
+    }
+}
+
+/// The in-memory catalog read model. It is both a [`Projection`] and a [`CatalogReadModel`].
+pub struct MemoryReadModel {
+    state: RwLock<State>,
+    position: watch::Sender<u64>,
+}
+
+impl Default for MemoryReadModel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryReadModel {
+    pub fn new() -> Self {
+        MemoryReadModel {
+            state: RwLock::new(State::default()),
+            position: watch::channel(0).0,
+        }
+    }
+
+    fn matches(query: &ListQuery, product: &ProductView) -> bool {
+        if let Some(brand) = &query.brand {
+            let same = product
+                .brand
+                .as_deref()
+                .is_some_and(|own| own.eq_ignore_ascii_case(brand) || own.to_lowercase() == brand.to_lowercase());
+            if !same {
+                return false;
+            }
+        }
+        if query.min_price.is_some_and(|min| product.price_cents < min) {
+            return false;
+        }
+        if query.max_price.is_some_and(|max| product.price_cents > max) {
+            return false;
+        }
+        !(query.in_stock && product.stock <= 0)
+    }
+}
+
+#[async_trait]
+impl Projection for MemoryReadModel {
+    fn name(&self) -> &str {
+        "read-model"
+    }
+
+    async fn apply(&self, envelope: &Envelope) -> Result<(), ProjectionError> {
+        let event = match envelope.decode() {
+            Ok(event) => event,
+            Err(events::catalog_events::DecodeError::UnknownType { event_type, schema_version }) => {
+                // A newer writer's event: not ours to interpret; the position still moves on.
+                tracing::warn!(%event_type, schema_version, "skipping an event type this version does not know");
+                self.advance(envelope.position);
+                return Ok(());
+            }
+            Err(error) => {
+                return Err(ProjectionError::Invalid {
+                    position: envelope.position,
+                    message: error.to_string(),
+                })
+            }
+        };
+        {
+            let mut state = self.state.write();
+            match event {
+                CatalogEvent::CategoryCreated(created) => state.apply_category(envelope, created),
+                product_event => state.apply_product(envelope, product_event),
+            }
+        }
+        self.advance(envelope.position);
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        Ok(self.state.read().position)
+    }
+}
+
+impl MemoryReadModel {
+    fn advance(&self, position: u64) {
+        {
+            let mut state = self.state.write();
+            state.position = state.position.max(position);
+        }
+        self.position.send_if_modified(|current| {
+            if position > *current {
+                *current = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl CatalogReadModel for MemoryReadModel {
+    async fn product(&self, id: Uuid) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
+        let state = self.state.read();
+        let product = state
+            .products
+            .get(&id)
+            .filter(|product| product.status == ProductStatus::Published)
+            .cloned();
+        Ok((product, state.position))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, ReadModelError> {
+        let state = self.state.read();
+        let mut items = Vec::with_capacity(query.limit + 1);
+        if let Some(index) = state.indexes.get(&(query.category.clone(), query.sort)) {
+            let start = match &query.after {
+                Some(after) => Bound::Excluded(after.clone()),
+                None => Bound::Unbounded,
+            };
+            for key in index.range((start, Bound::Unbounded)) {
+                let Some(product) = state.products.get(&key.id) else {
+                    continue;
+                };
+                if Self::matches(query, product) {
+                    items.push(product.clone());
+                    if items.len() > query.limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let next_cursor = if items.len() > query.limit {
+            items.truncate(query.limit);
+            items.last().map(|last| Cursor {
+                sort: query.sort,
+                after: query.sort.key(last),
+            })
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_cursor,
+            position: state.position,
+        })
+    }
+
+    async fn bestsellers(&self, category: Option<&str>, limit: usize) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError> {
+        let state = self.state.read();
+        let items = state
+            .indexes
+            .get(&(category.map(str::to_owned), SortOrder::Bestselling))
+            .map(|index| {
+                index
+                    .iter()
+                    .take(limit)
+                    .filter_map(|key| state.products.get(&key.id).cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((items, state.position))
+    }
+
+    async fn categories(&self) -> Result<(Vec<CategoryView>, u64), ReadModelError> {
+        let state = self.state.read();
+        Ok((state.categories.values().cloned().collect(), state.position))
+    }
+
+    fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        let mut receiver = self.position.subscribe();
+        let reached = tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+}
+
+#[cfg(test)]
+#[path = "memory_tests.rs"]
+mod tests;

@@ -1,0 +1,180 @@
+use std::collections::BTreeMap;
+
+use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use events::{
+    CatalogEvent, CategoryCreated, EventMetadata, NewEvent, PriceChanged, ProductCreated,
+    ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded,
+};
+use uuid::Uuid;
+
+use super::*;
+
+struct Log {
+    position: u64,
+    versions: HashMap<Uuid, u64>,
+    model: MemoryReadModel,
+}
+
+impl Log {
+    fn new() -> Self {
+        Log {
+            position: 0,
+            versions: HashMap::new(),
+            model: MemoryReadModel::new(),
+        }
+    }
+
+    async fn record(&mut self, id: Uuid, event: CatalogEvent, minutes: i64) -> Envelope {
+        self.position += 1;
+        let version = self.versions.entry(id).or_insert(0);
+        *version += 1;
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + ChronoDuration::minutes(minutes);
+        let envelope = NewEvent::from_event(id, *version, &event, at, EventMetadata::default())
+            .into_envelope(self.position);
+        self.model.apply(&envelope).await.expect("apply");
+        envelope
+    }
+
+    async fn category(&mut self, slug: &str) {
+        let event = CatalogEvent::CategoryCreated(CategoryCreated {
+            slug: slug.into(),
+            name: slug.to_uppercase(),
+            parent: None,
+        });
+        self.record(events::catalog_events::category_aggregate_id(slug), event, 0).await;
+    }
+
+    async fn product(&mut self, sku: &str, category: &str, price: i64, stock: i64, minutes: i64) -> Uuid {
+        let id = Uuid::now_v7();
+        let event = CatalogEvent::ProductCreated(ProductCreated {
+            sku: sku.into(),
+            name: format!("Product {sku}"),
+            description: String::new(),
+            category: category.into(),
+            brand: Some(if price % 2 == 0 { "Acme" } else { "Zeta" }.into()),
+            price_cents: price,
+            currency: "USD".into(),
+            stock,
+            status: ProductStatus::Published,
+            attributes: BTreeMap::new(),
+            images: vec![],
+        });
+        self.record(id, event, minutes).await;
+        id
+    }
+}
+
+fn query(sort: SortOrder, limit: usize) -> ListQuery {
+    ListQuery {
+        category: None,
+        brand: None,
+        min_price: None,
+        max_price: None,
+        in_stock: false,
+        sort,
+        limit,
+        after: None,
+    }
+}
+
+async fn skus(model: &MemoryReadModel, query: &ListQuery) -> Vec<String> {
+    model
+        .list(query)
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|p| p.sku.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_replayed_event_changes_nothing() {
+    let mut log = Log::new();
+    log.category("tools").await;
+    let id = log.product("A", "tools", 100, 10, 1).await;
+    let sale = log.record(id, CatalogEvent::SaleRecorded(SaleRecorded { quantity: 3 }), 2).await;
+    log.model.apply(&sale).await.expect("replay");
+    let (product, position) = log.model.product(id).await.expect("read");
+    let product = product.expect("visible");
+    assert_eq!((product.stock, product.sales, product.version, position), (7, 3, 2, 3));
+}
+
+#[tokio::test]
+async fn listings_follow_each_sort_order_with_ties_by_id() {
+    let mut log = Log::new();
+    log.category("tools").await;
+    log.product("CHEAP", "tools", 100, 1, 3).await;
+    log.product("DEAR", "tools", 900, 1, 1).await;
+    log.product("MID", "tools", 500, 1, 2).await;
+    assert_eq!(skus(&log.model, &query(SortOrder::Newest, 10)).await, ["CHEAP", "MID", "DEAR"]);
+    assert_eq!(skus(&log.model, &query(SortOrder::PriceAsc, 10)).await, ["CHEAP", "MID", "DEAR"]);
+    assert_eq!(skus(&log.model, &query(SortOrder::PriceDesc, 10)).await, ["DEAR", "MID", "CHEAP"]);
+    assert_eq!(skus(&log.model, &query(SortOrder::Name, 10)).await, ["CHEAP", "DEAR", "MID"]);
+}
+
+#[tokio::test]
+async fn filters_combine_and_price_bounds_are_inclusive() {
+    let mut log = Log::new();
+    log.category("tools").await;
+    log.category("garden").await;
+    log.product("T100", "tools", 100, 0, 1).await;
+    log.product("T200", "tools", 200, 5, 2).await;
+    log.product("T300", "tools", 300, 5, 3).await;
+    log.product("G200", "garden", 200, 5, 4).await;
+    let mut filtered = query(SortOrder::PriceAsc, 10);
+    filtered.category = Some("tools".into());
+    filtered.min_price = Some(100);
+    filtered.max_price = Some(200);
+    assert_eq!(skus(&log.model, &filtered).await, ["T100", "T200"]);
+    filtered.in_stock = true;
+    assert_eq!(skus(&log.model, &filtered).await, ["T200"]);
+    let mut by_brand = query(SortOrder::PriceAsc, 10);
+    by_brand.brand = Some("acme".into());
+    assert_eq!(skus(&log.model, &by_brand).await, ["T100", "T200", "G200", "T300"]);
+}
+
+#[tokio::test]
+async fn pages_continue_after_the_cursor_and_unpublished_products_leave() {
+    let mut log = Log::new();
+    log.category("tools").await;
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        ids.push(log.product(&format!("P{index}"), "tools", 100 * (index + 1), 1, index).await);
+    }
+    let mut page_query = query(SortOrder::PriceAsc, 2);
+    let first = log.model.list(&page_query).await.expect("page");
+    assert_eq!(first.items.len(), 2);
+    let cursor = first.next_cursor.expect("more");
+    // A product on the first page changes price; one on a later page is unpublished.
+    log.record(ids[0], CatalogEvent::PriceChanged(PriceChanged { price_cents: 10_000, currency: "USD".into() }), 9).await;
+    log.record(ids[3], CatalogEvent::ProductUnpublished(ProductUnpublished {}), 9).await;
+    page_query.after = Some(cursor.after);
+    assert_eq!(skus(&log.model, &page_query).await, ["P2", "P4"]);
+    let (categories, _) = log.model.categories().await.expect("categories");
+    assert_eq!(categories[0].product_count, 4);
+    log.record(ids[3], CatalogEvent::ProductPublished(ProductPublished {}), 10).await;
+    let (categories, _) = log.model.categories().await.expect("categories");
+    assert_eq!(categories[0].product_count, 5);
+}
+
+#[tokio::test]
+async fn bestsellers_rank_by_sales() {
+    let mut log = Log::new();
+    log.category("tools").await;
+    let a = log.product("A", "tools", 100, 50, 1).await;
+    let b = log.product("B", "tools", 100, 50, 2).await;
+    log.product("C", "tools", 100, 50, 3).await;
+    log.record(a, CatalogEvent::SaleRecorded(SaleRecorded { quantity: 2 }), 4).await;
+    log.record(b, CatalogEvent::SaleRecorded(SaleRecorded { quantity: 5 }), 5).await;
+    let (top, _) = log.model.bestsellers(Some("tools"), 2).await.expect("bestsellers");
+    assert_eq!(top.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["B", "A"]);
+}
+
+#[tokio::test]
+async fn waiting_for_a_position_returns_once_it_is_applied() {
+    let mut log = Log::new();
+    assert!(!log.model.wait_for(1, Duration::from_millis(20)).await);
+    log.category("tools").await;
+    assert!(log.model.wait_for(1, Duration::from_millis(20)).await);
+}
