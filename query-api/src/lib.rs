@@ -1,1 +1,49 @@
-//! query-api
+//! The read side: product pages, listings, bestsellers and categories, served from the read
+//! model, with read-your-writes (`X-Min-Position`) and `X-Position` on every answer.
+//!
+//! - [`routes`]: the handlers and their query-string parsing.
+//! - [`consistency`]: the `X-Min-Position` / `X-Position` middleware.
+
+pub mod consistency;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use projectors::read_model::CatalogReadModel;
+
+/// What the query handlers share.
+#[derive(Clone)]
+pub struct QueryState {
+    pub read_model: Arc<dyn CatalogReadModel>,
+    /// `Cache-Control: public, max-age=` for product pages.
+    pub product_max_age_seconds: u32,
+    /// How long `X-Min-Position` may wait (API.md: 2 s).
+    pub min_position_wait: Duration,
+}
+
+impl QueryState {
+    pub fn new(read_model: Arc<dyn CatalogReadModel>) -> Self {
+        QueryState {
+            read_model,
+            product_max_age_seconds: 30,
+            min_position_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The query-api routes (API.md: GET/HEAD under `/api/products` and `/api/categories`).
+pub fn router(state: QueryState) -> Router {
+    Router::new()
+        .route("/api/products", get(routes::list_products))
+        .route("/api/products/bestsellers", get(routes::bestsellers))
+        .route("/api/products/{id}", get(routes::get_product))
+        .route("/api/categories", get(routes::list_categories))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            consistency::read_your_writes,
+        ))
+        .with_state(state)
+}

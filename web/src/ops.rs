@@ -41,11 +41,17 @@ pub fn ops_router(readiness: Readiness) -> Router {
         .with_state(readiness)
 }
 
-async fn healthz() -> impl IntoResponse {
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Object)))]
+pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(readiness): State<Readiness>) -> Response {
+/// 200 when every dependency answers; 503 naming the ones that do not.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready", body = Object),
+    (status = 503, description = "Not ready: `failing` names each dependency that did not answer", body = Object)))]
+pub async fn readyz(State(readiness): State<Readiness>) -> Response {
     let mut failing = serde_json::Map::new();
     let mut passing = Vec::new();
     for check in &readiness.checks {
@@ -72,7 +78,9 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
         .into_response()
 }
 
-async fn metrics_text() -> impl IntoResponse {
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics_text() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::telemetry::metrics_handle().render(),

@@ -17,7 +17,7 @@ use web::extract::Json;
 use web::{FieldErrors, Problem};
 
 use super::schemas::{LoginInput, NewUserInput, RefreshInput, TokenPair, UserOutput};
-use crate::accounts::{AccountError, User};
+use crate::accounts::{AccountError, User, UserStore};
 use crate::CommandState;
 
 /// How long a refresh token (and so an idle session) lives.
@@ -241,7 +241,7 @@ pub async fn create_user(
     let (true, Some(role)) = (errors.is_empty(), parsed_role) else {
         return Err(Problem::validation(errors));
     };
-    let user = create_account(&state, &email, &password, role).await?;
+    let user = create_account(state.users.as_ref(), &email, &password, role).await?;
     let output = UserOutput {
         id: user.id,
         email: user.email,
@@ -274,7 +274,7 @@ pub fn check_password(password: &str) -> Result<(), String> {
 }
 
 /// Hashes the password and stores a new user (email lower-cased).
-pub async fn create_account(state: &CommandState, email: &str, password: &str, role: Role) -> Result<User, Problem> {
+pub async fn create_account(users: &dyn UserStore, email: &str, password: &str, role: Role) -> Result<User, Problem> {
     let password = password.to_owned();
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
@@ -287,7 +287,7 @@ pub async fn create_account(state: &CommandState, email: &str, password: &str, r
         role,
         created_at: Utc::now(),
     };
-    state.users.create(&user).await?;
+    users.create(&user).await?;
     Ok(user)
 }
 

@@ -1,0 +1,44 @@
+//! Read-your-writes: `X-Min-Position: <n>` waits until the views have applied position `n`
+//! (up to [`QueryState::min_position_wait`], then 503 with `Retry-After`); every answer says
+//! the position its views had reached in `X-Position`.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use web::Problem;
+
+use crate::QueryState;
+
+pub const X_MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");
+pub const X_POSITION: HeaderName = HeaderName::from_static("x-position");
+
+pub async fn read_your_writes(State(state): State<QueryState>, request: Request, next: Next) -> Response {
+    let position_now = || HeaderValue::from(state.read_model.position());
+    if let Some(value) = request.headers().get(&X_MIN_POSITION) {
+        let Some(wanted) = value.to_str().ok().and_then(|text| text.trim().parse::<u64>().ok()) else {
+            let mut response =
+                Problem::bad_request("X-Min-Position must be a non-negative integer").into_response();
+            response.headers_mut().insert(X_POSITION, position_now());
+            return response;
+        };
+        if !state.read_model.wait_for(wanted, state.min_position_wait).await {
+            metrics::counter!("catalog_read_your_writes_timeouts_total").increment(1);
+            let mut response = Problem::unavailable(
+                1,
+                format!(
+                    "the views have not reached position {wanted} yet (they are at {}); retry",
+                    state.read_model.position()
+                ),
+            )
+            .into_response();
+            response.headers_mut().insert(X_POSITION, position_now());
+            return response;
+        }
+    }
+    let mut response = next.run(request).await;
+    if !response.headers().contains_key(&X_POSITION) {
+        response.headers_mut().insert(X_POSITION, position_now());
+    }
+    response
+}

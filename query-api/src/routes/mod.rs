@@ -1,0 +1,267 @@
+//! Query handlers.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use projectors::read_model::{CategoryView, Cursor, ListQuery, ProductView, ReadModelError, SortOrder};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use web::extract::{Path, Query};
+use web::Problem;
+
+use crate::consistency::X_POSITION;
+use crate::QueryState;
+
+impl From<ReadModelError> for QueryProblem {
+    fn from(error: ReadModelError) -> Self {
+        tracing::warn!(%error, "read model unavailable");
+        QueryProblem(Problem::unavailable(1, "the catalog views are unavailable; retry shortly"))
+    }
+}
+
+/// A problem raised by a query handler.
+pub struct QueryProblem(pub Problem);
+
+impl From<Problem> for QueryProblem {
+    fn from(problem: Problem) -> Self {
+        QueryProblem(problem)
+    }
+}
+
+impl IntoResponse for QueryProblem {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+type QueryResult = Result<Response, QueryProblem>;
+
+fn with_position(mut response: Response, position: u64) -> Response {
+    response.headers_mut().insert(X_POSITION, HeaderValue::from(position));
+    response
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// Whether `If-None-Match` names the current version (or `*`).
+fn not_modified(headers: &HeaderMap, version: u64) -> bool {
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|tag| {
+            let tag = tag.trim();
+            tag == "*"
+                || HeaderValue::from_str(tag)
+                    .ok()
+                    .and_then(|value| web::middleware::parse_version_tag(&value))
+                    == Some(version)
+        })
+}
+
+/// A published product.
+#[utoipa::path(get, path = "/api/products/{id}", tag = "queries",
+    params(("id" = Uuid, Path), ("If-None-Match" = Option<String>, Header), ("X-Min-Position" = Option<u64>, Header)),
+    responses(
+        (status = 200, body = ProductView, headers(("ETag" = String), ("Cache-Control" = String), ("X-Position" = u64))),
+        (status = 304, description = "Not modified"),
+        (status = 400, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
+pub async fn get_product(State(state): State<QueryState>, headers: HeaderMap, Path(id): Path<String>) -> QueryResult {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return Err(Problem::not_found(format!("no product with id {id:?}")).into());
+    };
+    let (product, position) = state.read_model.product(id).await?;
+    let Some(product) = product else {
+        let response = Problem::not_found(format!("no product with id {id}")).into_response();
+        return Ok(with_position(response, position));
+    };
+    let cache_control = HeaderValue::from_str(&format!("public, max-age={}", state.product_max_age_seconds))
+        .unwrap_or(HeaderValue::from_static("public, max-age=30"));
+    let tag = etag(product.version);
+    let response = if not_modified(&headers, product.version) {
+        (StatusCode::NOT_MODIFIED, [(ETAG, tag), (CACHE_CONTROL, cache_control)]).into_response()
+    } else {
+        ([(ETAG, tag), (CACHE_CONTROL, cache_control)], axum::Json(product)).into_response()
+    };
+    Ok(with_position(response, position))
+}
+
+/// Query string of `GET /api/products`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// A category slug.
+    pub category: Option<String>,
+    /// Exact brand, case-insensitive.
+    pub brand: Option<String>,
+    /// Inclusive lower bound on `price_cents`.
+    pub min_price: Option<String>,
+    /// Inclusive upper bound on `price_cents`.
+    pub max_price: Option<String>,
+    /// `true`: only products in stock (`false` is the same as leaving it out).
+    pub in_stock: Option<String>,
+    /// `newest` (default), `price_asc`, `price_desc`, `bestselling`, `name`.
+    pub sort: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProductPage {
+    #[schema(value_type = Vec<ProductView>)]
+    pub items: Vec<Arc<ProductView>>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProductList {
+    #[schema(value_type = Vec<ProductView>)]
+    pub items: Vec<Arc<ProductView>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CategoryList {
+    pub items: Vec<CategoryView>,
+}
+
+fn bad(message: String) -> QueryProblem {
+    Problem::bad_request(message).into()
+}
+
+fn parse_slug(field: &str, value: Option<String>) -> Result<Option<String>, QueryProblem> {
+    match value {
+        None => Ok(None),
+        Some(slug) if command_slug_ok(&slug) => Ok(Some(slug)),
+        Some(slug) => Err(bad(format!("{field}={slug:?} is not a category slug ([a-z0-9-]{{1,64}})"))),
+    }
+}
+
+fn command_slug_ok(slug: &str) -> bool {
+    (1..=64).contains(&slug.len())
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn parse_price(field: &str, value: Option<String>) -> Result<Option<i64>, QueryProblem> {
+    match value {
+        None => Ok(None),
+        Some(text) => match text.parse::<i64>() {
+            Ok(price) if price >= 0 => Ok(Some(price)),
+            _ => Err(bad(format!("{field} must be a non-negative integer (cents); got {text:?}"))),
+        },
+    }
+}
+
+fn parse_limit(value: Option<String>, default: usize) -> Result<usize, QueryProblem> {
+    match value {
+        None => Ok(default),
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) if (1..=100).contains(&limit) => Ok(limit),
+            _ => Err(bad(format!("limit must be an integer from 1 to 100; got {text:?}"))),
+        },
+    }
+}
+
+/// Parses and checks the listing parameters.
+pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> {
+    let category = parse_slug("category", params.category)?;
+    let brand = match params.brand {
+        Some(brand) if brand.is_empty() || brand.chars().count() > 100 => {
+            return Err(bad("brand must be 1 to 100 characters".into()))
+        }
+        other => other,
+    };
+    let min_price = parse_price("min_price", params.min_price)?;
+    let max_price = parse_price("max_price", params.max_price)?;
+    if let (Some(min), Some(max)) = (min_price, max_price) {
+        if min > max {
+            return Err(bad(format!("min_price ({min}) is above max_price ({max})")));
+        }
+    }
+    let in_stock = match params.in_stock.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(bad(format!("in_stock must be true or false; got {other:?}"))),
+    };
+    let sort = match params.sort.as_deref() {
+        None => SortOrder::Newest,
+        Some(text) => SortOrder::parse(text).ok_or_else(|| {
+            bad(format!(
+                "sort must be one of newest, price_asc, price_desc, bestselling, name; got {text:?}"
+            ))
+        })?,
+    };
+    let limit = parse_limit(params.limit, 20)?;
+    let after = match params.cursor {
+        None => None,
+        Some(text) => {
+            let cursor = Cursor::decode(&text).ok_or_else(|| bad("cursor is not one this API gave out".into()))?;
+            if cursor.sort != sort {
+                return Err(bad("cursor belongs to another sort order; start again without it".into()));
+            }
+            Some(cursor.after)
+        }
+    };
+    Ok(ListQuery {
+        category,
+        brand,
+        min_price,
+        max_price,
+        in_stock,
+        sort,
+        limit,
+        after,
+    })
+}
+
+/// Published products, filtered and sorted, a page at a time.
+#[utoipa::path(get, path = "/api/products", tag = "queries", params(ListParams, ("X-Min-Position" = Option<u64>, Header)),
+    responses((status = 200, body = ProductPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem)))]
+pub async fn list_products(State(state): State<QueryState>, Query(params): Query<ListParams>) -> QueryResult {
+    let query = parse_list_params(params)?;
+    let page = state.read_model.list(&query).await?;
+    let body = ProductPage {
+        items: page.items,
+        next_cursor: page.next_cursor.map(|cursor| cursor.encode()),
+    };
+    Ok(with_position(axum::Json(body).into_response(), page.position))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BestsellerParams {
+    pub category: Option<String>,
+    /// 1–100, default 10.
+    pub limit: Option<String>,
+}
+
+/// The top published products by sales.
+#[utoipa::path(get, path = "/api/products/bestsellers", tag = "queries", params(BestsellerParams, ("X-Min-Position" = Option<u64>, Header)),
+    responses((status = 200, body = ProductList), (status = 400, body = Problem), (status = 503, body = Problem)))]
+pub async fn bestsellers(State(state): State<QueryState>, Query(params): Query<BestsellerParams>) -> QueryResult {
+    let category = parse_slug("category", params.category)?;
+    let limit = parse_limit(params.limit, 10)?;
+    let (items, position) = state.read_model.bestsellers(category.as_deref(), limit).await?;
+    let body = ProductList { items };
+    Ok(with_position(axum::Json(body).into_response(), position))
+}
+
+/// Every category with its number of published products.
+#[utoipa::path(get, path = "/api/categories", tag = "queries", params(("X-Min-Position" = Option<u64>, Header)),
+    responses((status = 200, body = CategoryList), (status = 400, body = Problem), (status = 503, body = Problem)))]
+pub async fn list_categories(State(state): State<QueryState>) -> QueryResult {
+    let (items, position) = state.read_model.categories().await?;
+    Ok(with_position(axum::Json(CategoryList { items }).into_response(), position))
+}
