@@ -182,6 +182,8 @@ pub struct Application {
 impl Application {
     /// Opens the engines, rebuilds the read model, binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        // Install the recorder before anything records.
+        web::telemetry::metrics_handle();
         let engines = Engines::open(&config.data_dir).await?;
         let signer = match &config.jwt_key_file {
             Some(path) => TokenSigner::load_or_create(path, false, config.access_token_ttl_seconds)
