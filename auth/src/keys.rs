@@ -41,8 +41,8 @@ pub struct TokenSigner {
 impl TokenSigner {
     /// From a PKCS#8 PEM Ed25519 private key.
     pub fn from_pem(pem: &str, lifetime_seconds: i64) -> Result<Self, AuthError> {
-        let signing_key =
-            SigningKey::from_pkcs8_pem(pem).map_err(|error| AuthError::InvalidKey(error.to_string()))?;
+        let signing_key = SigningKey::from_pkcs8_pem(pem)
+            .map_err(|error| AuthError::InvalidKey(error.to_string()))?;
         let encoding_key = EncodingKey::from_ed_pem(pem.as_bytes())
             .map_err(|error| AuthError::InvalidKey(error.to_string()))?;
         let public_key = signing_key.verifying_key().to_bytes();
@@ -56,7 +56,11 @@ impl TokenSigner {
 
     /// Reads the key at `path`, or, when `create` and the file is missing, generates one and
     /// writes it there (owner-only permissions) for the next start.
-    pub fn load_or_create(path: &Path, create: bool, lifetime_seconds: i64) -> Result<Self, AuthError> {
+    pub fn load_or_create(
+        path: &Path,
+        create: bool,
+        lifetime_seconds: i64,
+    ) -> Result<Self, AuthError> {
         let key_file_error = |source| AuthError::KeyFile {
             path: path.display().to_string(),
             source,
@@ -143,8 +147,8 @@ impl TokenVerifier {
 
     /// The claims of a valid, unexpired token signed by one of the keys.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|error| AuthError::InvalidToken(error.to_string()))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|error| AuthError::InvalidToken(error.to_string()))?;
         if header.alg != Algorithm::EdDSA {
             return Err(AuthError::InvalidToken("unsupported algorithm".into()));
         }
@@ -221,15 +225,22 @@ mod tests {
         let token = signer.issue(user, "a@b.c", Role::Analyst).expect("token");
         let verifier = TokenVerifier::from_jwks(&signer.jwks()).expect("jwks");
         let claims = verifier.verify(&token).expect("valid");
-        assert_eq!((claims.sub, claims.role, claims.email.as_str()), (user, Role::Analyst, "a@b.c"));
+        assert_eq!(
+            (claims.sub, claims.role, claims.email.as_str()),
+            (user, Role::Analyst, "a@b.c")
+        );
     }
 
     #[test]
     fn a_token_from_another_key_or_tampered_is_rejected() {
-        let token = signer().issue(Uuid::now_v7(), "a@b.c", Role::Admin).expect("token");
+        let token = signer()
+            .issue(Uuid::now_v7(), "a@b.c", Role::Admin)
+            .expect("token");
         assert!(signer().verifier().verify(&token).is_err());
         let own = signer();
-        let good = own.issue(Uuid::now_v7(), "a@b.c", Role::Shopper).expect("token");
+        let good = own
+            .issue(Uuid::now_v7(), "a@b.c", Role::Shopper)
+            .expect("token");
         let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
         let forged_claims = serde_json::json!({"sub": Uuid::now_v7(), "email": "a@b.c", "role": "admin", "iss": ISSUER, "iat": 0, "exp": i64::MAX});
         parts[1] = URL_SAFE_NO_PAD.encode(forged_claims.to_string());
@@ -240,7 +251,9 @@ mod tests {
     #[test]
     fn an_expired_token_is_rejected() {
         let signer = TokenSigner::from_pem(&generate_pem().expect("key"), -60).expect("signer");
-        let token = signer.issue(Uuid::now_v7(), "a@b.c", Role::Admin).expect("token");
+        let token = signer
+            .issue(Uuid::now_v7(), "a@b.c", Role::Admin)
+            .expect("token");
         assert!(signer.verifier().verify(&token).is_err());
     }
 

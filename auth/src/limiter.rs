@@ -30,7 +30,10 @@ impl FailedLoginLimiter {
         let now = Instant::now();
         let mut failures = self.failures.lock();
         let entries = failures.get_mut(key)?;
-        while entries.front().is_some_and(|at| now.duration_since(*at) >= self.window) {
+        while entries
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= self.window)
+        {
             entries.pop_front();
         }
         if entries.len() < self.max_failures {
@@ -45,7 +48,11 @@ impl FailedLoginLimiter {
         let mut failures = self.failures.lock();
         // Bound memory under a flood of distinct keys: drop keys whose failures all expired.
         if failures.len() > 100_000 {
-            failures.retain(|_, entries| entries.back().is_some_and(|at| now.duration_since(*at) < self.window));
+            failures.retain(|_, entries| {
+                entries
+                    .back()
+                    .is_some_and(|at| now.duration_since(*at) < self.window)
+            });
         }
         let entries = failures.entry(key.to_owned()).or_default();
         entries.push_back(now);

@@ -46,7 +46,10 @@ pub struct ProjectionList {
 #[utoipa::path(get, path = "/api/admin/projections", tag = "operations",
     responses((status = 200, body = ProjectionList), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)),
     security(("bearer" = [])))]
-pub async fn projections(State(state): State<AdminState>, user: AuthUser) -> Result<axum::Json<ProjectionList>, Problem> {
+pub async fn projections(
+    State(state): State<AdminState>,
+    user: AuthUser,
+) -> Result<axum::Json<ProjectionList>, Problem> {
     user.require(&[Role::Admin])?;
     let unavailable = |error: events::store::StoreError| {
         tracing::warn!(%error, "event store unavailable");
@@ -60,9 +63,18 @@ pub async fn projections(State(state): State<AdminState>, user: AuthUser) -> Res
         let lag_seconds = if lag_events == 0 {
             0.0
         } else {
-            let next = state.store.read_all(status.position, 1).await.map_err(unavailable)?;
+            let next = state
+                .store
+                .read_all(status.position, 1)
+                .await
+                .map_err(unavailable)?;
             next.first()
-                .map(|envelope| (Utc::now() - envelope.occurred_at).num_milliseconds().max(0) as f64 / 1000.0)
+                .map(|envelope| {
+                    (Utc::now() - envelope.occurred_at)
+                        .num_milliseconds()
+                        .max(0) as f64
+                        / 1000.0
+                })
                 .unwrap_or(0.0)
         };
         items.push(ProjectionStatus {

@@ -16,7 +16,12 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// Where the embedded mode keeps its data (event store, users, signing key).
-    #[arg(long, env = "CATALOG_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "CATALOG_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Log format.

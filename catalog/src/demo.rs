@@ -19,37 +19,189 @@ struct CategorySpec {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "Classic", "Compact", "Deluxe", "Essential", "Premium", "Pro", "Ultra", "Smart", "Eco",
-    "Lightweight", "Heavy-Duty", "Wireless", "Portable", "Modern", "Vintage", "Ergonomic",
+    "Classic",
+    "Compact",
+    "Deluxe",
+    "Essential",
+    "Premium",
+    "Pro",
+    "Ultra",
+    "Smart",
+    "Eco",
+    "Lightweight",
+    "Heavy-Duty",
+    "Wireless",
+    "Portable",
+    "Modern",
+    "Vintage",
+    "Ergonomic",
 ];
-const COLORS: &[&str] = &["black", "white", "silver", "navy", "red", "green", "grey", "blue", "beige"];
-const MATERIALS: &[&str] = &["steel", "aluminium", "bamboo", "cotton", "leather", "plastic", "oak", "glass"];
+const COLORS: &[&str] = &[
+    "black", "white", "silver", "navy", "red", "green", "grey", "blue", "beige",
+];
+const MATERIALS: &[&str] = &[
+    "steel",
+    "aluminium",
+    "bamboo",
+    "cotton",
+    "leather",
+    "plastic",
+    "oak",
+    "glass",
+];
 
 const CATEGORIES: &[CategorySpec] = &[
-    CategorySpec { slug: "electronics", name: "Electronics", parent: None, prefix: "ELEC",
-        brands: &["Acme", "Voltix", "Sonora", "Lumen"], nouns: &["Charger", "Power Bank", "Smart Speaker", "Webcam", "USB Hub"], price: (1_500, 40_000) },
-    CategorySpec { slug: "headphones", name: "Headphones", parent: Some("electronics"), prefix: "HEAD",
-        brands: &["Sonora", "Acme", "Bassline", "Auralis"], nouns: &["Headphones", "Earbuds", "Headset", "Earphones"], price: (2_000, 45_000) },
-    CategorySpec { slug: "laptops", name: "Laptops", parent: Some("electronics"), prefix: "LAPT",
-        brands: &["Nimbus", "Voltix", "Quanta", "Acme"], nouns: &["Laptop", "Notebook", "Ultrabook", "Chromebook"], price: (29_900, 299_900) },
-    CategorySpec { slug: "phones", name: "Phones", parent: Some("electronics"), prefix: "PHON",
-        brands: &["Orbit", "Nimbus", "Pixelon"], nouns: &["Smartphone", "Phone Case", "Screen Protector", "Phone Stand"], price: (900, 129_900) },
-    CategorySpec { slug: "kitchen", name: "Kitchen", parent: None, prefix: "KITC",
-        brands: &["Cucina", "Brewmaster", "Hearth", "Zesta"], nouns: &["Kettle", "Toaster", "Blender", "Chef's Knife", "Frying Pan", "Coffee Grinder"], price: (1_200, 35_000) },
-    CategorySpec { slug: "home", name: "Home", parent: None, prefix: "HOME",
-        brands: &["Nordhem", "Casa Bella", "Loft & Co"], nouns: &["Table Lamp", "Throw Blanket", "Cushion", "Wall Clock", "Vase", "Rug"], price: (900, 60_000) },
-    CategorySpec { slug: "garden", name: "Garden", parent: None, prefix: "GARD",
-        brands: &["Greenfield", "Terra", "Bloom"], nouns: &["Garden Hose", "Pruning Shears", "Planter", "Watering Can", "Lawn Mower"], price: (700, 90_000) },
-    CategorySpec { slug: "sports", name: "Sports", parent: None, prefix: "SPRT",
-        brands: &["Stride", "Peakform", "Velo"], nouns: &["Yoga Mat", "Dumbbell Set", "Running Shoes", "Water Bottle", "Jump Rope"], price: (800, 25_000) },
-    CategorySpec { slug: "outdoor", name: "Outdoor", parent: Some("sports"), prefix: "OUTD",
-        brands: &["Trailhead", "Summit", "Northwind"], nouns: &["Tent", "Sleeping Bag", "Backpack", "Headlamp", "Camping Stove"], price: (1_500, 70_000) },
-    CategorySpec { slug: "toys", name: "Toys", parent: None, prefix: "TOYS",
-        brands: &["Playwell", "Brickworks", "Tinker"], nouns: &["Building Set", "Puzzle", "Plush Bear", "Board Game", "Kite"], price: (500, 15_000) },
-    CategorySpec { slug: "books", name: "Books", parent: None, prefix: "BOOK",
-        brands: &["Inkwell Press", "Northbook", "Paperlane"], nouns: &["Cookbook", "Novel", "Field Guide", "Atlas", "Notebook"], price: (600, 6_000) },
-    CategorySpec { slug: "beauty", name: "Beauty", parent: None, prefix: "BEAU",
-        brands: &["Lumiere", "Velvet", "Aqualis"], nouns: &["Face Cream", "Shampoo", "Hair Dryer", "Perfume", "Lip Balm"], price: (400, 20_000) },
+    CategorySpec {
+        slug: "electronics",
+        name: "Electronics",
+        parent: None,
+        prefix: "ELEC",
+        brands: &["Acme", "Voltix", "Sonora", "Lumen"],
+        nouns: &[
+            "Charger",
+            "Power Bank",
+            "Smart Speaker",
+            "Webcam",
+            "USB Hub",
+        ],
+        price: (1_500, 40_000),
+    },
+    CategorySpec {
+        slug: "headphones",
+        name: "Headphones",
+        parent: Some("electronics"),
+        prefix: "HEAD",
+        brands: &["Sonora", "Acme", "Bassline", "Auralis"],
+        nouns: &["Headphones", "Earbuds", "Headset", "Earphones"],
+        price: (2_000, 45_000),
+    },
+    CategorySpec {
+        slug: "laptops",
+        name: "Laptops",
+        parent: Some("electronics"),
+        prefix: "LAPT",
+        brands: &["Nimbus", "Voltix", "Quanta", "Acme"],
+        nouns: &["Laptop", "Notebook", "Ultrabook", "Chromebook"],
+        price: (29_900, 299_900),
+    },
+    CategorySpec {
+        slug: "phones",
+        name: "Phones",
+        parent: Some("electronics"),
+        prefix: "PHON",
+        brands: &["Orbit", "Nimbus", "Pixelon"],
+        nouns: &[
+            "Smartphone",
+            "Phone Case",
+            "Screen Protector",
+            "Phone Stand",
+        ],
+        price: (900, 129_900),
+    },
+    CategorySpec {
+        slug: "kitchen",
+        name: "Kitchen",
+        parent: None,
+        prefix: "KITC",
+        brands: &["Cucina", "Brewmaster", "Hearth", "Zesta"],
+        nouns: &[
+            "Kettle",
+            "Toaster",
+            "Blender",
+            "Chef's Knife",
+            "Frying Pan",
+            "Coffee Grinder",
+        ],
+        price: (1_200, 35_000),
+    },
+    CategorySpec {
+        slug: "home",
+        name: "Home",
+        parent: None,
+        prefix: "HOME",
+        brands: &["Nordhem", "Casa Bella", "Loft & Co"],
+        nouns: &[
+            "Table Lamp",
+            "Throw Blanket",
+            "Cushion",
+            "Wall Clock",
+            "Vase",
+            "Rug",
+        ],
+        price: (900, 60_000),
+    },
+    CategorySpec {
+        slug: "garden",
+        name: "Garden",
+        parent: None,
+        prefix: "GARD",
+        brands: &["Greenfield", "Terra", "Bloom"],
+        nouns: &[
+            "Garden Hose",
+            "Pruning Shears",
+            "Planter",
+            "Watering Can",
+            "Lawn Mower",
+        ],
+        price: (700, 90_000),
+    },
+    CategorySpec {
+        slug: "sports",
+        name: "Sports",
+        parent: None,
+        prefix: "SPRT",
+        brands: &["Stride", "Peakform", "Velo"],
+        nouns: &[
+            "Yoga Mat",
+            "Dumbbell Set",
+            "Running Shoes",
+            "Water Bottle",
+            "Jump Rope",
+        ],
+        price: (800, 25_000),
+    },
+    CategorySpec {
+        slug: "outdoor",
+        name: "Outdoor",
+        parent: Some("sports"),
+        prefix: "OUTD",
+        brands: &["Trailhead", "Summit", "Northwind"],
+        nouns: &[
+            "Tent",
+            "Sleeping Bag",
+            "Backpack",
+            "Headlamp",
+            "Camping Stove",
+        ],
+        price: (1_500, 70_000),
+    },
+    CategorySpec {
+        slug: "toys",
+        name: "Toys",
+        parent: None,
+        prefix: "TOYS",
+        brands: &["Playwell", "Brickworks", "Tinker"],
+        nouns: &["Building Set", "Puzzle", "Plush Bear", "Board Game", "Kite"],
+        price: (500, 15_000),
+    },
+    CategorySpec {
+        slug: "books",
+        name: "Books",
+        parent: None,
+        prefix: "BOOK",
+        brands: &["Inkwell Press", "Northbook", "Paperlane"],
+        nouns: &["Cookbook", "Novel", "Field Guide", "Atlas", "Notebook"],
+        price: (600, 6_000),
+    },
+    CategorySpec {
+        slug: "beauty",
+        name: "Beauty",
+        parent: None,
+        prefix: "BEAU",
+        brands: &["Lumiere", "Velvet", "Aqualis"],
+        nouns: &["Face Cream", "Shampoo", "Hair Dryer", "Perfume", "Lip Balm"],
+        price: (400, 20_000),
+    },
 ];
 
 /// The demo categories, parents first.
@@ -85,12 +237,20 @@ fn product(rng: &mut StdRng, run: &str, index: usize) -> ProductCreated {
     let adjective = pick(rng, ADJECTIVES);
     let color = pick(rng, COLORS);
     let material = pick(rng, MATERIALS);
-    let model = format!("{}{}", (b'A' + rng.gen_range(0..26u8)) as char, rng.gen_range(1..100));
+    let model = format!(
+        "{}{}",
+        (b'A' + rng.gen_range(0..26u8)) as char,
+        rng.gen_range(1..100)
+    );
     let name = format!("{brand} {adjective} {noun} {model}");
     let price = rng.gen_range(spec.price.0..=spec.price.1);
     // Prices end in 99 like real shelves.
     let price_cents = (price / 100) * 100 + 99;
-    let stock = if rng.gen_bool(0.1) { 0 } else { rng.gen_range(1..250) };
+    let stock = if rng.gen_bool(0.1) {
+        0
+    } else {
+        rng.gen_range(1..250)
+    };
     let status = if rng.gen_bool(0.9) {
         ProductStatus::Published
     } else {
@@ -99,12 +259,18 @@ fn product(rng: &mut StdRng, run: &str, index: usize) -> ProductCreated {
     let sku = format!("{}-{run}-{index:06}", spec.prefix);
     let mut attributes = BTreeMap::new();
     attributes.insert("color".to_owned(), AttributeValue::Text(color.to_owned()));
-    attributes.insert("material".to_owned(), AttributeValue::Text(material.to_owned()));
+    attributes.insert(
+        "material".to_owned(),
+        AttributeValue::Text(material.to_owned()),
+    );
     attributes.insert(
         "weight_g".to_owned(),
         AttributeValue::Number(rng.gen_range(50..5000).into()),
     );
-    attributes.insert("gift_wrap".to_owned(), AttributeValue::Bool(rng.gen_bool(0.3)));
+    attributes.insert(
+        "gift_wrap".to_owned(),
+        AttributeValue::Bool(rng.gen_bool(0.3)),
+    );
     ProductCreated {
         description: format!(
             "The {name} is a {adjective_lower} {noun_lower} by {brand} in {color} {material}. \

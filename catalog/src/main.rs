@@ -11,9 +11,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let names_a_command = args.iter().skip(1).any(|arg| {
-        ["serve", "seed", "users", "help", "--help", "-h", "--version", "-V"]
-            .iter()
-            .any(|name| arg == name)
+        [
+            "serve",
+            "seed",
+            "users",
+            "help",
+            "--help",
+            "-h",
+            "--version",
+            "-V",
+        ]
+        .iter()
+        .any(|name| arg == name)
     });
     if !names_a_command {
         // `catalog [flags]` is `catalog serve --demo [flags]`.
@@ -49,7 +58,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let started = std::time::Instant::now();
-            seed_products(&engines.commands, seed, args.products, |done| bar.inc(done as u64)).await?;
+            seed_products(&engines.commands, seed, args.products, |done| {
+                bar.inc(done as u64)
+            })
+            .await?;
             bar.finish();
             let head = engines.store.head().await?;
             println!(
@@ -61,13 +73,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Users {
-            command: UsersCommand::Create { email, role, password_stdin },
+            command:
+                UsersCommand::Create {
+                    email,
+                    role,
+                    password_stdin,
+                },
         }) => {
             let role = UserRole::parse(&role).context("role must be admin, analyst or shopper")?;
-            command_api::routes::auth::check_email(&email).map_err(|message| anyhow::anyhow!("--email {message}"))?;
+            command_api::routes::auth::check_email(&email)
+                .map_err(|message| anyhow::anyhow!("--email {message}"))?;
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("cannot read the password from standard input")?;
                 (line.trim_end_matches(['\r', '\n']).to_owned(), false)
             } else {
                 (auth::tokens::new_password(), true)
@@ -86,12 +107,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             engines.database.close().await;
             Ok(())
         }
-        None => unreachable_default(),
+        // `main` turns a bare `catalog` into `catalog serve --demo`.
+        None => bail!("no command given; try catalog --help"),
     }
-}
-
-fn unreachable_default() -> anyhow::Result<()> {
-    bail!("no command given")
 }
 
 async fn serve(data_dir: std::path::PathBuf, args: ServeArgs) -> anyhow::Result<()> {

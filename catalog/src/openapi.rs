@@ -73,20 +73,46 @@ mod tests {
         let document = serde_json::to_value(ApiDoc::openapi()).expect("json");
         let paths = document["paths"].as_object().expect("paths");
         for (path, method) in [
-            ("/api/products", "post"), ("/api/products", "get"), ("/api/products/bulk", "post"),
-            ("/api/products/{id}", "get"), ("/api/products/{id}", "patch"), ("/api/products/{id}", "delete"),
-            ("/api/products/{id}/price", "put"), ("/api/products/{id}/stock", "post"),
-            ("/api/products/{id}/sales", "post"), ("/api/products/{id}/publish", "post"),
-            ("/api/products/{id}/unpublish", "post"), ("/api/products/bestsellers", "get"),
-            ("/api/categories", "get"), ("/api/categories", "post"), ("/api/auth/login", "post"),
-            ("/api/auth/refresh", "post"), ("/api/auth/logout", "post"), ("/api/auth/me", "get"),
-            ("/api/auth/users", "post"), ("/.well-known/jwks.json", "get"),
-            ("/api/admin/projections", "get"), ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get"),
+            ("/api/products", "post"),
+            ("/api/products", "get"),
+            ("/api/products/bulk", "post"),
+            ("/api/products/{id}", "get"),
+            ("/api/products/{id}", "patch"),
+            ("/api/products/{id}", "delete"),
+            ("/api/products/{id}/price", "put"),
+            ("/api/products/{id}/stock", "post"),
+            ("/api/products/{id}/sales", "post"),
+            ("/api/products/{id}/publish", "post"),
+            ("/api/products/{id}/unpublish", "post"),
+            ("/api/products/bestsellers", "get"),
+            ("/api/categories", "get"),
+            ("/api/categories", "post"),
+            ("/api/auth/login", "post"),
+            ("/api/auth/refresh", "post"),
+            ("/api/auth/logout", "post"),
+            ("/api/auth/me", "get"),
+            ("/api/auth/users", "post"),
+            ("/.well-known/jwks.json", "get"),
+            ("/api/admin/projections", "get"),
+            ("/healthz", "get"),
+            ("/readyz", "get"),
+            ("/metrics", "get"),
         ] {
-            assert!(paths.get(path).and_then(|item| item.get(method)).is_some(), "{method} {path} is missing");
+            assert!(
+                paths.get(path).and_then(|item| item.get(method)).is_some(),
+                "{method} {path} is missing"
+            );
         }
-        let schemas = document["components"]["schemas"].as_object().expect("schemas");
-        for schema in ["Problem", "ProductView", "Accepted", "TokenPair", "CategoryView"] {
+        let schemas = document["components"]["schemas"]
+            .as_object()
+            .expect("schemas");
+        for schema in [
+            "Problem",
+            "ProductView",
+            "Accepted",
+            "TokenPair",
+            "CategoryView",
+        ] {
             assert!(schemas.contains_key(schema), "schema {schema} is missing");
         }
     }

@@ -135,15 +135,25 @@ impl ReadinessCheck for StoreReadiness {
         "event-store"
     }
 
-    fn check(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+    fn check(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async move { self.0.ping().await.map_err(|error| error.to_string()) })
     }
 }
 
 async fn ensure_first_admin(config: &ServeConfig, state: &CommandState) -> anyhow::Result<()> {
     let (email, password, generated) = match (&config.admin_email, &config.admin_password) {
-        (Some(email), Some(password)) => (email.trim().to_lowercase(), password.expose_secret().to_owned(), false),
-        (None, None) => ("admin@localhost".to_owned(), auth::tokens::new_password(), true),
+        (Some(email), Some(password)) => (
+            email.trim().to_lowercase(),
+            password.expose_secret().to_owned(),
+            false,
+        ),
+        (None, None) => (
+            "admin@localhost".to_owned(),
+            auth::tokens::new_password(),
+            true,
+        ),
         _ => bail!("set both CATALOG_ADMIN_EMAIL and CATALOG_ADMIN_PASSWORD, or neither"),
     };
     if state.users.by_email(&email).await?.is_some() {
@@ -218,9 +228,15 @@ impl Application {
         let projector = Projector::new(read_model.clone());
         let started = std::time::Instant::now();
         let position = projector.catch_up(engines.store.as_ref()).await?;
-        tracing::info!(position, elapsed_ms = started.elapsed().as_millis() as u64, "read model rebuilt from the store");
+        tracing::info!(
+            position,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "read model rebuilt from the store"
+        );
         let mut background = vec![tokio::spawn(projector.clone().run(engines.bus.clone()))];
-        background.push(tokio::spawn(purge_idempotency_keys(command_state.idempotency.clone())));
+        background.push(tokio::spawn(purge_idempotency_keys(
+            command_state.idempotency.clone(),
+        )));
 
         let readiness = Readiness::new(vec![Arc::new(StoreReadiness(engines.store.clone()))]);
         let admin_state = AdminState {
@@ -233,7 +249,10 @@ impl Application {
             .merge(command_api::router(command_state))
             .merge(query_api::router(QueryState::new(read_model)))
             .merge(web::ops::ops_router(readiness))
-            .route("/api/admin/projections", get(admin::projections).with_state(admin_state))
+            .route(
+                "/api/admin/projections",
+                get(admin::projections).with_state(admin_state),
+            )
             .route(
                 "/api/openapi.json",
                 get(move || {
@@ -266,9 +285,14 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests and stops.
-    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!("listening on {}", self.address);
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -287,7 +311,9 @@ async fn purge_idempotency_keys(store: Arc<dyn command_api::idempotency::Idempot
         let lifetime = chrono::Duration::from_std(command_api::idempotency::KEY_LIFETIME)
             .unwrap_or_else(|_| chrono::Duration::hours(24));
         match store.purge(chrono::Utc::now() - lifetime).await {
-            Ok(removed) if removed > 0 => tracing::info!(removed, "forgot expired idempotency keys"),
+            Ok(removed) if removed > 0 => {
+                tracing::info!(removed, "forgot expired idempotency keys")
+            }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "cannot purge idempotency keys"),
         }

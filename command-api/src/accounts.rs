@@ -60,7 +60,12 @@ pub trait UserStore: Send + Sync + 'static {
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Starts a session for `user_id` with its first refresh token.
-    async fn start(&self, user_id: Uuid, token_hash: &str, expires_at: DateTime<Utc>) -> Result<(), AccountError>;
+    async fn start(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), AccountError>;
     /// Exchanges `old_hash` for `new_hash` and returns the session's user id.
     async fn rotate(
         &self,

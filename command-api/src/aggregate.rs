@@ -100,10 +100,15 @@ impl Product {
             return Err(DomainError::Archived);
         }
         let event = match command {
-            ProductCommand::ChangeDetails(changed) => CatalogEvent::ProductDetailsChanged(changed.clone()),
+            ProductCommand::ChangeDetails(changed) => {
+                CatalogEvent::ProductDetailsChanged(changed.clone())
+            }
             ProductCommand::ChangePrice(price) => CatalogEvent::PriceChanged(price.clone()),
             ProductCommand::AdjustStock(adjustment) => {
-                let after = self.stock.checked_add(adjustment.delta).ok_or(DomainError::Overflow)?;
+                let after = self
+                    .stock
+                    .checked_add(adjustment.delta)
+                    .ok_or(DomainError::Overflow)?;
                 if after < 0 {
                     return Err(DomainError::StockBelowZero {
                         stock: self.stock,
@@ -119,7 +124,9 @@ impl Product {
                         quantity: sale.quantity,
                     });
                 }
-                self.sales.checked_add(sale.quantity).ok_or(DomainError::Overflow)?;
+                self.sales
+                    .checked_add(sale.quantity)
+                    .ok_or(DomainError::Overflow)?;
                 CatalogEvent::SaleRecorded(sale.clone())
             }
             ProductCommand::Publish => {
@@ -177,7 +184,10 @@ mod tests {
         let events = product
             .decide(&ProductCommand::RecordSale(SaleRecorded { quantity: 2 }))
             .expect("accepted");
-        assert_eq!(events, vec![CatalogEvent::SaleRecorded(SaleRecorded { quantity: 2 })]);
+        assert_eq!(
+            events,
+            vec![CatalogEvent::SaleRecorded(SaleRecorded { quantity: 2 })]
+        );
         let after = given(&[created(5, ProductStatus::Published), events[0].clone()]);
         assert_eq!((after.stock, after.sales, after.version), (3, 2, 2));
     }
@@ -187,29 +197,52 @@ mod tests {
         let product = given(&[created(1, ProductStatus::Published)]);
         assert_eq!(
             product.decide(&ProductCommand::RecordSale(SaleRecorded { quantity: 2 })),
-            Err(DomainError::InsufficientStock { stock: 1, quantity: 2 })
+            Err(DomainError::InsufficientStock {
+                stock: 1,
+                quantity: 2
+            })
         );
     }
 
     #[test]
     fn stock_cannot_be_adjusted_below_zero() {
         let product = given(&[created(3, ProductStatus::Draft)]);
-        let adjust = |delta| ProductCommand::AdjustStock(StockAdjusted { delta, reason: None });
+        let adjust = |delta| {
+            ProductCommand::AdjustStock(StockAdjusted {
+                delta,
+                reason: None,
+            })
+        };
         assert_eq!(
             product.decide(&adjust(-4)),
-            Err(DomainError::StockBelowZero { stock: 3, delta: -4 })
+            Err(DomainError::StockBelowZero {
+                stock: 3,
+                delta: -4
+            })
         );
         assert!(product.decide(&adjust(-3)).is_ok());
-        assert_eq!(product.decide(&adjust(i64::MAX)), Err(DomainError::Overflow));
+        assert_eq!(
+            product.decide(&adjust(i64::MAX)),
+            Err(DomainError::Overflow)
+        );
     }
 
     #[test]
     fn publish_and_unpublish_follow_the_lifecycle() {
         let draft = given(&[created(0, ProductStatus::Draft)]);
-        assert_eq!(draft.decide(&ProductCommand::Unpublish), Err(DomainError::NotPublished));
+        assert_eq!(
+            draft.decide(&ProductCommand::Unpublish),
+            Err(DomainError::NotPublished)
+        );
         let published_events = draft.decide(&ProductCommand::Publish).expect("publish");
-        let published = given(&[created(0, ProductStatus::Draft), published_events[0].clone()]);
-        assert_eq!(published.decide(&ProductCommand::Publish), Err(DomainError::AlreadyPublished));
+        let published = given(&[
+            created(0, ProductStatus::Draft),
+            published_events[0].clone(),
+        ]);
+        assert_eq!(
+            published.decide(&ProductCommand::Publish),
+            Err(DomainError::AlreadyPublished)
+        );
         assert!(published.decide(&ProductCommand::Unpublish).is_ok());
     }
 
@@ -230,6 +263,9 @@ mod tests {
 
     #[test]
     fn a_product_that_was_never_created_is_not_found() {
-        assert_eq!(Product::default().decide(&ProductCommand::Publish), Err(DomainError::NotFound));
+        assert_eq!(
+            Product::default().decide(&ProductCommand::Publish),
+            Err(DomainError::NotFound)
+        );
     }
 }

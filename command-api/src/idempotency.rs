@@ -57,8 +57,19 @@ pub struct IdempotencyError(pub String);
 /// replays; `abandon` frees a key whose request failed on the server side, so a retry can run.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + 'static {
-    async fn begin(&self, caller: &str, key: &str, request_hash: &str, now: DateTime<Utc>) -> Result<Begin, IdempotencyError>;
-    async fn complete(&self, caller: &str, key: &str, response: &StoredResponse) -> Result<(), IdempotencyError>;
+    async fn begin(
+        &self,
+        caller: &str,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Begin, IdempotencyError>;
+    async fn complete(
+        &self,
+        caller: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), IdempotencyError>;
     async fn abandon(&self, caller: &str, key: &str) -> Result<(), IdempotencyError>;
     /// Forgets keys created before `before`; returns how many.
     async fn purge(&self, before: DateTime<Utc>) -> Result<u64, IdempotencyError>;
@@ -85,8 +96,10 @@ pub async fn idempotency(
     let key = match key_value.to_str() {
         Ok(key) if !key.is_empty() && key.len() <= 255 => key.to_owned(),
         _ => {
-            return Problem::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
-                .into_response()
+            return Problem::bad_request(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+            .into_response()
         }
     };
     // Without a valid caller there is nothing to scope the key to; the handler answers 401.
@@ -103,11 +116,15 @@ pub async fn idempotency(
         }
     };
     let request_hash = hash_request(&parts, &bytes);
-    let begun = state.store.begin(&caller, &key, &request_hash, Utc::now()).await;
+    let begun = state
+        .store
+        .begin(&caller, &key, &request_hash, Utc::now())
+        .await;
     match begun {
         Err(error) => {
             tracing::warn!(%error, "idempotency store unavailable");
-            return Problem::unavailable(1, "cannot check the Idempotency-Key now; retry").into_response();
+            return Problem::unavailable(1, "cannot check the Idempotency-Key now; retry")
+                .into_response();
         }
         Ok(Begin::Mismatch) => {
             return Problem::conflict(
@@ -127,7 +144,9 @@ pub async fn idempotency(
         Ok(Begin::Replay(stored)) => return replay(stored),
         Ok(Begin::Started) => {}
     }
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let (response_parts, response_body) = response.into_parts();
     let body = match axum::body::to_bytes(response_body, usize::MAX).await {
         Ok(body) => body,

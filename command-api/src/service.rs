@@ -50,10 +50,12 @@ impl From<CommandError> for Problem {
         let detail = error.to_string();
         match error {
             CommandError::Domain(DomainError::NotFound) => Problem::not_found("no such product"),
-            CommandError::Domain(DomainError::Archived) => Problem::conflict("product-archived", detail),
-            CommandError::Domain(DomainError::StockBelowZero { .. } | DomainError::InsufficientStock { .. }) => {
-                Problem::conflict("insufficient-stock", detail)
+            CommandError::Domain(DomainError::Archived) => {
+                Problem::conflict("product-archived", detail)
             }
+            CommandError::Domain(
+                DomainError::StockBelowZero { .. } | DomainError::InsufficientStock { .. },
+            ) => Problem::conflict("insufficient-stock", detail),
             CommandError::Domain(DomainError::AlreadyPublished | DomainError::NotPublished) => {
                 Problem::conflict("invalid-state", detail)
             }
@@ -135,7 +137,11 @@ impl CommandService {
 
     /// Creates a product after checking its category exists; the SKU is claimed atomically.
     #[tracing::instrument(skip_all, fields(sku = %created.sku))]
-    pub async fn create_product(&self, created: ProductCreated, metadata: EventMetadata) -> Result<Accepted, CommandError> {
+    pub async fn create_product(
+        &self,
+        created: ProductCreated,
+        metadata: EventMetadata,
+    ) -> Result<Accepted, CommandError> {
         if !self.category_exists(&created.category).await? {
             return Err(CommandError::UnknownCategory {
                 field: "category",
@@ -153,7 +159,11 @@ impl CommandService {
 
     /// Creates many products in one transaction (seeding): all or nothing. Categories must
     /// exist; SKUs must be unique.
-    pub async fn create_products(&self, products: Vec<ProductCreated>, metadata: EventMetadata) -> Result<Vec<Accepted>, CommandError> {
+    pub async fn create_products(
+        &self,
+        products: Vec<ProductCreated>,
+        metadata: EventMetadata,
+    ) -> Result<Vec<Accepted>, CommandError> {
         let categories: BTreeSet<&str> = products.iter().map(|p| p.category.as_str()).collect();
         for category in categories {
             if !self.category_exists(category).await? {
@@ -168,7 +178,9 @@ impl CommandService {
             .map(|created| product_stream(Uuid::now_v7(), created, metadata.clone()))
             .collect();
         let stored = match self.store.append(streams).await {
-            Err(StoreError::UniqueViolation { value, .. }) => return Err(CommandError::DuplicateSku(value)),
+            Err(StoreError::UniqueViolation { value, .. }) => {
+                return Err(CommandError::DuplicateSku(value))
+            }
             other => other?,
         };
         self.publish(&stored).await;
@@ -183,7 +195,11 @@ impl CommandService {
     }
 
     /// Creates a category; its parent, when given, must exist.
-    pub async fn create_category(&self, created: CategoryCreated, metadata: EventMetadata) -> Result<Accepted, CommandError> {
+    pub async fn create_category(
+        &self,
+        created: CategoryCreated,
+        metadata: EventMetadata,
+    ) -> Result<Accepted, CommandError> {
         if let Some(parent) = &created.parent {
             if !self.category_exists(parent).await? {
                 return Err(CommandError::UnknownCategory {
@@ -250,7 +266,13 @@ impl CommandService {
                 .iter()
                 .enumerate()
                 .map(|(offset, event)| {
-                    NewEvent::from_event(id, product.version + offset as u64 + 1, event, now, metadata.clone())
+                    NewEvent::from_event(
+                        id,
+                        product.version + offset as u64 + 1,
+                        event,
+                        now,
+                        metadata.clone(),
+                    )
                 })
                 .collect();
             let stream = StreamAppend {
@@ -283,7 +305,9 @@ fn product_stream(id: Uuid, created: ProductCreated, metadata: EventMetadata) ->
     let events = Product::create(created)
         .iter()
         .enumerate()
-        .map(|(offset, event)| NewEvent::from_event(id, offset as u64 + 1, event, Utc::now(), metadata.clone()))
+        .map(|(offset, event)| {
+            NewEvent::from_event(id, offset as u64 + 1, event, Utc::now(), metadata.clone())
+        })
         .collect();
     StreamAppend {
         aggregate_id: id,

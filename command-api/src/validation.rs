@@ -65,7 +65,12 @@ impl<'a> Body<'a> {
     }
 
     /// A required (or, with `required = false`, optional) string passing `check`.
-    fn string(&mut self, field: &str, required: bool, check: fn(&str) -> Result<(), String>) -> Option<String> {
+    fn string(
+        &mut self,
+        field: &str,
+        required: bool,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
         match self.object.get(field) {
             None if required => {
                 self.error(field, "is required");
@@ -110,7 +115,10 @@ impl<'a> Body<'a> {
     fn attributes(&mut self, field: &str) -> Option<BTreeMap<String, AttributeValue>> {
         let value = self.object.get(field)?;
         let Some(object) = value.as_object() else {
-            self.error(field, "must be an object of string, number or boolean values");
+            self.error(
+                field,
+                "must be an object of string, number or boolean values",
+            );
             return None;
         };
         if object.len() > MAX_ATTRIBUTES {
@@ -126,7 +134,9 @@ impl<'a> Body<'a> {
             let attribute = match value {
                 Value::Bool(flag) => AttributeValue::Bool(*flag),
                 Value::Number(number) => AttributeValue::Number(number.clone()),
-                Value::String(text) if text.chars().count() <= 1000 => AttributeValue::Text(text.clone()),
+                Value::String(text) if text.chars().count() <= 1000 => {
+                    AttributeValue::Text(text.clone())
+                }
                 Value::String(_) => {
                     self.error(&path, "must be at most 1000 characters");
                     continue;
@@ -263,8 +273,17 @@ pub fn new_product(value: &Value) -> Result<ProductCreated, FieldErrors> {
     let mut body = Body::new(
         value,
         &[
-            "sku", "name", "description", "category", "brand", "price_cents", "currency", "stock",
-            "status", "attributes", "images",
+            "sku",
+            "name",
+            "description",
+            "category",
+            "brand",
+            "price_cents",
+            "currency",
+            "stock",
+            "status",
+            "attributes",
+            "images",
         ],
         &["id", "version", "sales", "created_at", "updated_at"],
     )?;
@@ -305,11 +324,29 @@ pub fn new_product(value: &Value) -> Result<ProductCreated, FieldErrors> {
 
 /// `PATCH /api/products/{id}`: at least one of the descriptive fields.
 pub fn details_change(value: &Value) -> Result<ProductDetailsChanged, FieldErrors> {
-    const FIELDS: [&str; 6] = ["name", "description", "category", "brand", "attributes", "images"];
+    const FIELDS: [&str; 6] = [
+        "name",
+        "description",
+        "category",
+        "brand",
+        "attributes",
+        "images",
+    ];
     let mut body = Body::new(
         value,
         &FIELDS,
-        &["id", "version", "sales", "created_at", "updated_at", "sku", "price_cents", "currency", "stock", "status"],
+        &[
+            "id",
+            "version",
+            "sales",
+            "created_at",
+            "updated_at",
+            "sku",
+            "price_cents",
+            "currency",
+            "stock",
+            "status",
+        ],
     )?;
     for field in ["name", "description", "category", "attributes", "images"] {
         if body.object.get(field).is_some_and(Value::is_null) {
@@ -339,7 +376,10 @@ pub fn price_change(value: &Value) -> Result<PriceChanged, FieldErrors> {
     let price_cents = body.integer("price_cents", true, 0, MAX_PRICE_CENTS);
     let currency = body.string("currency", true, check_currency);
     match (price_cents, currency) {
-        (Some(price_cents), Some(currency)) => body.finish(PriceChanged { price_cents, currency }),
+        (Some(price_cents), Some(currency)) => body.finish(PriceChanged {
+            price_cents,
+            currency,
+        }),
         _ => Err(body.errors),
     }
 }
@@ -403,7 +443,10 @@ mod tests {
     fn a_minimal_product_gets_the_defaults() {
         let created = new_product(&valid_product()).expect("valid");
         assert_eq!(created.status, ProductStatus::Draft);
-        assert_eq!((created.stock, created.brand, created.description.as_str()), (0, None, ""));
+        assert_eq!(
+            (created.stock, created.brand, created.description.as_str()),
+            (0, None, "")
+        );
     }
 
     #[test]
@@ -415,8 +458,19 @@ mod tests {
         let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
         assert_eq!(
             fields,
-            vec!["attributes.color", "category", "currency", "extra", "images.0", "name",
-                 "price_cents", "sales", "sku", "status", "stock"]
+            vec![
+                "attributes.color",
+                "category",
+                "currency",
+                "extra",
+                "images.0",
+                "name",
+                "price_cents",
+                "sales",
+                "sku",
+                "status",
+                "stock"
+            ]
         );
     }
 
@@ -458,8 +512,13 @@ mod tests {
 
     #[test]
     fn a_category_names_a_valid_parent() {
-        assert!(new_category(&json!({"slug": "audio", "name": "Audio", "parent": "electronics"})).is_ok());
-        assert!(new_category(&json!({"slug": "audio", "name": "Audio", "parent": "audio"})).is_err());
+        assert!(
+            new_category(&json!({"slug": "audio", "name": "Audio", "parent": "electronics"}))
+                .is_ok()
+        );
+        assert!(
+            new_category(&json!({"slug": "audio", "name": "Audio", "parent": "audio"})).is_err()
+        );
         assert!(new_category(&json!({"slug": "Audio!", "name": "Audio"})).is_err());
     }
 }

@@ -101,7 +101,11 @@ impl Subscription {
                 return Some(Ok(envelope));
             }
             if self.catching_up {
-                match self.store.read_all(self.last_position, CATCH_UP_BATCH).await {
+                match self
+                    .store
+                    .read_all(self.last_position, CATCH_UP_BATCH)
+                    .await
+                {
                     Ok(batch) if batch.is_empty() => self.catching_up = false,
                     Ok(batch) => self.buffer.extend(batch),
                     Err(error) => {
@@ -152,10 +156,7 @@ impl EventBus for InProcessBus {
             poll_interval: self.poll_interval,
         };
         let stream = futures::stream::unfold(subscription, |mut subscription| async move {
-            subscription
-                .next()
-                .await
-                .map(|item| (item, subscription))
+            subscription.next().await.map(|item| (item, subscription))
         });
         Ok(Box::pin(stream))
     }

@@ -154,7 +154,8 @@ pub struct CategoryCreated {
 }
 
 /// The namespace for category aggregate ids (UUID v5 of the slug).
-const CATEGORY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d1c_2a4e_9f3b_4c1d_8e2a_0b5c_7d9e_1f30);
+const CATEGORY_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6d1c_2a4e_9f3b_4c1d_8e2a_0b5c_7d9e_1f30);
 
 /// The aggregate id of the category with `slug`.
 pub fn category_aggregate_id(slug: &str) -> uuid::Uuid {
@@ -311,9 +312,15 @@ mod tests {
             brand: Some(None),
             ..Default::default()
         };
-        assert_eq!(serde_json::to_value(&event).unwrap(), serde_json::json!({"brand": null}));
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            serde_json::json!({"brand": null})
+        );
         let untouched = ProductDetailsChanged::default();
-        assert_eq!(serde_json::to_value(&untouched).unwrap(), serde_json::json!({}));
+        assert_eq!(
+            serde_json::to_value(&untouched).unwrap(),
+            serde_json::json!({})
+        );
     }
 
     #[test]

@@ -91,20 +91,31 @@ async fn appended_events_come_back_with_dense_positions(store: impl EventStore) 
         vec![1, 2, 3]
     );
     for (envelope, new_event) in stored.iter().zip(&expected_events) {
-        assert_eq!(envelope, &new_event.clone().into_envelope(envelope.position));
+        assert_eq!(
+            envelope,
+            &new_event.clone().into_envelope(envelope.position)
+        );
     }
     let more = store
-        .append(vec![sample_stream(second, 0, 1), sample_stream(first, 3, 1)])
+        .append(vec![
+            sample_stream(second, 0, 1),
+            sample_stream(first, 3, 1),
+        ])
         .await
         .expect("append two streams");
     assert_eq!(
-        more.iter().map(|e| (e.aggregate_id, e.aggregate_version, e.position)).collect::<Vec<_>>(),
+        more.iter()
+            .map(|e| (e.aggregate_id, e.aggregate_version, e.position))
+            .collect::<Vec<_>>(),
         vec![(second, 1, 4), (first, 4, 5)]
     );
     assert_eq!(store.head().await.expect("head"), 5);
     let read_back = store.read_aggregate(first).await.expect("read_aggregate");
     assert_eq!(
-        read_back.iter().map(|e| e.aggregate_version).collect::<Vec<_>>(),
+        read_back
+            .iter()
+            .map(|e| e.aggregate_version)
+            .collect::<Vec<_>>(),
         vec![1, 2, 3, 4]
     );
     assert_eq!(read_back[..3], stored[..]);
@@ -123,13 +134,19 @@ async fn read_all_pages_in_position_order(store: impl EventStore) {
         vec![4, 5, 6, 7]
     );
     let tail = store.read_all(8, 100).await.expect("read_all");
-    assert_eq!(tail.iter().map(|e| e.position).collect::<Vec<_>>(), vec![9, 10]);
+    assert_eq!(
+        tail.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![9, 10]
+    );
     assert!(store.read_all(10, 100).await.expect("read_all").is_empty());
 }
 
 async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: impl EventStore) {
     let id = Uuid::now_v7();
-    store.append(vec![sample_stream(id, 0, 2)]).await.expect("append");
+    store
+        .append(vec![sample_stream(id, 0, 2)])
+        .await
+        .expect("append");
     for stale in [0, 1, 3] {
         let result = store.append(vec![sample_stream(id, stale, 1)]).await;
         assert!(
@@ -153,22 +170,37 @@ async fn malformed_appends_are_invalid(store: impl EventStore) {
     foreign.events[0].aggregate_id = Uuid::now_v7();
     for streams in [vec![], vec![gap], vec![empty], vec![foreign]] {
         let result = store.append(streams).await;
-        assert!(matches!(result, Err(StoreError::Invalid(_))), "got {result:?}");
+        assert!(
+            matches!(result, Err(StoreError::Invalid(_))),
+            "got {result:?}"
+        );
     }
     assert_eq!(store.head().await.expect("head"), 0);
 }
 
 async fn a_batch_is_all_or_nothing(store: impl EventStore) {
     let existing = Uuid::now_v7();
-    store.append(vec![sample_stream(existing, 0, 1)]).await.expect("append");
+    store
+        .append(vec![sample_stream(existing, 0, 1)])
+        .await
+        .expect("append");
     let fresh = Uuid::now_v7();
     let result = store
-        .append(vec![sample_stream(fresh, 0, 2), sample_stream(existing, 0, 1)])
+        .append(vec![
+            sample_stream(fresh, 0, 2),
+            sample_stream(existing, 0, 1),
+        ])
         .await;
-    assert!(matches!(result, Err(StoreError::Conflict { .. })), "got {result:?}");
+    assert!(
+        matches!(result, Err(StoreError::Conflict { .. })),
+        "got {result:?}"
+    );
     assert!(store.read_aggregate(fresh).await.expect("read").is_empty());
     assert_eq!(store.head().await.expect("head"), 1);
-    let next = store.append(vec![sample_stream(fresh, 0, 1)]).await.expect("append");
+    let next = store
+        .append(vec![sample_stream(fresh, 0, 1)])
+        .await
+        .expect("append");
     assert_eq!(next[0].position, 2, "a failed batch must not leave a gap");
 }
 
@@ -210,7 +242,10 @@ async fn a_unique_claim_is_held_by_one_aggregate(store: impl EventStore) {
 
 async fn concurrent_writers_to_one_aggregate_cannot_both_win<S: EventStore>(store: Arc<S>) {
     let id = Uuid::now_v7();
-    store.append(vec![sample_stream(id, 0, 1)]).await.expect("append");
+    store
+        .append(vec![sample_stream(id, 0, 1)])
+        .await
+        .expect("append");
     let writers: Vec<_> = (0..20)
         .map(|_| {
             let store = store.clone();
@@ -234,18 +269,29 @@ async fn concurrent_writers_to_many_aggregates_get_dense_positions<S: EventStore
     let writers: Vec<_> = (0..50)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.append(vec![sample_stream(Uuid::now_v7(), 0, 2)]).await })
+            tokio::spawn(async move {
+                store
+                    .append(vec![sample_stream(Uuid::now_v7(), 0, 2)])
+                    .await
+            })
         })
         .collect();
     let mut positions = HashSet::new();
     for writer in writers {
         let stored = writer.await.expect("task").expect("append");
-        assert_eq!(stored[1].position, stored[0].position + 1, "one batch is contiguous");
+        assert_eq!(
+            stored[1].position,
+            stored[0].position + 1,
+            "one batch is contiguous"
+        );
         for envelope in stored {
             assert!(positions.insert(envelope.position), "position given twice");
         }
     }
     assert_eq!(positions, (1..=100).collect::<HashSet<u64>>());
     let all = store.read_all(0, 1000).await.expect("read_all");
-    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=100).collect::<Vec<_>>());
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<_>>()
+    );
 }

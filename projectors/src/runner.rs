@@ -68,7 +68,8 @@ impl Projector {
                     status.last_event_at = Some(envelope.occurred_at);
                     status.last_error = None;
                     metrics::counter!("catalog_projection_applied_total", "projector" => name.clone()).increment(1);
-                    metrics::gauge!("catalog_projection_position", "projector" => name).set(status.position as f64);
+                    metrics::gauge!("catalog_projection_position", "projector" => name)
+                        .set(status.position as f64);
                     return;
                 }
                 Err(error) => {

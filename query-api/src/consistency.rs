@@ -13,16 +13,29 @@ use crate::QueryState;
 pub const X_MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");
 pub const X_POSITION: HeaderName = HeaderName::from_static("x-position");
 
-pub async fn read_your_writes(State(state): State<QueryState>, request: Request, next: Next) -> Response {
+pub async fn read_your_writes(
+    State(state): State<QueryState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let position_now = || HeaderValue::from(state.read_model.position());
     if let Some(value) = request.headers().get(&X_MIN_POSITION) {
-        let Some(wanted) = value.to_str().ok().and_then(|text| text.trim().parse::<u64>().ok()) else {
+        let Some(wanted) = value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+        else {
             let mut response =
-                Problem::bad_request("X-Min-Position must be a non-negative integer").into_response();
+                Problem::bad_request("X-Min-Position must be a non-negative integer")
+                    .into_response();
             response.headers_mut().insert(X_POSITION, position_now());
             return response;
         };
-        if !state.read_model.wait_for(wanted, state.min_position_wait).await {
+        if !state
+            .read_model
+            .wait_for(wanted, state.min_position_wait)
+            .await
+        {
             metrics::counter!("catalog_read_your_writes_timeouts_total").increment(1);
             let mut response = Problem::unavailable(
                 1,

@@ -91,7 +91,10 @@ impl TestApp {
             .expect("login request");
         assert_eq!(response.status(), 200, "login of {email} failed");
         let body: Value = response.json().await.expect("json");
-        body["access_token"].as_str().expect("access_token").to_owned()
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
     }
 
     /// Creates a user with `role` and returns its access token.

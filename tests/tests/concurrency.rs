@@ -9,29 +9,51 @@ use serde_json::{json, Value};
 async fn of_twenty_concurrent_if_match_writers_exactly_one_wins() {
     let app = spawn_app().await;
     app.create_category("electronics").await;
-    let id = app.create_product(json!({})).await["id"].as_str().unwrap().to_owned();
+    let id = app.create_product(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let writers = (0..20).map(|index| {
         app.admin(Method::PUT, &format!("/api/products/{id}/price"))
             .header("If-Match", "\"1\"")
             .json(&json!({"price_cents": 1000 + index, "currency": "USD"}))
             .send()
     });
-    let statuses: Vec<u16> = join_all(writers).await.into_iter().map(|response| response.unwrap().status().as_u16()).collect();
-    assert_eq!(statuses.iter().filter(|status| **status == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|status| **status == 412).count(), 19, "{statuses:?}");
+    let statuses: Vec<u16> = join_all(writers)
+        .await
+        .into_iter()
+        .map(|response| response.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 412).count(),
+        19,
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_sales_of_one_on_stock_thirty_sell_exactly_thirty() {
     let app = spawn_app().await;
     app.create_category("electronics").await;
-    let id = app.create_product(json!({"stock": 30})).await["id"].as_str().unwrap().to_owned();
+    let id = app.create_product(json!({"stock": 30})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let sales = (0..50).map(|_| {
         app.admin(Method::POST, &format!("/api/products/{id}/sales"))
             .json(&json!({"quantity": 1}))
             .send()
     });
-    let responses: Vec<reqwest::Response> = join_all(sales).await.into_iter().map(Result::unwrap).collect();
+    let responses: Vec<reqwest::Response> = join_all(sales)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let mut last_position = 0;
     let mut sold = 0;
     let mut refused = 0;
@@ -47,6 +69,18 @@ async fn fifty_concurrent_sales_of_one_on_stock_thirty_sell_exactly_thirty() {
         }
     }
     assert_eq!((sold, refused), (30, 20));
-    let product: Value = app.read_after(&format!("/api/products/{id}"), &json!(last_position)).await.json().await.unwrap();
-    assert_eq!((product["stock"].as_i64(), product["sales"].as_i64(), product["version"].as_u64()), (Some(0), Some(30), Some(31)));
+    let product: Value = app
+        .read_after(&format!("/api/products/{id}"), &json!(last_position))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            product["stock"].as_i64(),
+            product["sales"].as_i64(),
+            product["version"].as_u64()
+        ),
+        (Some(0), Some(30), Some(31))
+    );
 }

@@ -8,9 +8,18 @@ use serde_json::Value;
 #[tokio::test]
 async fn a_request_id_is_echoed_or_made_up() {
     let app = spawn_app().await;
-    let echoed = app.get("/healthz").header("X-Request-Id", "trace-me-42").send().await.unwrap();
+    let echoed = app
+        .get("/healthz")
+        .header("X-Request-Id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
-    let generated = app.get("/api/products/0192f0c4-0000-7000-8000-000000000000").send().await.unwrap();
+    let generated = app
+        .get("/api/products/0192f0c4-0000-7000-8000-000000000000")
+        .send()
+        .await
+        .unwrap();
     let id = generated.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
 }
@@ -19,7 +28,11 @@ async fn a_request_id_is_echoed_or_made_up() {
 async fn unknown_routes_and_wrong_methods_are_problems_too() {
     let app = spawn_app().await;
     assert_problem(app.get("/api/nothing-here").send().await.unwrap(), 404).await;
-    let wrong_method = app.request(Method::PUT, "/api/categories").send().await.unwrap();
+    let wrong_method = app
+        .request(Method::PUT, "/api/categories")
+        .send()
+        .await
+        .unwrap();
     assert!(wrong_method.headers().contains_key("allow"));
     assert_problem(wrong_method, 405).await;
 }
@@ -39,33 +52,64 @@ async fn health_and_readiness_answer() {
 async fn metrics_count_requests_per_route_with_latency_histograms() {
     let app = spawn_app().await;
     app.get("/api/categories").send().await.unwrap();
-    let text = app.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let text = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        text.lines().any(|line| line.starts_with("catalog_http_requests_total{") && line.contains("route=\"/api/categories\"") && line.contains("status=\"200\"")),
+        text.lines()
+            .any(|line| line.starts_with("catalog_http_requests_total{")
+                && line.contains("route=\"/api/categories\"")
+                && line.contains("status=\"200\"")),
         "{text}"
     );
-    assert!(text.contains("catalog_http_request_duration_seconds_bucket{"), "{text}");
+    assert!(
+        text.contains("catalog_http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn the_openapi_document_and_docs_page_are_served() {
     let app = spawn_app().await;
-    let document: Value = app.get("/api/openapi.json").send().await.unwrap().json().await.unwrap();
+    let document: Value = app
+        .get("/api/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     assert!(document["paths"]["/api/products"]["post"].is_object());
     assert!(document["paths"]["/api/products/{id}"]["get"].is_object());
     let docs = app.get("/api/docs").send().await.unwrap();
     assert_eq!(docs.status(), 200);
     let page = docs.text().await.unwrap();
-    assert!(page.contains("<html") && page.contains("/api/products/bulk"), "the page embeds the document");
+    assert!(
+        page.contains("<html") && page.contains("/api/products/bulk"),
+        "the page embeds the document"
+    );
 }
 
 #[tokio::test]
 async fn admins_see_each_projection_position_and_lag() {
     let app = spawn_app().await;
     let created = app.create_category("electronics").await;
-    app.read_after("/api/categories", &created["position"]).await;
-    let status: Value = app.admin(Method::GET, "/api/admin/projections").send().await.unwrap().json().await.unwrap();
+    app.read_after("/api/categories", &created["position"])
+        .await;
+    let status: Value = app
+        .admin(Method::GET, "/api/admin/projections")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["head"], created["position"]);
     assert_eq!(status["items"][0]["name"], "read-model");
     assert_eq!(status["items"][0]["position"], created["position"]);

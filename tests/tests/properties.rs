@@ -11,7 +11,9 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,40}".prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
@@ -19,12 +21,24 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("sku".to_owned()), Just("name".to_owned()), Just("category".to_owned()),
-                    Just("price_cents".to_owned()), Just("currency".to_owned()), Just("stock".to_owned()),
-                    Just("attributes".to_owned()), Just("images".to_owned()), Just("delta".to_owned()),
-                    Just("quantity".to_owned()), Just("brand".to_owned()), Just("status".to_owned()),
-                    Just("slug".to_owned()), Just("parent".to_owned()), Just("email".to_owned()),
-                    Just("password".to_owned()), Just("role".to_owned()), "[a-z_]{1,12}",
+                    Just("sku".to_owned()),
+                    Just("name".to_owned()),
+                    Just("category".to_owned()),
+                    Just("price_cents".to_owned()),
+                    Just("currency".to_owned()),
+                    Just("stock".to_owned()),
+                    Just("attributes".to_owned()),
+                    Just("images".to_owned()),
+                    Just("delta".to_owned()),
+                    Just("quantity".to_owned()),
+                    Just("brand".to_owned()),
+                    Just("status".to_owned()),
+                    Just("slug".to_owned()),
+                    Just("parent".to_owned()),
+                    Just("email".to_owned()),
+                    Just("password".to_owned()),
+                    Just("role".to_owned()),
+                    "[a-z_]{1,12}",
                 ],
                 inner,
                 0..8,
@@ -55,14 +69,24 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (app, product_id) = runtime.block_on(async {
         let app = spawn_app().await;
         app.create_category("electronics").await;
-        let id = app.create_product(json!({})).await["id"].as_str().unwrap().to_owned();
+        let id = app.create_product(json!({})).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         (app, id)
     });
-    Fixture { runtime, app, product_id }
+    Fixture {
+        runtime,
+        app,
+        product_id,
+    }
 }
 
 #[test]
@@ -81,36 +105,81 @@ fn arbitrary_json_bodies_never_produce_a_5xx() {
         (Method::POST, "/api/auth/login".to_owned()),
         (Method::POST, "/api/auth/refresh".to_owned()),
     ];
-    run_cases((arbitrary_json(), 0..targets.len()), 300, |(body, target)| {
-        let (method, path) = &targets[target];
-        let status = fixture.runtime.block_on(async {
-            fixture.app.admin(method.clone(), path).json(&body).send().await.unwrap().status()
-        });
-        assert!(status.as_u16() < 500, "{method} {path} with {body} answered {status}");
-    });
+    run_cases(
+        (arbitrary_json(), 0..targets.len()),
+        300,
+        |(body, target)| {
+            let (method, path) = &targets[target];
+            let status = fixture.runtime.block_on(async {
+                fixture
+                    .app
+                    .admin(method.clone(), path)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            });
+            assert!(
+                status.as_u16() < 500,
+                "{method} {path} with {body} answered {status}"
+            );
+        },
+    );
 }
 
 #[test]
 fn arbitrary_bytes_as_bodies_never_produce_a_5xx() {
     let fixture = fixture();
-    run_cases((prop::collection::vec(any::<u8>(), 0..200), prop_oneof![Just("application/json"), Just("application/x-ndjson"), Just("text/plain")]), 150, |(bytes, content_type)| {
-        for path in ["/api/products", "/api/products/bulk"] {
-            let status = fixture.runtime.block_on(async {
-                fixture.app.admin(Method::POST, path).header("content-type", content_type).body(bytes.clone()).send().await.unwrap().status()
-            });
-            assert!(status.as_u16() < 500, "{path} answered {status}");
-        }
-    });
+    run_cases(
+        (
+            prop::collection::vec(any::<u8>(), 0..200),
+            prop_oneof![
+                Just("application/json"),
+                Just("application/x-ndjson"),
+                Just("text/plain")
+            ],
+        ),
+        150,
+        |(bytes, content_type)| {
+            for path in ["/api/products", "/api/products/bulk"] {
+                let status = fixture.runtime.block_on(async {
+                    fixture
+                        .app
+                        .admin(Method::POST, path)
+                        .header("content-type", content_type)
+                        .body(bytes.clone())
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                });
+                assert!(status.as_u16() < 500, "{path} answered {status}");
+            }
+        },
+    );
 }
 
 #[test]
 fn arbitrary_query_strings_never_produce_a_5xx() {
     let fixture = fixture();
     let key = prop_oneof![
-        Just("category"), Just("brand"), Just("min_price"), Just("max_price"), Just("in_stock"),
-        Just("sort"), Just("limit"), Just("cursor"), Just("x"),
+        Just("category"),
+        Just("brand"),
+        Just("min_price"),
+        Just("max_price"),
+        Just("in_stock"),
+        Just("sort"),
+        Just("limit"),
+        Just("cursor"),
+        Just("x"),
     ];
-    let value = prop_oneof!["[ -~]{0,20}", any::<i64>().prop_map(|n| n.to_string()), Just("true".to_owned()), Just("price_asc".to_owned())];
+    let value = prop_oneof![
+        "[ -~]{0,20}",
+        any::<i64>().prop_map(|n| n.to_string()),
+        Just("true".to_owned()),
+        Just("price_asc".to_owned())
+    ];
     run_cases(prop::collection::vec((key, value), 0..5), 300, |pairs| {
         let query: String = pairs
             .iter()
@@ -119,7 +188,13 @@ fn arbitrary_query_strings_never_produce_a_5xx() {
             .join("&");
         for path in ["/api/products", "/api/products/bestsellers"] {
             let status = fixture.runtime.block_on(async {
-                fixture.app.get(&format!("{path}?{query}")).send().await.unwrap().status()
+                fixture
+                    .app
+                    .get(&format!("{path}?{query}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
             });
             assert!(status.as_u16() < 500, "{path}?{query} answered {status}");
         }
@@ -129,7 +204,9 @@ fn arbitrary_query_strings_never_produce_a_5xx() {
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                (byte as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()

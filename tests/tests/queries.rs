@@ -22,26 +22,38 @@ async fn app_with_products() -> (TestApp, Vec<Value>, Value) {
     let mut created = Vec::new();
     for (sku, category, brand, price, stock) in specs {
         created.push(
-            app.create_product(json!({"sku": sku, "name": format!("Item {sku}"), "category": category,
-                "brand": brand, "price_cents": price, "stock": stock}))
-                .await,
+            app.create_product(
+                json!({"sku": sku, "name": format!("Item {sku}"), "category": category,
+                "brand": brand, "price_cents": price, "stock": stock}),
+            )
+            .await,
         );
     }
-    app.create_product(json!({"sku": "DRAFT", "status": "draft"})).await;
-    let last = app.create_product(json!({"sku": "LAST", "category": "kitchen", "price_cents": 100})).await;
+    app.create_product(json!({"sku": "DRAFT", "status": "draft"}))
+        .await;
+    let last = app
+        .create_product(json!({"sku": "LAST", "category": "kitchen", "price_cents": 100}))
+        .await;
     created.push(last.clone());
     (app, created, last["position"].clone())
 }
 
 async fn list(app: &TestApp, query: &str, position: &Value) -> Value {
-    let response = app.read_after(&format!("/api/products?{query}"), position).await;
+    let response = app
+        .read_after(&format!("/api/products?{query}"), position)
+        .await;
     assert_eq!(response.status(), 200, "GET /api/products?{query}");
     assert!(response.headers().contains_key("x-position"));
     response.json().await.unwrap()
 }
 
 fn skus(page: &Value) -> Vec<&str> {
-    page["items"].as_array().unwrap().iter().map(|item| item["sku"].as_str().unwrap()).collect()
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["sku"].as_str().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -51,17 +63,44 @@ async fn a_product_page_has_an_etag_cache_control_and_answers_304_when_unchanged
     let response = app.read_after(&path, &position).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"1\"");
-    assert!(response.headers()["cache-control"].to_str().unwrap().starts_with("public, max-age="));
-    assert!(response.headers()["x-position"].to_str().unwrap().parse::<u64>().unwrap() >= position.as_u64().unwrap());
-    let not_modified = app.get(&path).header("If-None-Match", "\"1\"").send().await.unwrap();
+    assert!(response.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .starts_with("public, max-age="));
+    assert!(
+        response.headers()["x-position"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= position.as_u64().unwrap()
+    );
+    let not_modified = app
+        .get(&path)
+        .header("If-None-Match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_modified.status(), 304);
     assert_eq!(not_modified.headers()["etag"], "\"1\"");
-    let changed = app.get(&path).header("If-None-Match", "\"0\", W/\"9\"").send().await.unwrap();
+    let changed = app
+        .get(&path)
+        .header("If-None-Match", "\"0\", W/\"9\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(changed.status(), 200);
     let head = app.request(Method::HEAD, &path).send().await.unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["etag"], "\"1\"");
-    assert_problem(app.get("/api/products/0192f0c4-0000-7000-8000-000000000000").send().await.unwrap(), 404).await;
+    assert_problem(
+        app.get("/api/products/0192f0c4-0000-7000-8000-000000000000")
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
     let missing = app.get("/api/products/nope").send().await.unwrap();
     assert!(missing.headers().contains_key("x-position"));
     assert_problem(missing, 404).await;
@@ -70,20 +109,71 @@ async fn a_product_page_has_an_etag_cache_control_and_answers_304_when_unchanged
 #[tokio::test]
 async fn listings_sort_filter_and_hide_drafts() {
     let (app, _, position) = app_with_products().await;
-    assert_eq!(skus(&list(&app, "", &position).await), ["LAST", "K-2", "K-1", "E-3", "E-2", "E-1"]);
-    assert_eq!(skus(&list(&app, "sort=price_asc", &position).await), ["LAST", "K-1", "E-1", "E-2", "E-3", "K-2"]);
-    assert_eq!(skus(&list(&app, "sort=price_desc", &position).await), ["K-2", "E-2", "E-3", "E-1", "K-1", "LAST"]);
-    assert_eq!(skus(&list(&app, "sort=name&category=electronics", &position).await), ["E-1", "E-2", "E-3"]);
-    assert_eq!(skus(&list(&app, "brand=ACME&sort=price_asc", &position).await), ["LAST", "K-1", "E-1", "E-3"]);
-    assert_eq!(skus(&list(&app, "min_price=1000&max_price=2500&sort=price_asc", &position).await), ["E-1", "E-2", "E-3"]);
-    assert_eq!(skus(&list(&app, "min_price=1000&max_price=2500&in_stock=true&sort=price_asc", &position).await), ["E-1", "E-3"]);
-    assert_eq!(skus(&list(&app, "category=garden", &position).await), Vec::<&str>::new());
+    assert_eq!(
+        skus(&list(&app, "", &position).await),
+        ["LAST", "K-2", "K-1", "E-3", "E-2", "E-1"]
+    );
+    assert_eq!(
+        skus(&list(&app, "sort=price_asc", &position).await),
+        ["LAST", "K-1", "E-1", "E-2", "E-3", "K-2"]
+    );
+    assert_eq!(
+        skus(&list(&app, "sort=price_desc", &position).await),
+        ["K-2", "E-2", "E-3", "E-1", "K-1", "LAST"]
+    );
+    assert_eq!(
+        skus(&list(&app, "sort=name&category=electronics", &position).await),
+        ["E-1", "E-2", "E-3"]
+    );
+    assert_eq!(
+        skus(&list(&app, "brand=ACME&sort=price_asc", &position).await),
+        ["LAST", "K-1", "E-1", "E-3"]
+    );
+    assert_eq!(
+        skus(
+            &list(
+                &app,
+                "min_price=1000&max_price=2500&sort=price_asc",
+                &position
+            )
+            .await
+        ),
+        ["E-1", "E-2", "E-3"]
+    );
+    assert_eq!(
+        skus(
+            &list(
+                &app,
+                "min_price=1000&max_price=2500&in_stock=true&sort=price_asc",
+                &position
+            )
+            .await
+        ),
+        ["E-1", "E-3"]
+    );
+    assert_eq!(
+        skus(&list(&app, "category=garden", &position).await),
+        Vec::<&str>::new()
+    );
     let page = list(&app, "limit=2&sort=price_asc", &position).await;
     assert_eq!(skus(&page), ["LAST", "K-1"]);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let next = list(&app, &format!("limit=2&sort=price_asc&cursor={cursor}"), &position).await;
+    let next = list(
+        &app,
+        &format!("limit=2&sort=price_asc&cursor={cursor}"),
+        &position,
+    )
+    .await;
     assert_eq!(skus(&next), ["E-1", "E-2"]);
-    let last_page = list(&app, &format!("limit=4&sort=price_asc&cursor={}", next["next_cursor"].as_str().unwrap()), &position).await;
+    let last_page = list(
+        &app,
+        &format!(
+            "limit=4&sort=price_asc&cursor={}",
+            next["next_cursor"].as_str().unwrap()
+        ),
+        &position,
+    )
+    .await;
     assert_eq!(skus(&last_page), ["E-3", "K-2"]);
     assert!(last_page["next_cursor"].is_null());
 }
@@ -92,19 +182,46 @@ async fn listings_sort_filter_and_hide_drafts() {
 async fn malformed_listing_parameters_are_400() {
     let (app, _, _) = app_with_products().await;
     let cursor_for_name = {
-        let page: Value = app.get("/api/products?sort=name&limit=1").send().await.unwrap().json().await.unwrap();
+        let page: Value = app
+            .get("/api/products?sort=name&limit=1")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         page["next_cursor"].as_str().unwrap().to_owned()
     };
     for query in [
-        "limit=0", "limit=101", "limit=ten", "sort=random", "min_price=-1", "max_price=1.5",
-        "min_price=10&max_price=5", "in_stock=maybe", "cursor=garbage", "category=Not%20A%20Slug",
-        "colour=red", &format!("sort=price_asc&cursor={cursor_for_name}"),
+        "limit=0",
+        "limit=101",
+        "limit=ten",
+        "sort=random",
+        "min_price=-1",
+        "max_price=1.5",
+        "min_price=10&max_price=5",
+        "in_stock=maybe",
+        "cursor=garbage",
+        "category=Not%20A%20Slug",
+        "colour=red",
+        &format!("sort=price_asc&cursor={cursor_for_name}"),
     ] {
-        let response = app.get(&format!("/api/products?{query}")).send().await.unwrap();
+        let response = app
+            .get(&format!("/api/products?{query}"))
+            .send()
+            .await
+            .unwrap();
         assert!(response.headers().contains_key("x-position"), "{query}");
         assert_problem(response, 400).await;
     }
-    assert_problem(app.get("/api/products/bestsellers?limit=0").send().await.unwrap(), 400).await;
+    assert_problem(
+        app.get("/api/products/bestsellers?limit=0")
+            .send()
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -113,17 +230,53 @@ async fn bestsellers_rank_by_sales_and_categories_count_published_products() {
     let mut position = Value::Null;
     for (index, quantity) in [(0usize, 1), (2, 4), (3, 2)] {
         let id = created[index]["id"].as_str().unwrap();
-        let response: Value = app.admin(Method::POST, &format!("/api/products/{id}/sales")).json(&json!({"quantity": quantity})).send().await.unwrap().json().await.unwrap();
+        let response: Value = app
+            .admin(Method::POST, &format!("/api/products/{id}/sales"))
+            .json(&json!({"quantity": quantity}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         position = response["position"].clone();
     }
-    let top: Value = app.read_after("/api/products/bestsellers?limit=3", &position).await.json().await.unwrap();
+    let top: Value = app
+        .read_after("/api/products/bestsellers?limit=3", &position)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(skus(&top), ["E-3", "K-1", "E-1"]);
-    let kitchen: Value = app.read_after("/api/products/bestsellers?category=kitchen&limit=1", &position).await.json().await.unwrap();
+    let kitchen: Value = app
+        .read_after(
+            "/api/products/bestsellers?category=kitchen&limit=1",
+            &position,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(skus(&kitchen), ["K-1"]);
     let sorted = list(&app, "sort=bestselling&limit=2", &position).await;
     assert_eq!(skus(&sorted), ["E-3", "K-1"]);
-    let categories: Value = app.read_after("/api/categories", &position).await.json().await.unwrap();
-    let counts: HashMap<&str, u64> = categories["items"].as_array().unwrap().iter().map(|c| (c["slug"].as_str().unwrap(), c["product_count"].as_u64().unwrap())).collect();
+    let categories: Value = app
+        .read_after("/api/categories", &position)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let counts: HashMap<&str, u64> = categories["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["slug"].as_str().unwrap(),
+                c["product_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(counts, HashMap::from([("electronics", 3), ("kitchen", 3)]));
     assert!(categories["items"][0]["parent"].is_null());
 }
@@ -134,14 +287,30 @@ async fn read_your_writes_waits_for_the_position_then_gives_up_with_503() {
     let response = app.read_after("/api/categories", &position).await;
     assert_eq!(response.status(), 200);
     let started = Instant::now();
-    let far = app.get("/api/categories").header("X-Min-Position", "999999").send().await.unwrap();
+    let far = app
+        .get("/api/categories")
+        .header("X-Min-Position", "999999")
+        .send()
+        .await
+        .unwrap();
     let waited = started.elapsed();
     assert_eq!(far.headers()["retry-after"], "1");
     assert!(far.headers().contains_key("x-position"));
     assert_problem(far, 503).await;
-    assert!(waited >= Duration::from_millis(1900), "gave up after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "gave up after {waited:?}"
+    );
     for bad in ["-1", "abc", "1.5"] {
-        assert_problem(app.get("/api/products").header("X-Min-Position", bad).send().await.unwrap(), 400).await;
+        assert_problem(
+            app.get("/api/products")
+                .header("X-Min-Position", bad)
+                .send()
+                .await
+                .unwrap(),
+            400,
+        )
+        .await;
     }
 }
 
@@ -153,7 +322,11 @@ async fn a_cursor_is_stable_while_other_products_change() {
     let mut churn = Vec::new();
     let mut position = Value::Null;
     for index in 0..40 {
-        let created = app.create_product(json!({"sku": format!("S-{index:02}"), "price_cents": 1000 + index * 10})).await;
+        let created = app
+            .create_product(
+                json!({"sku": format!("S-{index:02}"), "price_cents": 1000 + index * 10}),
+            )
+            .await;
         position = created["position"].clone();
         if index % 4 == 0 {
             churn.push(created["id"].as_str().unwrap().to_owned());
@@ -170,10 +343,20 @@ async fn a_cursor_is_stable_while_other_products_change() {
             for round in 0..15 {
                 for id in &churn {
                     let price = if round % 2 == 0 { 100 } else { 90_000 };
-                    let _ = client.put(format!("{base}/api/products/{id}/price")).bearer_auth(&token).json(&json!({"price_cents": price, "currency": "USD"})).send().await;
+                    let _ = client
+                        .put(format!("{base}/api/products/{id}/price"))
+                        .bearer_auth(&token)
+                        .json(&json!({"price_cents": price, "currency": "USD"}))
+                        .send()
+                        .await;
                 }
                 // A new product lands in the middle of the order too.
-                let _ = client.post(format!("{base}/api/products")).bearer_auth(&token).json(&catalog_tests::product_body(json!({"price_cents": 1195}))).send().await;
+                let _ = client
+                    .post(format!("{base}/api/products"))
+                    .bearer_auth(&token)
+                    .json(&catalog_tests::product_body(json!({"price_cents": 1195})))
+                    .send()
+                    .await;
             }
         })
     };
@@ -185,7 +368,13 @@ async fn a_cursor_is_stable_while_other_products_change() {
             None => "sort=price_asc&limit=7".to_owned(),
         };
         let page = list(&app, &query, &position).await;
-        seen.extend(page["items"].as_array().unwrap().iter().map(|item| item["id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| item["id"].as_str().unwrap().to_owned()),
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
@@ -196,6 +385,10 @@ async fn a_cursor_is_stable_while_other_products_change() {
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len(), "a product was listed twice");
     for id in &stable {
-        assert_eq!(seen.iter().filter(|seen_id| *seen_id == id).count(), 1, "unchanged product {id} missing");
+        assert_eq!(
+            seen.iter().filter(|seen_id| *seen_id == id).count(),
+            1,
+            "unchanged product {id} missing"
+        );
     }
 }

@@ -19,16 +19,68 @@ async fn products_versions_positions_users_and_idempotency_keys_survive_a_restar
         .await
         .unwrap();
     let keyed_body: Value = keyed.json().await.unwrap();
-    app.admin(Method::POST, "/api/auth/users").json(&json!({"email": "kept@example.com", "password": "a long password", "role": "shopper"})).send().await.unwrap();
-    let before_product = app.read_after(&format!("/api/products/{id}"), &keyed_body["position"]).await.text().await.unwrap();
-    let before_list = app.get("/api/products?sort=price_asc").send().await.unwrap().text().await.unwrap();
-    let before_categories = app.get("/api/categories").send().await.unwrap().text().await.unwrap();
+    app.admin(Method::POST, "/api/auth/users")
+        .json(
+            &json!({"email": "kept@example.com", "password": "a long password", "role": "shopper"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before_product = app
+        .read_after(&format!("/api/products/{id}"), &keyed_body["position"])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let before_list = app
+        .get("/api/products?sort=price_asc")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let before_categories = app
+        .get("/api/categories")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     app.stop().await;
 
     let app = spawn_app_in(dir.path()).await;
-    assert_eq!(app.get(&format!("/api/products/{id}")).send().await.unwrap().text().await.unwrap(), before_product);
-    assert_eq!(app.get("/api/products?sort=price_asc").send().await.unwrap().text().await.unwrap(), before_list);
-    assert_eq!(app.get("/api/categories").send().await.unwrap().text().await.unwrap(), before_categories);
+    assert_eq!(
+        app.get(&format!("/api/products/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        before_product
+    );
+    assert_eq!(
+        app.get("/api/products?sort=price_asc")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        before_list
+    );
+    assert_eq!(
+        app.get("/api/categories")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        before_categories
+    );
     let replay = app
         .admin(Method::POST, &format!("/api/products/{id}/sales"))
         .header("Idempotency-Key", "sale-before-restart")
@@ -41,5 +93,9 @@ async fn products_versions_positions_users_and_idempotency_keys_survive_a_restar
     app.login("kept@example.com", "a long password").await;
     app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let next = app.create_product(json!({})).await;
-    assert_eq!(next["position"].as_u64().unwrap(), keyed_body["position"].as_u64().unwrap() + 1, "positions go on from where they were");
+    assert_eq!(
+        next["position"].as_u64().unwrap(),
+        keyed_body["position"].as_u64().unwrap() + 1,
+        "positions go on from where they were"
+    );
 }

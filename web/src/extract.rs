@@ -34,9 +34,9 @@ impl From<JsonRejection> for Problem {
             JsonRejection::JsonSyntaxError(error) => {
                 Problem::bad_request(format!("malformed JSON: {}", error.body_text()))
             }
-            JsonRejection::MissingJsonContentType(_) => {
-                Problem::unsupported_media_type("expected a body with Content-Type: application/json")
-            }
+            JsonRejection::MissingJsonContentType(_) => Problem::unsupported_media_type(
+                "expected a body with Content-Type: application/json",
+            ),
             JsonRejection::BytesRejection(error) => Problem::from(error),
             other => Problem::bad_request(other.body_text()),
         }
@@ -48,7 +48,10 @@ impl From<BytesRejection> for Problem {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             Problem::payload_too_large("the request body is over the limit of 1 MiB")
         } else {
-            Problem::bad_request(format!("could not read the body: {}", rejection.body_text()))
+            Problem::bad_request(format!(
+                "could not read the body: {}",
+                rejection.body_text()
+            ))
         }
     }
 }

@@ -38,10 +38,12 @@ pub fn with_http_layers(router: Router) -> Router {
         ))
         .layer(middleware::from_fn(problem_fallback))
         .layer(middleware::from_fn(track_metrics))
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            tracing::error!("handler panicked");
-            Problem::internal().into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("handler panicked");
+                Problem::internal().into_response()
+            },
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let request_id = request
@@ -58,7 +60,10 @@ pub fn with_http_layers(router: Router) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(
+            X_REQUEST_ID.clone(),
+            MakeRequestUuid,
+        ))
 }
 
 /// Counts requests and records their latency per method, matched route and status.
@@ -109,9 +114,17 @@ async fn problem_fallback(request: Request, next: Next) -> Response {
         StatusCode::SERVICE_UNAVAILABLE => "the request took too long; try again".to_owned(),
         other => other.canonical_reason().unwrap_or("error").to_lowercase(),
     };
-    let kind = reason.to_lowercase().replace(' ', "-");
-    let mut problem = Problem::new(status, &kind, reason, detail);
-    if status == StatusCode::SERVICE_UNAVAILABLE && !parts.headers.contains_key(header::RETRY_AFTER) {
+    let kind = match status {
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        _ => "http-error",
+    };
+    let mut problem = Problem::new(status, kind, reason, detail);
+    if status == StatusCode::SERVICE_UNAVAILABLE && !parts.headers.contains_key(header::RETRY_AFTER)
+    {
         problem.retry_after_seconds = Some(1);
     }
     let rendered = problem.into_response();

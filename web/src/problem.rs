@@ -17,23 +17,32 @@ pub type FieldErrors = BTreeMap<String, Vec<String>>;
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A stable URI naming the kind of problem, such as `urn:catalog:problem:validation`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
+    #[serde(rename = "type", serialize_with = "type_uri")]
+    #[schema(value_type = String, example = "urn:catalog:problem:validation")]
+    pub kind: &'static str,
+    #[schema(value_type = String)]
+    pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// Messages per field (dotted for nested fields), for validation problems.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<FieldErrors>,
+    #[schema(value_type = Option<Object>)]
+    pub errors: Option<Box<FieldErrors>>,
     #[serde(skip)]
     pub retry_after_seconds: Option<u64>,
 }
 
 impl Problem {
     /// A problem of `kind` (a short stable slug) with the given status, title and detail.
-    pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Problem {
-            kind: format!("urn:catalog:problem:{kind}"),
-            title: title.to_owned(),
+            kind,
+            title,
             status: status.as_u16(),
             detail: detail.into(),
             errors: None,
@@ -42,11 +51,21 @@ impl Problem {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
@@ -57,7 +76,7 @@ impl Problem {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
-    pub fn conflict(kind: &str, detail: impl Into<String>) -> Self {
+    pub fn conflict(kind: &'static str, detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::CONFLICT, kind, "Conflict", detail)
     }
 
@@ -97,13 +116,16 @@ impl Problem {
             "Invalid fields",
             format!("invalid fields: {}", fields.join(", ")),
         );
-        problem.errors = Some(errors);
+        problem.errors = Some(Box::new(errors));
         problem
     }
 
     /// 422 for a single field.
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        Problem::validation(FieldErrors::from([(field.to_owned(), vec![message.into()])]))
+        Problem::validation(FieldErrors::from([(
+            field.to_owned(),
+            vec![message.into()],
+        )]))
     }
 
     pub fn too_many_requests(retry_after_seconds: u64, detail: impl Into<String>) -> Self {
@@ -147,6 +169,10 @@ impl Problem {
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+}
+
+fn type_uri<S: serde::Serializer>(kind: &&'static str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!("urn:catalog:problem:{kind}"))
 }
 
 impl std::fmt::Display for Problem {

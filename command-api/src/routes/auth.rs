@@ -26,8 +26,12 @@ pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 impl From<AccountError> for Problem {
     fn from(error: AccountError) -> Self {
         match error {
-            AccountError::DuplicateEmail => Problem::conflict("duplicate-email", "a user with this email exists"),
-            AccountError::InvalidToken => Problem::unauthorized("the refresh token is invalid or expired"),
+            AccountError::DuplicateEmail => {
+                Problem::conflict("duplicate-email", "a user with this email exists")
+            }
+            AccountError::InvalidToken => {
+                Problem::unauthorized("the refresh token is invalid or expired")
+            }
             AccountError::TokenReused => Problem::unauthorized(
                 "the refresh token was already used; its session is revoked, log in again",
             ),
@@ -60,11 +64,17 @@ fn required_string(body: &Value, field: &str, errors: &mut FieldErrors) -> Strin
     match body.get(field) {
         Some(Value::String(text)) if !text.is_empty() => text.clone(),
         Some(Value::String(_)) | None => {
-            errors.entry(field.to_owned()).or_default().push("is required".to_owned());
+            errors
+                .entry(field.to_owned())
+                .or_default()
+                .push("is required".to_owned());
             String::new()
         }
         Some(_) => {
-            errors.entry(field.to_owned()).or_default().push("must be a string".to_owned());
+            errors
+                .entry(field.to_owned())
+                .or_default()
+                .push("must be a string".to_owned());
             String::new()
         }
     }
@@ -112,7 +122,9 @@ pub async fn login(
 ) -> Result<axum::Json<TokenPair>, Problem> {
     object_body(&body)?;
     let mut errors = FieldErrors::new();
-    let email = required_string(&body, "email", &mut errors).trim().to_lowercase();
+    let email = required_string(&body, "email", &mut errors)
+        .trim()
+        .to_lowercase();
     let password = required_string(&body, "password", &mut errors);
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
@@ -167,13 +179,21 @@ fn refresh_token(body: &Value) -> Result<String, Problem> {
 /// Exchange a refresh token for a new pair; the old token stops working.
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshInput,
     responses((status = 200, body = TokenPair), (status = 401, description = "Invalid, expired or reused token", body = Problem), (status = 422, body = Problem)))]
-pub async fn refresh(State(state): State<CommandState>, Json(body): Json<Value>) -> Result<axum::Json<TokenPair>, Problem> {
+pub async fn refresh(
+    State(state): State<CommandState>,
+    Json(body): Json<Value>,
+) -> Result<axum::Json<TokenPair>, Problem> {
     let old = refresh_token(&body)?;
     let next = new_secret();
     let now = Utc::now();
     let user_id = state
         .sessions
-        .rotate(&hash_secret(&old), &hash_secret(&next), now, now + REFRESH_TOKEN_LIFETIME)
+        .rotate(
+            &hash_secret(&old),
+            &hash_secret(&next),
+            now,
+            now + REFRESH_TOKEN_LIFETIME,
+        )
         .await?;
     let user = state
         .users
@@ -186,7 +206,10 @@ pub async fn refresh(State(state): State<CommandState>, Json(body): Json<Value>)
 /// End the session of a refresh token.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshInput,
     responses((status = 204, description = "Logged out (also for an unknown token)"), (status = 422, body = Problem)))]
-pub async fn logout(State(state): State<CommandState>, Json(body): Json<Value>) -> Result<StatusCode, Problem> {
+pub async fn logout(
+    State(state): State<CommandState>,
+    Json(body): Json<Value>,
+) -> Result<StatusCode, Problem> {
     let token = refresh_token(&body)?;
     state.sessions.revoke(&hash_secret(&token)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -220,9 +243,14 @@ pub async fn create_user(
     let password = required_string(&body, "password", &mut errors);
     let role = required_string(&body, "role", &mut errors);
     if let Some(field) = body.as_object().and_then(|object| {
-        object.keys().find(|key| !["email", "password", "role"].contains(&key.as_str()))
+        object
+            .keys()
+            .find(|key| !["email", "password", "role"].contains(&key.as_str()))
     }) {
-        errors.entry(field.clone()).or_default().push("is not a known field".to_owned());
+        errors
+            .entry(field.clone())
+            .or_default()
+            .push("is not a known field".to_owned());
     }
     if !email.is_empty() {
         if let Err(message) = check_email(&email) {
@@ -236,7 +264,10 @@ pub async fn create_user(
     }
     let parsed_role = Role::parse(&role);
     if !role.is_empty() && parsed_role.is_none() {
-        errors.entry("role".into()).or_default().push("must be one of admin, analyst, shopper".into());
+        errors
+            .entry("role".into())
+            .or_default()
+            .push("must be one of admin, analyst, shopper".into());
     }
     let (true, Some(role)) = (errors.is_empty(), parsed_role) else {
         return Err(Problem::validation(errors));
@@ -254,9 +285,9 @@ pub fn check_email(email: &str) -> Result<(), String> {
     let trimmed = email.trim();
     let valid = trimmed.len() <= 254
         && !trimmed.chars().any(char::is_whitespace)
-        && trimmed
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+        && trimmed.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
     if valid {
         Ok(())
     } else {
@@ -274,7 +305,12 @@ pub fn check_password(password: &str) -> Result<(), String> {
 }
 
 /// Hashes the password and stores a new user (email lower-cased).
-pub async fn create_account(users: &dyn UserStore, email: &str, password: &str, role: Role) -> Result<User, Problem> {
+pub async fn create_account(
+    users: &dyn UserStore,
+    email: &str,
+    password: &str,
+    role: Role,
+) -> Result<User, Problem> {
     let password = password.to_owned();
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await

@@ -9,7 +9,9 @@ use serde_json::Value;
 use web::extract::{Json, Path};
 use web::Problem;
 
-use super::schemas::{BulkItemResult, BulkResults, PriceInput, ProductInput, ProductPatch, SaleInput, StockInput};
+use super::schemas::{
+    BulkItemResult, BulkResults, PriceInput, ProductInput, ProductPatch, SaleInput, StockInput,
+};
 use super::{if_match, metadata, parse_product_id, X_POSITION};
 use crate::aggregate::ProductCommand;
 use crate::service::Accepted;
@@ -190,7 +192,11 @@ pub async fn archive(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let result = run(&state, &user, &headers, &id, Ok(ProductCommand::Archive)).await?;
-    Ok((StatusCode::NO_CONTENT, [(X_POSITION, result.position.to_string())]).into_response())
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(X_POSITION, result.position.to_string())],
+    )
+        .into_response())
 }
 
 /// Create up to 1000 products: a JSON array, or NDJSON (`application/x-ndjson`).
@@ -210,12 +216,20 @@ pub async fn bulk_create(
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let items: Vec<Result<Value, Problem>> = match media_type.as_str() {
         "application/json" => match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Array(items)) => items.into_iter().map(Ok).collect(),
             Ok(_) => {
-                return Err(Problem::invalid_field("body", "must be a JSON array of products"))
+                return Err(Problem::invalid_field(
+                    "body",
+                    "must be a JSON array of products",
+                ))
             }
             Err(error) => return Err(Problem::bad_request(format!("malformed JSON: {error}"))),
         },
@@ -225,8 +239,9 @@ pub async fn bulk_create(
             text.lines()
                 .filter(|line| !line.trim().is_empty())
                 .map(|line| {
-                    serde_json::from_str::<Value>(line)
-                        .map_err(|error| Problem::bad_request(format!("malformed JSON line: {error}")))
+                    serde_json::from_str::<Value>(line).map_err(|error| {
+                        Problem::bad_request(format!("malformed JSON line: {error}"))
+                    })
                 })
                 .collect()
         }
@@ -237,12 +252,18 @@ pub async fn bulk_create(
         }
     };
     if items.is_empty() {
-        return Err(Problem::invalid_field("body", "must hold at least one product"));
+        return Err(Problem::invalid_field(
+            "body",
+            "must hold at least one product",
+        ));
     }
     if items.len() > MAX_BULK_ITEMS {
         return Err(Problem::invalid_field(
             "body",
-            format!("may hold at most {MAX_BULK_ITEMS} products; got {}", items.len()),
+            format!(
+                "may hold at most {MAX_BULK_ITEMS} products; got {}",
+                items.len()
+            ),
         ));
     }
     let metadata = metadata(&user, &headers);
@@ -278,5 +299,9 @@ pub async fn bulk_create(
             },
         });
     }
-    Ok((StatusCode::MULTI_STATUS, axum::Json(BulkResults { results })).into_response())
+    Ok((
+        StatusCode::MULTI_STATUS,
+        axum::Json(BulkResults { results }),
+    )
+        .into_response())
 }

@@ -45,9 +45,13 @@ fn decode_row(row: &SqliteRow) -> Result<Envelope, StoreError> {
         position: row.try_get::<i64, _>("position").map_err(unexpected)? as u64,
         event_id: parse_uuid("event_id")?,
         event_type: get_text("event_type")?,
-        schema_version: row.try_get::<i64, _>("schema_version").map_err(unexpected)? as u32,
+        schema_version: row
+            .try_get::<i64, _>("schema_version")
+            .map_err(unexpected)? as u32,
         aggregate_id: parse_uuid("aggregate_id")?,
-        aggregate_version: row.try_get::<i64, _>("aggregate_version").map_err(unexpected)? as u64,
+        aggregate_version: row
+            .try_get::<i64, _>("aggregate_version")
+            .map_err(unexpected)? as u64,
         occurred_at,
         actor: row.try_get("actor").map_err(unexpected)?,
         correlation_id: row.try_get("correlation_id").map_err(unexpected)?,
@@ -187,9 +191,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let counter = std::sync::atomic::AtomicUsize::new(0);
         events::conformance::run(|| {
-            let path = dir
-                .path()
-                .join(format!("store-{}.db", counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+            let path = dir.path().join(format!(
+                "store-{}.db",
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            ));
             async move {
                 SqliteDatabase::open(&path)
                     .await
@@ -212,7 +217,10 @@ mod tests {
             .await
             .expect("append");
         database.close().await;
-        let reopened = SqliteDatabase::open(&path).await.expect("reopen").event_store();
+        let reopened = SqliteDatabase::open(&path)
+            .await
+            .expect("reopen")
+            .event_store();
         assert_eq!(reopened.read_aggregate(id).await.expect("read"), written);
         assert_eq!(reopened.head().await.expect("head"), 3);
     }

@@ -22,7 +22,13 @@ fn error(error: impl std::fmt::Display) -> IdempotencyError {
 
 #[async_trait]
 impl IdempotencyStore for SqliteIdempotencyStore {
-    async fn begin(&self, caller: &str, key: &str, request_hash: &str, now: DateTime<Utc>) -> Result<Begin, IdempotencyError> {
+    async fn begin(
+        &self,
+        caller: &str,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Begin, IdempotencyError> {
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (caller, key, request_hash, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (caller, key) DO NOTHING",
@@ -68,7 +74,12 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         }))
     }
 
-    async fn complete(&self, caller: &str, key: &str, response: &StoredResponse) -> Result<(), IdempotencyError> {
+    async fn complete(
+        &self,
+        caller: &str,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), IdempotencyError> {
         sqlx::query(
             "UPDATE idempotency_keys SET completed = 1, status = ?, headers = ?, body = ? WHERE caller = ? AND key = ?",
         )

@@ -12,7 +12,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use events::store::StoreError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub use event_store::SqliteEventStore;
 pub use idempotency::SqliteIdempotencyStore;
@@ -95,7 +97,10 @@ fn classify(error: sqlx::Error) -> StoreError {
             StoreError::Unavailable(error.to_string())
         }
         sqlx::Error::Database(database_error)
-            if matches!(database_error.code().as_deref(), Some("5") | Some("6") | Some("517")) =>
+            if matches!(
+                database_error.code().as_deref(),
+                Some("5") | Some("6") | Some("517")
+            ) =>
         {
             StoreError::Unavailable(error.to_string())
         }

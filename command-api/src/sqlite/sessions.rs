@@ -24,7 +24,12 @@ fn store_error(error: sqlx::Error) -> AccountError {
 
 #[async_trait]
 impl SessionStore for SqliteSessionStore {
-    async fn start(&self, user_id: Uuid, token_hash: &str, expires_at: DateTime<Utc>) -> Result<(), AccountError> {
+    async fn start(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), AccountError> {
         let session_id = Uuid::now_v7().to_string();
         let mut transaction = self.database.writer.begin().await.map_err(store_error)?;
         sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)")
@@ -34,13 +39,15 @@ impl SessionStore for SqliteSessionStore {
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?, ?, ?)")
-            .bind(token_hash)
-            .bind(&session_id)
-            .bind(expires_at.timestamp())
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(&session_id)
+        .bind(expires_at.timestamp())
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)
     }
 
@@ -54,12 +61,13 @@ impl SessionStore for SqliteSessionStore {
         let mut transaction = self.database.writer.begin().await.map_err(store_error)?;
         // Mark the token used first: the write takes the lock, so of two racing refreshes
         // exactly one sees `used = 0`.
-        let marked = sqlx::query("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ? AND used = 0")
-            .bind(old_hash)
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?
-            .rows_affected();
+        let marked =
+            sqlx::query("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ? AND used = 0")
+                .bind(old_hash)
+                .execute(&mut *transaction)
+                .await
+                .map_err(store_error)?
+                .rows_affected();
         let row = sqlx::query(
             "SELECT t.session_id, t.expires_at, s.revoked, s.user_id FROM refresh_tokens t \
              JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?",
@@ -93,13 +101,15 @@ impl SessionStore for SqliteSessionStore {
         if revoked == 1 || token_expires_at <= now.timestamp() {
             return Err(AccountError::InvalidToken);
         }
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?, ?, ?)")
-            .bind(new_hash)
-            .bind(&session_id)
-            .bind(expires_at.timestamp())
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?, ?, ?)",
+        )
+        .bind(new_hash)
+        .bind(&session_id)
+        .bind(expires_at.timestamp())
+        .execute(&mut *transaction)
+        .await
+        .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)?;
         Uuid::parse_str(&user_id).map_err(|error| AccountError::Unexpected(error.to_string()))
     }

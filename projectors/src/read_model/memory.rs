@@ -134,7 +134,10 @@ impl State {
     }
 
     fn apply_category(&mut self, envelope: &Envelope, created: events::CategoryCreated) {
-        let applied = self.category_versions.entry(envelope.aggregate_id).or_insert(0);
+        let applied = self
+            .category_versions
+            .entry(envelope.aggregate_id)
+            .or_insert(0);
         if envelope.aggregate_version <= *applied {
             return;
         }
@@ -177,10 +180,9 @@ impl MemoryReadModel {
 
     fn matches(query: &ListQuery, product: &ProductView) -> bool {
         if let Some(brand) = &query.brand {
-            let same = product
-                .brand
-                .as_deref()
-                .is_some_and(|own| own.eq_ignore_ascii_case(brand) || own.to_lowercase() == brand.to_lowercase());
+            let same = product.brand.as_deref().is_some_and(|own| {
+                own.eq_ignore_ascii_case(brand) || own.to_lowercase() == brand.to_lowercase()
+            });
             if !same {
                 return false;
             }
@@ -204,7 +206,10 @@ impl Projection for MemoryReadModel {
     async fn apply(&self, envelope: &Envelope) -> Result<(), ProjectionError> {
         let event = match envelope.decode() {
             Ok(event) => event,
-            Err(events::catalog_events::DecodeError::UnknownType { event_type, schema_version }) => {
+            Err(events::catalog_events::DecodeError::UnknownType {
+                event_type,
+                schema_version,
+            }) => {
                 // A newer writer's event: not ours to interpret; the position still moves on.
                 tracing::warn!(%event_type, schema_version, "skipping an event type this version does not know");
                 self.advance(envelope.position);
@@ -298,7 +303,11 @@ impl CatalogReadModel for MemoryReadModel {
         })
     }
 
-    async fn bestsellers(&self, category: Option<&str>, limit: usize) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError> {
+    async fn bestsellers(
+        &self,
+        category: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError> {
         let state = self.state.read();
         let items = state
             .indexes
@@ -325,7 +334,8 @@ impl CatalogReadModel for MemoryReadModel {
 
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
         let mut receiver = self.position.subscribe();
-        let reached = tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
+        let reached =
+            tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
         matches!(reached, Ok(Ok(_)))
     }
 }

@@ -28,7 +28,8 @@ impl Log {
         self.position += 1;
         let version = self.versions.entry(id).or_insert(0);
         *version += 1;
-        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + ChronoDuration::minutes(minutes);
+        let at =
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + ChronoDuration::minutes(minutes);
         let envelope = NewEvent::from_event(id, *version, &event, at, EventMetadata::default())
             .into_envelope(self.position);
         self.model.apply(&envelope).await.expect("apply");
@@ -41,10 +42,22 @@ impl Log {
             name: slug.to_uppercase(),
             parent: None,
         });
-        self.record(events::catalog_events::category_aggregate_id(slug), event, 0).await;
+        self.record(
+            events::catalog_events::category_aggregate_id(slug),
+            event,
+            0,
+        )
+        .await;
     }
 
-    async fn product(&mut self, sku: &str, category: &str, price: i64, stock: i64, minutes: i64) -> Uuid {
+    async fn product(
+        &mut self,
+        sku: &str,
+        category: &str,
+        price: i64,
+        stock: i64,
+        minutes: i64,
+    ) -> Uuid {
         let id = Uuid::now_v7();
         let event = CatalogEvent::ProductCreated(ProductCreated {
             sku: sku.into(),
@@ -93,11 +106,20 @@ async fn a_replayed_event_changes_nothing() {
     let mut log = Log::new();
     log.category("tools").await;
     let id = log.product("A", "tools", 100, 10, 1).await;
-    let sale = log.record(id, CatalogEvent::SaleRecorded(SaleRecorded { quantity: 3 }), 2).await;
+    let sale = log
+        .record(
+            id,
+            CatalogEvent::SaleRecorded(SaleRecorded { quantity: 3 }),
+            2,
+        )
+        .await;
     log.model.apply(&sale).await.expect("replay");
     let (product, position) = log.model.product(id).await.expect("read");
     let product = product.expect("visible");
-    assert_eq!((product.stock, product.sales, product.version, position), (7, 3, 2, 3));
+    assert_eq!(
+        (product.stock, product.sales, product.version, position),
+        (7, 3, 2, 3)
+    );
 }
 
 #[tokio::test]
@@ -107,10 +129,22 @@ async fn listings_follow_each_sort_order_with_ties_by_id() {
     log.product("CHEAP", "tools", 100, 1, 3).await;
     log.product("DEAR", "tools", 900, 1, 1).await;
     log.product("MID", "tools", 500, 1, 2).await;
-    assert_eq!(skus(&log.model, &query(SortOrder::Newest, 10)).await, ["CHEAP", "MID", "DEAR"]);
-    assert_eq!(skus(&log.model, &query(SortOrder::PriceAsc, 10)).await, ["CHEAP", "MID", "DEAR"]);
-    assert_eq!(skus(&log.model, &query(SortOrder::PriceDesc, 10)).await, ["DEAR", "MID", "CHEAP"]);
-    assert_eq!(skus(&log.model, &query(SortOrder::Name, 10)).await, ["CHEAP", "DEAR", "MID"]);
+    assert_eq!(
+        skus(&log.model, &query(SortOrder::Newest, 10)).await,
+        ["CHEAP", "MID", "DEAR"]
+    );
+    assert_eq!(
+        skus(&log.model, &query(SortOrder::PriceAsc, 10)).await,
+        ["CHEAP", "MID", "DEAR"]
+    );
+    assert_eq!(
+        skus(&log.model, &query(SortOrder::PriceDesc, 10)).await,
+        ["DEAR", "MID", "CHEAP"]
+    );
+    assert_eq!(
+        skus(&log.model, &query(SortOrder::Name, 10)).await,
+        ["CHEAP", "DEAR", "MID"]
+    );
 }
 
 #[tokio::test]
@@ -131,7 +165,10 @@ async fn filters_combine_and_price_bounds_are_inclusive() {
     assert_eq!(skus(&log.model, &filtered).await, ["T200"]);
     let mut by_brand = query(SortOrder::PriceAsc, 10);
     by_brand.brand = Some("acme".into());
-    assert_eq!(skus(&log.model, &by_brand).await, ["T100", "T200", "G200", "T300"]);
+    assert_eq!(
+        skus(&log.model, &by_brand).await,
+        ["T100", "T200", "G200", "T300"]
+    );
 }
 
 #[tokio::test]
@@ -140,20 +177,41 @@ async fn pages_continue_after_the_cursor_and_unpublished_products_leave() {
     log.category("tools").await;
     let mut ids = Vec::new();
     for index in 0..5 {
-        ids.push(log.product(&format!("P{index}"), "tools", 100 * (index + 1), 1, index).await);
+        ids.push(
+            log.product(&format!("P{index}"), "tools", 100 * (index + 1), 1, index)
+                .await,
+        );
     }
     let mut page_query = query(SortOrder::PriceAsc, 2);
     let first = log.model.list(&page_query).await.expect("page");
     assert_eq!(first.items.len(), 2);
     let cursor = first.next_cursor.expect("more");
     // A product on the first page changes price; one on a later page is unpublished.
-    log.record(ids[0], CatalogEvent::PriceChanged(PriceChanged { price_cents: 10_000, currency: "USD".into() }), 9).await;
-    log.record(ids[3], CatalogEvent::ProductUnpublished(ProductUnpublished {}), 9).await;
+    log.record(
+        ids[0],
+        CatalogEvent::PriceChanged(PriceChanged {
+            price_cents: 10_000,
+            currency: "USD".into(),
+        }),
+        9,
+    )
+    .await;
+    log.record(
+        ids[3],
+        CatalogEvent::ProductUnpublished(ProductUnpublished {}),
+        9,
+    )
+    .await;
     page_query.after = Some(cursor.after);
     assert_eq!(skus(&log.model, &page_query).await, ["P2", "P4"]);
     let (categories, _) = log.model.categories().await.expect("categories");
     assert_eq!(categories[0].product_count, 4);
-    log.record(ids[3], CatalogEvent::ProductPublished(ProductPublished {}), 10).await;
+    log.record(
+        ids[3],
+        CatalogEvent::ProductPublished(ProductPublished {}),
+        10,
+    )
+    .await;
     let (categories, _) = log.model.categories().await.expect("categories");
     assert_eq!(categories[0].product_count, 5);
 }
@@ -165,10 +223,27 @@ async fn bestsellers_rank_by_sales() {
     let a = log.product("A", "tools", 100, 50, 1).await;
     let b = log.product("B", "tools", 100, 50, 2).await;
     log.product("C", "tools", 100, 50, 3).await;
-    log.record(a, CatalogEvent::SaleRecorded(SaleRecorded { quantity: 2 }), 4).await;
-    log.record(b, CatalogEvent::SaleRecorded(SaleRecorded { quantity: 5 }), 5).await;
-    let (top, _) = log.model.bestsellers(Some("tools"), 2).await.expect("bestsellers");
-    assert_eq!(top.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["B", "A"]);
+    log.record(
+        a,
+        CatalogEvent::SaleRecorded(SaleRecorded { quantity: 2 }),
+        4,
+    )
+    .await;
+    log.record(
+        b,
+        CatalogEvent::SaleRecorded(SaleRecorded { quantity: 5 }),
+        5,
+    )
+    .await;
+    let (top, _) = log
+        .model
+        .bestsellers(Some("tools"), 2)
+        .await
+        .expect("bestsellers");
+    assert_eq!(
+        top.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(),
+        ["B", "A"]
+    );
 }
 
 #[tokio::test]

@@ -170,7 +170,11 @@ pub trait CatalogReadModel: Send + Sync + 'static {
     async fn product(&self, id: Uuid) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError>;
     async fn list(&self, query: &ListQuery) -> Result<Page, ReadModelError>;
     /// The top `limit` by sales, optionally in one category.
-    async fn bestsellers(&self, category: Option<&str>, limit: usize) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError>;
+    async fn bestsellers(
+        &self,
+        category: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError>;
     /// Every category, by slug, with counts of published products.
     async fn categories(&self) -> Result<(Vec<CategoryView>, u64), ReadModelError>;
     /// The position the view has applied everything up to.

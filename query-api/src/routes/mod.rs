@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use projectors::read_model::{CategoryView, Cursor, ListQuery, ProductView, ReadModelError, SortOrder};
+use projectors::read_model::{
+    CategoryView, Cursor, ListQuery, ProductView, ReadModelError, SortOrder,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use web::extract::{Path, Query};
@@ -18,7 +20,10 @@ use crate::QueryState;
 impl From<ReadModelError> for QueryProblem {
     fn from(error: ReadModelError) -> Self {
         tracing::warn!(%error, "read model unavailable");
-        QueryProblem(Problem::unavailable(1, "the catalog views are unavailable; retry shortly"))
+        QueryProblem(Problem::unavailable(
+            1,
+            "the catalog views are unavailable; retry shortly",
+        ))
     }
 }
 
@@ -40,7 +45,9 @@ impl IntoResponse for QueryProblem {
 type QueryResult = Result<Response, QueryProblem>;
 
 fn with_position(mut response: Response, position: u64) -> Response {
-    response.headers_mut().insert(X_POSITION, HeaderValue::from(position));
+    response
+        .headers_mut()
+        .insert(X_POSITION, HeaderValue::from(position));
     response
 }
 
@@ -72,7 +79,11 @@ fn not_modified(headers: &HeaderMap, version: u64) -> bool {
         (status = 200, body = ProductView, headers(("ETag" = String), ("Cache-Control" = String), ("X-Position" = u64))),
         (status = 304, description = "Not modified"),
         (status = 400, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
-pub async fn get_product(State(state): State<QueryState>, headers: HeaderMap, Path(id): Path<String>) -> QueryResult {
+pub async fn get_product(
+    State(state): State<QueryState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> QueryResult {
     let Ok(id) = Uuid::parse_str(&id) else {
         return Err(Problem::not_found(format!("no product with id {id:?}")).into());
     };
@@ -81,13 +92,24 @@ pub async fn get_product(State(state): State<QueryState>, headers: HeaderMap, Pa
         let response = Problem::not_found(format!("no product with id {id}")).into_response();
         return Ok(with_position(response, position));
     };
-    let cache_control = HeaderValue::from_str(&format!("public, max-age={}", state.product_max_age_seconds))
-        .unwrap_or(HeaderValue::from_static("public, max-age=30"));
+    let cache_control = HeaderValue::from_str(&format!(
+        "public, max-age={}",
+        state.product_max_age_seconds
+    ))
+    .unwrap_or(HeaderValue::from_static("public, max-age=30"));
     let tag = etag(product.version);
     let response = if not_modified(&headers, product.version) {
-        (StatusCode::NOT_MODIFIED, [(ETAG, tag), (CACHE_CONTROL, cache_control)]).into_response()
+        (
+            StatusCode::NOT_MODIFIED,
+            [(ETAG, tag), (CACHE_CONTROL, cache_control)],
+        )
+            .into_response()
     } else {
-        ([(ETAG, tag), (CACHE_CONTROL, cache_control)], axum::Json(product)).into_response()
+        (
+            [(ETAG, tag), (CACHE_CONTROL, cache_control)],
+            axum::Json(product),
+        )
+            .into_response()
     };
     Ok(with_position(response, position))
 }
@@ -142,7 +164,9 @@ fn parse_slug(field: &str, value: Option<String>) -> Result<Option<String>, Quer
     match value {
         None => Ok(None),
         Some(slug) if command_slug_ok(&slug) => Ok(Some(slug)),
-        Some(slug) => Err(bad(format!("{field}={slug:?} is not a category slug ([a-z0-9-]{{1,64}})"))),
+        Some(slug) => Err(bad(format!(
+            "{field}={slug:?} is not a category slug ([a-z0-9-]{{1,64}})"
+        ))),
     }
 }
 
@@ -158,7 +182,9 @@ fn parse_price(field: &str, value: Option<String>) -> Result<Option<i64>, QueryP
         None => Ok(None),
         Some(text) => match text.parse::<i64>() {
             Ok(price) if price >= 0 => Ok(Some(price)),
-            _ => Err(bad(format!("{field} must be a non-negative integer (cents); got {text:?}"))),
+            _ => Err(bad(format!(
+                "{field} must be a non-negative integer (cents); got {text:?}"
+            ))),
         },
     }
 }
@@ -168,7 +194,9 @@ fn parse_limit(value: Option<String>, default: usize) -> Result<usize, QueryProb
         None => Ok(default),
         Some(text) => match text.parse::<usize>() {
             Ok(limit) if (1..=100).contains(&limit) => Ok(limit),
-            _ => Err(bad(format!("limit must be an integer from 1 to 100; got {text:?}"))),
+            _ => Err(bad(format!(
+                "limit must be an integer from 1 to 100; got {text:?}"
+            ))),
         },
     }
 }
@@ -192,7 +220,11 @@ pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> 
     let in_stock = match params.in_stock.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => return Err(bad(format!("in_stock must be true or false; got {other:?}"))),
+        Some(other) => {
+            return Err(bad(format!(
+                "in_stock must be true or false; got {other:?}"
+            )))
+        }
     };
     let sort = match params.sort.as_deref() {
         None => SortOrder::Newest,
@@ -206,9 +238,12 @@ pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> 
     let after = match params.cursor {
         None => None,
         Some(text) => {
-            let cursor = Cursor::decode(&text).ok_or_else(|| bad("cursor is not one this API gave out".into()))?;
+            let cursor = Cursor::decode(&text)
+                .ok_or_else(|| bad("cursor is not one this API gave out".into()))?;
             if cursor.sort != sort {
-                return Err(bad("cursor belongs to another sort order; start again without it".into()));
+                return Err(bad(
+                    "cursor belongs to another sort order; start again without it".into(),
+                ));
             }
             Some(cursor.after)
         }
@@ -228,14 +263,20 @@ pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> 
 /// Published products, filtered and sorted, a page at a time.
 #[utoipa::path(get, path = "/api/products", tag = "queries", params(ListParams, ("X-Min-Position" = Option<u64>, Header)),
     responses((status = 200, body = ProductPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem)))]
-pub async fn list_products(State(state): State<QueryState>, Query(params): Query<ListParams>) -> QueryResult {
+pub async fn list_products(
+    State(state): State<QueryState>,
+    Query(params): Query<ListParams>,
+) -> QueryResult {
     let query = parse_list_params(params)?;
     let page = state.read_model.list(&query).await?;
     let body = ProductPage {
         items: page.items,
         next_cursor: page.next_cursor.map(|cursor| cursor.encode()),
     };
-    Ok(with_position(axum::Json(body).into_response(), page.position))
+    Ok(with_position(
+        axum::Json(body).into_response(),
+        page.position,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -250,10 +291,16 @@ pub struct BestsellerParams {
 /// The top published products by sales.
 #[utoipa::path(get, path = "/api/products/bestsellers", tag = "queries", params(BestsellerParams, ("X-Min-Position" = Option<u64>, Header)),
     responses((status = 200, body = ProductList), (status = 400, body = Problem), (status = 503, body = Problem)))]
-pub async fn bestsellers(State(state): State<QueryState>, Query(params): Query<BestsellerParams>) -> QueryResult {
+pub async fn bestsellers(
+    State(state): State<QueryState>,
+    Query(params): Query<BestsellerParams>,
+) -> QueryResult {
     let category = parse_slug("category", params.category)?;
     let limit = parse_limit(params.limit, 10)?;
-    let (items, position) = state.read_model.bestsellers(category.as_deref(), limit).await?;
+    let (items, position) = state
+        .read_model
+        .bestsellers(category.as_deref(), limit)
+        .await?;
     let body = ProductList { items };
     Ok(with_position(axum::Json(body).into_response(), position))
 }
@@ -263,5 +310,8 @@ pub async fn bestsellers(State(state): State<QueryState>, Query(params): Query<B
     responses((status = 200, body = CategoryList), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn list_categories(State(state): State<QueryState>) -> QueryResult {
     let (items, position) = state.read_model.categories().await?;
-    Ok(with_position(axum::Json(CategoryList { items }).into_response(), position))
+    Ok(with_position(
+        axum::Json(CategoryList { items }).into_response(),
+        position,
+    ))
 }
