@@ -2,7 +2,7 @@
 //!
 //! An adapter's tests call [`run`] with a factory that makes a fresh, empty store per case:
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test]
 //! async fn sqlite_event_store_passes_the_conformance_suite() {
 //!     events::conformance::run(|| async { SqliteEventStore::in_memory().await.unwrap() }).await;
