@@ -1,0 +1,157 @@
+//! The binary as a user runs it: bad configuration, graceful shutdown, seed, users.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn catalog(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_catalog"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .env("CATALOG_DATA_DIR", data_dir)
+        .stdin(Stdio::null());
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("the binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_line_and_a_failure_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = run(catalog(dir.path()).args(["serve", "--listen", &address]));
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.starts_with(&format!("catalog: cannot listen on {address}")),
+        "{message}"
+    );
+}
+
+#[test]
+fn unsupported_engines_and_roles_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(catalog(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", "postgres://x"));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).starts_with("catalog: DATABASE_URL set"),
+        "{}",
+        stderr(&output)
+    );
+    let output =
+        run(catalog(dir.path()).args(["serve", "--role", "query", "--listen", "127.0.0.1:0"]));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--role"), "{}", stderr(&output));
+    let output = run(catalog(dir.path()).args(["serve", "--listen", "not an address"]));
+    assert!(!output.status.success());
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+}
+
+fn wait_for_listening(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(address) = line.split("listening on ").nth(1) {
+            // Keep draining stdout so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return address.trim().to_owned();
+        }
+    }
+    panic!("the catalog never logged `listening on`");
+}
+
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = catalog(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = wait_for_listening(&mut child);
+    assert!(std::net::TcpStream::connect(&address).is_ok());
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn seed_appends_products_and_users_create_adds_an_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(catalog(dir.path()).args(["seed", "--products", "25", "--seed", "9"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    // 12 demo categories, then 25 products.
+    assert!(
+        text.contains("added 25 products") && text.contains("at position 37"),
+        "{text}"
+    );
+
+    let mut child = catalog(dir.path())
+        .args([
+            "users",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "analyst",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long password\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("created ops@example.com (analyst)")
+    );
+
+    let again = run(catalog(dir.path()).args([
+        "users",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--role",
+        "admin",
+    ]));
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("exists"), "{}", stderr(&again));
+}
