@@ -225,9 +225,9 @@ impl Application {
         }
 
         let read_model = Arc::new(MemoryReadModel::new());
-        let projector = Projector::new(read_model.clone());
+        let projector = Projector::new(read_model.clone(), engines.store.clone());
         let started = std::time::Instant::now();
-        let position = projector.catch_up(engines.store.as_ref()).await?;
+        let position = projector.catch_up().await?;
         tracing::info!(
             position,
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -11,6 +11,8 @@
 pub mod accounts;
 pub mod aggregate;
 pub mod idempotency;
+pub mod outbox;
+pub mod postgres;
 pub mod routes;
 pub mod service;
 pub mod sqlite;

@@ -34,7 +34,7 @@ async fn next_positions(stream: &mut EventStream, count: usize) -> Vec<u64> {
             .expect("an envelope within 5 s")
             .expect("stream open")
             .expect("no bus error");
-        positions.push(item.position);
+        positions.push(item.envelope.position);
     }
     positions
 }

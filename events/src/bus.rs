@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
@@ -16,6 +17,12 @@ use crate::store::{EventStore, StoreError};
 pub enum BusError {
     #[error("bus unavailable: {0}")]
     Unavailable(String),
+    /// The topic, queue or subscription the bus needs does not exist (run `catalog bus setup`).
+    #[error("{0}")]
+    Missing(String),
+    /// The bus configuration (URL) is wrong.
+    #[error("{0}")]
+    Invalid(String),
     #[error("unexpected bus error: {0}")]
     Unexpected(String),
 }
@@ -29,20 +36,71 @@ impl From<StoreError> for BusError {
     }
 }
 
-/// A subscription: envelopes in delivery order. An `Err` item is a passing failure: the
+/// Tells the bus a delivery was handled, so it is not delivered to this subscriber again
+/// (Kafka: store the offset for the next commit; SQS: delete the message).
+pub type Acknowledge = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BusError>> + Send>;
+
+/// One envelope handed to a subscriber. Dropping it without [`Delivery::ack`] leaves it to be
+/// delivered again (at-least-once).
+pub struct Delivery {
+    pub envelope: Envelope,
+    acknowledge: Option<Acknowledge>,
+}
+
+impl Delivery {
+    /// A delivery that needs no acknowledgement (the in-process bus).
+    pub fn unacknowledged(envelope: Envelope) -> Self {
+        Delivery {
+            envelope,
+            acknowledge: None,
+        }
+    }
+
+    pub fn with_ack(envelope: Envelope, acknowledge: Acknowledge) -> Self {
+        Delivery {
+            envelope,
+            acknowledge: Some(acknowledge),
+        }
+    }
+
+    /// Acknowledges the delivery: call it only after the envelope was applied.
+    pub async fn ack(self) -> Result<(), BusError> {
+        match self.acknowledge {
+            Some(acknowledge) => acknowledge().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Delivery")
+            .field("position", &self.envelope.position)
+            .field("event_type", &self.envelope.event_type)
+            .finish()
+    }
+}
+
+/// A subscription: deliveries in delivery order. An `Err` item is a passing failure: the
 /// stream goes on after it.
-pub type EventStream = BoxStream<'static, Result<Envelope, BusError>>;
+pub type EventStream = BoxStream<'static, Result<Delivery, BusError>>;
 
 /// Carries committed envelopes from the write side to every subscriber.
 ///
 /// Contract:
 /// - `publish` is called with envelopes that are already committed to the event store; it may
 ///   be called more than once for one envelope and out of order between calls.
-/// - A subscription delivers every envelope with a position above `after`, at least once.
-///   Per aggregate, envelopes arrive in `aggregate_version` order. Subscribers must apply
-///   idempotently (ignore versions they already applied).
-/// - A subscriber that restarts resumes by subscribing again after the last position it
-///   applied.
+/// - `publish` returns `Ok` only once the bus holds every envelope durably (Kafka: acked by
+///   all in-sync replicas; SNS: accepted); on `Err` some may have been published, and the
+///   caller publishes them all again (duplicates are allowed, loss is not).
+/// - A subscription delivers every envelope at least once until the subscriber acknowledges
+///   it ([`Delivery::ack`]). Per aggregate, envelopes are published and delivered in
+///   `aggregate_version` order; across aggregates a partitioned bus may interleave them, so
+///   positions are not necessarily increasing. Subscribers apply idempotently (ignore versions
+///   they already applied) and repair a gap (a version above the next one) from the store.
+/// - Durable buses (Kafka consumer groups, SQS queues) resume where the subscriber's
+///   acknowledgements left off and ignore `after`; the in-process bus starts after `after`.
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
     /// Hands committed envelopes to the bus.
@@ -50,6 +108,17 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Subscribes `subscriber` (a projector's name) to everything after position `after`.
     async fn subscribe(&self, subscriber: &str, after: u64) -> Result<EventStream, BusError>;
+
+    /// Whether deliveries come in one global position order (then a subscriber's checkpoint is
+    /// simply the last position it applied).
+    fn is_totally_ordered(&self) -> bool {
+        false
+    }
+
+    /// Answers when the bus can be reached (for readiness checks).
+    async fn ping(&self) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 /// The embedded bus: catch-up reads from the event store, then live envelopes from an
@@ -94,11 +163,11 @@ struct Subscription {
 }
 
 impl Subscription {
-    async fn next(&mut self) -> Option<Result<Envelope, BusError>> {
+    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
         loop {
             if let Some(envelope) = self.buffer.pop_front() {
                 self.last_position = envelope.position;
-                return Some(Ok(envelope));
+                return Some(Ok(Delivery::unacknowledged(envelope)));
             }
             if self.catching_up {
                 match self
@@ -121,7 +190,7 @@ impl Subscription {
                 Ok(Ok(envelope)) if envelope.position <= self.last_position => {}
                 Ok(Ok(envelope)) if envelope.position == self.last_position + 1 => {
                     self.last_position = envelope.position;
-                    return Some(Ok(envelope));
+                    return Some(Ok(Delivery::unacknowledged(envelope)));
                 }
                 // A gap, a lag, or a quiet period: the store has the truth.
                 Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {
@@ -159,5 +228,9 @@ impl EventBus for InProcessBus {
             subscription.next().await.map(|item| (item, subscription))
         });
         Ok(Box::pin(stream))
+    }
+
+    fn is_totally_ordered(&self) -> bool {
+        true
     }
 }

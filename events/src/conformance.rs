@@ -67,6 +67,8 @@ where
     a_unique_claim_is_held_by_one_aggregate(make_store().await).await;
     concurrent_writers_to_one_aggregate_cannot_both_win(Arc::new(make_store().await)).await;
     concurrent_writers_to_many_aggregates_get_dense_positions(Arc::new(make_store().await)).await;
+    let store: Arc<dyn EventStore> = Arc::new(make_store().await);
+    a_tail_reader_never_sees_a_gap_filled_later(vec![store]).await;
 }
 
 async fn an_empty_store_has_nothing(store: impl EventStore) {
@@ -294,4 +296,69 @@ async fn concurrent_writers_to_many_aggregates_get_dense_positions<S: EventStore
         all.iter().map(|e| e.position).collect::<Vec<_>>(),
         (1..=100).collect::<Vec<_>>()
     );
+}
+
+/// Positions are commit-ordered: a reader tailing the log while many appenders commit must
+/// find every batch it reads starting right after the last position it saw, with no hole a
+/// slower transaction could fill later (the reserved-before-commit gap).
+///
+/// `stores` are handles on one log (for a server store, one per simulated replica); the
+/// appenders use them in turn and the reader uses the first.
+pub async fn a_tail_reader_never_sees_a_gap_filled_later(stores: Vec<Arc<dyn EventStore>>) {
+    let store = stores[0].clone();
+    const APPENDERS: u64 = 16;
+    const APPENDS_EACH: u64 = 25;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let store = store.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut batches = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let batch = store.read_all(last, 500).await.expect("read_all");
+                for envelope in &batch {
+                    assert_eq!(
+                        envelope.position,
+                        last + 1,
+                        "the tail reader saw position {} right after {last}: a gap",
+                        envelope.position
+                    );
+                    last = envelope.position;
+                }
+                batches += usize::from(!batch.is_empty());
+                if finished && batch.is_empty() {
+                    return (last, batches);
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let appenders: Vec<_> = (0..APPENDERS)
+        .map(|appender| {
+            let store = stores[appender as usize % stores.len()].clone();
+            tokio::spawn(async move {
+                for append in 0..APPENDS_EACH {
+                    let count = 1 + (appender + append) % 3;
+                    store
+                        .append(vec![sample_stream(Uuid::now_v7(), 0, count)])
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for appender in appenders {
+        appender.await.expect("appender");
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (last, batches) = reader.await.expect("reader");
+    let head = store.head().await.expect("head");
+    let expected: u64 = (0..APPENDERS)
+        .flat_map(|appender| (0..APPENDS_EACH).map(move |append| 1 + (appender + append) % 3))
+        .sum();
+    assert_eq!(head, expected);
+    assert_eq!(last, head, "the reader saw everything up to the head");
+    assert!(batches > 1, "the reader read while appenders wrote");
 }

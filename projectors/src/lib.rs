@@ -21,19 +21,37 @@ pub enum ProjectionError {
     Unavailable(String),
 }
 
+/// What [`Projection::apply`] did with an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The view changed to reflect it.
+    Applied,
+    /// The view already held this version (or a later one) of the aggregate: nothing changed.
+    Duplicate,
+    /// The view holds `applied_version` of the aggregate, and the envelope is further ahead
+    /// than the next version: nothing changed; the runner applies the missing versions from
+    /// the event store first.
+    Gap { applied_version: u64 },
+}
+
 /// A view built from envelopes.
 ///
 /// Contract:
 /// - `apply` is idempotent: an envelope whose `aggregate_version` is not above the version
-///   the view already holds for that aggregate changes nothing (duplicates and replays of
-///   at-least-once delivery are harmless).
-/// - Envelopes of one aggregate arrive in `aggregate_version` order.
-/// - `checkpoint` is the position up to which every envelope has been applied; a restarted
-///   projector resumes after it.
+///   the view already holds for that aggregate changes nothing ([`Applied::Duplicate`]), so
+///   duplicates and replays of at-least-once delivery are harmless. An envelope more than one
+///   version ahead changes nothing either ([`Applied::Gap`]): a view applies each aggregate's
+///   versions in order, one by one.
+/// - `apply` records `checkpoint` (never lowering it) atomically with the change it makes, or
+///   alone when it changes nothing. The runner passes the contiguous low watermark: every
+///   position up to it has been applied, whatever order a partitioned bus delivered them in.
+/// - `checkpoint` reads it back: a restarted projector catches up from the store after it, and
+///   `X-Min-Position` compares against it.
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
     /// A stable name (the subscriber / consumer group name).
     fn name(&self) -> &str;
-    async fn apply(&self, envelope: &Envelope) -> Result<(), ProjectionError>;
+    async fn apply(&self, envelope: &Envelope, checkpoint: u64)
+        -> Result<Applied, ProjectionError>;
     async fn checkpoint(&self) -> Result<u64, ProjectionError>;
 }

@@ -1,19 +1,38 @@
 //! Drives a projection: catch up from the event store, then follow the bus.
+//!
+//! The runner owns three guarantees a projection alone cannot give:
+//! - **Order per aggregate.** A projection applies an aggregate's versions one by one; when an
+//!   envelope is ahead of the next one ([`Applied::Gap`]), the runner reads the missing
+//!   versions from the event store and applies them first.
+//! - **A contiguous checkpoint.** A partitioned bus (Kafka, SQS FIFO) delivers positions out of
+//!   global order. The runner tracks which positions it has handled and passes the projection
+//!   the low watermark (every position up to it handled), never the highest position seen.
+//! - **No stuck holes.** A position below the highest one handled that stays missing for
+//!   [`HOLE_GRACE`] (an event lost before a restart whose offset was already committed, say)
+//!   is read from the store and applied, so the watermark always moves on.
+//!
+//! Only after the projection applied an envelope does the runner acknowledge its delivery.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use events::bus::EventBus;
 use events::store::EventStore;
+use events::Envelope;
 use futures::StreamExt;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
-use crate::{Projection, ProjectionError};
+use crate::{Applied, Projection, ProjectionError};
 
 const CATCH_UP_BATCH: usize = 2000;
 const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// How long a hole below the highest handled position may stay open before the runner reads
+/// it from the event store.
+pub const HOLE_GRACE: Duration = Duration::from_secs(2);
+const HOLE_REPAIR_BATCH: usize = 1000;
 
 /// What `GET /api/admin/projections` reports of one projector.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -21,21 +40,84 @@ pub struct ProjectorStatus {
     pub name: String,
     /// `starting`, `catching-up`, `live` or `failing`.
     pub state: String,
+    /// Every position up to this one has been applied.
     pub position: u64,
     /// When the last applied event occurred.
     pub last_event_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
 }
 
+/// The positions handled: everything up to `low`, plus the ones in `above`.
+#[derive(Debug, Default)]
+pub struct Watermark {
+    low: u64,
+    above: BTreeSet<u64>,
+    /// The hole at `low + 1` and since when it has been open.
+    hole_since: Option<(u64, Instant)>,
+}
+
+impl Watermark {
+    pub fn starting_at(low: u64) -> Self {
+        Watermark {
+            low,
+            ..Default::default()
+        }
+    }
+
+    pub fn low(&self) -> u64 {
+        self.low
+    }
+
+    /// The watermark once `position` is handled too.
+    pub fn with(&self, position: u64) -> u64 {
+        if position != self.low + 1 {
+            return self.low;
+        }
+        let mut low = position;
+        while self.above.contains(&(low + 1)) {
+            low += 1;
+        }
+        low
+    }
+
+    pub fn add(&mut self, position: u64) {
+        if position <= self.low {
+            return;
+        }
+        self.above.insert(position);
+        while self.above.remove(&(self.low + 1)) {
+            self.low += 1;
+        }
+    }
+
+    /// The positions missing below the lowest handled one above the watermark, once they
+    /// have been missing for `grace`: `(after, count)`.
+    pub fn stale_hole(&mut self, grace: Duration) -> Option<(u64, u64)> {
+        let first_above = *self.above.first()?;
+        match self.hole_since {
+            Some((low, since)) if low == self.low => {
+                (since.elapsed() >= grace).then_some((self.low, first_above - self.low - 1))
+            }
+            _ => {
+                self.hole_since = Some((self.low, Instant::now()));
+                None
+            }
+        }
+    }
+}
+
 /// A running (or about to run) projector: its projection and its status.
 #[derive(Clone)]
 pub struct Projector {
     projection: Arc<dyn Projection>,
+    store: Arc<dyn EventStore>,
     status: Arc<RwLock<ProjectorStatus>>,
+    watermark: Arc<Mutex<Watermark>>,
 }
 
 impl Projector {
-    pub fn new(projection: Arc<dyn Projection>) -> Self {
+    /// `store` is where missing versions and holes are read from.
+    pub fn new(projection: Arc<dyn Projection>, store: Arc<dyn EventStore>) -> Self {
         let status = ProjectorStatus {
             name: projection.name().to_owned(),
             state: "starting".to_owned(),
@@ -45,8 +127,14 @@ impl Projector {
         };
         Projector {
             projection,
+            store,
             status: Arc::new(RwLock::new(status)),
+            watermark: Arc::new(Mutex::new(Watermark::default())),
         }
+    }
+
+    pub fn name(&self) -> &str {
+        self.projection.name()
     }
 
     pub fn status(&self) -> ProjectorStatus {
@@ -57,20 +145,18 @@ impl Projector {
         self.status.write().state = state.to_owned();
     }
 
-    /// Applies one envelope, retrying until it is applied: an event is never skipped.
-    async fn apply(&self, envelope: &events::Envelope) {
+    /// Applies one envelope, retrying until the projection takes it: an event is never
+    /// skipped. Returns what the projection did.
+    async fn apply_once(&self, envelope: &Envelope) -> Applied {
         let name = self.projection.name().to_owned();
         loop {
-            match self.projection.apply(envelope).await {
-                Ok(()) => {
-                    let mut status = self.status.write();
-                    status.position = status.position.max(envelope.position);
-                    status.last_event_at = Some(envelope.occurred_at);
-                    status.last_error = None;
-                    metrics::counter!("catalog_projection_applied_total", "projector" => name.clone()).increment(1);
-                    metrics::gauge!("catalog_projection_position", "projector" => name)
-                        .set(status.position as f64);
-                    return;
+            let checkpoint = self.watermark.lock().with(envelope.position);
+            match self.projection.apply(envelope, checkpoint).await {
+                Ok(applied) => {
+                    if !matches!(applied, Applied::Gap { .. }) {
+                        self.handled(envelope, applied);
+                    }
+                    return applied;
                 }
                 Err(error) => {
                     metrics::counter!("catalog_projection_errors_total", "projector" => name.clone()).increment(1);
@@ -90,14 +176,70 @@ impl Projector {
         }
     }
 
+    fn handled(&self, envelope: &Envelope, applied: Applied) {
+        let name = self.projection.name().to_owned();
+        let low = {
+            let mut watermark = self.watermark.lock();
+            watermark.add(envelope.position);
+            watermark.low()
+        };
+        let counter = match applied {
+            Applied::Applied => "catalog_projection_applied_total",
+            _ => "catalog_projection_duplicates_total",
+        };
+        metrics::counter!(counter, "projector" => name.clone()).increment(1);
+        metrics::gauge!("catalog_projection_position", "projector" => name).set(low as f64);
+        let mut status = self.status.write();
+        status.position = low;
+        status.last_event_at = Some(envelope.occurred_at);
+        status.last_error = None;
+    }
+
+    /// Applies `envelope`, first applying from the store any versions of its aggregate the
+    /// projection is missing.
+    pub async fn apply(&self, envelope: &Envelope) {
+        let Applied::Gap { applied_version } = self.apply_once(envelope).await else {
+            return;
+        };
+        let name = self.projection.name().to_owned();
+        metrics::counter!("catalog_projection_gaps_repaired_total", "projector" => name.clone())
+            .increment(1);
+        tracing::info!(
+            projector = %name,
+            aggregate_id = %envelope.aggregate_id,
+            from = applied_version + 1,
+            to = envelope.aggregate_version,
+            "repairing a gap from the event store"
+        );
+        loop {
+            match self.store.read_aggregate(envelope.aggregate_id).await {
+                Ok(history) => {
+                    for missing in history.iter().filter(|e| {
+                        e.aggregate_version > applied_version
+                            && e.aggregate_version <= envelope.aggregate_version
+                    }) {
+                        if let Applied::Gap { .. } = self.apply_once(missing).await {
+                            tracing::error!(projector = %name, position = missing.position, "the store's history of an aggregate has a gap");
+                        }
+                    }
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(projector = %name, %error, "cannot read the store to repair a gap; retrying");
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+            }
+        }
+    }
+
     /// Reads the store from the projection's checkpoint to its head and applies everything:
     /// the rebuild at start. Returns the position reached.
-    pub async fn catch_up(&self, store: &dyn EventStore) -> Result<u64, events::store::StoreError> {
+    pub async fn catch_up(&self) -> Result<u64, events::store::StoreError> {
         self.set_state("catching-up");
         let mut position = self.projection.checkpoint().await.unwrap_or(0);
-        self.status.write().position = position;
+        self.reset_watermark(position);
         loop {
-            let batch = store.read_all(position, CATCH_UP_BATCH).await?;
+            let batch = self.store.read_all(position, CATCH_UP_BATCH).await?;
             let Some(last) = batch.last() else {
                 return Ok(position);
             };
@@ -108,7 +250,42 @@ impl Projector {
         }
     }
 
-    /// Follows the bus from the projection's checkpoint until the task is dropped.
+    fn reset_watermark(&self, low: u64) {
+        let mut watermark = self.watermark.lock();
+        if watermark.low() < low {
+            *watermark = Watermark::starting_at(low);
+        }
+        self.status.write().position = watermark.low();
+    }
+
+    /// Applies, from the store, positions that have been missing for longer than
+    /// [`HOLE_GRACE`].
+    async fn repair_holes(&self) {
+        let hole = self.watermark.lock().stale_hole(HOLE_GRACE);
+        let Some((after, count)) = hole else {
+            return;
+        };
+        let name = self.projection.name().to_owned();
+        tracing::info!(projector = %name, after, count, "reading a hole in the delivered positions from the store");
+        metrics::counter!("catalog_projection_holes_repaired_total", "projector" => name.clone())
+            .increment(1);
+        match self
+            .store
+            .read_all(after, (count as usize).min(HOLE_REPAIR_BATCH))
+            .await
+        {
+            Ok(batch) => {
+                for envelope in &batch {
+                    self.apply(envelope).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(projector = %name, %error, "cannot read the store to fill a hole")
+            }
+        }
+    }
+
+    /// Follows the bus until the task is dropped: applies each delivery, then acknowledges it.
     pub async fn run(self, bus: Arc<dyn EventBus>) {
         let name = self.projection.name().to_owned();
         loop {
@@ -120,20 +297,39 @@ impl Projector {
                     continue;
                 }
             };
+            self.reset_watermark(after);
             let mut stream = match bus.subscribe(&name, after).await {
                 Ok(stream) => stream,
                 Err(error) => {
                     tracing::warn!(projector = %name, %error, "cannot subscribe; retrying");
-                    self.set_state("failing");
+                    {
+                        let mut status = self.status.write();
+                        status.state = "failing".to_owned();
+                        status.last_error = Some(error.to_string());
+                    }
                     tokio::time::sleep(RETRY_DELAY).await;
                     continue;
                 }
             };
             self.set_state("live");
-            while let Some(item) = stream.next().await {
+            let mut repair_tick = tokio::time::interval(Duration::from_millis(500));
+            repair_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let item = tokio::select! {
+                    item = stream.next() => item,
+                    _ = repair_tick.tick() => {
+                        self.repair_holes().await;
+                        continue;
+                    }
+                };
+                let Some(item) = item else { break };
                 match item {
-                    Ok(envelope) => {
-                        self.apply(&envelope).await;
+                    Ok(delivery) => {
+                        self.apply(&delivery.envelope).await;
+                        if let Err(error) = delivery.ack().await {
+                            // Not acknowledged means delivered again: a harmless duplicate.
+                            tracing::warn!(projector = %name, %error, "cannot acknowledge a delivery");
+                        }
                         if self.status.read().state != "live" {
                             self.set_state("live");
                         }
@@ -147,5 +343,40 @@ impl Projector {
             tracing::warn!(projector = %name, "subscription ended; resubscribing");
             tokio::time::sleep(RETRY_DELAY).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watermark_moves_only_over_contiguous_positions() {
+        let mut watermark = Watermark::starting_at(10);
+        assert_eq!(watermark.with(12), 10);
+        watermark.add(12);
+        watermark.add(13);
+        assert_eq!(watermark.low(), 10);
+        assert_eq!(watermark.with(11), 13);
+        watermark.add(11);
+        assert_eq!(watermark.low(), 13);
+        watermark.add(5);
+        assert_eq!(watermark.low(), 13);
+        assert_eq!(watermark.with(14), 14);
+    }
+
+    #[test]
+    fn a_hole_is_reported_only_after_the_grace_period() {
+        let mut watermark = Watermark::starting_at(0);
+        assert_eq!(watermark.stale_hole(Duration::ZERO), None);
+        watermark.add(4);
+        // First sight starts the clock.
+        assert_eq!(watermark.stale_hole(Duration::from_secs(60)), None);
+        assert_eq!(watermark.stale_hole(Duration::from_secs(60)), None);
+        assert_eq!(watermark.stale_hole(Duration::ZERO), Some((0, 3)));
+        watermark.add(1);
+        // The hole moved: the clock starts again.
+        assert_eq!(watermark.stale_hole(Duration::ZERO), None);
+        assert_eq!(watermark.stale_hole(Duration::ZERO), Some((1, 2)));
     }
 }

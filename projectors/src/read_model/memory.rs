@@ -15,7 +15,7 @@ use super::{
     CatalogReadModel, CategoryView, Cursor, ListQuery, Page, ProductView, ReadModelError, SortKey,
     SortOrder,
 };
-use crate::{Projection, ProjectionError};
+use crate::{Applied, Projection, ProjectionError};
 
 type IndexKey = (Option<String>, SortOrder);
 
@@ -56,11 +56,21 @@ impl State {
         }
     }
 
-    fn apply_product(&mut self, envelope: &Envelope, event: CatalogEvent) {
+    fn apply_product(&mut self, envelope: &Envelope, event: CatalogEvent) -> Applied {
         let id = envelope.aggregate_id;
         let existing = self.products.get(&id).cloned();
         let mut product = match (&existing, event) {
-            (Some(current), _) if envelope.aggregate_version <= current.version => return,
+            (Some(current), _) if envelope.aggregate_version <= current.version => {
+                return Applied::Duplicate
+            }
+            (Some(current), _) if envelope.aggregate_version > current.version + 1 => {
+                return Applied::Gap {
+                    applied_version: current.version,
+                }
+            }
+            (None, _) if envelope.aggregate_version > 1 => {
+                return Applied::Gap { applied_version: 0 }
+            }
             (None, CatalogEvent::ProductCreated(created)) => ProductView {
                 id,
                 sku: created.sku,
@@ -80,13 +90,15 @@ impl State {
                 updated_at: envelope.occurred_at,
             },
             (None, other) => {
-                tracing::warn!(product_id = %id, event_type = other.event_type(), "event for a product the view never saw created");
-                return;
+                tracing::warn!(product_id = %id, event_type = other.event_type(), "version 1 of a product is not ProductCreated");
+                return Applied::Duplicate;
             }
             (Some(current), event) => {
                 let mut product = ProductView::clone(current);
                 match event {
-                    CatalogEvent::ProductCreated(_) | CatalogEvent::CategoryCreated(_) => return,
+                    CatalogEvent::ProductCreated(_) | CatalogEvent::CategoryCreated(_) => {
+                        return Applied::Duplicate
+                    }
                     CatalogEvent::ProductDetailsChanged(changed) => {
                         if let Some(name) = changed.name {
                             product.name = name;
@@ -131,15 +143,21 @@ impl State {
         product.version = envelope.aggregate_version;
         self.index(&product, true);
         self.products.insert(id, Arc::new(product));
+        Applied::Applied
     }
 
-    fn apply_category(&mut self, envelope: &Envelope, created: events::CategoryCreated) {
+    fn apply_category(&mut self, envelope: &Envelope, created: events::CategoryCreated) -> Applied {
         let applied = self
             .category_versions
             .entry(envelope.aggregate_id)
             .or_insert(0);
         if envelope.aggregate_version <= *applied {
-            return;
+            return Applied::Duplicate;
+        }
+        if envelope.aggregate_version > *applied + 1 {
+            return Applied::Gap {
+                applied_version: *applied,
+            };
         }
         *applied = envelope.aggregate_version;
         let product_count = self
@@ -155,6 +173,7 @@ impl State {
                 product_count,
             },
         );
+        Applied::Applied
     }
 }
 
@@ -203,7 +222,11 @@ impl Projection for MemoryReadModel {
         "read-model"
     }
 
-    async fn apply(&self, envelope: &Envelope) -> Result<(), ProjectionError> {
+    async fn apply(
+        &self,
+        envelope: &Envelope,
+        checkpoint: u64,
+    ) -> Result<Applied, ProjectionError> {
         let event = match envelope.decode() {
             Ok(event) => event,
             Err(events::catalog_events::DecodeError::UnknownType {
@@ -212,8 +235,8 @@ impl Projection for MemoryReadModel {
             }) => {
                 // A newer writer's event: not ours to interpret; the position still moves on.
                 tracing::warn!(%event_type, schema_version, "skipping an event type this version does not know");
-                self.advance(envelope.position);
-                return Ok(());
+                self.advance(checkpoint);
+                return Ok(Applied::Duplicate);
             }
             Err(error) => {
                 return Err(ProjectionError::Invalid {
@@ -222,15 +245,15 @@ impl Projection for MemoryReadModel {
                 })
             }
         };
-        {
+        let applied = {
             let mut state = self.state.write();
             match event {
                 CatalogEvent::CategoryCreated(created) => state.apply_category(envelope, created),
                 product_event => state.apply_product(envelope, product_event),
             }
-        }
-        self.advance(envelope.position);
-        Ok(())
+        };
+        self.advance(checkpoint);
+        Ok(applied)
     }
 
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {

@@ -8,6 +8,7 @@ use events::{
 use uuid::Uuid;
 
 use super::*;
+use crate::Applied;
 
 struct Log {
     position: u64,
@@ -32,7 +33,12 @@ impl Log {
             Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + ChronoDuration::minutes(minutes);
         let envelope = NewEvent::from_event(id, *version, &event, at, EventMetadata::default())
             .into_envelope(self.position);
-        self.model.apply(&envelope).await.expect("apply");
+        let applied = self
+            .model
+            .apply(&envelope, envelope.position)
+            .await
+            .expect("apply");
+        assert_eq!(applied, Applied::Applied);
         envelope
     }
 
@@ -113,7 +119,8 @@ async fn a_replayed_event_changes_nothing() {
             2,
         )
         .await;
-    log.model.apply(&sale).await.expect("replay");
+    let replayed = log.model.apply(&sale, sale.position).await.expect("replay");
+    assert_eq!(replayed, Applied::Duplicate);
     let (product, position) = log.model.product(id).await.expect("read");
     let product = product.expect("visible");
     assert_eq!(
@@ -252,4 +259,36 @@ async fn waiting_for_a_position_returns_once_it_is_applied() {
     assert!(!log.model.wait_for(1, Duration::from_millis(20)).await);
     log.category("tools").await;
     assert!(log.model.wait_for(1, Duration::from_millis(20)).await);
+}
+
+#[tokio::test]
+async fn an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing() {
+    let mut log = Log::new();
+    log.category("tools").await;
+    let id = log.product("A", "tools", 100, 10, 1).await;
+    let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let skipped = NewEvent::from_event(
+        id,
+        3,
+        &CatalogEvent::SaleRecorded(SaleRecorded { quantity: 1 }),
+        at,
+        EventMetadata::default(),
+    )
+    .into_envelope(9);
+    let applied = log.model.apply(&skipped, 3).await.expect("apply");
+    assert_eq!(applied, Applied::Gap { applied_version: 1 });
+    let (product, _) = log.model.product(id).await.expect("read");
+    assert_eq!(product.expect("visible").stock, 10);
+
+    let unknown = Uuid::now_v7();
+    let orphan = NewEvent::from_event(
+        unknown,
+        2,
+        &CatalogEvent::SaleRecorded(SaleRecorded { quantity: 1 }),
+        at,
+        EventMetadata::default(),
+    )
+    .into_envelope(10);
+    let applied = log.model.apply(&orphan, 3).await.expect("apply");
+    assert_eq!(applied, Applied::Gap { applied_version: 0 });
 }
