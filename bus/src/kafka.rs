@@ -159,9 +159,11 @@ impl KafkaBus {
         let admin = self.admin()?;
         let topic = self.config.topic.clone();
         tokio::task::spawn_blocking(move || {
+            // All topics, not `Some(&topic)`: asking for one by name lets a broker with
+            // auto-creation create it, and a missing topic must be reported, not made.
             let metadata = admin
                 .inner()
-                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .fetch_metadata(None, Duration::from_secs(5))
                 .map_err(unavailable)?;
             let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
                 return Ok(None);

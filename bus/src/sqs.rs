@@ -9,11 +9,11 @@
 //!   envelope JSON; the metadata is repeated as message attributes: `event_type`,
 //!   `schema_version`, `event_id`, `aggregate_id`, `aggregate_version`, `position`,
 //!   `traceparent`), each with a dead-letter queue `catalog-<projector>-dlq.fifo` by redrive
-//!   policy (`maxReceiveCount` 10).
+//!   policy (`maxReceiveCount` 10 by default).
 //! - **Consuming**: long polling (20 s), up to 10 messages a receive, handed out one by one;
 //!   a message is deleted only when the projector acknowledges it (after the view applied it).
-//!   While messages are held, a heartbeat extends their visibility timeout every 10 s, so a
-//!   slow batch is not delivered twice. A body that is not an envelope is made visible again
+//!   While messages are held, a heartbeat extends their visibility timeout (30 s by default)
+//!   every third of it, so a slow batch is not delivered twice. A body that is not an envelope is made visible again
 //!   at once, so it reaches the dead-letter queue after `maxReceiveCount` receives.
 //! - `catalog bus setup` creates the topic, queues, dead-letter queues, queue policies and
 //!   subscriptions; `serve` only checks that they exist and says how to create them.
@@ -35,14 +35,11 @@ use crate::kafka::traceparent;
 
 pub const DEFAULT_TOPIC: &str = "catalog-product-events";
 pub const DEFAULT_QUEUE_PREFIX: &str = "catalog-";
-const MAX_RECEIVE_COUNT: u32 = 10;
-const VISIBILITY_TIMEOUT_SECONDS: i32 = 30;
-const HEARTBEAT: Duration = Duration::from_secs(10);
 /// SNS takes at most 10 entries and 256 KiB per `PublishBatch`.
 const BATCH_ENTRIES: usize = 10;
 const BATCH_BYTES: usize = 200 * 1024;
 
-/// Parsed `CATALOG_BUS=sns+sqs://[host:port][?region=&topic=&queue_prefix=&tls=&wait_seconds=]`.
+/// Parsed `CATALOG_BUS=sns+sqs://[host:port][?region=&topic=&queue_prefix=&tls=&wait_seconds=&visibility_seconds=&max_receive_count=]`.
 ///
 /// With a host, the SNS and SQS API are at `http://host:port` (LocalStack, moto); without one,
 /// at AWS's own endpoints for the region. Credentials come from the usual AWS chain
@@ -57,6 +54,11 @@ pub struct SqsConfig {
     pub queue_prefix: String,
     /// Long-polling wait of each receive, 0–20 s.
     pub wait_seconds: i32,
+    /// The queues' visibility timeout (set by `bus setup`); held messages are extended every
+    /// third of it.
+    pub visibility_seconds: i32,
+    /// Receives after which a message moves to the dead-letter queue (set by `bus setup`).
+    pub max_receive_count: u32,
 }
 
 impl SqsConfig {
@@ -76,6 +78,8 @@ impl SqsConfig {
             topic: DEFAULT_TOPIC.to_owned(),
             queue_prefix: DEFAULT_QUEUE_PREFIX.to_owned(),
             wait_seconds: 20,
+            visibility_seconds: 30,
+            max_receive_count: 10,
         };
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
@@ -89,6 +93,20 @@ impl SqsConfig {
                         .ok()
                         .filter(|seconds| (0..=20).contains(seconds))
                         .ok_or_else(|| invalid("wait_seconds must be 0 to 20"))?
+                }
+                "visibility_seconds" => {
+                    config.visibility_seconds = value
+                        .parse()
+                        .ok()
+                        .filter(|seconds| (3..=43_200).contains(seconds))
+                        .ok_or_else(|| invalid("visibility_seconds must be 3 to 43200"))?
+                }
+                "max_receive_count" => {
+                    config.max_receive_count = value
+                        .parse()
+                        .ok()
+                        .filter(|count| (1..=1000).contains(count))
+                        .ok_or_else(|| invalid("max_receive_count must be 1 to 1000"))?
                 }
                 other => return Err(invalid(&format!("unknown parameter {other:?}"))),
             }
@@ -328,7 +346,7 @@ impl SqsBus {
                     HashMap::from([
                         (
                             QueueAttributeName::VisibilityTimeout,
-                            VISIBILITY_TIMEOUT_SECONDS.to_string(),
+                            self.config.visibility_seconds.to_string(),
                         ),
                         (
                             QueueAttributeName::ReceiveMessageWaitTimeSeconds,
@@ -338,7 +356,7 @@ impl SqsBus {
                             QueueAttributeName::RedrivePolicy,
                             serde_json::json!({
                                 "deadLetterTargetArn": dead_letter_arn,
-                                "maxReceiveCount": MAX_RECEIVE_COUNT.to_string(),
+                                "maxReceiveCount": self.config.max_receive_count.to_string(),
                             })
                             .to_string(),
                         ),
@@ -491,6 +509,7 @@ impl EventBus for SqsBus {
             self.sqs.clone(),
             queue_url.clone(),
             held.clone(),
+            self.config.visibility_seconds,
         ));
         let state = Receiver {
             sqs: self.sqs.clone(),
@@ -615,8 +634,10 @@ async fn extend_visibility(
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     held: Arc<Mutex<HashSet<String>>>,
+    visibility_seconds: i32,
 ) {
-    let mut tick = tokio::time::interval(HEARTBEAT);
+    let heartbeat = Duration::from_millis(visibility_seconds as u64 * 1000 / 3);
+    let mut tick = tokio::time::interval(heartbeat);
     tick.tick().await;
     loop {
         tick.tick().await;
@@ -626,7 +647,7 @@ async fn extend_visibility(
                 .change_message_visibility()
                 .queue_url(&queue_url)
                 .receipt_handle(&receipt)
-                .visibility_timeout(VISIBILITY_TIMEOUT_SECONDS)
+                .visibility_timeout(visibility_seconds)
                 .send()
                 .await;
             match extended {

@@ -82,3 +82,65 @@ impl Drop for TestDatabase {
         let _ = dropped.join();
     }
 }
+
+/// `host:port` of a `moto_server` (SNS and SQS) for tests: `CATALOG_TEST_SQS_ENDPOINT` when the
+/// test script started one, otherwise one started for this test process (from the virtual
+/// environment the test script installs under `target/moto-venv`, or from `PATH`). Tests
+/// isolate themselves by topic and queue names.
+pub fn moto_endpoint() -> String {
+    static ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENDPOINT
+        .get_or_init(|| {
+            if let Ok(endpoint) = std::env::var("CATALOG_TEST_SQS_ENDPOINT") {
+                if !endpoint.is_empty() {
+                    return endpoint;
+                }
+            }
+            start_moto()
+        })
+        .clone()
+}
+
+fn start_moto() -> String {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/moto-venv/bin/moto_server");
+    let binary = if venv.exists() {
+        venv.to_string_lossy().into_owned()
+    } else {
+        "moto_server".to_owned()
+    };
+    let port = free_port();
+    // The shell stops moto when this test process is gone, so no server outlives the run.
+    let script = format!(
+        "{binary} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & moto=$!; \
+         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $moto",
+        parent = std::process::id()
+    );
+    let spawned = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    if let Err(error) = spawned {
+        panic!("cannot start moto_server ({error}); run scripts/test.sh, which installs it");
+    }
+    let address = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(&address).is_ok() {
+            return address;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "moto_server (SNS/SQS) did not start on {address}: install it with \
+         `pip install 'moto[server]'` or run scripts/test.sh, which installs it into target/moto-venv"
+    );
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}

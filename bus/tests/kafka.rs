@@ -1,0 +1,383 @@
+//! `KafkaBus` against a real Kafka protocol peer: librdkafka's mock cluster (3 brokers, with
+//! error injection) by default, or a real broker process when `CATALOG_TEST_KAFKA_BROKERS`
+//! names one (the test script runs these tests a second time against `tansu`; the fault
+//! injection tests, named `mock_cluster_*`, need the mock and are skipped by name there).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bus::kafka::{KafkaBus, KafkaConfig};
+use chrono::Utc;
+use events::bus::{EventBus, EventStream};
+use events::{CatalogEvent, Envelope, EventMetadata, NewEvent, SaleRecorded};
+use futures::StreamExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::Message;
+use uuid::Uuid;
+
+const PARTITIONS: i32 = 3;
+
+/// A Kafka to test against, with a topic of the test's own.
+struct Broker {
+    mock: Option<MockCluster<'static, DefaultProducerContext>>,
+    brokers: String,
+    topic: String,
+}
+
+impl Broker {
+    async fn start() -> Broker {
+        match std::env::var("CATALOG_TEST_KAFKA_BROKERS") {
+            Ok(brokers) if !brokers.is_empty() => Broker::real(&brokers).await,
+            _ => Broker::mock(),
+        }
+    }
+
+    fn mock() -> Broker {
+        let mock = MockCluster::new(3).expect("librdkafka's mock cluster starts");
+        let topic = format!("catalog.product-events.{}", Uuid::new_v4().simple());
+        mock.create_topic(&topic, PARTITIONS, 3)
+            .expect("create topic on the mock cluster");
+        Broker {
+            brokers: mock.bootstrap_servers(),
+            mock: Some(mock),
+            topic,
+        }
+    }
+
+    async fn real(brokers: &str) -> Broker {
+        let topic = format!("catalog.product-events.{}", Uuid::new_v4().simple());
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .expect("admin client");
+        let created = admin
+            .create_topics(
+                &[NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .unwrap_or_else(|error| {
+                panic!("the Kafka broker at {brokers} (CATALOG_TEST_KAFKA_BROKERS) does not answer: {error}")
+            });
+        for result in created {
+            result.expect("topic created");
+        }
+        Broker {
+            mock: None,
+            brokers: brokers.to_owned(),
+            topic,
+        }
+    }
+
+    fn config(&self) -> KafkaConfig {
+        let mut config = KafkaConfig::new(&self.brokers);
+        config.topic = self.topic.clone();
+        config.partitions = PARTITIONS;
+        config
+    }
+
+    fn bus(&self) -> KafkaBus {
+        KafkaBus::connect(self.config()).expect("bus")
+    }
+
+    fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {
+        self.mock
+            .as_ref()
+            .expect("this test needs the mock cluster")
+    }
+}
+
+/// `per_product` events for each of `products` products, interleaved as concurrent writers
+/// would produce them, with dense positions starting at `first_position`.
+fn history(products: &[Uuid], per_product: u64, first_position: u64) -> Vec<Envelope> {
+    let mut envelopes = Vec::new();
+    let mut position = first_position;
+    for version in 1..=per_product {
+        for id in products {
+            let event = CatalogEvent::SaleRecorded(SaleRecorded { quantity: 1 });
+            let new = NewEvent::from_event(
+                *id,
+                version,
+                &event,
+                Utc::now(),
+                EventMetadata {
+                    actor: Some("tester".into()),
+                    correlation_id: Some(Uuid::new_v4().to_string()),
+                    causation_id: None,
+                },
+            );
+            envelopes.push(new.into_envelope(position));
+            position += 1;
+        }
+    }
+    envelopes
+}
+
+fn products(count: usize) -> Vec<Uuid> {
+    (0..count).map(|_| Uuid::now_v7()).collect()
+}
+
+/// Reads deliveries until `wanted` distinct events arrived, acknowledging each; returns every
+/// envelope in arrival order (duplicates included).
+async fn consume(stream: &mut EventStream, wanted: usize) -> Vec<Envelope> {
+    let mut seen = std::collections::HashSet::new();
+    let mut arrived = Vec::new();
+    while seen.len() < wanted {
+        let delivery = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {wanted} events within 30 s", seen.len()))
+            .expect("stream open")
+            .expect("no bus error");
+        seen.insert(delivery.envelope.event_id);
+        arrived.push(delivery.envelope.clone());
+        delivery.ack().await.expect("ack");
+    }
+    arrived
+}
+
+/// Per product, the first arrival of each version comes in version order 1, 2, 3, … with
+/// none missing.
+fn assert_in_order_per_product(arrived: &[Envelope], per_product: u64) {
+    let mut firsts: HashMap<Uuid, Vec<u64>> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for envelope in arrived {
+        if seen.insert(envelope.event_id) {
+            firsts
+                .entry(envelope.aggregate_id)
+                .or_default()
+                .push(envelope.aggregate_version);
+        }
+    }
+    for (id, versions) in firsts {
+        assert_eq!(
+            versions,
+            (1..=per_product).collect::<Vec<_>>(),
+            "product {id} arrived out of order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn published_events_arrive_once_each_in_order_per_product() {
+    let broker = Broker::start().await;
+    let bus = broker.bus();
+    let ids = products(20);
+    let sent = history(&ids, 10, 1);
+    bus.publish(&sent).await.expect("publish");
+    let mut stream = bus.subscribe("reader", 0).await.expect("subscribe");
+    let arrived = consume(&mut stream, sent.len()).await;
+    assert_eq!(arrived.len(), sent.len(), "no duplicates without failures");
+    assert_in_order_per_product(&arrived, 10);
+    let sent_by_id: BTreeMap<Uuid, &Envelope> = sent.iter().map(|e| (e.event_id, e)).collect();
+    for envelope in &arrived {
+        assert_eq!(Some(&envelope), sent_by_id.get(&envelope.event_id));
+    }
+}
+
+#[tokio::test]
+async fn messages_are_keyed_by_product_and_carry_the_metadata_in_headers() {
+    let broker = Broker::start().await;
+    let bus = broker.bus();
+    let sent = history(&products(3), 2, 1);
+    bus.publish(&sent).await.expect("publish");
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .set("group.id", format!("raw-{}", Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&broker.topic]).expect("subscribe");
+    let mut partitions_by_product: HashMap<String, i32> = HashMap::new();
+    for _ in 0..sent.len() {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("a message within 30 s")
+            .expect("message");
+        let key = String::from_utf8(message.key().expect("key").to_vec()).expect("utf-8");
+        let envelope: Envelope =
+            serde_json::from_slice(message.payload().expect("payload")).expect("envelope");
+        assert_eq!(key, envelope.aggregate_id.to_string());
+        let previous = partitions_by_product.insert(key, message.partition());
+        assert!(
+            previous.is_none_or(|p| p == message.partition()),
+            "one partition per product"
+        );
+        let headers = bus::kafka::header_map(&message);
+        assert_eq!(headers["event_type"], "SaleRecorded");
+        assert_eq!(headers["schema_version"], "1");
+        assert_eq!(headers["event_id"], envelope.event_id.to_string());
+        assert_eq!(headers["position"], envelope.position.to_string());
+        assert_eq!(headers["content-type"], "application/json");
+        let trace = envelope
+            .correlation_id
+            .clone()
+            .expect("correlation")
+            .replace('-', "");
+        assert!(
+            headers["traceparent"].starts_with(&format!("00-{trace}-")),
+            "{}",
+            headers["traceparent"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn unacknowledged_events_are_delivered_again_after_a_restart_and_acknowledged_ones_are_not() {
+    let broker = Broker::start().await;
+    let bus = broker.bus();
+    let ids = products(1);
+    let sent = history(&ids, 10, 1);
+    bus.publish(&sent).await.expect("publish");
+    {
+        let mut stream = bus.subscribe("restarting", 0).await.expect("subscribe");
+        // Apply and acknowledge 4, receive a 5th but crash before applying it.
+        consume(&mut stream, 4).await;
+        let unapplied = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("5th")
+            .expect("open")
+            .expect("ok");
+        assert_eq!(unapplied.envelope.aggregate_version, 5);
+        // Dropping the stream closes the consumer, which commits what was acknowledged.
+    }
+    let mut again = bus.subscribe("restarting", 0).await.expect("subscribe");
+    let rest = consume(&mut again, 6).await;
+    let versions: Vec<u64> = rest.iter().map(|e| e.aggregate_version).collect();
+    assert_eq!(versions, (5..=10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_rebalance_between_two_consumers_never_skips_an_event() {
+    let broker = Broker::start().await;
+    let bus = Arc::new(broker.bus());
+    let ids = products(30);
+    let first_half = history(&ids, 4, 1);
+    bus.publish(&first_half).await.expect("publish");
+    let total = ids.len() * 8;
+    let arrived = Arc::new(parking_lot::Mutex::new(Vec::<Envelope>::new()));
+    let spawn_consumer = |name: &'static str| {
+        let bus = bus.clone();
+        let arrived = arrived.clone();
+        tokio::spawn(async move {
+            let mut stream = bus.subscribe("shared-group", 0).await.expect("subscribe");
+            loop {
+                let Ok(Some(Ok(delivery))) =
+                    tokio::time::timeout(Duration::from_secs(8), stream.next()).await
+                else {
+                    return name;
+                };
+                arrived.lock().push(delivery.envelope.clone());
+                delivery.ack().await.expect("ack");
+            }
+        })
+    };
+    let first = spawn_consumer("first");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A second member joins mid-stream: partitions move between them.
+    let second = spawn_consumer("second");
+    let second_half: Vec<Envelope> = history(&ids, 8, 1)
+        .into_iter()
+        .filter(|e| e.aggregate_version > 4)
+        .map(|mut e| {
+            e.position += first_half.len() as u64;
+            e
+        })
+        .collect();
+    bus.publish(&second_half).await.expect("publish");
+    first.await.expect("first");
+    second.await.expect("second");
+    let arrived = arrived.lock().clone();
+    let distinct: std::collections::HashSet<Uuid> = arrived.iter().map(|e| e.event_id).collect();
+    assert_eq!(distinct.len(), total, "every event arrived at least once");
+}
+
+#[tokio::test]
+async fn mock_cluster_injected_produce_errors_lose_nothing_and_keep_order() {
+    let broker = Broker::mock();
+    let bus = broker.bus();
+    broker.cluster().request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        ],
+    );
+    let ids = products(10);
+    let sent = history(&ids, 10, 1);
+    for chunk in sent.chunks(7) {
+        bus.publish(chunk)
+            .await
+            .expect("retried through the injected errors");
+    }
+    let mut stream = bus.subscribe("reader", 0).await.expect("subscribe");
+    let arrived = consume(&mut stream, sent.len()).await;
+    assert_in_order_per_product(&arrived, 10);
+    assert_eq!(
+        arrived.len(),
+        sent.len(),
+        "the idempotent producer wrote no duplicates"
+    );
+}
+
+#[tokio::test]
+async fn mock_cluster_a_broker_going_down_and_coming_back_loses_nothing() {
+    let broker = Broker::mock();
+    let bus = Arc::new(broker.bus());
+    let ids = products(12);
+    let sent = history(&ids, 6, 1);
+    bus.publish(&sent[..24])
+        .await
+        .expect("publish before the outage");
+    for partition in 0..PARTITIONS {
+        let leader = broker
+            .cluster()
+            .partition_leader(&broker.topic, partition, Some(1));
+        leader.expect("leader");
+    }
+    broker.cluster().broker_down(1).expect("broker 1 down");
+    let publishing = {
+        let bus = bus.clone();
+        let rest = sent[24..].to_vec();
+        tokio::spawn(async move { bus.publish(&rest).await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !publishing.is_finished(),
+        "publish waits while the leader is down"
+    );
+    broker.cluster().broker_up(1).expect("broker 1 up");
+    publishing
+        .await
+        .expect("task")
+        .expect("publish completes once the broker is back");
+    let mut stream = bus.subscribe("reader", 0).await.expect("subscribe");
+    let arrived = consume(&mut stream, sent.len()).await;
+    assert_in_order_per_product(&arrived, 6);
+}
+
+#[tokio::test]
+async fn setup_reports_an_existing_topic_and_verify_names_a_missing_one() {
+    let broker = Broker::start().await;
+    let bus = broker.bus();
+    let report = bus.setup().await.expect("setup");
+    assert!(report.contains("exists"), "{report}");
+    bus.verify().await.expect("the topic exists");
+    let mut missing = broker.config();
+    missing.topic = format!("missing.{}", Uuid::new_v4().simple());
+    let error = KafkaBus::connect(missing)
+        .expect("bus")
+        .verify()
+        .await
+        .expect_err("missing topic");
+    assert!(error.to_string().contains("catalog bus setup"), "{error}");
+}
