@@ -246,7 +246,6 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("partition.assignment.strategy", "cooperative-sticky")
             .create()
             .map_err(|error| {
                 BusError::Invalid(format!("cannot create a Kafka consumer: {error}"))

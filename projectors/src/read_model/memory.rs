@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    CatalogReadModel, CategoryView, Cursor, ListQuery, Page, ProductView, ReadModelError, SortKey,
-    SortOrder,
+    evolve, CatalogReadModel, CategoryView, Cursor, Evolved, ListQuery, Page, ProductView,
+    ReadModelError, SortKey, SortOrder,
 };
 use crate::{Applied, Projection, ProjectionError};
 
@@ -57,92 +57,17 @@ impl State {
     }
 
     fn apply_product(&mut self, envelope: &Envelope, event: CatalogEvent) -> Applied {
-        let id = envelope.aggregate_id;
-        let existing = self.products.get(&id).cloned();
-        let mut product = match (&existing, event) {
-            (Some(current), _) if envelope.aggregate_version <= current.version => {
-                return Applied::Duplicate
-            }
-            (Some(current), _) if envelope.aggregate_version > current.version + 1 => {
-                return Applied::Gap {
-                    applied_version: current.version,
-                }
-            }
-            (None, _) if envelope.aggregate_version > 1 => {
-                return Applied::Gap { applied_version: 0 }
-            }
-            (None, CatalogEvent::ProductCreated(created)) => ProductView {
-                id,
-                sku: created.sku,
-                name: created.name,
-                description: created.description,
-                category: created.category,
-                brand: created.brand,
-                price_cents: created.price_cents,
-                currency: created.currency,
-                stock: created.stock,
-                sales: 0,
-                status: created.status,
-                attributes: created.attributes,
-                images: created.images,
-                version: envelope.aggregate_version,
-                created_at: envelope.occurred_at,
-                updated_at: envelope.occurred_at,
-            },
-            (None, other) => {
-                tracing::warn!(product_id = %id, event_type = other.event_type(), "version 1 of a product is not ProductCreated");
-                return Applied::Duplicate;
-            }
-            (Some(current), event) => {
-                let mut product = ProductView::clone(current);
-                match event {
-                    CatalogEvent::ProductCreated(_) | CatalogEvent::CategoryCreated(_) => {
-                        return Applied::Duplicate
-                    }
-                    CatalogEvent::ProductDetailsChanged(changed) => {
-                        if let Some(name) = changed.name {
-                            product.name = name;
-                        }
-                        if let Some(description) = changed.description {
-                            product.description = description;
-                        }
-                        if let Some(category) = changed.category {
-                            product.category = category;
-                        }
-                        if let Some(brand) = changed.brand {
-                            product.brand = brand;
-                        }
-                        if let Some(attributes) = changed.attributes {
-                            product.attributes = attributes;
-                        }
-                        if let Some(images) = changed.images {
-                            product.images = images;
-                        }
-                    }
-                    CatalogEvent::PriceChanged(price) => {
-                        product.price_cents = price.price_cents;
-                        product.currency = price.currency;
-                    }
-                    CatalogEvent::StockAdjusted(adjusted) => product.stock += adjusted.delta,
-                    CatalogEvent::SaleRecorded(sale) => {
-                        product.stock -= sale.quantity;
-                        product.sales += sale.quantity;
-                    }
-                    CatalogEvent::ProductPublished(_) => product.status = ProductStatus::Published,
-                    CatalogEvent::ProductUnpublished(_) => product.status = ProductStatus::Draft,
-                    CatalogEvent::ProductArchived(_) => product.status = ProductStatus::Archived,
-                }
-                product.version = envelope.aggregate_version;
-                product.updated_at = envelope.occurred_at;
-                product
-            }
+        let existing = self.products.get(&envelope.aggregate_id).cloned();
+        let product = match evolve(existing.as_deref(), envelope, event) {
+            Evolved::Changed(product) => product,
+            Evolved::Unchanged(applied) => return applied,
         };
         if let Some(current) = &existing {
             self.index(current, false);
         }
-        product.version = envelope.aggregate_version;
         self.index(&product, true);
-        self.products.insert(id, Arc::new(product));
+        self.products
+            .insert(envelope.aggregate_id, Arc::new(product));
         Applied::Applied
     }
 
@@ -364,5 +289,17 @@ impl CatalogReadModel for MemoryReadModel {
 }
 
 #[cfg(test)]
-#[path = "memory_tests.rs"]
-mod tests;
+mod tests {
+    use std::sync::Arc;
+
+    use super::MemoryReadModel;
+
+    #[tokio::test]
+    async fn the_memory_read_model_passes_the_conformance_suite() {
+        crate::read_model::conformance::run(|| async {
+            let model = Arc::new(MemoryReadModel::new());
+            (model.clone() as _, model as _)
+        })
+        .await;
+    }
+}

@@ -1,6 +1,8 @@
 //! The catalog read model: what product pages, listings, bestsellers and categories read.
 
+pub mod conformance;
 mod memory;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use memory::MemoryReadModel;
+
+use crate::Applied;
+use events::{CatalogEvent, Envelope};
 
 /// A product as API.md shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -129,6 +134,22 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
+
+    /// Whether the key has the kind its sort order uses (text for `name`, a number otherwise):
+    /// a hand-made cursor could pair them wrongly.
+    pub fn is_well_formed(&self) -> bool {
+        matches!(
+            (self.sort, &self.after.part),
+            (SortOrder::Name, KeyPart::Text(_))
+                | (
+                    SortOrder::Newest
+                        | SortOrder::PriceAsc
+                        | SortOrder::PriceDesc
+                        | SortOrder::Bestselling,
+                    KeyPart::Int(_)
+                )
+        )
+    }
 }
 
 /// A listing request, already validated.
@@ -181,4 +202,97 @@ pub trait CatalogReadModel: Send + Sync + 'static {
     fn position(&self) -> u64;
     /// Waits until the view has applied `position`; `false` after `timeout`.
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool;
+}
+
+/// What one event does to a product view: the pure step both read models share.
+pub enum Evolved {
+    /// The view after the event.
+    Changed(ProductView),
+    /// Nothing changed: a duplicate, or a gap to repair first.
+    Unchanged(Applied),
+}
+
+/// Applies `event` (of `envelope`) to `current`, the view's product at its version, if any.
+pub fn evolve(current: Option<&ProductView>, envelope: &Envelope, event: CatalogEvent) -> Evolved {
+    let id = envelope.aggregate_id;
+    let mut product = match (current, event) {
+        (Some(current), _) if envelope.aggregate_version <= current.version => {
+            return Evolved::Unchanged(Applied::Duplicate)
+        }
+        (Some(current), _) if envelope.aggregate_version > current.version + 1 => {
+            return Evolved::Unchanged(Applied::Gap {
+                applied_version: current.version,
+            })
+        }
+        (None, _) if envelope.aggregate_version > 1 => {
+            return Evolved::Unchanged(Applied::Gap { applied_version: 0 })
+        }
+        (None, CatalogEvent::ProductCreated(created)) => ProductView {
+            id,
+            sku: created.sku,
+            name: created.name,
+            description: created.description,
+            category: created.category,
+            brand: created.brand,
+            price_cents: created.price_cents,
+            currency: created.currency,
+            stock: created.stock,
+            sales: 0,
+            status: created.status,
+            attributes: created.attributes,
+            images: created.images,
+            version: envelope.aggregate_version,
+            created_at: envelope.occurred_at,
+            updated_at: envelope.occurred_at,
+        },
+        (None, other) => {
+            tracing::warn!(product_id = %id, event_type = other.event_type(), "version 1 of a product is not ProductCreated");
+            return Evolved::Unchanged(Applied::Duplicate);
+        }
+        (Some(current), event) => {
+            let mut product = ProductView::clone(current);
+            match event {
+                CatalogEvent::ProductCreated(_) | CatalogEvent::CategoryCreated(_) => {
+                    return Evolved::Unchanged(Applied::Duplicate)
+                }
+                CatalogEvent::ProductDetailsChanged(changed) => {
+                    if let Some(name) = changed.name {
+                        product.name = name;
+                    }
+                    if let Some(description) = changed.description {
+                        product.description = description;
+                    }
+                    if let Some(category) = changed.category {
+                        product.category = category;
+                    }
+                    if let Some(brand) = changed.brand {
+                        product.brand = brand;
+                    }
+                    if let Some(attributes) = changed.attributes {
+                        product.attributes = attributes;
+                    }
+                    if let Some(images) = changed.images {
+                        product.images = images;
+                    }
+                }
+                CatalogEvent::PriceChanged(price) => {
+                    product.price_cents = price.price_cents;
+                    product.currency = price.currency;
+                }
+                CatalogEvent::StockAdjusted(adjusted) => product.stock += adjusted.delta,
+                CatalogEvent::SaleRecorded(sale) => {
+                    product.stock -= sale.quantity;
+                    product.sales += sale.quantity;
+                }
+                CatalogEvent::ProductPublished(_) => product.status = ProductStatus::Published,
+                CatalogEvent::ProductUnpublished(_) => product.status = ProductStatus::Draft,
+                CatalogEvent::ProductArchived(_) => product.status = ProductStatus::Archived,
+            }
+            product.version = envelope.aggregate_version;
+            product.updated_at = envelope.occurred_at;
+            product
+        }
+    };
+    product.version = envelope.aggregate_version;
+    Evolved::Changed(product)
 }

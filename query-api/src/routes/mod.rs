@@ -245,6 +245,9 @@ pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> 
                     "cursor belongs to another sort order; start again without it".into(),
                 ));
             }
+            if !cursor.is_well_formed() {
+                return Err(bad("cursor is not one this API gave out".into()));
+            }
             Some(cursor.after)
         }
     };

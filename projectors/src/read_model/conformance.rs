@@ -1,27 +1,54 @@
+//! The read model's behaviour as one suite, run against every adapter (in memory, PostgreSQL).
+
 use std::collections::BTreeMap;
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use events::{
-    CatalogEvent, CategoryCreated, EventMetadata, NewEvent, PriceChanged, ProductCreated,
+    CatalogEvent, CategoryCreated, Envelope, EventMetadata, NewEvent, PriceChanged, ProductCreated,
     ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded,
 };
 use uuid::Uuid;
 
-use super::*;
-use crate::Applied;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{CatalogReadModel, ListQuery, SortOrder};
+use crate::{Applied, Projection};
+
+/// A read model under test: the projection that writes it and the port that reads it.
+pub type Pair = (Arc<dyn Projection>, Arc<dyn CatalogReadModel>);
+
+/// Runs every case, each against a fresh, empty read model from `make`.
+pub async fn run<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Pair>,
+{
+    a_replayed_event_changes_nothing(make().await).await;
+    listings_follow_each_sort_order_with_ties_by_id(make().await).await;
+    filters_combine_and_price_bounds_are_inclusive(make().await).await;
+    pages_continue_after_the_cursor_and_unpublished_products_leave(make().await).await;
+    bestsellers_rank_by_sales(make().await).await;
+    waiting_for_a_position_returns_once_it_is_applied(make().await).await;
+    an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing(make().await).await;
+}
 
 struct Log {
     position: u64,
     versions: HashMap<Uuid, u64>,
-    model: MemoryReadModel,
+    projection: Arc<dyn Projection>,
+    model: Arc<dyn CatalogReadModel>,
 }
 
 impl Log {
-    fn new() -> Self {
+    fn new((projection, model): Pair) -> Self {
         Log {
             position: 0,
             versions: HashMap::new(),
-            model: MemoryReadModel::new(),
+            projection,
+            model,
         }
     }
 
@@ -29,16 +56,27 @@ impl Log {
         self.position += 1;
         let version = self.versions.entry(id).or_insert(0);
         *version += 1;
-        let at =
-            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + ChronoDuration::minutes(minutes);
+        let at = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a valid time")
+            + ChronoDuration::minutes(minutes);
         let envelope = NewEvent::from_event(id, *version, &event, at, EventMetadata::default())
             .into_envelope(self.position);
         let applied = self
-            .model
+            .projection
             .apply(&envelope, envelope.position)
             .await
             .expect("apply");
         assert_eq!(applied, Applied::Applied);
+        // Server-backed read models learn their checkpoint asynchronously.
+        assert!(
+            self.model
+                .wait_for(envelope.position, Duration::from_secs(5))
+                .await,
+            "the read model never reached position {}",
+            envelope.position
+        );
         envelope
     }
 
@@ -96,7 +134,7 @@ fn query(sort: SortOrder, limit: usize) -> ListQuery {
     }
 }
 
-async fn skus(model: &MemoryReadModel, query: &ListQuery) -> Vec<String> {
+async fn skus(model: &Arc<dyn CatalogReadModel>, query: &ListQuery) -> Vec<String> {
     model
         .list(query)
         .await
@@ -107,9 +145,8 @@ async fn skus(model: &MemoryReadModel, query: &ListQuery) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_replayed_event_changes_nothing() {
-    let mut log = Log::new();
+async fn a_replayed_event_changes_nothing(pair: Pair) {
+    let mut log = Log::new(pair);
     log.category("tools").await;
     let id = log.product("A", "tools", 100, 10, 1).await;
     let sale = log
@@ -119,7 +156,11 @@ async fn a_replayed_event_changes_nothing() {
             2,
         )
         .await;
-    let replayed = log.model.apply(&sale, sale.position).await.expect("replay");
+    let replayed = log
+        .projection
+        .apply(&sale, sale.position)
+        .await
+        .expect("replay");
     assert_eq!(replayed, Applied::Duplicate);
     let (product, position) = log.model.product(id).await.expect("read");
     let product = product.expect("visible");
@@ -129,9 +170,8 @@ async fn a_replayed_event_changes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn listings_follow_each_sort_order_with_ties_by_id() {
-    let mut log = Log::new();
+async fn listings_follow_each_sort_order_with_ties_by_id(pair: Pair) {
+    let mut log = Log::new(pair);
     log.category("tools").await;
     log.product("CHEAP", "tools", 100, 1, 3).await;
     log.product("DEAR", "tools", 900, 1, 1).await;
@@ -154,9 +194,8 @@ async fn listings_follow_each_sort_order_with_ties_by_id() {
     );
 }
 
-#[tokio::test]
-async fn filters_combine_and_price_bounds_are_inclusive() {
-    let mut log = Log::new();
+async fn filters_combine_and_price_bounds_are_inclusive(pair: Pair) {
+    let mut log = Log::new(pair);
     log.category("tools").await;
     log.category("garden").await;
     log.product("T100", "tools", 100, 0, 1).await;
@@ -178,9 +217,8 @@ async fn filters_combine_and_price_bounds_are_inclusive() {
     );
 }
 
-#[tokio::test]
-async fn pages_continue_after_the_cursor_and_unpublished_products_leave() {
-    let mut log = Log::new();
+async fn pages_continue_after_the_cursor_and_unpublished_products_leave(pair: Pair) {
+    let mut log = Log::new(pair);
     log.category("tools").await;
     let mut ids = Vec::new();
     for index in 0..5 {
@@ -223,9 +261,8 @@ async fn pages_continue_after_the_cursor_and_unpublished_products_leave() {
     assert_eq!(categories[0].product_count, 5);
 }
 
-#[tokio::test]
-async fn bestsellers_rank_by_sales() {
-    let mut log = Log::new();
+async fn bestsellers_rank_by_sales(pair: Pair) {
+    let mut log = Log::new(pair);
     log.category("tools").await;
     let a = log.product("A", "tools", 100, 50, 1).await;
     let b = log.product("B", "tools", 100, 50, 2).await;
@@ -253,20 +290,21 @@ async fn bestsellers_rank_by_sales() {
     );
 }
 
-#[tokio::test]
-async fn waiting_for_a_position_returns_once_it_is_applied() {
-    let mut log = Log::new();
-    assert!(!log.model.wait_for(1, Duration::from_millis(20)).await);
+async fn waiting_for_a_position_returns_once_it_is_applied(pair: Pair) {
+    let mut log = Log::new(pair);
+    assert!(!log.model.wait_for(1, Duration::from_millis(200)).await);
     log.category("tools").await;
-    assert!(log.model.wait_for(1, Duration::from_millis(20)).await);
+    assert!(log.model.wait_for(1, Duration::from_millis(500)).await);
 }
 
-#[tokio::test]
-async fn an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing() {
-    let mut log = Log::new();
+async fn an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing(pair: Pair) {
+    let mut log = Log::new(pair);
     log.category("tools").await;
     let id = log.product("A", "tools", 100, 10, 1).await;
-    let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let at = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("a valid time");
     let skipped = NewEvent::from_event(
         id,
         3,
@@ -275,7 +313,7 @@ async fn an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing() {
         EventMetadata::default(),
     )
     .into_envelope(9);
-    let applied = log.model.apply(&skipped, 3).await.expect("apply");
+    let applied = log.projection.apply(&skipped, 3).await.expect("apply");
     assert_eq!(applied, Applied::Gap { applied_version: 1 });
     let (product, _) = log.model.product(id).await.expect("read");
     assert_eq!(product.expect("visible").stock, 10);
@@ -289,6 +327,6 @@ async fn an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing() {
         EventMetadata::default(),
     )
     .into_envelope(10);
-    let applied = log.model.apply(&orphan, 3).await.expect("apply");
+    let applied = log.projection.apply(&orphan, 3).await.expect("apply");
     assert_eq!(applied, Applied::Gap { applied_version: 0 });
 }
