@@ -1,8 +1,8 @@
 //! The bus adapters of the distributed mode, picked by `CATALOG_BUS`:
 //!
-//! - [`kafka::KafkaBus`]: `kafka://host:9092[,host:9092…][?topic=&partitions=&replication=]`.
-//! - [`sqs::SqsBus`]: `sns+sqs://[host:port][?region=&topic=&queue_prefix=]` (an SNS FIFO topic
-//!   fanned out to one SQS FIFO queue per projector).
+//! - [`kafka::KafkaBus`], for URLs `kafka://host:9092,…?topic=&partitions=&replication=`.
+//! - [`sqs::SqsBus`], for URLs `sns+sqs://host:port?region=&topic=&queue_prefix=` (an SNS FIFO
+//!   topic fanned out to one SQS FIFO queue per projector).
 //!
 //! The port ([`events::bus::EventBus`]) and the embedded in-process adapter live in `events`;
 //! these adapters are a crate of their own so that the event types (which analysts' tools

@@ -10,9 +10,18 @@ use projectors::runner::Projector;
 use serde::Serialize;
 use web::Problem;
 
+/// Where projector statuses come from.
+#[derive(Clone)]
+pub enum StatusSource {
+    /// Projectors running in this process (the embedded mode).
+    Local(Vec<Projector>),
+    /// Heartbeats that projector processes write to PostgreSQL (the distributed mode).
+    Postgres(sqlx::PgPool),
+}
+
 #[derive(Clone)]
 pub struct AdminState {
-    pub projectors: Vec<Projector>,
+    pub statuses: StatusSource,
     pub store: Arc<dyn EventStore>,
     pub verifier: Arc<TokenVerifier>,
 }
@@ -26,7 +35,7 @@ impl FromRef<AdminState> for Arc<TokenVerifier> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ProjectionStatus {
     pub name: String,
-    /// `starting`, `catching-up`, `live` or `failing`.
+    /// `starting`, `catching-up`, `live`, `failing`, or `stopped` (no heartbeat lately).
     pub state: String,
     pub position: u64,
     /// Events in the store the projector has not applied yet.
@@ -56,9 +65,15 @@ pub async fn projections(
         Problem::unavailable(1, "the event store is unavailable; retry shortly")
     };
     let head = state.store.head().await.map_err(unavailable)?;
+    let statuses = match &state.statuses {
+        StatusSource::Local(projectors) => projectors.iter().map(Projector::status).collect(),
+        StatusSource::Postgres(pool) => projectors::status::read(pool).await.map_err(|error| {
+            tracing::warn!(%error, "cannot read projector statuses");
+            Problem::unavailable(1, "the projector statuses are unavailable; retry shortly")
+        })?,
+    };
     let mut items = Vec::new();
-    for projector in &state.projectors {
-        let status = projector.status();
+    for status in statuses {
         let lag_events = head.saturating_sub(status.position);
         let lag_seconds = if lag_events == 0 {
             0.0

@@ -27,6 +27,9 @@ pub struct Cli {
     /// Log format.
     #[arg(long, env = "CATALOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub engines: EngineArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -45,6 +48,24 @@ pub enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Apply the PostgreSQL migrations of DATABASE_URL (serve also applies them at start).
+    Migrate,
+    /// Manage what the bus of CATALOG_BUS needs.
+    Bus {
+        #[command(subcommand)]
+        command: BusCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BusCommand {
+    /// Create the Kafka topic, or the SNS topic and one SQS queue (with its dead-letter queue
+    /// and subscription) per projector. Safe to run again.
+    Setup {
+        /// Projector names to create queues for (SNS/SQS); defaults to every projector.
+        #[arg(long = "projector")]
+        projectors: Vec<String>,
     },
 }
 
@@ -66,9 +87,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CATALOG_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
 
-    /// Address to listen on.
-    #[arg(long, env = "CATALOG_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    /// Address to listen on [default: 127.0.0.1:8080 for all, 8081 command, 8082 query,
+    /// 8083 projectors].
+    #[arg(long, env = "CATALOG_LISTEN")]
+    pub listen: Option<String>,
 
     /// Load demo products when the store is empty.
     #[arg(long, env = "CATALOG_DEMO")]
@@ -79,55 +101,84 @@ pub struct ServeArgs {
     pub demo_products: usize,
 
     #[command(flatten)]
-    pub engines: EngineArgs,
-
-    #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+impl Role {
+    /// The address a role listens on unless told otherwise (API.md: split roles 8081–8083).
+    pub fn default_listen(self) -> &'static str {
+        match self {
+            Role::All => "127.0.0.1:8080",
+            Role::Command => "127.0.0.1:8081",
+            Role::Query => "127.0.0.1:8082",
+            Role::Projectors => "127.0.0.1:8083",
+        }
+    }
 }
 
 /// Engines of the distributed mode. Unset: the embedded default.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EngineArgs {
-    /// Event store (PostgreSQL primary).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    /// PostgreSQL primary (postgres://…): event store, outbox, users, sessions, read model.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
-    /// Read model replica.
-    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    /// PostgreSQL the query side reads the read model from (a streaming replica); default
+    /// DATABASE_URL.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true, global = true)]
     pub database_read_url: Option<String>,
-    /// Bus: kafka://… or sns+sqs://…
-    #[arg(long, env = "CATALOG_BUS")]
+    /// Connections per PostgreSQL pool of this process.
+    #[arg(
+        long,
+        env = "CATALOG_DATABASE_POOL_SIZE",
+        default_value_t = 16,
+        global = true
+    )]
+    pub database_pool_size: u32,
+    /// Bus: kafka://host:9092[,…][?topic=&partitions=&replication=] or
+    /// sns+sqs://[host:port][?region=&topic=&queue_prefix=]. Needs DATABASE_URL (the outbox).
+    /// Unset with DATABASE_URL: projectors poll the event store itself.
+    #[arg(long, env = "CATALOG_BUS", global = true)]
     pub bus: Option<String>,
     /// Redis views and caches.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
     /// Search engine: opensearch://…
-    #[arg(long, env = "CATALOG_SEARCH")]
+    #[arg(long, env = "CATALOG_SEARCH", global = true)]
     pub search: Option<String>,
 }
 
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .filter(|text| !text.trim().is_empty())
+        .map(str::to_owned)
+}
+
 impl EngineArgs {
-    /// The names of the engine variables that are set.
-    pub fn configured(&self) -> Vec<&'static str> {
-        [
-            ("DATABASE_URL", &self.database_url),
-            ("DATABASE_READ_URL", &self.database_read_url),
-            ("CATALOG_BUS", &self.bus),
-            ("REDIS_URL", &self.redis_url),
-            ("CATALOG_SEARCH", &self.search),
-        ]
-        .into_iter()
-        .filter(|(_, value)| value.as_deref().is_some_and(|text| !text.is_empty()))
-        .map(|(name, _)| name)
-        .collect()
+    /// The engine settings, with empty values read as unset.
+    pub fn to_config(&self) -> crate::startup::EngineConfig {
+        crate::startup::EngineConfig {
+            database_url: non_empty(&self.database_url),
+            database_read_url: non_empty(&self.database_read_url),
+            database_pool_size: self.database_pool_size.max(2),
+            bus_url: non_empty(&self.bus),
+            redis_url: non_empty(&self.redis_url),
+            search_url: non_empty(&self.search),
+        }
     }
 }
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct AuthArgs {
-    /// PEM (PKCS#8) Ed25519 private key that signs access tokens. Unset in the embedded mode:
-    /// one is generated once under the data dir and reused.
+    /// PEM (PKCS#8) Ed25519 private key that signs access tokens. Unset: one is generated
+    /// once under the data dir and reused (replicas on other machines need this file, or
+    /// CATALOG_JWKS_URL for the roles that only verify).
     #[arg(long, env = "CATALOG_JWT_KEY_FILE")]
     pub jwt_key_file: Option<PathBuf>,
+    /// Where roles that only verify tokens fetch the public keys
+    /// (http://command-api/.well-known/jwks.json).
+    #[arg(long, env = "CATALOG_JWKS_URL")]
+    pub jwks_url: Option<String>,
     /// The first admin's email (created at start when missing).
     #[arg(long, env = "CATALOG_ADMIN_EMAIL")]
     pub admin_email: Option<String>,

@@ -3,8 +3,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use auth::Role as UserRole;
-use catalog::config::{Cli, Command, LogFormat, Role, ServeArgs, UsersCommand};
-use catalog::startup::{seed_products, shutdown_signal, Application, Engines, ServeConfig};
+use catalog::config::{BusCommand, Cli, Command, LogFormat, ServeArgs, UsersCommand};
+use catalog::startup::{
+    migrate, seed_products, shutdown_signal, Application, EngineConfig, Engines, ServeConfig,
+    PROJECTORS,
+};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -15,6 +18,8 @@ fn main() -> ExitCode {
             "serve",
             "seed",
             "users",
+            "migrate",
+            "bus",
             "help",
             "--help",
             "-h",
@@ -47,10 +52,28 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let engine_config = cli.engines.to_config();
     match cli.command {
-        Some(Command::Serve(args)) => serve(cli.data_dir, args).await,
+        Some(Command::Serve(args)) => serve(cli.data_dir, engine_config, args).await,
+        Some(Command::Migrate) => {
+            let Some(url) = &engine_config.database_url else {
+                bail!(
+                    "DATABASE_URL is not set: the embedded mode migrates its SQLite file at start"
+                );
+            };
+            let database = command_api::postgres::PostgresDatabase::connect(url, 2)
+                .await
+                .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+            migrate(&database).await?;
+            println!("migrations applied");
+            database.close().await;
+            Ok(())
+        }
+        Some(Command::Bus {
+            command: BusCommand::Setup { projectors },
+        }) => bus_setup(&engine_config, projectors).await,
         Some(Command::Seed(args)) => {
-            let engines = Engines::open(&cli.data_dir).await?;
+            let engines = Engines::open(&cli.data_dir, &engine_config).await?;
             let seed = args.seed.unwrap_or_else(rand::random);
             let bar = ProgressBar::new(args.products as u64);
             bar.set_style(
@@ -69,7 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 args.products,
                 started.elapsed().as_secs_f64()
             );
-            engines.database.close().await;
+            engines.close().await;
             Ok(())
         }
         Some(Command::Users {
@@ -95,16 +118,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             command_api::routes::auth::check_password(&password)
                 .map_err(|message| anyhow::anyhow!("the password {message}"))?;
-            let engines = Engines::open(&cli.data_dir).await?;
-            let users = engines.database.user_store();
-            let user = command_api::routes::auth::create_account(&users, &email, &password, role)
-                .await
-                .map_err(|problem| anyhow::anyhow!("{}", problem.detail))?;
+            let engines = Engines::open(&cli.data_dir, &engine_config).await?;
+            let users = engines.users();
+            let user =
+                command_api::routes::auth::create_account(users.as_ref(), &email, &password, role)
+                    .await
+                    .map_err(|problem| anyhow::anyhow!("{}", problem.detail))?;
             println!("created {} ({}) with id {}", user.email, user.role, user.id);
             if generated {
                 println!("password: {password}");
             }
-            engines.database.close().await;
+            engines.close().await;
             Ok(())
         }
         // `main` turns a bare `catalog` into `catalog serve --demo`.
@@ -112,30 +136,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(data_dir: std::path::PathBuf, args: ServeArgs) -> anyhow::Result<()> {
-    let configured = args.engines.configured();
-    if !configured.is_empty() {
-        bail!(
-            "{} set, but this build runs only the embedded mode so far; unset {} to run it",
-            configured.join(", "),
-            if configured.len() == 1 { "it" } else { "them" }
-        );
-    }
-    if args.role != Role::All {
-        bail!(
-            "--role {:?} needs the distributed engines (DATABASE_URL and CATALOG_BUS), which this build does not have yet; use --role all",
-            args.role
-        );
-    }
+async fn serve(
+    data_dir: std::path::PathBuf,
+    engines: EngineConfig,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
     let config = ServeConfig {
-        listen: args.listen,
+        role: args.role,
+        listen: args
+            .listen
+            .unwrap_or_else(|| args.role.default_listen().to_owned()),
         data_dir,
         demo_products: args.demo.then_some(args.demo_products),
         jwt_key_file: args.auth.jwt_key_file,
+        jwks_url: args.auth.jwks_url.filter(|url| !url.is_empty()),
         admin_email: args.auth.admin_email,
         admin_password: args.auth.admin_password,
         access_token_ttl_seconds: args.auth.access_token_ttl_seconds,
+        engines,
     };
     let application = Application::build(config).await?;
     application.run_until_stopped(shutdown_signal()).await
+}
+
+async fn bus_setup(engines: &EngineConfig, projectors: Vec<String>) -> anyhow::Result<()> {
+    let Some(url) = &engines.bus_url else {
+        bail!("CATALOG_BUS is not set: name the bus to set up (kafka://… or sns+sqs://…)");
+    };
+    let bus = bus::ConfiguredBus::connect(url)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let names: Vec<&str> = if projectors.is_empty() {
+        PROJECTORS.to_vec()
+    } else {
+        projectors.iter().map(String::as_str).collect()
+    };
+    let report = bus
+        .setup(&names)
+        .await
+        .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?;
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
 }

@@ -1,5 +1,12 @@
-//! Builds the all-in-one application: engines, projectors, routes, listener. Tests spawn it
-//! on port 0 (`Application::build` binds; `port()` tells where).
+//! Builds the application for one role (or all of them): engines, projectors, routes,
+//! listener. Tests spawn it on port 0 (`Application::build` binds; `port()` tells where).
+//!
+//! Engines come from configuration only:
+//! - no `DATABASE_URL`: the embedded mode (SQLite event store, in-process bus, in-memory read
+//!   model), role `all` only;
+//! - `DATABASE_URL`: the PostgreSQL event store, users, sessions, idempotency keys and read
+//!   model; with `CATALOG_BUS` the store writes an outbox and the command role relays it to
+//!   Kafka or SNS/SQS, without it projectors follow the event store itself.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,66 +15,152 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use auth::limiter::FailedLoginLimiter;
-use auth::{Role, TokenSigner};
+use auth::{Role as UserRole, TokenSigner, TokenVerifier};
 use axum::routing::get;
 use axum::Router;
+use bus::ConfiguredBus;
+use command_api::accounts::{SessionStore, UserStore};
+use command_api::idempotency::IdempotencyStore;
+use command_api::outbox::OutboxRelay;
+use command_api::postgres::PostgresDatabase;
 use command_api::service::CommandService;
 use command_api::sqlite::SqliteDatabase;
 use command_api::CommandState;
 use events::bus::{EventBus, InProcessBus};
 use events::store::EventStore;
 use events::EventMetadata;
-use projectors::read_model::MemoryReadModel;
+use projectors::read_model::postgres::{PostgresReadModel, PostgresReadModelProjection};
+use projectors::read_model::{CatalogReadModel, MemoryReadModel};
 use projectors::runner::Projector;
 use query_api::QueryState;
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 use utoipa_scalar::{Scalar, Servable};
 use web::ops::{Readiness, ReadinessCheck};
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, StatusSource};
+use crate::config::Role;
 use crate::demo;
 use crate::openapi::ApiDoc;
+
+/// The projectors this build runs, by name (the consumer group / queue of each).
+pub const PROJECTORS: [&str; 1] = [READ_MODEL];
+pub const READ_MODEL: &str = "read-model";
+
+/// The engines, as configured (empty values already read as unset).
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub database_url: Option<String>,
+    pub database_read_url: Option<String>,
+    pub database_pool_size: u32,
+    pub bus_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub search_url: Option<String>,
+}
+
+impl EngineConfig {
+    /// Refuses combinations that cannot work, with one line saying why.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.redis_url {
+            let _ = url;
+            bail!("REDIS_URL is set, but this build has no Redis views yet; unset it");
+        }
+        if self.search_url.is_some() {
+            bail!("CATALOG_SEARCH is set, but this build has no search engine yet; unset it");
+        }
+        if self.database_url.is_none() {
+            if self.bus_url.is_some() {
+                bail!("CATALOG_BUS needs DATABASE_URL: the outbox that feeds the bus lives in PostgreSQL");
+            }
+            if self.database_read_url.is_some() {
+                bail!("DATABASE_READ_URL needs DATABASE_URL (the primary the projectors write to)");
+            }
+        }
+        for (name, url) in [
+            ("DATABASE_URL", &self.database_url),
+            ("DATABASE_READ_URL", &self.database_read_url),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    bail!("{name} must be a postgres:// URL");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_distributed(&self) -> bool {
+        self.database_url.is_some()
+    }
+}
 
 /// What `serve` needs, already parsed.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    pub role: Role,
     pub listen: String,
     pub data_dir: PathBuf,
     pub demo_products: Option<usize>,
     pub jwt_key_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
     pub access_token_ttl_seconds: i64,
+    pub engines: EngineConfig,
 }
 
 impl ServeConfig {
     /// Embedded defaults under `data_dir`, listening on `listen`.
     pub fn embedded(data_dir: PathBuf, listen: &str) -> Self {
         ServeConfig {
+            role: Role::All,
             listen: listen.to_owned(),
             data_dir,
             demo_products: None,
             jwt_key_file: None,
+            jwks_url: None,
             admin_email: None,
             admin_password: None,
             access_token_ttl_seconds: 900,
+            engines: EngineConfig {
+                database_pool_size: 16,
+                ..EngineConfig::default()
+            },
         }
     }
 }
 
-/// The engines of the embedded mode, opened from the data dir.
+/// Where the write side keeps its state.
+#[derive(Clone)]
+pub enum Storage {
+    Sqlite(SqliteDatabase),
+    Postgres(PostgresDatabase),
+}
+
+/// The engines of one process, opened from configuration.
 pub struct Engines {
-    pub database: SqliteDatabase,
+    pub storage: Storage,
     pub store: Arc<dyn EventStore>,
+    /// What projectors in this process subscribe to.
     pub bus: Arc<dyn EventBus>,
+    /// The external bus, when `CATALOG_BUS` is set (the relay publishes to it).
+    pub configured_bus: Option<ConfiguredBus>,
     pub commands: Arc<CommandService>,
 }
 
 impl Engines {
-    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+    pub async fn open(data_dir: &Path, config: &EngineConfig) -> anyhow::Result<Self> {
+        config.check()?;
+        match &config.database_url {
+            None => Self::open_embedded(data_dir).await,
+            Some(url) => Self::open_distributed(url, config).await,
+        }
+    }
+
+    async fn open_embedded(data_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
         let path = data_dir.join("catalog.db");
@@ -76,14 +169,103 @@ impl Engines {
             .with_context(|| format!("cannot open the event store at {}", path.display()))?;
         let store: Arc<dyn EventStore> = Arc::new(database.event_store());
         let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(store.clone()));
-        let commands = Arc::new(CommandService::new(store.clone(), bus.clone()));
+        let commands = Arc::new(CommandService::new(store.clone(), Some(bus.clone())));
         Ok(Engines {
-            database,
+            storage: Storage::Sqlite(database),
             store,
             bus,
+            configured_bus: None,
             commands,
         })
     }
+
+    async fn open_distributed(url: &str, config: &EngineConfig) -> anyhow::Result<Self> {
+        let database = PostgresDatabase::connect(url, config.database_pool_size)
+            .await
+            .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+        migrate(&database).await?;
+        let configured_bus = match &config.bus_url {
+            Some(url) => Some(
+                ConfiguredBus::connect(url)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{error}"))?,
+            ),
+            None => None,
+        };
+        let (store, bus, commands) = match &configured_bus {
+            Some(configured) => {
+                // The store writes an outbox; the relay (command role) publishes it.
+                let store: Arc<dyn EventStore> = Arc::new(database.event_store(true));
+                let commands = Arc::new(CommandService::new(store.clone(), None));
+                (store, configured.bus(), commands)
+            }
+            None => {
+                // No bus: projectors follow the event store (polling it, plus live hand-offs
+                // within this process).
+                let store: Arc<dyn EventStore> = Arc::new(database.event_store(false));
+                let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::with_poll_interval(
+                    store.clone(),
+                    Duration::from_millis(100),
+                ));
+                let commands = Arc::new(CommandService::new(store.clone(), Some(bus.clone())));
+                (store, bus, commands)
+            }
+        };
+        Ok(Engines {
+            storage: Storage::Postgres(database),
+            store,
+            bus,
+            configured_bus,
+            commands,
+        })
+    }
+
+    pub fn users(&self) -> Arc<dyn UserStore> {
+        match &self.storage {
+            Storage::Sqlite(database) => Arc::new(database.user_store()),
+            Storage::Postgres(database) => Arc::new(database.user_store()),
+        }
+    }
+
+    pub fn sessions(&self) -> Arc<dyn SessionStore> {
+        match &self.storage {
+            Storage::Sqlite(database) => Arc::new(database.session_store()),
+            Storage::Postgres(database) => Arc::new(database.session_store()),
+        }
+    }
+
+    pub fn idempotency(&self) -> Arc<dyn IdempotencyStore> {
+        match &self.storage {
+            Storage::Sqlite(database) => Arc::new(database.idempotency_store()),
+            Storage::Postgres(database) => Arc::new(database.idempotency_store()),
+        }
+    }
+
+    pub fn postgres(&self) -> Option<&PostgresDatabase> {
+        match &self.storage {
+            Storage::Postgres(database) => Some(database),
+            Storage::Sqlite(_) => None,
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.storage {
+            Storage::Sqlite(database) => database.close().await,
+            Storage::Postgres(database) => database.close().await,
+        }
+    }
+}
+
+/// Applies every component's PostgreSQL migrations (`catalog migrate`, and every start).
+pub async fn migrate(database: &PostgresDatabase) -> anyhow::Result<()> {
+    database
+        .migrate()
+        .await
+        .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+    projectors::read_model::postgres::migrate(database.pool())
+        .await
+        .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+    Ok(())
 }
 
 /// The metadata of events the binary writes itself (demo data, seeding).
@@ -142,21 +324,60 @@ impl ReadinessCheck for StoreReadiness {
     }
 }
 
-async fn ensure_first_admin(config: &ServeConfig, state: &CommandState) -> anyhow::Result<()> {
+struct PoolReadiness(&'static str, PgPool);
+
+impl ReadinessCheck for PoolReadiness {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    fn check(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.1)
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+struct BusReadiness(Arc<dyn EventBus>);
+
+impl ReadinessCheck for BusReadiness {
+    fn name(&self) -> &str {
+        "bus"
+    }
+
+    fn check(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move { self.0.ping().await.map_err(|error| error.to_string()) })
+    }
+}
+
+async fn ensure_first_admin(
+    config: &ServeConfig,
+    users: &dyn UserStore,
+    embedded: bool,
+) -> anyhow::Result<()> {
     let (email, password, generated) = match (&config.admin_email, &config.admin_password) {
         (Some(email), Some(password)) => (
             email.trim().to_lowercase(),
             password.expose_secret().to_owned(),
             false,
         ),
-        (None, None) => (
+        (None, None) if embedded => (
             "admin@localhost".to_owned(),
             auth::tokens::new_password(),
             true,
         ),
+        (None, None) => return Ok(()),
         _ => bail!("set both CATALOG_ADMIN_EMAIL and CATALOG_ADMIN_PASSWORD, or neither"),
     };
-    if state.users.by_email(&email).await?.is_some() {
+    if users.by_email(&email).await?.is_some() {
         return Ok(());
     }
     if !generated {
@@ -165,9 +386,14 @@ async fn ensure_first_admin(config: &ServeConfig, state: &CommandState) -> anyho
         command_api::routes::auth::check_password(&password)
             .map_err(|message| anyhow::anyhow!("CATALOG_ADMIN_PASSWORD {message}"))?;
     }
-    command_api::routes::auth::create_account(state.users.as_ref(), &email, &password, Role::Admin)
-        .await
-        .map_err(|problem| anyhow::anyhow!("cannot create the first admin: {problem}"))?;
+    let created =
+        command_api::routes::auth::create_account(users, &email, &password, UserRole::Admin).await;
+    match created {
+        Ok(_) => {}
+        // Another replica created it at the same moment.
+        Err(_) if users.by_email(&email).await?.is_some() => return Ok(()),
+        Err(problem) => bail!("cannot create the first admin: {problem}"),
+    }
     if generated {
         tracing::warn!(
             email = %email,
@@ -180,79 +406,227 @@ async fn ensure_first_admin(config: &ServeConfig, state: &CommandState) -> anyho
     Ok(())
 }
 
+/// The signing key of the command role: the configured file, or one generated once under
+/// the data dir.
+fn load_signer(config: &ServeConfig) -> anyhow::Result<TokenSigner> {
+    match &config.jwt_key_file {
+        Some(path) => TokenSigner::load_or_create(path, false, config.access_token_ttl_seconds)
+            .with_context(|| format!("cannot read CATALOG_JWT_KEY_FILE {}", path.display())),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("cannot create the data dir {}", config.data_dir.display())
+            })?;
+            TokenSigner::load_or_create(
+                &config.data_dir.join("jwt-ed25519.pem"),
+                true,
+                config.access_token_ttl_seconds,
+            )
+            .context("cannot load or create the token signing key")
+        }
+    }
+}
+
+/// The verifier of a role that does not sign: keys from `CATALOG_JWKS_URL`, else the public
+/// half of the key file (configured or under the data dir).
+async fn load_verifier(config: &ServeConfig) -> anyhow::Result<TokenVerifier> {
+    if let Some(url) = &config.jwks_url {
+        let mut last_error = String::new();
+        for _ in 0..10 {
+            match fetch_jwks(url).await {
+                Ok(verifier) => return Ok(verifier),
+                Err(error) => last_error = error,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!("cannot fetch the token keys from CATALOG_JWKS_URL {url}: {last_error}");
+    }
+    let path = config
+        .jwt_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("jwt-ed25519.pem"));
+    if !path.exists() {
+        bail!(
+            "no token key to verify with: set CATALOG_JWT_KEY_FILE or CATALOG_JWKS_URL \
+             (looked for {})",
+            path.display()
+        );
+    }
+    let signer = TokenSigner::load_or_create(&path, false, config.access_token_ttl_seconds)
+        .with_context(|| format!("cannot read the token key {}", path.display()))?;
+    Ok(signer.verifier())
+}
+
+async fn fetch_jwks(url: &str) -> Result<TokenVerifier, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|error| error.to_string())?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("status {}", response.status()));
+    }
+    let jwks: serde_json::Value = response.json().await.map_err(|error| error.to_string())?;
+    TokenVerifier::from_jwks(&jwks).map_err(|error| error.to_string())
+}
+
 /// A built, bound, ready-to-run catalog.
 pub struct Application {
     listener: TcpListener,
     router: Router,
     address: SocketAddr,
-    database: SqliteDatabase,
+    engines: Engines,
     background: Vec<JoinHandle<()>>,
 }
 
 impl Application {
-    /// Opens the engines, rebuilds the read model, binds the listener.
+    /// Opens the engines of `config.role`, catches projections up, binds the listener.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
         // Install the recorder before anything records.
         web::telemetry::metrics_handle();
-        let engines = Engines::open(&config.data_dir).await?;
-        let signer = match &config.jwt_key_file {
-            Some(path) => TokenSigner::load_or_create(path, false, config.access_token_ttl_seconds)
-                .with_context(|| format!("cannot read CATALOG_JWT_KEY_FILE {}", path.display()))?,
-            None => TokenSigner::load_or_create(
-                &config.data_dir.join("jwt-ed25519.pem"),
-                true,
-                config.access_token_ttl_seconds,
-            )
-            .context("cannot load or create the token signing key")?,
-        };
-        let verifier = Arc::new(signer.verifier());
-        let command_state = CommandState {
-            commands: engines.commands.clone(),
-            users: Arc::new(engines.database.user_store()),
-            sessions: Arc::new(engines.database.session_store()),
-            idempotency: Arc::new(engines.database.idempotency_store()),
-            signer: Arc::new(signer),
-            verifier: verifier.clone(),
-            login_limiter: Arc::new(FailedLoginLimiter::new(5, Duration::from_secs(15 * 60))),
-        };
-        ensure_first_admin(&config, &command_state).await?;
+        let distributed = config.engines.is_distributed();
+        if !distributed && config.role != Role::All {
+            bail!(
+                "--role {} needs DATABASE_URL (and CATALOG_BUS to use Kafka or SNS/SQS); \
+                 without them only --role all runs",
+                role_name(config.role)
+            );
+        }
+        let runs_command = matches!(config.role, Role::All | Role::Command);
+        let runs_query = matches!(config.role, Role::All | Role::Query);
+        let runs_projectors = matches!(config.role, Role::All | Role::Projectors);
 
-        if let Some(count) = config.demo_products {
-            if engines.store.head().await? == 0 {
-                tracing::info!(products = count, "loading demo data into the empty store");
-                seed_products(&engines.commands, 2026, count, |_| {}).await?;
+        let engines = Engines::open(&config.data_dir, &config.engines).await?;
+        if let Some(configured) = &engines.configured_bus {
+            let subscribers: Vec<&str> = if runs_projectors {
+                PROJECTORS.to_vec()
+            } else {
+                Vec::new()
+            };
+            if runs_command || runs_projectors {
+                configured
+                    .verify(&subscribers)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?;
             }
         }
 
-        let read_model = Arc::new(MemoryReadModel::new());
-        let projector = Projector::new(read_model.clone(), engines.store.clone());
-        let started = std::time::Instant::now();
-        let position = projector.catch_up().await?;
-        tracing::info!(
-            position,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "read model rebuilt from the store"
-        );
-        let mut background = vec![tokio::spawn(projector.clone().run(engines.bus.clone()))];
-        background.push(tokio::spawn(purge_idempotency_keys(
-            command_state.idempotency.clone(),
-        )));
+        let mut routes = Router::new();
+        let mut checks: Vec<Arc<dyn ReadinessCheck>> =
+            vec![Arc::new(StoreReadiness(engines.store.clone()))];
+        let mut background = Vec::new();
+        let mut verifier: Option<Arc<TokenVerifier>> = None;
 
-        let readiness = Readiness::new(vec![Arc::new(StoreReadiness(engines.store.clone()))]);
-        let admin_state = AdminState {
-            projectors: vec![projector],
-            store: engines.store.clone(),
-            verifier,
-        };
-        let openapi = Arc::new(ApiDoc::openapi());
-        let routes = Router::new()
-            .merge(command_api::router(command_state))
-            .merge(query_api::router(QueryState::new(read_model)))
-            .merge(web::ops::ops_router(readiness))
-            .route(
+        if runs_command {
+            let signer = load_signer(&config)?;
+            let signer_verifier = Arc::new(signer.verifier());
+            verifier = Some(signer_verifier.clone());
+            let command_state = CommandState {
+                commands: engines.commands.clone(),
+                users: engines.users(),
+                sessions: engines.sessions(),
+                idempotency: engines.idempotency(),
+                signer: Arc::new(signer),
+                verifier: signer_verifier,
+                login_limiter: Arc::new(FailedLoginLimiter::new(5, Duration::from_secs(15 * 60))),
+            };
+            ensure_first_admin(&config, command_state.users.as_ref(), !distributed).await?;
+            if let Some(count) = config.demo_products {
+                if engines.store.head().await? == 0 {
+                    tracing::info!(products = count, "loading demo data into the empty store");
+                    seed_products(&engines.commands, 2026, count, |_| {}).await?;
+                }
+            }
+            background.push(tokio::spawn(purge_idempotency_keys(
+                command_state.idempotency.clone(),
+            )));
+            if let (Some(configured), Some(database)) =
+                (&engines.configured_bus, engines.postgres())
+            {
+                checks.push(Arc::new(BusReadiness(configured.bus())));
+                let relay = OutboxRelay::new(database.pool().clone(), configured.bus());
+                background.push(tokio::spawn(relay.run()));
+            }
+            routes = routes.merge(command_api::router(command_state));
+        }
+
+        let mut local_projectors = Vec::new();
+        let mut read_model: Option<Arc<dyn CatalogReadModel>> = None;
+        match engines.postgres() {
+            None => {
+                // Embedded: the query side reads the in-memory model this process projects.
+                let memory = Arc::new(MemoryReadModel::new());
+                let projector = Projector::new(memory.clone(), engines.store.clone());
+                catch_up(&projector).await?;
+                background.push(tokio::spawn(projector.clone().run(engines.bus.clone())));
+                local_projectors.push(projector);
+                read_model = Some(memory);
+            }
+            Some(database) => {
+                if runs_projectors {
+                    let projection = Arc::new(PostgresReadModelProjection::new(
+                        database.pool().clone(),
+                        READ_MODEL,
+                    ));
+                    let projector = Projector::new(projection, engines.store.clone());
+                    catch_up(&projector).await?;
+                    background.push(tokio::spawn(projector.clone().run(engines.bus.clone())));
+                    background.push(tokio::spawn(projectors::status::report(
+                        database.pool().clone(),
+                        vec![projector.clone()],
+                    )));
+                    local_projectors.push(projector);
+                    if engines.configured_bus.is_some() {
+                        checks.push(Arc::new(BusReadiness(engines.bus.clone())));
+                    }
+                }
+                if runs_query {
+                    let pool = match &config.engines.database_read_url {
+                        Some(url) => {
+                            PostgresDatabase::connect(url, config.engines.database_pool_size)
+                                .await
+                                .map_err(|error| anyhow::anyhow!("DATABASE_READ_URL: {error}"))?
+                                .pool()
+                                .clone()
+                        }
+                        None => database.pool().clone(),
+                    };
+                    checks.push(Arc::new(PoolReadiness("read-model", pool.clone())));
+                    read_model = Some(Arc::new(PostgresReadModel::new(pool, READ_MODEL)));
+                }
+            }
+        }
+        if runs_query {
+            if let Some(read_model) = read_model {
+                routes = routes.merge(query_api::router(QueryState::new(read_model)));
+            }
+        }
+        if runs_command {
+            let verifier = match verifier {
+                Some(verifier) => verifier,
+                None => Arc::new(load_verifier(&config).await?),
+            };
+            let statuses = match engines.postgres() {
+                Some(database) => StatusSource::Postgres(database.pool().clone()),
+                None => StatusSource::Local(local_projectors.clone()),
+            };
+            let admin_state = AdminState {
+                statuses,
+                store: engines.store.clone(),
+                verifier,
+            };
+            routes = routes.route(
                 "/api/admin/projections",
                 get(admin::projections).with_state(admin_state),
-            )
+            );
+        }
+
+        let openapi = Arc::new(ApiDoc::openapi());
+        let routes = routes
+            .merge(web::ops::ops_router(Readiness::new(checks)))
             .route(
                 "/api/openapi.json",
                 get(move || {
@@ -271,7 +645,7 @@ impl Application {
             listener,
             router,
             address,
-            database: engines.database,
+            engines,
             background,
         })
     }
@@ -299,12 +673,36 @@ impl Application {
         for task in &self.background {
             task.abort();
         }
-        self.database.close().await;
+        self.engines.close().await;
         served.context("the server failed")
     }
 }
 
-async fn purge_idempotency_keys(store: Arc<dyn command_api::idempotency::IdempotencyStore>) {
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::All => "all",
+        Role::Command => "command",
+        Role::Query => "query",
+        Role::Projectors => "projectors",
+    }
+}
+
+async fn catch_up(projector: &Projector) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let position = projector
+        .catch_up()
+        .await
+        .with_context(|| format!("cannot catch up projector {}", projector.name()))?;
+    tracing::info!(
+        projector = projector.name(),
+        position,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "projection caught up with the store"
+    );
+    Ok(())
+}
+
+async fn purge_idempotency_keys(store: Arc<dyn IdempotencyStore>) {
     let mut interval = tokio::time::interval(Duration::from_secs(60 * 60));
     loop {
         interval.tick().await;

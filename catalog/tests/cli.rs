@@ -39,25 +39,78 @@ fn a_port_in_use_is_one_clear_line_and_a_failure_exit() {
     );
 }
 
+/// Arguments, environment, and how the one line of stderr starts.
+type Case = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 #[test]
-fn unsupported_engines_and_roles_are_refused_with_one_line() {
+fn bad_engine_configuration_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [Case; 5] = [
+        (
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
+            "catalog: DATABASE_URL: ",
+        ),
+        (
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[("DATABASE_URL", "mysql://x")],
+            "catalog: DATABASE_URL must be a postgres:// URL",
+        ),
+        (
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[("CATALOG_BUS", "kafka://127.0.0.1:9092")],
+            "catalog: CATALOG_BUS needs DATABASE_URL",
+        ),
+        (
+            &["serve", "--role", "query", "--listen", "127.0.0.1:0"],
+            &[],
+            "catalog: --role query needs DATABASE_URL",
+        ),
+        (
+            &["serve", "--listen", "not an address"],
+            &[],
+            "catalog: cannot listen on not an address",
+        ),
+    ];
+    for (args, environment, expected) in cases {
+        let mut command = catalog(dir.path());
+        command.args(args);
+        for (name, value) in environment {
+            command.env(name, value);
+        }
+        let output = run(&mut command);
+        assert!(
+            !output.status.success(),
+            "{args:?} {environment:?} succeeded"
+        );
+        let message = stderr(&output);
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(message.starts_with(expected), "{expected} …: {message}");
+    }
+}
+
+#[test]
+fn a_bus_url_that_is_not_one_is_refused_by_bus_setup() {
     let dir = tempfile::tempdir().unwrap();
     let output = run(catalog(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("DATABASE_URL", "postgres://x"));
+        .args(["bus", "setup"])
+        .env("CATALOG_BUS", "amqp://localhost"));
     assert!(!output.status.success());
     assert!(
-        stderr(&output).starts_with("catalog: DATABASE_URL set"),
+        stderr(&output).contains("is not a bus URL"),
         "{}",
         stderr(&output)
     );
-    let output =
-        run(catalog(dir.path()).args(["serve", "--role", "query", "--listen", "127.0.0.1:0"]));
-    assert!(!output.status.success());
-    assert!(stderr(&output).contains("--role"), "{}", stderr(&output));
-    let output = run(catalog(dir.path()).args(["serve", "--listen", "not an address"]));
-    assert!(!output.status.success());
-    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+    let output = run(catalog(dir.path()).args(["bus", "setup"]));
+    assert!(
+        stderr(&output).starts_with("catalog: CATALOG_BUS is not set"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 fn wait_for_listening(child: &mut Child) -> String {

@@ -81,14 +81,16 @@ const LOCK_STRIPES: usize = 256;
 /// Executes commands against the event store and hands the new envelopes to the bus.
 pub struct CommandService {
     store: Arc<dyn EventStore>,
-    bus: Arc<dyn EventBus>,
+    /// Where committed envelopes go right after the append; `None` when the store writes an
+    /// outbox and a relay publishes from it.
+    bus: Option<Arc<dyn EventBus>>,
     /// Writers to one product in this process queue up here instead of racing to a
     /// conflict and retrying; across processes the store's version check still decides.
     stripes: Vec<Mutex<()>>,
 }
 
 impl CommandService {
-    pub fn new(store: Arc<dyn EventStore>, bus: Arc<dyn EventBus>) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, bus: Option<Arc<dyn EventBus>>) -> Self {
         CommandService {
             store,
             bus,
@@ -107,8 +109,9 @@ impl CommandService {
     }
 
     async fn publish(&self, envelopes: &[Envelope]) {
+        let Some(bus) = &self.bus else { return };
         // The events are committed: a failed publish is caught up from the store by subscribers.
-        if let Err(error) = self.bus.publish(envelopes).await {
+        if let Err(error) = bus.publish(envelopes).await {
             tracing::warn!(%error, "publish failed; subscribers will catch up from the store");
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod read_model;
 pub mod runner;
+pub mod status;
 
 use async_trait::async_trait;
 use events::Envelope;

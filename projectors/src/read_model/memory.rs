@@ -67,7 +67,7 @@ impl State {
         }
         self.index(&product, true);
         self.products
-            .insert(envelope.aggregate_id, Arc::new(product));
+            .insert(envelope.aggregate_id, Arc::new(*product));
         Applied::Applied
     }
 

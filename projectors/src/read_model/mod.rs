@@ -207,7 +207,7 @@ pub trait CatalogReadModel: Send + Sync + 'static {
 /// What one event does to a product view: the pure step both read models share.
 pub enum Evolved {
     /// The view after the event.
-    Changed(ProductView),
+    Changed(Box<ProductView>),
     /// Nothing changed: a duplicate, or a gap to repair first.
     Unchanged(Applied),
 }
@@ -294,5 +294,5 @@ pub fn evolve(current: Option<&ProductView>, envelope: &Envelope, event: Catalog
         }
     };
     product.version = envelope.aggregate_version;
-    Evolved::Changed(product)
+    Evolved::Changed(Box::new(product))
 }
