@@ -51,7 +51,9 @@ impl EventBus for CrashAfterPublish {
     async fn publish(&self, envelopes: &[Envelope]) -> Result<(), BusError> {
         self.inner.publish(envelopes).await?;
         self.crashed.store(true, Ordering::SeqCst);
-        Err(BusError::Unavailable("the relay died after publishing".into()))
+        Err(BusError::Unavailable(
+            "the relay died after publishing".into(),
+        ))
     }
 
     async fn subscribe(&self, subscriber: &str, after: u64) -> Result<EventStream, BusError> {
@@ -155,7 +157,11 @@ async fn a_relay_that_dies_between_publish_and_mark_loses_nothing_and_the_next_o
     let mut connection = database.pool().acquire().await.expect("connection");
     let result = first.relay_batch(&mut connection).await;
     assert!(result.is_err() && crashing.crashed.load(Ordering::SeqCst));
-    assert_eq!(backlog(database.pool()).await.expect("backlog"), 20, "nothing was marked");
+    assert_eq!(
+        backlog(database.pool()).await.expect("backlog"),
+        20,
+        "nothing was marked"
+    );
 
     let second = OutboxRelay::new(database.pool().clone(), kafka.bus.clone());
     let relayed = second.relay_batch(&mut connection).await.expect("relay");
@@ -163,7 +169,11 @@ async fn a_relay_that_dies_between_publish_and_mark_loses_nothing_and_the_next_o
     assert_eq!(backlog(database.pool()).await.expect("backlog"), 0);
 
     let arrived = consume(&kafka.bus, 20).await;
-    assert_eq!(arrived.len(), 27, "the 7 published before the crash went twice");
+    assert_eq!(
+        arrived.len(),
+        27,
+        "the 7 published before the crash went twice"
+    );
     assert_ordered(&arrived, &ids, 5);
 }
 
@@ -174,9 +184,7 @@ async fn of_several_relays_one_publishes_in_order_and_a_stand_by_takes_over_when
     let store = Arc::new(database.event_store(true));
     let kafka = kafka();
     let relays: Vec<_> = (0..3)
-        .map(|_| {
-            tokio::spawn(OutboxRelay::new(database.pool().clone(), kafka.bus.clone()).run())
-        })
+        .map(|_| tokio::spawn(OutboxRelay::new(database.pool().clone(), kafka.bus.clone()).run()))
         .collect();
     // Concurrent writers while three relays compete.
     let writers: Vec<_> = (0..4)
@@ -212,5 +220,9 @@ async fn of_several_relays_one_publishes_in_order_and_a_stand_by_takes_over_when
 
     let arrived = consume(&kafka.bus, ids.len() * 6).await;
     assert_ordered(&arrived, &ids, 6);
-    assert_eq!(arrived.len(), ids.len() * 6, "one leader at a time: no duplicates");
+    assert_eq!(
+        arrived.len(),
+        ids.len() * 6,
+        "one leader at a time: no duplicates"
+    );
 }

@@ -41,7 +41,13 @@ impl EventBus for Scripted {
 }
 
 async fn append(store: &dyn EventStore, id: Uuid, version: u64, event: CatalogEvent) -> Envelope {
-    let new = NewEvent::from_event(id, version, &event, chrono::Utc::now(), EventMetadata::default());
+    let new = NewEvent::from_event(
+        id,
+        version,
+        &event,
+        chrono::Utc::now(),
+        EventMetadata::default(),
+    );
     store
         .append(vec![StreamAppend {
             aggregate_id: id,
@@ -114,7 +120,10 @@ async fn gaps_are_repaired_at_once_and_holes_after_the_grace_period() {
         if product.is_some_and(|view| view.version == 3 && view.sales == 2) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the gap was not repaired at once");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gap was not repaired at once"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Positions 1–4 and 6 are handled; 5 is missing, so the checkpoint stays at 4.
