@@ -234,11 +234,11 @@ impl KafkaBus {
         }
     }
 
-    /// A consumer in the group of `subscriber`, subscribed to the topic.
+    /// A consumer in the group of `subscriber`, subscribed to the topic. Options given on the
+    /// URL (`rdkafka.<option>=`) override these defaults.
     fn consumer(&self, subscriber: &str) -> Result<StreamConsumer, BusError> {
-        let consumer: StreamConsumer = self
-            .config
-            .client_config()
+        let mut config = self.config.client_config();
+        config
             .set("group.id", format!("catalog.{subscriber}"))
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
@@ -246,10 +246,13 @@ impl KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .create()
-            .map_err(|error| {
-                BusError::Invalid(format!("cannot create a Kafka consumer: {error}"))
-            })?;
+            .set("fetch.wait.max.ms", "100");
+        for (key, value) in &self.config.client_options {
+            config.set(key, value);
+        }
+        let consumer: StreamConsumer = config.create().map_err(|error| {
+            BusError::Invalid(format!("cannot create a Kafka consumer: {error}"))
+        })?;
         consumer
             .subscribe(&[&self.config.topic])
             .map_err(unavailable)?;

@@ -1,0 +1,57 @@
+//! `catalog-bench`: the project's own load and latency tools. Every tool sends traffic only
+//! to loopback addresses and is bounded in time and count.
+//!
+//! - `commands`: commands per second and latency through a running command API, at several
+//!   client counts (each client sends its next command when the last one was answered).
+//! - `lag`: the end-to-end lag from a command's answer to its event being applied by the
+//!   read-model projector, through the PostgreSQL outbox, the relay and a bus (librdkafka's
+//!   mock cluster, or SNS/SQS at a moto endpoint), all in this process.
+
+mod commands;
+mod lag;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "catalog-bench",
+    about = "Load and latency tools for Catalog (loopback only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Tool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Tool {
+    Commands(commands::Args),
+    Lag(lag::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("catalog-bench: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Tool::Commands(args) => commands::run(args).await,
+            Tool::Lag(args) => lag::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("catalog-bench: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

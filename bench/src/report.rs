@@ -1,0 +1,43 @@
+//! Latency histograms (HdrHistogram, microseconds) and loopback checks.
+
+use hdrhistogram::Histogram;
+
+/// A histogram of 1 µs to 60 s with three significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_histogram()))
+}
+
+fn unreachable_histogram() -> Histogram<u64> {
+    // `Histogram::new(3)` only fails for more than five significant digits.
+    panic!("cannot build a histogram")
+}
+
+/// `p50 … p99.9 max` in milliseconds.
+pub fn percentiles(histogram: &Histogram<u64>) -> String {
+    let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    format!(
+        "p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        ms(0.999),
+        histogram.max() as f64 / 1000.0
+    )
+}
+
+/// Refuses URLs that do not point at a loopback address.
+pub fn require_loopback(url: &str) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(url).map_err(|error| anyhow::anyhow!("{url}: {error}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    anyhow::ensure!(
+        loopback,
+        "{url} is not a loopback address; this tool only loads loopback"
+    );
+    Ok(())
+}
