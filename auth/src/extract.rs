@@ -72,3 +72,23 @@ where
             .ok_or_else(|| Problem::unauthorized("this needs Authorization: Bearer <access token>"))
     }
 }
+
+/// The caller, who must have the role `admin`: 401 without a valid token, 403 with another
+/// role. As an extractor placed before the body, it answers those before any body is read, so
+/// a caller without the right to write never learns how the body would have been judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminUser(pub AuthUser);
+
+impl<S> FromRequestParts<S> for AdminUser
+where
+    S: Send + Sync,
+    Arc<TokenVerifier>: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        user.require(&[Role::Admin])?;
+        Ok(AdminUser(user))
+    }
+}

@@ -14,7 +14,7 @@ pub mod tokens;
 
 use serde::{Deserialize, Serialize};
 
-pub use extract::AuthUser;
+pub use extract::{AdminUser, AuthUser};
 pub use keys::{Claims, TokenSigner, TokenVerifier};
 
 /// What a user may do. `admin` writes the catalog and manages users; `analyst` reads the event

@@ -226,6 +226,24 @@ pub fn products(seed: u64, count: usize) -> Vec<ProductCreated> {
         .collect()
 }
 
+/// How many units of each of `products` have sold, from `seed`: most products sell a little,
+/// a few sell a lot (a long tail), never more than their stock.
+pub fn sales(seed: u64, products: &[ProductCreated]) -> Vec<i64> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5a1e5);
+    products
+        .iter()
+        .map(|product| {
+            if rng.gen_bool(0.35) {
+                return 0;
+            }
+            // A Pareto-like tail: u^-1.6 for u in (0, 1].
+            let u: f64 = rng.gen_range(0.02..1.0);
+            let units = (u.powf(-1.6)).floor() as i64;
+            units.min(product.stock)
+        })
+        .collect()
+}
+
 fn pick<'a>(rng: &mut StdRng, items: &'a [&'a str]) -> &'a str {
     items.choose(rng).copied().unwrap_or("")
 }

@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::Router;
 use bus::ConfiguredBus;
 use command_api::accounts::{SessionStore, UserStore};
+use command_api::aggregate::ProductCommand;
 use command_api::idempotency::IdempotencyStore;
 use command_api::outbox::OutboxRelay;
 use command_api::postgres::PostgresDatabase;
@@ -300,9 +301,24 @@ pub async fn seed_products(
 ) -> anyhow::Result<()> {
     ensure_demo_categories(commands).await?;
     let products = demo::products(seed, count);
-    for batch in products.chunks(1000) {
+    let sales = demo::sales(seed, &products);
+    let with_sales: Vec<(events::ProductCreated, Vec<ProductCommand>)> = products
+        .into_iter()
+        .zip(sales)
+        .map(|(created, units)| {
+            let commands = if units > 0 && created.status == events::ProductStatus::Published {
+                vec![ProductCommand::RecordSale(events::SaleRecorded {
+                    quantity: units,
+                })]
+            } else {
+                Vec::new()
+            };
+            (created, commands)
+        })
+        .collect();
+    for batch in with_sales.chunks(1000) {
         commands
-            .create_products(batch.to_vec(), system_metadata("seed"))
+            .create_products_with_history(batch.to_vec(), system_metadata("seed"))
             .await
             .context("cannot append generated products")?;
         progress(batch.len());
@@ -456,6 +472,27 @@ async fn load_verifier(config: &ServeConfig) -> anyhow::Result<TokenVerifier> {
     Ok(signer.verifier())
 }
 
+/// The query role verifies tokens only so that admins can read drafts; without keys it still
+/// serves everyone else. A key file another role is about to create gets a few seconds.
+async fn query_verifier(config: &ServeConfig) -> Option<Arc<TokenVerifier>> {
+    let mut last_error = None;
+    for _ in 0..10 {
+        match load_verifier(config).await {
+            Ok(verifier) => return Some(Arc::new(verifier)),
+            Err(error) if config.jwks_url.is_some() => {
+                last_error = Some(error);
+                break;
+            }
+            Err(error) => last_error = Some(error),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Some(error) = last_error {
+        tracing::warn!(error = %format!("{error:#}"), "the query role cannot verify tokens; admins cannot read drafts through it");
+    }
+    None
+}
+
 async fn fetch_jwks(url: &str) -> Result<TokenVerifier, String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -601,7 +638,13 @@ impl Application {
         }
         if runs_query {
             if let Some(read_model) = read_model {
-                routes = routes.merge(query_api::router(QueryState::new(read_model)));
+                let query_verifier = match &verifier {
+                    Some(verifier) => Some(verifier.clone()),
+                    None => query_verifier(&config).await,
+                };
+                routes = routes.merge(query_api::router(
+                    QueryState::new(read_model).with_verifier(query_verifier),
+                ));
             }
         }
         if runs_command {

@@ -29,6 +29,8 @@ pub enum DomainError {
     StockBelowZero { stock: i64, delta: i64 },
     #[error("not enough stock: {stock} in stock, {quantity} requested")]
     InsufficientStock { stock: i64, quantity: i64 },
+    #[error("stock would exceed 1,000,000,000: {stock} in stock, adjustment {delta}")]
+    StockAboveLimit { stock: i64, delta: i64 },
     #[error("the product is already published")]
     AlreadyPublished,
     #[error("the product is not published")]
@@ -111,6 +113,13 @@ impl Product {
                     .ok_or(DomainError::Overflow)?;
                 if after < 0 {
                     return Err(DomainError::StockBelowZero {
+                        stock: self.stock,
+                        delta: adjustment.delta,
+                    });
+                }
+                // The same ceiling a new product's stock has.
+                if after > crate::validation::MAX_STOCK {
+                    return Err(DomainError::StockAboveLimit {
                         stock: self.stock,
                         delta: adjustment.delta,
                     });

@@ -93,6 +93,12 @@ pub async fn idempotency(
     let Some(key_value) = request.headers().get(&IDEMPOTENCY_KEY).cloned() else {
         return next.run(request).await;
     };
+    // Without a valid caller there is nothing to scope the key to; the handler answers 401
+    // (before anything about the key is judged).
+    let caller = match AuthUser::from_headers(request.headers(), &state.verifier) {
+        Ok(Some(user)) => user.id.to_string(),
+        _ => return next.run(request).await,
+    };
     let key = match key_value.to_str() {
         Ok(key) if !key.is_empty() && key.len() <= 255 => key.to_owned(),
         _ => {
@@ -101,11 +107,6 @@ pub async fn idempotency(
             )
             .into_response()
         }
-    };
-    // Without a valid caller there is nothing to scope the key to; the handler answers 401.
-    let caller = match AuthUser::from_headers(request.headers(), &state.verifier) {
-        Ok(Some(user)) => user.id.to_string(),
-        _ => return next.run(request).await,
     };
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, web::middleware::BODY_LIMIT_BYTES).await {
@@ -203,10 +204,66 @@ fn hash_request(parts: &axum::http::request::Parts, body: &[u8]) -> String {
     hasher.update([0]);
     hasher.update(parts.uri.query().unwrap_or("").as_bytes());
     hasher.update([0]);
-    hasher.update(body);
+    // The same JSON document is the same request, whatever its key order or spacing.
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(document) => hasher.update(canonical_json(&document).as_bytes()),
+        Err(_) => hasher.update(body),
+    }
     hasher
         .finalize()
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+/// `value` as JSON with object keys sorted at every level and no insignificant whitespace.
+fn canonical_json(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let members: Vec<String> = keys
+                .into_iter()
+                .map(|key| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::String(key.clone()),
+                        canonical_json(&map[key])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        serde_json::Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_json;
+
+    #[test]
+    fn key_order_and_spacing_do_not_change_the_canonical_form() {
+        let first: serde_json::Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"q": 2, "p": 1}], "x": null}}"#)
+                .expect("json");
+        let second: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":null,"y":[1,{"p":1,"q":2}]},"b":1}"#).expect("json");
+        assert_eq!(canonical_json(&first), canonical_json(&second));
+        let other: serde_json::Value =
+            serde_json::from_str(r#"{"a":{"x":null,"y":[{"p":1,"q":2},1]},"b":1}"#).expect("json");
+        assert_ne!(
+            canonical_json(&first),
+            canonical_json(&other),
+            "array order matters"
+        );
+    }
 }

@@ -29,8 +29,11 @@ pub struct Accepted {
 pub enum CommandError {
     #[error(transparent)]
     Domain(#[from] DomainError),
-    #[error("If-Match wanted version {expected} but the product is at version {current}")]
-    VersionMismatch { expected: u64, current: u64 },
+    #[error(
+        "If-Match wanted version {} but the product is at version {current}",
+        describe_versions(expected)
+    )]
+    VersionMismatch { expected: Vec<u64>, current: u64 },
     #[error("no category with slug {slug:?}")]
     UnknownCategory { field: &'static str, slug: String },
     #[error("a product with SKU {0:?} exists")]
@@ -60,6 +63,9 @@ impl From<CommandError> for Problem {
                 Problem::conflict("invalid-state", detail)
             }
             CommandError::Domain(DomainError::Overflow) => Problem::conflict("overflow", detail),
+            CommandError::Domain(DomainError::StockAboveLimit { .. }) => {
+                Problem::conflict("stock-above-limit", detail)
+            }
             CommandError::VersionMismatch { .. } => Problem::precondition_failed(detail),
             CommandError::UnknownCategory { field, .. } => Problem::invalid_field(field, detail),
             CommandError::DuplicateSku(_) => Problem::conflict("duplicate-sku", detail),
@@ -71,6 +77,20 @@ impl From<CommandError> for Problem {
             }
             CommandError::Store(_) | CommandError::Corrupt(_) => Problem::internal_logged(&detail),
         }
+    }
+}
+
+fn describe_versions(versions: &[u64]) -> String {
+    match versions {
+        [] => "none (only weak entity tags, which never match)".to_owned(),
+        [one] => one.to_string(),
+        many => format!(
+            "one of {}",
+            many.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -167,7 +187,24 @@ impl CommandService {
         products: Vec<ProductCreated>,
         metadata: EventMetadata,
     ) -> Result<Vec<Accepted>, CommandError> {
-        let categories: BTreeSet<&str> = products.iter().map(|p| p.category.as_str()).collect();
+        let products = products
+            .into_iter()
+            .map(|created| (created, Vec::new()))
+            .collect();
+        self.create_products_with_history(products, metadata).await
+    }
+
+    /// Like [`Self::create_products`], each product followed by commands (demo sales, say),
+    /// decided by the aggregate as they would be one by one. Answers the last event of each.
+    pub async fn create_products_with_history(
+        &self,
+        products: Vec<(ProductCreated, Vec<ProductCommand>)>,
+        metadata: EventMetadata,
+    ) -> Result<Vec<Accepted>, CommandError> {
+        let categories: BTreeSet<&str> = products
+            .iter()
+            .map(|(created, _)| created.category.as_str())
+            .collect();
         for category in categories {
             if !self.category_exists(category).await? {
                 return Err(CommandError::UnknownCategory {
@@ -176,10 +213,33 @@ impl CommandService {
                 });
             }
         }
-        let streams: Vec<StreamAppend> = products
-            .into_iter()
-            .map(|created| product_stream(Uuid::now_v7(), created, metadata.clone()))
-            .collect();
+        let mut streams = Vec::with_capacity(products.len());
+        for (created, commands) in products {
+            let mut stream = product_stream(Uuid::now_v7(), created, metadata.clone());
+            let mut product = Product::default();
+            for event in stream
+                .events
+                .iter()
+                .map(|new| CatalogEvent::decode(&new.event_type, new.schema_version, &new.data))
+            {
+                product.apply(&event.map_err(|error| CommandError::Corrupt(error.to_string()))?);
+            }
+            product.version = stream.events.len() as u64;
+            for command in &commands {
+                for event in product.decide(command)? {
+                    product.apply(&event);
+                    product.version += 1;
+                    stream.events.push(NewEvent::from_event(
+                        stream.aggregate_id,
+                        product.version,
+                        &event,
+                        Utc::now(),
+                        metadata.clone(),
+                    ));
+                }
+            }
+            streams.push(stream);
+        }
         let stored = match self.store.append(streams).await {
             Err(StoreError::UniqueViolation { value, .. }) => {
                 return Err(CommandError::DuplicateSku(value))
@@ -187,14 +247,20 @@ impl CommandService {
             other => other?,
         };
         self.publish(&stored).await;
-        Ok(stored
-            .iter()
-            .map(|envelope| Accepted {
+        // The last envelope of each product's stream.
+        let mut accepted: Vec<Accepted> = Vec::new();
+        for envelope in &stored {
+            let answer = Accepted {
                 id: envelope.aggregate_id,
                 version: envelope.aggregate_version,
                 position: envelope.position,
-            })
-            .collect())
+            };
+            match accepted.last_mut() {
+                Some(last) if last.id == envelope.aggregate_id => *last = answer,
+                _ => accepted.push(answer),
+            }
+        }
+        Ok(accepted)
     }
 
     /// Creates a category; its parent, when given, must exist.
@@ -226,15 +292,15 @@ impl CommandService {
         }
     }
 
-    /// Runs `command` on product `id`. With `if_match`, the product must be at that version
-    /// (else 412); without, a concurrent writer's win is absorbed by deciding again on the
-    /// new version.
+    /// Runs `command` on product `id`. With `if_match`, the product must be at one of those
+    /// versions (else 412); without, a concurrent writer's win is absorbed by deciding again on
+    /// the new version.
     #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn execute(
         &self,
         id: Uuid,
         command: ProductCommand,
-        if_match: Option<u64>,
+        if_match: Option<Vec<u64>>,
         metadata: EventMetadata,
     ) -> Result<Accepted, CommandError> {
         let _queued = self.stripe(id).lock().await;
@@ -245,10 +311,10 @@ impl CommandService {
             if !product.exists() {
                 return Err(DomainError::NotFound.into());
             }
-            if let Some(expected) = if_match {
-                if expected != product.version {
+            if let Some(expected) = &if_match {
+                if !expected.contains(&product.version) {
                     return Err(CommandError::VersionMismatch {
-                        expected,
+                        expected: expected.clone(),
                         current: product.version,
                     });
                 }
@@ -287,9 +353,12 @@ impl CommandService {
             match self.append(stream).await {
                 Ok(accepted) => return Ok(accepted),
                 Err(StoreError::Conflict { .. }) => {
-                    if let Some(expected) = if_match {
+                    if let Some(expected) = &if_match {
                         let current = self.store.read_aggregate(id).await?.len() as u64;
-                        return Err(CommandError::VersionMismatch { expected, current });
+                        return Err(CommandError::VersionMismatch {
+                            expected: expected.clone(),
+                            current,
+                        });
                     }
                     continue;
                 }

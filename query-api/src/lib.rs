@@ -18,6 +18,9 @@ use projectors::read_model::CatalogReadModel;
 #[derive(Clone)]
 pub struct QueryState {
     pub read_model: Arc<dyn CatalogReadModel>,
+    /// Verifies the optional bearer token (an admin sees products in every status); `None`
+    /// when this process has no token keys.
+    pub verifier: Option<Arc<auth::TokenVerifier>>,
     /// `Cache-Control: public, max-age=` for product pages.
     pub product_max_age_seconds: u32,
     /// How long `X-Min-Position` may wait (API.md: 2 s).
@@ -25,9 +28,15 @@ pub struct QueryState {
 }
 
 impl QueryState {
+    pub fn with_verifier(mut self, verifier: Option<Arc<auth::TokenVerifier>>) -> Self {
+        self.verifier = verifier;
+        self
+    }
+
     pub fn new(read_model: Arc<dyn CatalogReadModel>) -> Self {
         QueryState {
             read_model,
+            verifier: None,
             product_max_age_seconds: 30,
             min_position_wait: Duration::from_secs(2),
         }

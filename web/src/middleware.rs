@@ -99,16 +99,23 @@ async fn problem_fallback(request: Request, next: Next) -> Response {
         return response;
     }
     let (mut parts, _body) = response.into_parts();
-    let reason = status.canonical_reason().unwrap_or("Error");
+    let reason = sentence_case_title(status);
     let detail = match status {
         StatusCode::NOT_FOUND => "no such resource".to_owned(),
         StatusCode::METHOD_NOT_ALLOWED => {
-            let allowed = parts
+            // axum adds `Allow` after the route's layers ran, so it is not here yet; the
+            // response still carries it.
+            match parts
                 .headers
                 .get(header::ALLOW)
                 .and_then(|value| value.to_str().ok())
-                .unwrap_or("");
-            format!("method not allowed here; allowed: {allowed}")
+                .filter(|allowed| !allowed.is_empty())
+            {
+                Some(allowed) => format!("method not allowed here; allowed: {allowed}"),
+                None => "method not allowed here; the Allow header lists the methods this \
+                         resource accepts"
+                    .to_owned(),
+            }
         }
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is over the limit of 1 MiB".to_owned(),
         StatusCode::SERVICE_UNAVAILABLE => "the request took too long; try again".to_owned(),
@@ -136,13 +143,49 @@ async fn problem_fallback(request: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::new(body))
 }
 
+/// Titles in the same sentence case as [`Problem`]'s own constructors.
+fn sentence_case_title(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "Bad request",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
+        StatusCode::NOT_ACCEPTABLE => "Not acceptable",
+        StatusCode::REQUEST_TIMEOUT => "Request timeout",
+        StatusCode::CONFLICT => "Conflict",
+        StatusCode::LENGTH_REQUIRED => "Length required",
+        StatusCode::PRECONDITION_FAILED => "Precondition failed",
+        StatusCode::PAYLOAD_TOO_LARGE => "Payload too large",
+        StatusCode::URI_TOO_LONG => "URI too long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type",
+        StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable entity",
+        StatusCode::TOO_MANY_REQUESTS => "Too many requests",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "Request header fields too large",
+        StatusCode::INTERNAL_SERVER_ERROR => "Internal server error",
+        StatusCode::NOT_IMPLEMENTED => "Not implemented",
+        StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "Gateway timeout",
+        _ if status.is_client_error() => "Client error",
+        _ => "Server error",
+    }
+}
+
 /// Parses an entity-tag header value holding a version: `"7"` (also `W/"7"` and bare `7`).
 pub fn parse_version_tag(value: &HeaderValue) -> Option<u64> {
     let text = value.to_str().ok()?.trim();
-    let text = text.strip_prefix("W/").unwrap_or(text);
+    parse_version_tag_text(text.strip_prefix("W/").unwrap_or(text))
+}
+
+/// The version in one entity tag without its weakness prefix: `"7"` (or a bare `7`).
+pub fn parse_version_tag_text(text: &str) -> Option<u64> {
+    let text = text.trim();
     let text = text
         .strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
         .unwrap_or(text);
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
     text.parse().ok()
 }

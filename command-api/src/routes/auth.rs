@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ::auth::password::{hash_password, verify_against_dummy, verify_password};
 use ::auth::tokens::{hash_secret, new_secret};
-use ::auth::{AuthUser, Role};
+use ::auth::{AdminUser, AuthUser, Role};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -233,10 +233,9 @@ pub async fn me(user: AuthUser) -> axum::Json<UserOutput> {
     security(("bearer" = [])))]
 pub async fn create_user(
     State(state): State<CommandState>,
-    caller: AuthUser,
+    AdminUser(_caller): AdminUser,
     Json(body): Json<Value>,
 ) -> Result<Response, Problem> {
-    caller.require(&[Role::Admin])?;
     object_body(&body)?;
     let mut errors = FieldErrors::new();
     let email = required_string(&body, "email", &mut errors);

@@ -1,6 +1,6 @@
 //! Category commands.
 
-use ::auth::{AuthUser, Role};
+use ::auth::{AdminUser, Role};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use crate::{validation, CommandState};
     security(("bearer" = [])))]
 pub async fn create_category(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, Problem> {

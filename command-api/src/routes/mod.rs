@@ -31,15 +31,32 @@ pub fn parse_product_id(text: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(text).map_err(|_| Problem::not_found(format!("no product with id {text:?}")))
 }
 
-/// `If-Match: "<version>"`: `None` when absent or `*`; 400 when malformed.
-pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
-    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
-        return Ok(None);
+/// `If-Match` (RFC 9110 §13.1.1): `None` when absent or `*`; otherwise the versions of the
+/// listed strong entity tags (`"7"`, or `"7", "8"`). Weak tags (`W/"7"`) never match in the
+/// strong comparison `If-Match` uses, so they add nothing (a list of only weak tags gives 412).
+/// 400 when a member is not an entity tag holding a version.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<Vec<u64>>, Problem> {
+    let malformed = || {
+        Problem::bad_request("If-Match must list versions in quotes, such as \"7\" or \"7\", \"8\"")
     };
-    if value.as_bytes() == b"*" {
+    let mut versions = Vec::new();
+    let mut any = false;
+    for value in headers.get_all(axum::http::header::IF_MATCH) {
+        let text = value.to_str().map_err(|_| malformed())?;
+        for member in text.split(',').map(str::trim) {
+            if member == "*" {
+                any = true;
+                continue;
+            }
+            if let Some(weak) = member.strip_prefix("W/") {
+                web::middleware::parse_version_tag_text(weak).ok_or_else(malformed)?;
+                continue;
+            }
+            versions.push(web::middleware::parse_version_tag_text(member).ok_or_else(malformed)?);
+        }
+    }
+    if headers.get(axum::http::header::IF_MATCH).is_none() || any {
         return Ok(None);
     }
-    web::middleware::parse_version_tag(value)
-        .map(Some)
-        .ok_or_else(|| Problem::bad_request("If-Match must be a version in quotes, such as \"7\""))
+    Ok(Some(versions))
 }

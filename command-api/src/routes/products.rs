@@ -1,6 +1,6 @@
 //! Product commands.
 
-use ::auth::{AuthUser, Role};
+use ::auth::{AdminUser, AuthUser, Role};
 use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
@@ -44,7 +44,7 @@ fn accepted(status: StatusCode, accepted: Accepted) -> Response {
     security(("bearer" = [])))]
 pub async fn create_product(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, Problem> {
@@ -86,7 +86,7 @@ async fn run(
     security(("bearer" = [])))]
 pub async fn change_details(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
@@ -103,7 +103,7 @@ pub async fn change_details(
     security(("bearer" = [])))]
 pub async fn change_price(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
@@ -121,7 +121,7 @@ pub async fn change_price(
     security(("bearer" = [])))]
 pub async fn adjust_stock(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
@@ -139,7 +139,7 @@ pub async fn adjust_stock(
     security(("bearer" = [])))]
 pub async fn record_sale(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
@@ -156,7 +156,7 @@ pub async fn record_sale(
     security(("bearer" = [])))]
 pub async fn publish(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
@@ -171,7 +171,7 @@ pub async fn publish(
     security(("bearer" = [])))]
 pub async fn unpublish(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
@@ -187,7 +187,7 @@ pub async fn unpublish(
     security(("bearer" = [])))]
 pub async fn archive(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
@@ -207,7 +207,7 @@ pub async fn archive(
     security(("bearer" = [])))]
 pub async fn bulk_create(
     State(state): State<CommandState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {

@@ -251,6 +251,16 @@ async fn pages_continue_after_the_cursor_and_unpublished_products_leave(pair: Pa
     assert_eq!(skus(&log.model, &page_query).await, ["P2", "P4"]);
     let (categories, _) = log.model.categories().await.expect("categories");
     assert_eq!(categories[0].product_count, 4);
+    let (hidden, _) = log.model.product(ids[3]).await.expect("read");
+    assert!(
+        hidden.is_none(),
+        "an unpublished product is not visible to shoppers"
+    );
+    let (for_admin, _) = log.model.product_any_status(ids[3]).await.expect("read");
+    assert_eq!(
+        for_admin.expect("visible to admins").status,
+        ProductStatus::Draft
+    );
     log.record(
         ids[3],
         CatalogEvent::ProductPublished(ProductPublished {}),

@@ -215,6 +215,14 @@ impl CatalogReadModel for MemoryReadModel {
         Ok((product, state.position))
     }
 
+    async fn product_any_status(
+        &self,
+        id: Uuid,
+    ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
+        let state = self.state.read();
+        Ok((state.products.get(&id).cloned(), state.position))
+    }
+
     async fn list(&self, query: &ListQuery) -> Result<Page, ReadModelError> {
         let state = self.state.read();
         let mut items = Vec::with_capacity(query.limit + 1);

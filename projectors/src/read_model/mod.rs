@@ -189,6 +189,11 @@ pub enum ReadModelError {
 pub trait CatalogReadModel: Send + Sync + 'static {
     /// A published product, or `None`.
     async fn product(&self, id: Uuid) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError>;
+    /// A product whatever its status (draft, published, archived): for admins.
+    async fn product_any_status(
+        &self,
+        id: Uuid,
+    ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError>;
     async fn list(&self, query: &ListQuery) -> Result<Page, ReadModelError>;
     /// The top `limit` by sales, optionally in one category.
     async fn bestsellers(

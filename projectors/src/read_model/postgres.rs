@@ -359,6 +359,20 @@ impl CatalogReadModel for PostgresReadModel {
         Ok((product, position))
     }
 
+    async fn product_any_status(
+        &self,
+        id: Uuid,
+    ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
+        let position = self.position();
+        let row = sqlx::query("SELECT doc FROM rm_products WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::map_error)?;
+        let product = row.as_ref().map(Self::decode).transpose()?;
+        Ok((product, position))
+    }
+
     async fn list(&self, query: &ListQuery) -> Result<Page, ReadModelError> {
         let position = self.position();
         let key = key_expression(query.sort);

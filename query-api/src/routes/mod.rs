@@ -72,13 +72,30 @@ fn not_modified(headers: &HeaderMap, version: u64) -> bool {
         })
 }
 
-/// A published product.
+/// Whether the caller is an admin: `false` without a token; 401 for a token that does not
+/// verify (or when this process cannot verify tokens).
+fn caller_is_admin(state: &QueryState, headers: &HeaderMap) -> Result<bool, Problem> {
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return Ok(false);
+    }
+    let Some(verifier) = &state.verifier else {
+        return Err(Problem::unauthorized(
+            "this query service has no token keys (CATALOG_JWT_KEY_FILE or CATALOG_JWKS_URL); \
+             read without a token",
+        ));
+    };
+    let user = auth::AuthUser::from_headers(headers, verifier)?;
+    Ok(user.is_some_and(|user| user.role == auth::Role::Admin))
+}
+
+/// A published product; with an admin's token, a product in any status.
 #[utoipa::path(get, path = "/api/products/{id}", tag = "queries",
-    params(("id" = Uuid, Path), ("If-None-Match" = Option<String>, Header), ("X-Min-Position" = Option<u64>, Header)),
+    params(("id" = Uuid, Path), ("If-None-Match" = Option<String>, Header), ("X-Min-Position" = Option<u64>, Header),
+        ("Authorization" = Option<String>, Header, description = "Optional. With an admin's token, drafts and archived products are visible too (and the answer is `Cache-Control: private, no-store`).")),
     responses(
         (status = 200, body = ProductView, headers(("ETag" = String), ("Cache-Control" = String), ("X-Position" = u64))),
         (status = 304, description = "Not modified"),
-        (status = 400, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn get_product(
     State(state): State<QueryState>,
     headers: HeaderMap,
@@ -87,16 +104,25 @@ pub async fn get_product(
     let Ok(id) = Uuid::parse_str(&id) else {
         return Err(Problem::not_found(format!("no product with id {id:?}")).into());
     };
-    let (product, position) = state.read_model.product(id).await?;
+    let admin = caller_is_admin(&state, &headers)?;
+    let (product, position) = if admin {
+        state.read_model.product_any_status(id).await?
+    } else {
+        state.read_model.product(id).await?
+    };
     let Some(product) = product else {
         let response = Problem::not_found(format!("no product with id {id}")).into_response();
         return Ok(with_position(response, position));
     };
-    let cache_control = HeaderValue::from_str(&format!(
-        "public, max-age={}",
-        state.product_max_age_seconds
-    ))
-    .unwrap_or(HeaderValue::from_static("public, max-age=30"));
+    let cache_control = if admin {
+        HeaderValue::from_static("private, no-store")
+    } else {
+        HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            state.product_max_age_seconds
+        ))
+        .unwrap_or(HeaderValue::from_static("public, max-age=30"))
+    };
     let tag = etag(product.version);
     let response = if not_modified(&headers, product.version) {
         (
@@ -201,11 +227,26 @@ fn parse_limit(value: Option<String>, default: usize) -> Result<usize, QueryProb
     }
 }
 
+/// A parameter given with an empty value (`?category=&sort=`) counts as not given.
+fn given(value: Option<String>) -> Option<String> {
+    value.filter(|text| !text.is_empty())
+}
+
 /// Parses and checks the listing parameters.
 pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> {
+    let params = ListParams {
+        category: given(params.category),
+        brand: given(params.brand),
+        min_price: given(params.min_price),
+        max_price: given(params.max_price),
+        in_stock: given(params.in_stock),
+        sort: given(params.sort),
+        limit: given(params.limit),
+        cursor: given(params.cursor),
+    };
     let category = parse_slug("category", params.category)?;
     let brand = match params.brand {
-        Some(brand) if brand.is_empty() || brand.chars().count() > 100 => {
+        Some(brand) if brand.chars().count() > 100 => {
             return Err(bad("brand must be 1 to 100 characters".into()))
         }
         other => other,
@@ -298,8 +339,8 @@ pub async fn bestsellers(
     State(state): State<QueryState>,
     Query(params): Query<BestsellerParams>,
 ) -> QueryResult {
-    let category = parse_slug("category", params.category)?;
-    let limit = parse_limit(params.limit, 10)?;
+    let category = parse_slug("category", given(params.category))?;
+    let limit = parse_limit(given(params.limit), 10)?;
     let (items, position) = state
         .read_model
         .bestsellers(category.as_deref(), limit)
