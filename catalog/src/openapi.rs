@@ -1,5 +1,6 @@
 //! The OpenAPI document: the whole public API, whichever role serves it.
 
+use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -64,13 +65,198 @@ impl Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
+/// The document every service serves: what the annotations generate, completed with what holds
+/// for every operation alike (so no handler can forget it): errors are
+/// `application/problem+json`; every response carries `X-Request-Id`; 429 and 503 carry
+/// `Retry-After`; writes can answer 400, 401, 403, 413 and 415; every POST of the command API
+/// takes `Idempotency-Key`; every query takes `X-Min-Position` and answers `X-Position`.
+pub fn document() -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+    complete(&mut document);
+    document
+}
+
+fn header(description: &str, schema: Value) -> Value {
+    json!({"description": description, "schema": schema})
+}
+
+fn problem_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    })
+}
+
+fn complete(document: &mut Value) {
+    let request_id = header(
+        "The request's id: the one the client sent, or a new one",
+        json!({"type": "string"}),
+    );
+    let retry_after = header(
+        "Seconds to wait before retrying",
+        json!({"type": "integer"}),
+    );
+    let position = header(
+        "The log position the views answering had reached",
+        json!({"type": "integer", "format": "int64", "minimum": 0}),
+    );
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            let is_write = matches!(method.as_str(), "post" | "put" | "patch" | "delete");
+            let is_command = is_write
+                && (path.starts_with("/api/products") || path.starts_with("/api/categories"));
+            let is_query = method == "get"
+                && (path.starts_with("/api/products") || path.starts_with("/api/categories"));
+            let secured = operation.get("security").is_some();
+            let has_body = operation.get("requestBody").is_some();
+            let Some(operation) = operation.as_object_mut() else {
+                continue;
+            };
+            let responses = operation
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut();
+            let Some(responses) = responses else { continue };
+            let mut wanted: Vec<(&str, &str)> = Vec::new();
+            if has_body {
+                wanted.extend([
+                    ("400", "Malformed JSON or parameters"),
+                    ("413", "Body over 1 MiB"),
+                    ("415", "Body without Content-Type: application/json"),
+                ]);
+            }
+            if secured {
+                wanted.extend([
+                    ("401", "No valid access token"),
+                    ("403", "The token's role may not do this"),
+                ]);
+            }
+            if is_command && method == "post" {
+                wanted.push((
+                    "409",
+                    "Conflict, or an Idempotency-Key reused with another body or still in progress",
+                ));
+            }
+            wanted.push(("503", "A dependency is down; retry after Retry-After"));
+            for (status, description) in wanted {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| problem_response(description));
+            }
+            for (status, response) in responses.iter_mut() {
+                let Some(response) = response.as_object_mut() else {
+                    continue;
+                };
+                let is_error = status.starts_with('4') || status.starts_with('5');
+                if is_error {
+                    if let Some(content) =
+                        response.get_mut("content").and_then(Value::as_object_mut)
+                    {
+                        if let Some(json) = content.remove("application/json") {
+                            content.insert("application/problem+json".into(), json);
+                        }
+                    }
+                }
+                let headers = response
+                    .entry("headers")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut();
+                let Some(headers) = headers else { continue };
+                headers.insert("X-Request-Id".into(), request_id.clone());
+                if status == "429" || status == "503" {
+                    headers.insert("Retry-After".into(), retry_after.clone());
+                }
+                if is_query {
+                    headers.insert("X-Position".into(), position.clone());
+                }
+            }
+            let parameters = operation
+                .entry("parameters")
+                .or_insert_with(|| json!([]))
+                .as_array_mut();
+            let Some(parameters) = parameters else {
+                continue;
+            };
+            let named = |parameters: &Vec<Value>, name: &str| {
+                parameters.iter().any(|parameter| parameter["name"] == name)
+            };
+            if method == "post"
+                && (is_command || path == "/api/auth/users")
+                && !named(parameters, "Idempotency-Key")
+            {
+                parameters.push(json!({
+                    "name": "Idempotency-Key", "in": "header", "required": false,
+                    "description": "Any string of 1–255 characters: a retry with the same key and body gets the first answer and appends nothing; another body is 409. Kept at least 24 h, per caller.",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255}
+                }));
+            }
+            if is_query && !named(parameters, "X-Min-Position") {
+                parameters.push(json!({
+                    "name": "X-Min-Position", "in": "header", "required": false,
+                    "description": "Answer only once the views have applied this position (waits up to 2 s, then 503)",
+                    "schema": {"type": "integer", "format": "int64", "minimum": 0}
+                }));
+            }
+            for parameter in parameters.iter_mut() {
+                let schema = match parameter["name"].as_str() {
+                    Some("limit") => json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                    Some("min_price" | "max_price") => {
+                        json!({"type": "integer", "format": "int64", "minimum": 0})
+                    }
+                    Some("in_stock") => json!({"type": "boolean"}),
+                    Some("sort") if path == "/api/products" => json!({
+                        "type": "string",
+                        "enum": ["newest", "price_asc", "price_desc", "bestselling", "name"],
+                        "default": "newest"
+                    }),
+                    _ => continue,
+                };
+                parameter["schema"] = schema;
+            }
+            if parameters.is_empty() {
+                operation.remove("parameters");
+            }
+        }
+    }
+    if let Some(bulk) = paths
+        .get_mut("/api/products/bulk")
+        .and_then(|item| item.get_mut("post"))
+        .and_then(|operation| operation.get_mut("requestBody"))
+        .and_then(|body| body.get_mut("content"))
+        .and_then(Value::as_object_mut)
+    {
+        bulk.insert(
+            "application/x-ndjson".into(),
+            json!({"schema": {"type": "string", "description": "One product (as for POST /api/products) per line, at most 1,000 lines"}}),
+        );
+    }
+    paths.insert(
+        "/api/openapi.json".into(),
+        json!({"get": {"tags": ["operations"], "summary": "This document", "responses": {"200": {"description": "The OpenAPI document of the whole public API", "content": {"application/json": {}}}}}}),
+    );
+    paths.insert(
+        "/api/docs".into(),
+        json!({"get": {"tags": ["operations"], "summary": "A browsable rendering of this document", "responses": {"200": {"description": "An HTML page", "content": {"text/html": {}}}}}}),
+    );
+    if let Some(status) = document.pointer_mut("/components/schemas/ProductView/properties/status")
+    {
+        *status = json!({"type": "string", "enum": ["draft", "published", "archived"]});
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_document_lists_every_route_of_the_contract() {
-        let document = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let document = document();
         let paths = document["paths"].as_object().expect("paths");
         for (path, method) in [
             ("/api/products", "post"),
@@ -97,6 +283,8 @@ mod tests {
             ("/healthz", "get"),
             ("/readyz", "get"),
             ("/metrics", "get"),
+            ("/api/openapi.json", "get"),
+            ("/api/docs", "get"),
         ] {
             assert!(
                 paths.get(path).and_then(|item| item.get(method)).is_some(),
@@ -115,5 +303,70 @@ mod tests {
         ] {
             assert!(schemas.contains_key(schema), "schema {schema} is missing");
         }
+    }
+
+    #[test]
+    fn errors_are_problem_json_and_shared_parts_are_on_every_operation() {
+        let document = document();
+        let paths = document["paths"].as_object().expect("paths");
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().expect("item") {
+                for (status, response) in operation["responses"].as_object().expect("responses") {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert!(
+                            response["content"].get("application/json").is_none(),
+                            "{method} {path} {status} declares application/json"
+                        );
+                    }
+                    if path.starts_with("/api/products") || path.starts_with("/api/categories") {
+                        assert!(
+                            response["headers"].get("X-Request-Id").is_some(),
+                            "{method} {path} {status} without X-Request-Id"
+                        );
+                    }
+                }
+            }
+        }
+        for (path, method) in [
+            ("/api/products", "post"),
+            ("/api/products/bulk", "post"),
+            ("/api/products/{id}/stock", "post"),
+            ("/api/products/{id}/sales", "post"),
+            ("/api/products/{id}/unpublish", "post"),
+            ("/api/categories", "post"),
+            ("/api/auth/users", "post"),
+        ] {
+            let parameters = document["paths"][path][method]["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                parameters.iter().any(|p| p["name"] == "Idempotency-Key"),
+                "{method} {path} without Idempotency-Key"
+            );
+            for status in ["401", "403"] {
+                assert!(
+                    document["paths"][path][method]["responses"]
+                        .get(status)
+                        .is_some(),
+                    "{method} {path} without {status}"
+                );
+            }
+        }
+        assert!(
+            document["paths"]["/api/products/bulk"]["post"]["requestBody"]["content"]
+                .get("application/x-ndjson")
+                .is_some()
+        );
+        assert!(
+            document["paths"]["/api/categories"]["get"]["responses"]["200"]["headers"]
+                .get("X-Position")
+                .is_some()
+        );
+        let patch = &document["components"]["schemas"]["ProductPatch"]["properties"];
+        assert_eq!(
+            patch["name"]["type"], "string",
+            "name is not nullable: {patch}"
+        );
     }
 }

@@ -38,14 +38,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use utoipa::OpenApi;
 use utoipa_scalar::{Scalar, Servable};
 use web::ops::{Readiness, ReadinessCheck};
 
 use crate::admin::{self, AdminState, StatusSource};
 use crate::config::Role;
 use crate::demo;
-use crate::openapi::ApiDoc;
 
 /// The projectors this build runs, by name (the consumer group / queue of each).
 pub const PROJECTORS: [&str; 1] = [READ_MODEL];
@@ -667,7 +665,7 @@ impl Application {
             );
         }
 
-        let openapi = Arc::new(ApiDoc::openapi());
+        let openapi = Arc::new(crate::openapi::document());
         let routes = routes
             .merge(web::ops::ops_router(Readiness::new(checks)))
             .route(
@@ -677,7 +675,7 @@ impl Application {
                     async move { axum::Json(openapi.as_ref().clone()) }
                 }),
             )
-            .merge(Scalar::with_url("/api/docs", ApiDoc::openapi()));
+            .merge(Scalar::with_url("/api/docs", crate::openapi::document()));
         let router = web::middleware::with_http_layers(routes);
 
         let listener = TcpListener::bind(&config.listen)

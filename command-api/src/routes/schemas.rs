@@ -35,12 +35,19 @@ pub struct ProductInput {
 /// `PATCH /api/products/{id}`: any of these; `brand: null` clears the brand.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ProductPatch {
+    #[schema(nullable = false)]
     pub name: Option<String>,
+    #[schema(nullable = false)]
     pub description: Option<String>,
+    #[schema(nullable = false)]
     pub category: Option<String>,
+    /// `null` clears the brand.
     pub brand: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    /// Replaces the whole attribute set.
+    #[schema(value_type = Option<Object>, nullable = false)]
     pub attributes: Option<BTreeMap<String, serde_json::Value>>,
+    /// Replaces the whole image list.
+    #[schema(nullable = false)]
     pub images: Option<Vec<String>>,
 }
 
@@ -118,6 +125,7 @@ pub struct NewUserInput {
     /// At least 8 characters.
     pub password: String,
     /// `admin`, `analyst` or `shopper`.
+    #[schema(value_type = auth::Role)]
     pub role: String,
 }
 
@@ -125,5 +133,6 @@ pub struct NewUserInput {
 pub struct UserOutput {
     pub id: uuid::Uuid,
     pub email: String,
+    #[schema(value_type = auth::Role)]
     pub role: String,
 }
