@@ -13,8 +13,10 @@ pub mod aggregate;
 pub mod idempotency;
 pub mod outbox;
 pub mod postgres;
+pub mod redis;
 pub mod routes;
 pub mod service;
+pub mod session_conformance;
 pub mod sqlite;
 pub mod validation;
 

@@ -6,6 +6,7 @@
 //!   embedded in-memory adapter ([`read_model::MemoryReadModel`]).
 
 pub mod read_model;
+pub mod redis;
 pub mod runner;
 pub mod status;
 

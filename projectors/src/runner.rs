@@ -188,6 +188,12 @@ impl Projector {
             _ => "catalog_projection_duplicates_total",
         };
         metrics::counter!(counter, "projector" => name.clone()).increment(1);
+        if applied == Applied::Applied {
+            // From the command's acceptance to this view applying it.
+            let lag = chrono::Utc::now().signed_duration_since(envelope.occurred_at);
+            metrics::histogram!("catalog_projection_lag_seconds", "projector" => name.clone())
+                .record(lag.num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
+        }
         metrics::gauge!("catalog_projection_position", "projector" => name).set(low as f64);
         let mut status = self.status.write();
         status.position = low;

@@ -11,6 +11,19 @@ use web::Problem;
 use crate::QueryState;
 
 pub const X_MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");
+
+tokio::task_local! {
+    /// The position the current request needs its answer to reflect (`X-Min-Position`).
+    static REQUIRED_POSITION: u64;
+}
+
+/// The position the request being served needs (0 without `X-Min-Position`): read models
+/// with caches use it to decide whether a cached answer will do.
+pub fn required_position() -> u64 {
+    REQUIRED_POSITION
+        .try_with(|position| *position)
+        .unwrap_or(0)
+}
 pub const X_POSITION: HeaderName = HeaderName::from_static("x-position");
 
 pub async fn read_your_writes(
@@ -19,6 +32,7 @@ pub async fn read_your_writes(
     next: Next,
 ) -> Response {
     let position_now = || HeaderValue::from(state.read_model.position());
+    let mut required = 0;
     if let Some(value) = request.headers().get(&X_MIN_POSITION) {
         let Some(wanted) = value
             .to_str()
@@ -48,8 +62,9 @@ pub async fn read_your_writes(
             response.headers_mut().insert(X_POSITION, position_now());
             return response;
         }
+        required = wanted;
     }
-    let mut response = next.run(request).await;
+    let mut response = REQUIRED_POSITION.scope(required, next.run(request)).await;
     if !response.headers().contains_key(&X_POSITION) {
         response.headers_mut().insert(X_POSITION, position_now());
     }

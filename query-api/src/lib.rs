@@ -5,6 +5,7 @@
 //! - [`consistency`]: the `X-Min-Position` / `X-Position` middleware.
 
 pub mod consistency;
+pub mod layers;
 pub mod routes;
 
 use std::sync::Arc;

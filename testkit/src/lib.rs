@@ -144,3 +144,27 @@ pub fn free_port() -> u16 {
         .map(|address| address.port())
         .expect("a free loopback port")
 }
+
+/// `redis://…` of the Redis tests use (`CATALOG_TEST_REDIS_URL`, default the local one on
+/// 6379), with a key prefix of the test's own so tests never see each other's keys. Panics
+/// with how to start Redis when it does not answer.
+pub fn redis_url() -> String {
+    let base = std::env::var("CATALOG_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let address = base
+        .trim_start_matches("redis://")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    if std::net::TcpStream::connect(&address).is_err() {
+        panic!(
+            "Redis is not reachable at {address}; start it with `redis-server --daemonize yes \
+             --port 6379` or point CATALOG_TEST_REDIS_URL at one"
+        );
+    }
+    format!(
+        "{base}?prefix=test-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}

@@ -180,6 +180,10 @@ pub struct Page {
 pub enum ReadModelError {
     #[error("read model unavailable: {0}")]
     Unavailable(String),
+    /// This view would have to scan too much to answer (a very selective filter on a view
+    /// without an index for it): ask another view.
+    #[error("the view cannot answer this query cheaply")]
+    TooCostly,
 }
 
 /// What the query side reads. Every answer carries the position the view had reached.

@@ -19,6 +19,8 @@ use crate::QueryState;
 
 impl From<ReadModelError> for QueryProblem {
     fn from(error: ReadModelError) -> Self {
+        // TooCostly never leaves the layered read model (it asks the next view); here it can
+        // only mean no view could answer.
         tracing::warn!(%error, "read model unavailable");
         QueryProblem(Problem::unavailable(
             1,
