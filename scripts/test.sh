@@ -7,7 +7,11 @@
 # - the tansu Kafka broker, installed once with cargo into ~/.cache/catalog-tools (about ten
 #   minutes the first time; CATALOG_TOOLS_DIR moves it), on a free port, for a second run of
 #   the Kafka tests against a real broker process (the first run uses librdkafka's mock
-#   cluster).
+#   cluster);
+# - a streaming replica of that PostgreSQL on 127.0.0.1:5433 (pg_basebackup -R, run as the
+#   postgres user under /var/lib/postgresql/catalog-test-replica);
+# - a Redis Cluster of three masters on free loopback ports (redis-server, redis-cli --cluster
+#   create), under target/redis-cluster.
 #
 # Nothing is skipped silently: a missing engine that cannot be started stops the script with a
 # line that says which and how to start it.
@@ -31,7 +35,7 @@ wait_for_port() { # host port seconds
 
 cleanup() {
     local pid
-    for pid in ${MOTO_PID:-} ${TANSU_PID:-}; do
+    for pid in ${MOTO_PID:-} ${TANSU_PID:-} ${CLUSTER_PIDS:-}; do
         kill "$pid" 2>/dev/null || true
     done
 }
@@ -47,12 +51,59 @@ fi
 psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null ||
     fail "PostgreSQL on 127.0.0.1:5432 refuses user postgres (the tests need trust or CATALOG_TEST_DATABASE_URL)"
 
+step "PostgreSQL streaming replica on 127.0.0.1:5433"
+if ! pg_isready -q -h 127.0.0.1 -p 5433; then
+    version=$(ls /etc/postgresql | sort -n | tail -1)
+    hba=/etc/postgresql/$version/main/pg_hba.conf
+    if ! grep -q '^host[[:space:]]\+replication' "$hba"; then
+        echo "host replication all 127.0.0.1/32 trust" >>"$hba"
+        psql -h 127.0.0.1 -U postgres -d postgres -qAtc 'select pg_reload_conf()' >/dev/null
+    fi
+    replica=/var/lib/postgresql/catalog-test-replica
+    rm -rf "$replica"
+    runuser -u postgres -- pg_basebackup -h 127.0.0.1 -p 5432 -U postgres -D "$replica" -R -X stream -c fast ||
+        fail "pg_basebackup could not copy the primary for the replica"
+    printf "port = 5433\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '/tmp'\nhot_standby = on\nmax_connections = 200\n" >"$replica/postgresql.conf"
+    printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' >"$replica/pg_hba.conf"
+    chown postgres:postgres "$replica/postgresql.conf" "$replica/pg_hba.conf"
+    runuser -u postgres -- "/usr/lib/postgresql/$version/bin/pg_ctl" -D "$replica" \
+        -l /var/lib/postgresql/catalog-test-replica.log -w start >/dev/null ||
+        fail "the replica did not start (see /var/lib/postgresql/catalog-test-replica.log)"
+fi
+[ "$(psql -h 127.0.0.1 -p 5433 -U postgres -d postgres -Atc 'select pg_is_in_recovery()')" = t ] ||
+    fail "127.0.0.1:5433 answers but is not a standby"
+export CATALOG_TEST_REPLICA_URL=postgres://postgres@127.0.0.1:5433/postgres
+
 step "Redis on 127.0.0.1:6379"
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     command -v redis-server >/dev/null || fail "Redis is not installed; install redis-server"
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
     wait_for_port 127.0.0.1 6379 10 || fail "Redis did not start on 127.0.0.1:6379"
 fi
+
+step "Redis Cluster (three masters)"
+rm -rf target/redis-cluster
+CLUSTER_NODES=""
+CLUSTER_PIDS=""
+for _ in 1 2 3; do
+    port=$(free_port)
+    mkdir -p "target/redis-cluster/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+        --cluster-config-file "$PWD/target/redis-cluster/$port/nodes.conf" \
+        --dir "$PWD/target/redis-cluster/$port" --save "" --appendonly no \
+        >"target/redis-cluster/$port/log" 2>&1 &
+    CLUSTER_PIDS="$CLUSTER_PIDS $!"
+    wait_for_port 127.0.0.1 "$port" 10 || fail "redis-server did not start on $port"
+    CLUSTER_NODES="$CLUSTER_NODES 127.0.0.1:$port"
+done
+# shellcheck disable=SC2086
+redis-cli --cluster create $CLUSTER_NODES --cluster-replicas 0 --cluster-yes >target/redis-cluster/create.log 2>&1 ||
+    fail "redis-cli --cluster create failed (see target/redis-cluster/create.log)"
+for _ in $(seq 1 50); do
+    redis-cli -p "${CLUSTER_NODES##*:}" cluster info | grep -q 'cluster_state:ok' && break
+    sleep 0.2
+done
+export CATALOG_TEST_REDIS_CLUSTER_URL="redis+cluster://$(echo $CLUSTER_NODES | tr ' ' ',')"
 
 step "moto_server (SNS, SQS)"
 if [ ! -x target/moto-venv/bin/moto_server ]; then

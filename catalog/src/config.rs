@@ -139,12 +139,26 @@ pub struct EngineArgs {
     /// Unset with DATABASE_URL: projectors poll the event store itself.
     #[arg(long, env = "CATALOG_BUS", global = true)]
     pub bus: Option<String>,
-    /// Redis views and caches.
+    /// Redis views, caches and sessions: redis://host:6379[?prefix=] or
+    /// redis+cluster://host:7000,host:7001[?prefix=]. Needs DATABASE_URL.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
+    /// While the read replica is down, read from the primary (`primary`) or answer 503
+    /// (`none`).
+    #[arg(long, env = "CATALOG_READ_FALLBACK", value_enum, default_value_t = ReadFallback::None, global = true)]
+    pub read_fallback: ReadFallback,
     /// Search engine: opensearch://…
     #[arg(long, env = "CATALOG_SEARCH", global = true)]
     pub search: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ReadFallback {
+    /// Answer 503 with Retry-After.
+    #[default]
+    None,
+    /// Read from the primary.
+    Primary,
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {
@@ -164,6 +178,7 @@ impl EngineArgs {
             bus_url: non_empty(&self.bus),
             redis_url: non_empty(&self.redis_url),
             search_url: non_empty(&self.search),
+            read_fallback_to_primary: self.read_fallback == ReadFallback::Primary,
         }
     }
 }

@@ -45,9 +45,10 @@ use crate::admin::{self, AdminState, StatusSource};
 use crate::config::Role;
 use crate::demo;
 
-/// The projectors this build runs, by name (the consumer group / queue of each).
-pub const PROJECTORS: [&str; 1] = [READ_MODEL];
+/// The projectors this build can run, by name (the consumer group / queue of each).
+pub const PROJECTORS: [&str; 2] = [READ_MODEL, REDIS_VIEWS];
 pub const READ_MODEL: &str = "read-model";
+pub const REDIS_VIEWS: &str = "redis";
 
 /// The engines, as configured (empty values already read as unset).
 #[derive(Debug, Clone, Default)]
@@ -58,14 +59,18 @@ pub struct EngineConfig {
     pub bus_url: Option<String>,
     pub redis_url: Option<String>,
     pub search_url: Option<String>,
+    /// Where reads go while the replica is down: the primary, or nowhere (503).
+    pub read_fallback_to_primary: bool,
 }
 
 impl EngineConfig {
     /// Refuses combinations that cannot work, with one line saying why.
     pub fn check(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.redis_url {
-            let _ = url;
-            bail!("REDIS_URL is set, but this build has no Redis views yet; unset it");
+            cache::redis::RedisConfig::from_url(url).map_err(|error| anyhow::anyhow!(error))?;
+            if self.database_url.is_none() {
+                bail!("REDIS_URL needs DATABASE_URL: the embedded mode keeps its views in memory");
+            }
         }
         if self.search_url.is_some() {
             bail!("CATALOG_SEARCH is set, but this build has no search engine yet; unset it");
@@ -142,6 +147,11 @@ pub enum Storage {
 /// The engines of one process, opened from configuration.
 pub struct Engines {
     pub storage: Storage,
+    /// Redis, when `REDIS_URL` is set.
+    pub redis: Option<(
+        Arc<cache::redis::RedisConfig>,
+        cache::redis::RedisConnection,
+    )>,
     pub store: Arc<dyn EventStore>,
     /// What projectors in this process subscribe to.
     pub bus: Arc<dyn EventBus>,
@@ -171,6 +181,7 @@ impl Engines {
         let commands = Arc::new(CommandService::new(store.clone(), Some(bus.clone())));
         Ok(Engines {
             storage: Storage::Sqlite(database),
+            redis: None,
             store,
             bus,
             configured_bus: None,
@@ -210,8 +221,22 @@ impl Engines {
                 (store, bus, commands)
             }
         };
+        let redis = match &config.redis_url {
+            Some(url) => {
+                let redis_config = Arc::new(
+                    cache::redis::RedisConfig::from_url(url)
+                        .map_err(|error| anyhow::anyhow!(error))?,
+                );
+                let connection = cache::redis::RedisConnection::connect(&redis_config)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("REDIS_URL: {error}"))?;
+                Some((redis_config, connection))
+            }
+            None => None,
+        };
         Ok(Engines {
             storage: Storage::Postgres(database),
+            redis,
             store,
             bus,
             configured_bus,
@@ -227,6 +252,12 @@ impl Engines {
     }
 
     pub fn sessions(&self) -> Arc<dyn SessionStore> {
+        if let Some((config, connection)) = &self.redis {
+            return Arc::new(command_api::redis::RedisSessionStore::new(
+                config.clone(),
+                connection.clone(),
+            ));
+        }
         match &self.storage {
             Storage::Sqlite(database) => Arc::new(database.session_store()),
             Storage::Postgres(database) => Arc::new(database.session_store()),
@@ -351,6 +382,27 @@ impl ReadinessCheck for PoolReadiness {
         Box::pin(async move {
             sqlx::query("SELECT 1")
                 .execute(&self.1)
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+struct RedisReadiness(cache::redis::RedisConnection);
+
+impl ReadinessCheck for RedisReadiness {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    fn check(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut connection = self.0.clone();
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
                 .await
                 .map(|_| ())
                 .map_err(|error| error.to_string())
@@ -537,7 +589,11 @@ impl Application {
         let engines = Engines::open(&config.data_dir, &config.engines).await?;
         if let Some(configured) = &engines.configured_bus {
             let subscribers: Vec<&str> = if runs_projectors {
-                PROJECTORS.to_vec()
+                if engines.redis.is_some() {
+                    PROJECTORS.to_vec()
+                } else {
+                    vec![READ_MODEL]
+                }
             } else {
                 Vec::new()
             };
@@ -552,6 +608,9 @@ impl Application {
         let mut routes = Router::new();
         let mut checks: Vec<Arc<dyn ReadinessCheck>> =
             vec![Arc::new(StoreReadiness(engines.store.clone()))];
+        if let Some((_, connection)) = &engines.redis {
+            checks.push(Arc::new(RedisReadiness(connection.clone())));
+        }
         let mut background = Vec::new();
         let mut verifier: Option<Arc<TokenVerifier>> = None;
 
@@ -602,18 +661,26 @@ impl Application {
             }
             Some(database) => {
                 if runs_projectors {
-                    let projection = Arc::new(PostgresReadModelProjection::new(
-                        database.pool().clone(),
-                        READ_MODEL,
-                    ));
-                    let projector = Projector::new(projection, engines.store.clone());
-                    catch_up(&projector).await?;
-                    background.push(tokio::spawn(projector.clone().run(engines.bus.clone())));
+                    let mut projections: Vec<Arc<dyn projectors::Projection>> = vec![Arc::new(
+                        PostgresReadModelProjection::new(database.pool().clone(), READ_MODEL),
+                    )];
+                    if let Some((redis_config, connection)) = &engines.redis {
+                        projections.push(Arc::new(projectors::redis::RedisProjection::new(
+                            redis_config.clone(),
+                            connection.clone(),
+                            REDIS_VIEWS,
+                        )));
+                    }
+                    for projection in projections {
+                        let projector = Projector::new(projection, engines.store.clone());
+                        catch_up(&projector).await?;
+                        background.push(tokio::spawn(projector.clone().run(engines.bus.clone())));
+                        local_projectors.push(projector);
+                    }
                     background.push(tokio::spawn(projectors::status::report(
                         database.pool().clone(),
-                        vec![projector.clone()],
+                        local_projectors.clone(),
                     )));
-                    local_projectors.push(projector);
                     if engines.configured_bus.is_some() {
                         checks.push(Arc::new(BusReadiness(engines.bus.clone())));
                     }
@@ -629,8 +696,33 @@ impl Application {
                         }
                         None => database.pool().clone(),
                     };
-                    checks.push(Arc::new(PoolReadiness("read-model", pool.clone())));
-                    read_model = Some(Arc::new(PostgresReadModel::new(pool, READ_MODEL)));
+                    checks.push(Arc::new(PoolReadiness("read-replica", pool.clone())));
+                    let replica: Arc<dyn CatalogReadModel> =
+                        Arc::new(PostgresReadModel::new(pool, READ_MODEL));
+                    let primary: Option<Arc<dyn CatalogReadModel>> =
+                        if config.engines.read_fallback_to_primary {
+                            Some(Arc::new(PostgresReadModel::new(
+                                database.pool().clone(),
+                                READ_MODEL,
+                            )))
+                        } else {
+                            None
+                        };
+                    let redis = engines.redis.as_ref().map(|(redis_config, connection)| {
+                        (
+                            redis_config.clone(),
+                            Arc::new(projectors::redis::RedisReadModel::new(
+                                redis_config.clone(),
+                                connection.clone(),
+                            )),
+                        )
+                    });
+                    read_model = Some(query_api::layers::LayeredReadModel::new(
+                        query_api::layers::LayerConfig::default(),
+                        replica,
+                        primary,
+                        redis,
+                    ));
                 }
             }
         }

@@ -52,3 +52,11 @@ async fn redis_sessions_pass_the_suite() {
     let store = RedisSessionStore::new(config, connection);
     command_api::session_conformance::run(&store, Uuid::now_v7()).await;
 }
+
+#[tokio::test]
+async fn redis_cluster_sessions_pass_the_suite() {
+    let config = Arc::new(RedisConfig::from_url(&testkit::redis_cluster_url()).expect("url"));
+    let connection = RedisConnection::connect(&config).await.expect("connect");
+    let store = RedisSessionStore::new(config, connection);
+    command_api::session_conformance::run(&store, Uuid::now_v7()).await;
+}

@@ -56,4 +56,16 @@ pub trait Projection: Send + Sync + 'static {
     async fn apply(&self, envelope: &Envelope, checkpoint: u64)
         -> Result<Applied, ProjectionError>;
     async fn checkpoint(&self) -> Result<u64, ProjectionError>;
+
+    /// Whether the view still holds what it applied. A view in an engine that can lose its
+    /// data (a Redis without persistence that restarted) answers `false` once that happened;
+    /// the runner then rebuilds it from the store and calls [`Projection::mark_intact`].
+    async fn is_intact(&self) -> Result<bool, ProjectionError> {
+        Ok(true)
+    }
+
+    /// Records that the view is complete up to its checkpoint (after a catch-up).
+    async fn mark_intact(&self) -> Result<(), ProjectionError> {
+        Ok(())
+    }
 }

@@ -247,11 +247,39 @@ impl Projector {
         loop {
             let batch = self.store.read_all(position, CATCH_UP_BATCH).await?;
             let Some(last) = batch.last() else {
-                return Ok(position);
+                break;
             };
             position = last.position;
             for envelope in &batch {
                 self.apply(envelope).await;
+            }
+        }
+        if let Err(error) = self.projection.mark_intact().await {
+            tracing::warn!(projector = self.name(), %error, "cannot mark the view complete");
+        }
+        Ok(position)
+    }
+
+    /// Rebuilds the view from the store when it lost its data (see
+    /// [`Projection::is_intact`]).
+    async fn rebuild_if_lost(&self) {
+        let name = self.projection.name().to_owned();
+        if !matches!(self.projection.is_intact().await, Ok(false)) {
+            return;
+        }
+        tracing::warn!(projector = %name, "the view lost its data; rebuilding it from the event store");
+        metrics::counter!("catalog_projection_rebuilds_total", "projector" => name.clone())
+            .increment(1);
+        let from = self.projection.checkpoint().await.unwrap_or(0);
+        *self.watermark.lock() = Watermark::starting_at(from);
+        self.status.write().position = from;
+        match self.catch_up().await {
+            Ok(position) => {
+                tracing::info!(projector = %name, position, "rebuilt the view");
+                self.set_state("live");
+            }
+            Err(error) => {
+                tracing::warn!(projector = %name, %error, "rebuild interrupted; retrying")
             }
         }
     }
@@ -324,6 +352,7 @@ impl Projector {
                 let item = tokio::select! {
                     item = stream.next() => item,
                     _ = repair_tick.tick() => {
+                        self.rebuild_if_lost().await;
                         self.repair_holes().await;
                         continue;
                     }

@@ -21,3 +21,93 @@ async fn the_redis_read_model_passes_the_conformance_suite() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_redis_read_model_passes_the_suite_on_a_redis_cluster() {
+    projectors::read_model::conformance::run(|| async {
+        let config = Arc::new(RedisConfig::from_url(&testkit::redis_cluster_url()).expect("url"));
+        let connection = RedisConnection::connect(&config).await.expect("connect");
+        let projection = Arc::new(RedisProjection::new(
+            config.clone(),
+            connection.clone(),
+            "redis",
+        ));
+        let model = Arc::new(RedisReadModel::new(config, connection));
+        (projection as _, model as _)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_very_selective_filter_is_too_costly_for_redis() {
+    use chrono::Utc;
+    use events::{
+        CatalogEvent, CategoryCreated, EventMetadata, NewEvent, ProductCreated, ProductStatus,
+    };
+    use projectors::read_model::{CatalogReadModel, ListQuery, ReadModelError, SortOrder};
+    use projectors::Projection;
+
+    let config = Arc::new(RedisConfig::from_url(&testkit::redis_url()).expect("url"));
+    let connection = RedisConnection::connect(&config).await.expect("connect");
+    let projection = RedisProjection::new(config.clone(), connection.clone(), "redis");
+    let model = RedisReadModel::new(config, connection);
+    let category = CatalogEvent::CategoryCreated(CategoryCreated {
+        slug: "tools".into(),
+        name: "Tools".into(),
+        parent: None,
+    });
+    let mut position = 1;
+    let envelope = NewEvent::from_event(
+        events::catalog_events::category_aggregate_id("tools"),
+        1,
+        &category,
+        Utc::now(),
+        EventMetadata::default(),
+    )
+    .into_envelope(position);
+    projection.apply(&envelope, position).await.expect("apply");
+    for index in 0..(projectors::redis::FILTER_SCAN_BUDGET + 100) {
+        position += 1;
+        let created = CatalogEvent::ProductCreated(ProductCreated {
+            sku: format!("S{index}"),
+            name: format!("Product {index}"),
+            description: String::new(),
+            category: "tools".into(),
+            brand: Some(if index == 0 { "Rare" } else { "Common" }.into()),
+            price_cents: 100,
+            currency: "USD".into(),
+            stock: 1,
+            status: ProductStatus::Published,
+            attributes: Default::default(),
+            images: Vec::new(),
+        });
+        let envelope = NewEvent::from_event(
+            uuid::Uuid::now_v7(),
+            1,
+            &created,
+            Utc::now(),
+            EventMetadata::default(),
+        )
+        .into_envelope(position);
+        projection.apply(&envelope, position).await.expect("apply");
+    }
+    let query = ListQuery {
+        category: None,
+        brand: Some("nowhere".into()),
+        min_price: None,
+        max_price: None,
+        in_stock: false,
+        sort: SortOrder::Newest,
+        limit: 10,
+        after: None,
+    };
+    assert!(matches!(
+        model.list(&query).await,
+        Err(ReadModelError::TooCostly)
+    ));
+    let unfiltered = ListQuery {
+        brand: None,
+        ..query
+    };
+    assert_eq!(model.list(&unfiltered).await.expect("list").items.len(), 10);
+}

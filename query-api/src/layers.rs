@@ -261,6 +261,10 @@ impl LayeredReadModel {
         Fut: std::future::Future<Output = Result<T, ReadModelError>>,
     {
         let redis = self.redis.as_ref()?;
+        if !redis.model.is_intact() {
+            record("redis", "incomplete");
+            return None;
+        }
         if redis.model.position() < required
             && !redis
                 .model

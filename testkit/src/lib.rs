@@ -168,3 +168,177 @@ pub fn redis_url() -> String {
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     )
 }
+
+/// The URL of `database` on the streaming replica the test script runs on port 5433
+/// (`CATALOG_TEST_REPLICA_URL` names another server), once the replica has it.
+pub async fn replica_url(database: &TestDatabase) -> String {
+    let base = std::env::var("CATALOG_TEST_REPLICA_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5433/postgres".to_owned());
+    let options = PgConnectOptions::from_str(&base)
+        .expect("CATALOG_TEST_REPLICA_URL is a PostgreSQL URL")
+        .database(&database.name);
+    let url = options.to_url_lossy().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match sqlx::PgConnection::connect(&url).await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                return url;
+            }
+            Err(error) if std::time::Instant::now() > deadline => panic!(
+                "the PostgreSQL replica at {base} does not serve {} ({error}); scripts/test.sh \
+                 starts it (a streaming standby on 127.0.0.1:5433 made with pg_basebackup -R)",
+                database.name
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// `redis+cluster://…` of the three-master cluster the test script starts
+/// (`CATALOG_TEST_REDIS_CLUSTER_URL`), with a key prefix of the test's own.
+pub fn redis_cluster_url() -> String {
+    let base = std::env::var("CATALOG_TEST_REDIS_CLUSTER_URL").unwrap_or_default();
+    if base.is_empty() {
+        panic!(
+            "no Redis Cluster: scripts/test.sh starts three masters with redis-server and \
+             redis-cli --cluster create and sets CATALOG_TEST_REDIS_CLUSTER_URL"
+        );
+    }
+    format!(
+        "{base}?prefix=test-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A `redis-server` of the test's own on a free port, to stop and start again.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+        };
+        server.start_again();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on the same port, and waits until it answers.
+    pub fn start_again(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start redis-server ({error}); install Redis (Debian: redis-server)")
+            });
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it (SIGKILL): its data is gone, as after a crash without persistence.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP proxy on loopback in front of a server, which a test can cut (every connection
+/// through it is dropped and new ones are refused) and restore: a dependency going down and
+/// coming back, without stopping a server other tests share.
+pub struct TcpProxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> TcpProxy {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("address").port();
+        let up = std::sync::Arc::new(AtomicBool::new(true));
+        let generation = std::sync::Arc::new(AtomicU64::new(0));
+        let (task_up, task_generation) = (up.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !task_up.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let born = task_generation.load(Ordering::SeqCst);
+                let generation = task_generation.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    let cut = async {
+                        while generation.load(Ordering::SeqCst) == born {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = copy => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        TcpProxy {
+            port,
+            up,
+            generation,
+            task,
+        }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

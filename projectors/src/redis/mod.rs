@@ -13,6 +13,7 @@
 //! | `categories` | hash: category slug → category JSON |
 //! | `cv:<category id>` | the category version applied |
 //! | `checkpoint` | every position up to it applied |
+//! | `intact` | set once the projector caught the view up; missing after Redis lost its data, and then readers fall back to PostgreSQL while the projector rebuilds |
 //!
 //! Listings are one `ZRANGE … BYLEX` from the cursor's encoded key, then one `MGET`.
 //!
@@ -34,7 +35,7 @@ use events::{CatalogEvent, Envelope, ProductStatus};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-pub use reader::RedisReadModel;
+pub use reader::{RedisReadModel, FILTER_SCAN_BUDGET};
 
 use crate::read_model::{evolve, Evolved, KeyPart, ProductView, SortKey, SortOrder};
 use crate::{Applied, Projection, ProjectionError};
@@ -417,6 +418,27 @@ impl Projection for RedisProjection {
             self.save_checkpoint(checkpoint).await?;
         }
         Ok(applied)
+    }
+
+    async fn is_intact(&self) -> Result<bool, ProjectionError> {
+        let mut connection = self.connection.clone();
+        let marked: bool = redis::cmd("EXISTS")
+            .arg(self.config.key("intact"))
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(marked)
+    }
+
+    async fn mark_intact(&self) -> Result<(), ProjectionError> {
+        let mut connection = self.connection.clone();
+        let _: () = redis::cmd("SET")
+            .arg(self.config.key("intact"))
+            .arg(1)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {

@@ -25,6 +25,8 @@ pub struct RedisReadModel {
     config: Arc<RedisConfig>,
     connection: RedisConnection,
     position: watch::Sender<u64>,
+    /// Whether the view is complete (its `intact` marker exists), as last read.
+    intact: Arc<std::sync::atomic::AtomicBool>,
     waiters: Arc<AtomicUsize>,
     wake: Arc<tokio::sync::Notify>,
     refresher: tokio::task::JoinHandle<()>,
@@ -51,10 +53,12 @@ impl RedisReadModel {
         let (position, _) = watch::channel(0);
         let waiters = Arc::new(AtomicUsize::new(0));
         let wake = Arc::new(tokio::sync::Notify::new());
+        let intact = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let refresher = tokio::spawn(refresh_position(
             config.clone(),
             connection.clone(),
             position.clone(),
+            intact.clone(),
             waiters.clone(),
             wake.clone(),
         ));
@@ -62,10 +66,17 @@ impl RedisReadModel {
             config,
             connection,
             position,
+            intact,
             waiters,
             wake,
             refresher,
         }
+    }
+
+    /// Whether the view is complete: a Redis that restarted without its data is not, until
+    /// the projector rebuilt it.
+    pub fn is_intact(&self) -> bool {
+        self.intact.load(Ordering::SeqCst)
     }
 
     /// The checkpoint, read now.
@@ -156,16 +167,21 @@ async fn refresh_position(
     config: Arc<RedisConfig>,
     connection: RedisConnection,
     position: watch::Sender<u64>,
+    intact: Arc<std::sync::atomic::AtomicBool>,
     waiters: Arc<AtomicUsize>,
     wake: Arc<tokio::sync::Notify>,
 ) {
     loop {
         let mut connection = connection.clone();
-        let read: Result<Option<u64>, _> = redis::cmd("GET")
+        let read: Result<(Option<u64>, bool), _> = redis::pipe()
+            .cmd("GET")
             .arg(config.key("checkpoint"))
+            .cmd("EXISTS")
+            .arg(config.key("intact"))
             .query_async(&mut connection)
             .await;
-        if let Ok(read) = read {
+        if let Ok((read, marked)) = read {
+            intact.store(marked, Ordering::SeqCst);
             let read = read.unwrap_or(0);
             position.send_if_modified(|current| {
                 let moved = read > *current;
