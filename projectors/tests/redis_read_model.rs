@@ -16,6 +16,10 @@ async fn the_redis_read_model_passes_the_conformance_suite() {
             connection.clone(),
             "redis",
         ));
+        // A fresh view is complete (the runner marks it so after its catch-up).
+        projectors::Projection::mark_intact(projection.as_ref())
+            .await
+            .expect("mark");
         let model = Arc::new(RedisReadModel::new(config, connection));
         (projection as _, model as _)
     })
@@ -32,6 +36,10 @@ async fn the_redis_read_model_passes_the_suite_on_a_redis_cluster() {
             connection.clone(),
             "redis",
         ));
+        // A fresh view is complete (the runner marks it so after its catch-up).
+        projectors::Projection::mark_intact(projection.as_ref())
+            .await
+            .expect("mark");
         let model = Arc::new(RedisReadModel::new(config, connection));
         (projection as _, model as _)
     })
@@ -50,6 +58,7 @@ async fn a_very_selective_filter_is_too_costly_for_redis() {
     let config = Arc::new(RedisConfig::from_url(&testkit::redis_url()).expect("url"));
     let connection = RedisConnection::connect(&config).await.expect("connect");
     let projection = RedisProjection::new(config.clone(), connection.clone(), "redis");
+    projection.mark_intact().await.expect("mark");
     let model = RedisReadModel::new(config, connection);
     let category = CatalogEvent::CategoryCreated(CategoryCreated {
         slug: "tools".into(),
@@ -110,4 +119,21 @@ async fn a_very_selective_filter_is_too_costly_for_redis() {
         ..query
     };
     assert_eq!(model.list(&unfiltered).await.expect("list").items.len(), 10);
+}
+
+#[tokio::test]
+async fn a_view_without_its_intact_marker_refuses_to_answer_rather_than_say_not_found() {
+    use projectors::read_model::{CatalogReadModel, ReadModelError};
+    let config = Arc::new(RedisConfig::from_url(&testkit::redis_url()).expect("url"));
+    let connection = RedisConnection::connect(&config).await.expect("connect");
+    let model = RedisReadModel::new(config, connection);
+    let answer = model.product(uuid::Uuid::now_v7()).await;
+    assert!(
+        matches!(answer, Err(ReadModelError::Unavailable(_))),
+        "{answer:?}"
+    );
+    assert!(matches!(
+        model.categories().await,
+        Err(ReadModelError::Unavailable(_))
+    ));
 }

@@ -36,8 +36,26 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a catalog on `data_dir` (for restart tests: same dir, new process state).
 pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
+    let config = ServeConfig::embedded(data_dir.to_path_buf(), "127.0.0.1:0");
+    spawn_configured(config).await
+}
+
+/// Starts the all-in-one catalog on the distributed engines of `engines`, in this process,
+/// with a data dir of its own (for the token key).
+pub async fn spawn_distributed(engines: catalog::startup::EngineConfig) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ServeConfig::embedded(dir.path().to_path_buf(), "127.0.0.1:0");
+    config.engines = engines;
+    let mut app = spawn_configured(config).await;
+    app._temp_dir = Some(dir);
+    app
+}
+
+/// Starts a catalog with `config` (its admin is [`ADMIN_EMAIL`]), in this process.
+pub async fn spawn_configured(mut config: ServeConfig) -> TestApp {
     web::telemetry::init_tracing(false);
-    let mut config = ServeConfig::embedded(data_dir.to_path_buf(), "127.0.0.1:0");
+    let data_dir = config.data_dir.clone();
+    let data_dir = data_dir.as_path();
     config.admin_email = Some(ADMIN_EMAIL.to_owned());
     config.admin_password = Some(SecretString::from(ADMIN_PASSWORD));
     let application = Application::build(config).await.expect("the app builds");

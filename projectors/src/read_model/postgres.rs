@@ -349,6 +349,8 @@ fn key_expression(sort: SortOrder) -> &'static str {
 #[async_trait]
 impl CatalogReadModel for PostgresReadModel {
     async fn product(&self, id: Uuid) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
+        metrics::counter!("catalog_read_model_queries_total", "model" => "postgres", "query" => "product")
+            .increment(1);
         let position = self.position();
         let row = sqlx::query("SELECT doc FROM rm_products WHERE id = $1 AND status = 'published'")
             .bind(id)
@@ -363,6 +365,8 @@ impl CatalogReadModel for PostgresReadModel {
         &self,
         id: Uuid,
     ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
+        metrics::counter!("catalog_read_model_queries_total", "model" => "postgres", "query" => "product")
+            .increment(1);
         let position = self.position();
         let row = sqlx::query("SELECT doc FROM rm_products WHERE id = $1")
             .bind(id)
@@ -374,6 +378,8 @@ impl CatalogReadModel for PostgresReadModel {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, ReadModelError> {
+        metrics::counter!("catalog_read_model_queries_total", "model" => "postgres", "query" => "list")
+            .increment(1);
         let position = self.position();
         let key = key_expression(query.sort);
         let mut sql =

@@ -123,7 +123,10 @@ impl RedisReadModel {
             None => "-".to_owned(),
         };
         let mut connection = self.connection.clone();
-        redis::cmd("ZRANGE")
+        let (intact, members): (bool, Vec<String>) = redis::pipe()
+            .cmd("EXISTS")
+            .arg(self.config.key("intact"))
+            .cmd("ZRANGE")
             .arg(key)
             .arg(start)
             .arg("+")
@@ -133,7 +136,21 @@ impl RedisReadModel {
             .arg(count)
             .query_async(&mut connection)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Self::require_intact(intact)?;
+        Ok(members)
+    }
+
+    /// Every read checks, in the same round trip, that the view is complete: a Redis that
+    /// restarted empty must not answer "no such product".
+    fn require_intact(intact: bool) -> Result<(), ReadModelError> {
+        if intact {
+            Ok(())
+        } else {
+            Err(ReadModelError::Unavailable(
+                "the Redis view is incomplete (being rebuilt)".to_owned(),
+            ))
+        }
     }
 
     fn matches(query: &ListQuery, product: &ProductView) -> bool {
@@ -217,11 +234,15 @@ impl CatalogReadModel for RedisReadModel {
     ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
         let position = self.position();
         let mut connection = self.connection.clone();
-        let text: Option<String> = redis::cmd("GET")
+        let (intact, text): (bool, Option<String>) = redis::pipe()
+            .cmd("EXISTS")
+            .arg(self.config.key("intact"))
+            .cmd("GET")
             .arg(self.config.key(&format!("p:{id}")))
             .query_async(&mut connection)
             .await
             .map_err(unavailable)?;
+        Self::require_intact(intact)?;
         Ok((text.as_deref().map(decode).transpose()?, position))
     }
 
@@ -305,14 +326,18 @@ impl CatalogReadModel for RedisReadModel {
     async fn categories(&self) -> Result<(Vec<CategoryView>, u64), ReadModelError> {
         let position = self.position();
         let mut connection = self.connection.clone();
-        let (categories, counts): (Vec<(String, String)>, Vec<(String, i64)>) = redis::pipe()
-            .cmd("HGETALL")
-            .arg(self.config.key("categories"))
-            .cmd("HGETALL")
-            .arg(self.config.key("counts"))
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+        let (intact, categories, counts): (bool, Vec<(String, String)>, Vec<(String, i64)>) =
+            redis::pipe()
+                .cmd("EXISTS")
+                .arg(self.config.key("intact"))
+                .cmd("HGETALL")
+                .arg(self.config.key("categories"))
+                .cmd("HGETALL")
+                .arg(self.config.key("counts"))
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+        Self::require_intact(intact)?;
         let counts: std::collections::HashMap<String, i64> = counts.into_iter().collect();
         let mut views: Vec<CategoryView> = categories
             .into_iter()
