@@ -6,10 +6,13 @@
 //! - `lag`: the end-to-end lag from a command's answer to its event being applied by the
 //!   read-model projector, through the PostgreSQL outbox, the relay and a bus (librdkafka's
 //!   mock cluster, or SNS/SQS at a moto endpoint), all in this process.
+//! - `shoppers`: users on keep-alive connections browsing with think time, over several
+//!   processes and loopback source addresses (up to 100,000 connections on this machine).
 
 mod commands;
 mod lag;
 mod report;
+mod shoppers;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +30,12 @@ struct Cli {
 enum Tool {
     Commands(commands::Args),
     Lag(lag::Args),
+    Shoppers(shoppers::Args),
+    /// One worker process of `shoppers` (started by it).
+    #[command(hide = true)]
+    ShoppersWorker {
+        config: std::path::PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +54,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Tool::Commands(args) => commands::run(args).await,
             Tool::Lag(args) => lag::run(args).await,
+            Tool::Shoppers(args) => shoppers::run(args).await,
+            Tool::ShoppersWorker { config } => shoppers::worker(config).await,
         }
     });
     match result {

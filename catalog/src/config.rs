@@ -92,6 +92,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CATALOG_LISTEN")]
     pub listen: Option<String>,
 
+    /// Listen with SO_REUSEPORT, so several processes (query-api replicas on one machine)
+    /// share the port and the kernel spreads connections between them.
+    #[arg(long, env = "CATALOG_REUSE_PORT")]
+    pub reuse_port: bool,
+
     /// Load demo products when the store is empty.
     #[arg(long, env = "CATALOG_DEMO")]
     pub demo: bool,

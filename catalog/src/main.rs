@@ -154,6 +154,7 @@ async fn serve(
         admin_password: args.auth.admin_password,
         access_token_ttl_seconds: args.auth.access_token_ttl_seconds,
         engines,
+        reuse_port: args.reuse_port,
     };
     let application = Application::build(config).await?;
     application.run_until_stopped(shutdown_signal()).await

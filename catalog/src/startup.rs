@@ -114,6 +114,8 @@ pub struct ServeConfig {
     pub admin_password: Option<SecretString>,
     pub access_token_ttl_seconds: i64,
     pub engines: EngineConfig,
+    /// Listen with SO_REUSEPORT (several processes on one port).
+    pub reuse_port: bool,
 }
 
 impl ServeConfig {
@@ -133,6 +135,7 @@ impl ServeConfig {
                 database_pool_size: 16,
                 ..EngineConfig::default()
             },
+            reuse_port: false,
         }
     }
 }
@@ -770,7 +773,7 @@ impl Application {
             .merge(Scalar::with_url("/api/docs", crate::openapi::document()));
         let router = web::middleware::with_http_layers(routes);
 
-        let listener = TcpListener::bind(&config.listen)
+        let listener = bind(&config.listen, config.reuse_port)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
@@ -809,6 +812,29 @@ impl Application {
         self.engines.close().await;
         served.context("the server failed")
     }
+}
+
+/// Binds `address`; with `reuse_port`, with `SO_REUSEPORT`, so several processes (query-api
+/// replicas on one machine) can listen on one port and the kernel spreads connections
+/// between them, as a load balancer would.
+async fn bind(address: &str, reuse_port: bool) -> anyhow::Result<TcpListener> {
+    if !reuse_port {
+        return Ok(TcpListener::bind(address).await?);
+    }
+    let address: SocketAddr = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{address} resolves to nothing"))?;
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    Ok(socket.listen(4096)?)
 }
 
 fn role_name(role: Role) -> &'static str {

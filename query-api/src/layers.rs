@@ -255,7 +255,7 @@ impl LayeredReadModel {
     }
 
     /// Runs `read` on Redis when it can answer at `required`.
-    async fn from_redis<T, F, Fut>(&self, required: u64, read: F) -> Option<Cached<T>>
+    async fn read_redis<T, F, Fut>(&self, required: u64, read: F) -> Option<Cached<T>>
     where
         F: FnOnce(Arc<RedisReadModel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, ReadModelError>>,
@@ -304,7 +304,7 @@ impl LayeredReadModel {
     }
 
     /// Runs `read` on the replica, or on the primary while the replica is down.
-    async fn from_database<T, F, Fut>(
+    async fn read_database<T, F, Fut>(
         &self,
         required: u64,
         read: F,
@@ -357,7 +357,7 @@ impl LayeredReadModel {
         required: u64,
     ) -> Result<Cached<Option<Arc<ProductView>>>, ReadModelError> {
         if let Some(cached) = self
-            .from_redis(required, |redis| async move {
+            .read_redis(required, |redis| async move {
                 redis
                     .product_any_status(id)
                     .await
@@ -367,7 +367,7 @@ impl LayeredReadModel {
         {
             return Ok(cached);
         }
-        self.from_database(required, |model| async move {
+        self.read_database(required, |model| async move {
             model
                 .product_any_status(id)
                 .await
@@ -528,14 +528,14 @@ impl CatalogReadModel for LayeredReadModel {
         let load = async {
             let query_for_redis = query.clone();
             if let Some(cached) = self
-                .from_redis(required, |redis| async move {
+                .read_redis(required, |redis| async move {
                     redis.list(&query_for_redis).await.map(Arc::new)
                 })
                 .await
             {
                 return Ok(cached);
             }
-            self.from_database(required, |model| {
+            self.read_database(required, |model| {
                 let query = query.clone();
                 async move { model.list(&query).await.map(Arc::new) }
             })
@@ -575,7 +575,7 @@ impl CatalogReadModel for LayeredReadModel {
         let load = async move {
             let for_redis = owned.clone();
             if let Some(cached) = self
-                .from_redis(required, |redis| async move {
+                .read_redis(required, |redis| async move {
                     redis
                         .bestsellers(for_redis.as_deref(), CACHED)
                         .await
@@ -585,7 +585,7 @@ impl CatalogReadModel for LayeredReadModel {
             {
                 return Ok(cached);
             }
-            self.from_database(required, |model| {
+            self.read_database(required, |model| {
                 let category = owned.clone();
                 async move {
                     model
@@ -619,14 +619,14 @@ impl CatalogReadModel for LayeredReadModel {
         record("l1", "miss");
         let load = async {
             if let Some(cached) = self
-                .from_redis(required, |redis| async move {
+                .read_redis(required, |redis| async move {
                     redis.categories().await.map(|(items, _)| Arc::new(items))
                 })
                 .await
             {
                 return Ok(cached);
             }
-            self.from_database(required, |model| async move {
+            self.read_database(required, |model| async move {
                 model.categories().await.map(|(items, _)| Arc::new(items))
             })
             .await
