@@ -25,6 +25,24 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# A free port p in 20000–29999 with p + 10000 free too (a Redis Cluster node's bus port).
+free_cluster_port() {
+    python3 -c '
+import random, socket
+def free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+while True:
+    p = random.randint(20000, 29999)
+    if free(p) and free(p + 10000):
+        print(p); break'
+}
+
 wait_for_port() { # host port seconds
     local deadline=$((SECONDS + $3))
     until (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
@@ -86,7 +104,7 @@ rm -rf target/redis-cluster
 CLUSTER_NODES=""
 CLUSTER_PIDS=""
 for _ in 1 2 3; do
-    port=$(free_port)
+    port=$(free_cluster_port)
     mkdir -p "target/redis-cluster/$port"
     redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
         --cluster-config-file "$PWD/target/redis-cluster/$port/nodes.conf" \
