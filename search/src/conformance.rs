@@ -1,0 +1,398 @@
+//! The search port's behaviour as one suite, run against every adapter that can run here.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use events::ProductStatus;
+use projectors::read_model::ProductView;
+use uuid::Uuid;
+
+use crate::{SearchError, SearchIndex, SearchQuery, SearchSort, SearchWriter};
+
+/// A search index under test and its writer (usually the same object).
+pub type Pair = (Arc<dyn SearchIndex>, Arc<dyn SearchWriter>);
+
+/// A product for the suite.
+pub fn product(
+    sku: &str,
+    name: &str,
+    brand: &str,
+    category: &str,
+    price_cents: i64,
+    stock: i64,
+    minutes: i64,
+) -> ProductView {
+    let at = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + chrono::Duration::minutes(minutes);
+    ProductView {
+        id: Uuid::now_v7(),
+        sku: sku.to_owned(),
+        name: name.to_owned(),
+        description: format!("The {name} by {brand}, built to last."),
+        category: category.to_owned(),
+        brand: Some(brand.to_owned()),
+        price_cents,
+        currency: "USD".to_owned(),
+        stock,
+        sales: 0,
+        status: ProductStatus::Published,
+        attributes: BTreeMap::new(),
+        images: Vec::new(),
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+struct Catalog {
+    index: Arc<dyn SearchIndex>,
+    writer: Arc<dyn SearchWriter>,
+    position: u64,
+}
+
+impl Catalog {
+    async fn put(&mut self, product: ProductView) {
+        self.position += 1;
+        self.writer.put(product, self.position).await.expect("put");
+    }
+
+    /// Waits until everything put is searchable (the contract: within a second).
+    async fn settle(&self) {
+        assert!(
+            self.index
+                .wait_for(self.position, Duration::from_secs(1))
+                .await,
+            "writes up to {} were not searchable within 1 s",
+            self.position
+        );
+    }
+
+    async fn skus(&self, query: &SearchQuery) -> Vec<String> {
+        self.index
+            .search(query)
+            .await
+            .expect("search")
+            .hits
+            .iter()
+            .map(|hit| hit.product.sku.clone())
+            .collect()
+    }
+}
+
+async fn standard(pair: Pair) -> Catalog {
+    let (index, writer) = pair;
+    let mut catalog = Catalog {
+        index,
+        writer,
+        position: 0,
+    };
+    for item in [
+        product(
+            "HEAD-0001",
+            "Wireless Headphones",
+            "Acme",
+            "headphones",
+            12_999,
+            5,
+            1,
+        ),
+        product(
+            "HEAD-0002",
+            "Studio Headphones Pro",
+            "Sonora",
+            "headphones",
+            24_999,
+            0,
+            2,
+        ),
+        product(
+            "HEAD-0003",
+            "Kids Headphones",
+            "Acme",
+            "headphones",
+            1_999,
+            9,
+            3,
+        ),
+        product(
+            "KITC-0001",
+            "Electric Kettle",
+            "Müller",
+            "kitchen",
+            4_999,
+            3,
+            4,
+        ),
+        product(
+            "KITC-0002",
+            "Café Crème Espresso Cups",
+            "Élan",
+            "kitchen",
+            2_500,
+            7,
+            5,
+        ),
+        product(
+            "KITC-0003",
+            "Espresso Machine",
+            "Élan",
+            "kitchen",
+            39_900,
+            2,
+            6,
+        ),
+        product("SPRT-0001", "Yoga Mats", "Flexa", "sports", 3_000, 4, 7),
+        product("LAMP-0001", "Desk Lamp", "Lumen", "furniture", 10_000, 1, 8),
+    ] {
+        catalog.put(item).await;
+    }
+    let mut draft = product(
+        "HEAD-0009",
+        "Secret Headphones",
+        "Acme",
+        "headphones",
+        999,
+        1,
+        9,
+    );
+    draft.status = ProductStatus::Draft;
+    catalog.put(draft).await;
+    catalog.settle().await;
+    catalog
+}
+
+/// Runs every case, each against a fresh, empty index from `make`.
+pub async fn run<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Pair>,
+{
+    words_match_with_typos_prefixes_plurals_and_accents(make().await).await;
+    every_word_must_match_unless_that_finds_nothing(make().await).await;
+    only_published_products_are_found(make().await).await;
+    filters_narrow_and_facets_count_the_filtered_results(make().await).await;
+    sorts_and_cursors_page_through_everything_once(make().await).await;
+    a_sku_is_found_first_and_matches_are_highlighted(make().await).await;
+    a_write_is_seen_by_current_at_once_and_by_search_within_a_second(make().await).await;
+}
+
+async fn words_match_with_typos_prefixes_plurals_and_accents(pair: Pair) {
+    let catalog = standard(pair).await;
+    let first = |skus: Vec<String>| skus.first().cloned().unwrap_or_default();
+    assert_eq!(
+        first(catalog.skus(&SearchQuery::words("kettle")).await),
+        "KITC-0001"
+    );
+    assert_eq!(
+        first(catalog.skus(&SearchQuery::words("kettel")).await),
+        "KITC-0001",
+        "one edit"
+    );
+    assert_eq!(
+        first(
+            catalog
+                .skus(&SearchQuery::words("wireles headphones"))
+                .await
+        ),
+        "HEAD-0001"
+    );
+    assert_eq!(
+        first(catalog.skus(&SearchQuery::words("yoga mat")).await),
+        "SPRT-0001",
+        "plural"
+    );
+    assert_eq!(
+        first(catalog.skus(&SearchQuery::words("cafe creme cups")).await),
+        "KITC-0002",
+        "accents fold"
+    );
+    assert_eq!(
+        first(catalog.skus(&SearchQuery::words("espresso mach")).await),
+        "KITC-0003",
+        "prefix"
+    );
+    assert_eq!(
+        first(catalog.skus(&SearchQuery::words("muller kettle")).await),
+        "KITC-0001",
+        "brand"
+    );
+    // Words under five letters get no edit: "lamb" is not "lamp".
+    assert!(catalog.skus(&SearchQuery::words("lamb")).await.is_empty());
+}
+
+async fn every_word_must_match_unless_that_finds_nothing(pair: Pair) {
+    let catalog = standard(pair).await;
+    let both = catalog.skus(&SearchQuery::words("acme wireless")).await;
+    assert_eq!(both, ["HEAD-0001"], "all words must match");
+    // No product has both words: any word may match then.
+    let either = catalog.skus(&SearchQuery::words("kettle lamp")).await;
+    assert!(either.contains(&"KITC-0001".to_owned()) && either.contains(&"LAMP-0001".to_owned()));
+    assert!(
+        catalog.skus(&SearchQuery::words("!!! ???")).await.len() == 8,
+        "no words: everything"
+    );
+}
+
+async fn only_published_products_are_found(pair: Pair) {
+    let mut catalog = standard(pair).await;
+    assert!(!catalog
+        .skus(&SearchQuery::words("secret"))
+        .await
+        .contains(&"HEAD-0009".to_owned()));
+    // Unpublishing an indexed product takes it out.
+    let mut kettle = catalog
+        .writer
+        .current(
+            catalog
+                .index
+                .search(&SearchQuery::words("kettle"))
+                .await
+                .expect("search")
+                .hits[0]
+                .product
+                .id,
+        )
+        .await
+        .expect("current")
+        .expect("indexed");
+    kettle.status = ProductStatus::Archived;
+    kettle.version += 1;
+    catalog.put(kettle).await;
+    catalog.settle().await;
+    assert!(catalog.skus(&SearchQuery::words("kettle")).await.is_empty());
+}
+
+async fn filters_narrow_and_facets_count_the_filtered_results(pair: Pair) {
+    let catalog = standard(pair).await;
+    let mut query = SearchQuery::words("headphones");
+    let results = catalog.index.search(&query).await.expect("search");
+    assert_eq!(results.total, 3);
+    assert_eq!(results.facets.category.get("headphones"), Some(&3));
+    assert_eq!(results.facets.brand.get("Acme"), Some(&2));
+    let buckets: Vec<u64> = results
+        .facets
+        .price
+        .iter()
+        .map(|bucket| bucket.count)
+        .collect();
+    assert_eq!(buckets, [1, 0, 2], "below 25.00, 25.00–100.00, from 100.00");
+
+    query.brand = Some("ACME".into());
+    assert_eq!(
+        catalog.skus(&query).await.len(),
+        2,
+        "brand is case-insensitive"
+    );
+    query.in_stock = true;
+    query.min_price = Some(1_999);
+    query.max_price = Some(12_999);
+    query.sort = SearchSort::PriceAsc;
+    assert_eq!(
+        catalog.skus(&query).await,
+        ["HEAD-0003", "HEAD-0001"],
+        "bounds are inclusive"
+    );
+    let filtered = catalog.index.search(&query).await.expect("search");
+    assert_eq!(filtered.facets.brand.get("Acme"), Some(&2));
+    assert_eq!(filtered.facets.brand.get("Sonora"), None);
+
+    let mut by_category = SearchQuery::words("");
+    by_category.category = Some("kitchen".into());
+    assert_eq!(catalog.skus(&by_category).await.len(), 3);
+}
+
+async fn sorts_and_cursors_page_through_everything_once(pair: Pair) {
+    let catalog = standard(pair).await;
+    let mut query = SearchQuery::words("");
+    query.sort = SearchSort::PriceDesc;
+    let prices: Vec<i64> = catalog
+        .index
+        .search(&query)
+        .await
+        .expect("search")
+        .hits
+        .iter()
+        .map(|hit| hit.product.price_cents)
+        .collect();
+    let mut sorted = prices.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(prices, sorted);
+    query.sort = SearchSort::Newest;
+    assert_eq!(
+        catalog.skus(&query).await.first().map(String::as_str),
+        Some("LAMP-0001")
+    );
+
+    query.limit = 3;
+    let mut seen = Vec::new();
+    loop {
+        let page = catalog.index.search(&query).await.expect("page");
+        seen.extend(page.hits.iter().map(|hit| hit.product.sku.clone()));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), 8);
+
+    let other = SearchQuery {
+        cursor: query
+            .cursor
+            .clone()
+            .or_else(|| Some("bm90LWEtY3Vyc29y".into())),
+        ..SearchQuery::words("kettle")
+    };
+    assert!(matches!(
+        catalog.index.search(&other).await,
+        Err(SearchError::Invalid(_))
+    ));
+}
+
+async fn a_sku_is_found_first_and_matches_are_highlighted(pair: Pair) {
+    let catalog = standard(pair).await;
+    assert_eq!(
+        catalog
+            .skus(&SearchQuery::words("head-0002"))
+            .await
+            .first()
+            .map(String::as_str),
+        Some("HEAD-0002")
+    );
+    let results = catalog
+        .index
+        .search(&SearchQuery::words("wireles headphones"))
+        .await
+        .expect("search");
+    let highlight = &results.hits[0].highlight;
+    let name = highlight.name.clone().unwrap_or_default();
+    assert!(
+        name.contains("<em>Wireless</em>") && name.contains("<em>Headphones</em>"),
+        "{name}"
+    );
+}
+
+async fn a_write_is_seen_by_current_at_once_and_by_search_within_a_second(pair: Pair) {
+    let mut catalog = standard(pair).await;
+    let new = product("GARD-0001", "Garden Hose", "Flora", "garden", 1_500, 3, 20);
+    let id = new.id;
+    catalog.put(new).await;
+    let current = catalog.writer.current(id).await.expect("current");
+    assert_eq!(
+        current.map(|product| product.sku),
+        Some("GARD-0001".to_owned())
+    );
+    catalog.settle().await;
+    assert_eq!(
+        catalog.skus(&SearchQuery::words("garden hose")).await,
+        ["GARD-0001"]
+    );
+    assert!(catalog.writer.checkpoint().await.expect("checkpoint") >= catalog.position);
+}

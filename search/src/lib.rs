@@ -1,0 +1,261 @@
+//! Catalog search (API.md `/api/search`): words with typo tolerance and prefix matching of the
+//! last word, filters, sorts, facets, highlights, cursor pagination.
+//!
+//! - The port: [`SearchIndex`] (what the query side asks) and [`SearchWriter`] (what the
+//!   search projection writes through), with the query model ([`SearchQuery`]) and the answer
+//!   ([`SearchResults`]).
+//! - [`tantivy_index::TantivyIndex`]: the embedded adapter, an index under the data dir.
+//! - [`opensearch_index::OpenSearchIndex`]: the distributed adapter (`CATALOG_SEARCH=opensearch://…`).
+//! - [`projection::SearchProjection`]: keeps either adapter in step with the events.
+//! - [`conformance`]: the port's behaviour suite, run against every adapter that can run here.
+
+pub mod conformance;
+pub mod opensearch_index;
+pub mod projection;
+pub mod tantivy_index;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use projectors::read_model::ProductView;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Result orders of a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchSort {
+    Relevance,
+    PriceAsc,
+    PriceDesc,
+    Newest,
+}
+
+impl SearchSort {
+    pub fn parse(text: &str) -> Option<SearchSort> {
+        match text {
+            "relevance" => Some(SearchSort::Relevance),
+            "price_asc" => Some(SearchSort::PriceAsc),
+            "price_desc" => Some(SearchSort::PriceDesc),
+            "newest" => Some(SearchSort::Newest),
+            _ => None,
+        }
+    }
+}
+
+/// A search, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchQuery {
+    /// The words, as typed (may be empty: every published product).
+    pub text: String,
+    pub category: Option<String>,
+    /// Case-insensitive exact brand.
+    pub brand: Option<String>,
+    /// Inclusive.
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub in_stock: bool,
+    pub sort: SearchSort,
+    pub limit: usize,
+    /// The `next_cursor` of the previous page (opaque; each adapter makes its own).
+    pub cursor: Option<String>,
+}
+
+impl SearchQuery {
+    /// A relevance search for `text` with default paging.
+    pub fn words(text: &str) -> SearchQuery {
+        SearchQuery {
+            text: text.to_owned(),
+            category: None,
+            brand: None,
+            min_price: None,
+            max_price: None,
+            in_stock: false,
+            sort: SearchSort::Relevance,
+            limit: 20,
+            cursor: None,
+        }
+    }
+}
+
+/// Fragments of the matching fields with the matched words in `<em>…</em>`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Highlight {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub product: Arc<ProductView>,
+    pub highlight: Highlight,
+}
+
+/// One of the three price buckets of API.md: below 25.00, 25.00 to 100.00, from 100.00.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceBucket {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<i64>,
+    pub count: u64,
+}
+
+/// The bucket bounds (cents): `to` exclusive, `from` inclusive.
+pub const PRICE_BUCKETS: [(Option<i64>, Option<i64>); 3] = [
+    (None, Some(2_500)),
+    (Some(2_500), Some(10_000)),
+    (Some(10_000), None),
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Facets {
+    pub category: BTreeMap<String, u64>,
+    pub brand: BTreeMap<String, u64>,
+    pub price: Vec<PriceBucket>,
+}
+
+impl Facets {
+    pub fn empty() -> Facets {
+        Facets {
+            category: BTreeMap::new(),
+            brand: BTreeMap::new(),
+            price: PRICE_BUCKETS
+                .iter()
+                .map(|(from, to)| PriceBucket {
+                    from: *from,
+                    to: *to,
+                    count: 0,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A page of results with the facets of the whole result set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+    /// Matches in all.
+    pub total: u64,
+    pub facets: Facets,
+    /// Pass as the next page's cursor; `None` on the last page.
+    pub next_cursor: Option<String>,
+    /// The position the index had applied when it answered.
+    pub position: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("search index unavailable: {0}")]
+    Unavailable(String),
+    /// The request cannot be answered as asked (a cursor from another search, say): 400.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("unexpected search error: {0}")]
+    Unexpected(String),
+}
+
+/// What the query side asks of a search index.
+///
+/// Contract, checked by [`conformance`]:
+/// - only `published` products are found;
+/// - every word must match (in name, brand, SKU or description), a word of 5 or more letters
+///   with up to one edit, the last word also as a prefix; when that finds nothing for several
+///   words, any word may match;
+/// - filters are exact (category, case-insensitive brand, inclusive price bounds, in stock);
+/// - facets count the whole result set with its filters;
+/// - a write is searchable within a second of `put`.
+#[async_trait]
+pub trait SearchIndex: Send + Sync + 'static {
+    async fn search(&self, query: &SearchQuery) -> Result<SearchResults, SearchError>;
+    /// The position the index has applied everything up to.
+    fn position(&self) -> u64;
+    /// Waits until the index has applied `position` and made it searchable.
+    async fn wait_for(&self, position: u64, timeout: Duration) -> bool;
+}
+
+/// What the search projection writes through.
+///
+/// Contract: `current` sees every `put` at once (before it is searchable); `put` replaces the
+/// product's document (any status; only published ones are found) and remembers `checkpoint`
+/// to be stored with the next durable write, so a restart resumes after a position whose
+/// writes are all durable.
+#[async_trait]
+pub trait SearchWriter: Send + Sync + 'static {
+    async fn current(&self, id: Uuid) -> Result<Option<ProductView>, SearchError>;
+    async fn put(&self, product: ProductView, checkpoint: u64) -> Result<(), SearchError>;
+    /// Remembers `checkpoint` when an event changed nothing here.
+    async fn advance(&self, checkpoint: u64) -> Result<(), SearchError>;
+    /// The last durable checkpoint.
+    async fn checkpoint(&self) -> Result<u64, SearchError>;
+}
+
+/// The words of a query as a shopper typed them: lower-cased, split on anything that is not a
+/// letter or digit (so punctuation and injection attempts are just separators).
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// How many edits a word may be off: one for words of five letters or more (API.md).
+pub fn allowed_edits(word: &str) -> u8 {
+    u8::from(word.chars().count() >= 5)
+}
+
+/// Levenshtein distance with adjacent transpositions (optimal string alignment), capped.
+pub fn edit_distance(left: &str, right: &str) -> usize {
+    let a: Vec<char> = left.chars().collect();
+    let b: Vec<char> = right.chars().collect();
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        rows[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_on_punctuation_and_lower_case() {
+        assert_eq!(
+            words("  Noise-Cancelling HEADPH!!"),
+            ["noise", "cancelling", "headph"]
+        );
+        assert!(words("'; DROP TABLE --").len() == 2);
+        assert!(words("!!!???").is_empty());
+        assert_eq!(words("Café crème"), ["café", "crème"]);
+    }
+
+    #[test]
+    fn edit_distance_counts_a_transposition_as_one() {
+        assert_eq!(edit_distance("laptop", "laptpo"), 1);
+        assert_eq!(edit_distance("kettle", "kettel"), 1);
+        assert_eq!(edit_distance("headphones", "headphnes"), 1);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("", "ab"), 2);
+    }
+}
