@@ -50,6 +50,7 @@ impl Modify for BearerAuth {
         query_api::routes::list_products,
         query_api::routes::bestsellers,
         query_api::routes::list_categories,
+        query_api::routes::search::search,
         crate::admin::projections,
         web::ops::healthz,
         web::ops::readyz,
@@ -112,7 +113,9 @@ fn complete(document: &mut Value) {
             let is_command = is_write
                 && (path.starts_with("/api/products") || path.starts_with("/api/categories"));
             let is_query = method == "get"
-                && (path.starts_with("/api/products") || path.starts_with("/api/categories"));
+                && (path.starts_with("/api/products")
+                    || path.starts_with("/api/categories")
+                    || path == "/api/search");
             let secured = operation.get("security").is_some();
             let has_body = operation.get("requestBody").is_some();
             let Some(operation) = operation.as_object_mut() else {
@@ -210,6 +213,11 @@ fn complete(document: &mut Value) {
                         json!({"type": "integer", "format": "int64", "minimum": 0})
                     }
                     Some("in_stock") => json!({"type": "boolean"}),
+                    Some("sort") if path == "/api/search" => json!({
+                        "type": "string",
+                        "enum": ["relevance", "price_asc", "price_desc", "newest"],
+                        "default": "relevance"
+                    }),
                     Some("sort") if path == "/api/products" => json!({
                         "type": "string",
                         "enum": ["newest", "price_asc", "price_desc", "bestselling", "name"],
@@ -273,6 +281,7 @@ mod tests {
             ("/api/products/bestsellers", "get"),
             ("/api/categories", "get"),
             ("/api/categories", "post"),
+            ("/api/search", "get"),
             ("/api/auth/login", "post"),
             ("/api/auth/refresh", "post"),
             ("/api/auth/logout", "post"),

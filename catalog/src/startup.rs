@@ -34,6 +34,9 @@ use projectors::read_model::postgres::{PostgresReadModel, PostgresReadModelProje
 use projectors::read_model::{CatalogReadModel, MemoryReadModel};
 use projectors::runner::Projector;
 use query_api::QueryState;
+use search::opensearch_index::OpenSearchIndex;
+use search::projection::SearchProjection;
+use search::tantivy_index::TantivyIndex;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgPool;
 use tokio::net::TcpListener;
@@ -46,9 +49,10 @@ use crate::config::Role;
 use crate::demo;
 
 /// The projectors this build can run, by name (the consumer group / queue of each).
-pub const PROJECTORS: [&str; 2] = [READ_MODEL, REDIS_VIEWS];
+pub const PROJECTORS: [&str; 3] = [READ_MODEL, REDIS_VIEWS, SEARCH];
 pub const READ_MODEL: &str = "read-model";
 pub const REDIS_VIEWS: &str = "redis";
+pub const SEARCH: &str = "search";
 
 /// The engines, as configured (empty values already read as unset).
 #[derive(Debug, Clone, Default)]
@@ -72,8 +76,11 @@ impl EngineConfig {
                 bail!("REDIS_URL needs DATABASE_URL: the embedded mode keeps its views in memory");
             }
         }
-        if self.search_url.is_some() {
-            bail!("CATALOG_SEARCH is set, but this build has no search engine yet; unset it");
+        if let Some(url) = &self.search_url {
+            search::opensearch_index::endpoint(url).map_err(|error| anyhow::anyhow!("{error}"))?;
+            if self.database_url.is_none() {
+                bail!("CATALOG_SEARCH needs DATABASE_URL: the embedded mode searches with its own index");
+            }
         }
         if self.database_url.is_none() {
             if self.bus_url.is_some() {
@@ -570,6 +577,8 @@ pub struct Application {
     address: SocketAddr,
     engines: Engines,
     background: Vec<JoinHandle<()>>,
+    /// Directories that live as long as the process (a query role's own search index).
+    _temporary_dirs: Vec<tempfile::TempDir>,
 }
 
 impl Application {
@@ -592,11 +601,14 @@ impl Application {
         let engines = Engines::open(&config.data_dir, &config.engines).await?;
         if let Some(configured) = &engines.configured_bus {
             let subscribers: Vec<&str> = if runs_projectors {
+                let mut names = vec![READ_MODEL];
                 if engines.redis.is_some() {
-                    PROJECTORS.to_vec()
-                } else {
-                    vec![READ_MODEL]
+                    names.push(REDIS_VIEWS);
                 }
+                if config.engines.search_url.is_some() {
+                    names.push(SEARCH);
+                }
+                names
             } else {
                 Vec::new()
             };
@@ -652,6 +664,8 @@ impl Application {
 
         let mut local_projectors = Vec::new();
         let mut read_model: Option<Arc<dyn CatalogReadModel>> = None;
+        let mut search_index: Option<Arc<dyn search::SearchIndex>> = None;
+        let mut temporary_dirs = Vec::new();
         match engines.postgres() {
             None => {
                 // Embedded: the query side reads the in-memory model this process projects.
@@ -661,6 +675,16 @@ impl Application {
                 background.push(tokio::spawn(projector.clone().run(engines.bus.clone())));
                 local_projectors.push(projector);
                 read_model = Some(memory);
+                let index = TantivyIndex::open(&config.data_dir.join("search-index"))
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                let projector = Projector::new(
+                    Arc::new(SearchProjection::new(index.clone(), SEARCH)),
+                    engines.store.clone(),
+                );
+                catch_up(&projector).await?;
+                background.push(tokio::spawn(projector.clone().run(engines.bus.clone())));
+                local_projectors.push(projector);
+                search_index = Some(index);
             }
             Some(database) => {
                 if runs_projectors {
@@ -673,6 +697,16 @@ impl Application {
                             connection.clone(),
                             REDIS_VIEWS,
                         )));
+                    }
+                    if let Some(url) = &config.engines.search_url {
+                        let index = OpenSearchIndex::connect(url)
+                            .map_err(|error| anyhow::anyhow!("{error}"))?;
+                        index
+                            .setup()
+                            .await
+                            .map_err(|error| anyhow::anyhow!("CATALOG_SEARCH: {error}"))?;
+                        index.start_flushing();
+                        projections.push(Arc::new(SearchProjection::new(index, SEARCH)));
                     }
                     for projection in projections {
                         let projector = Projector::new(projection, engines.store.clone());
@@ -720,6 +754,37 @@ impl Application {
                             )),
                         )
                     });
+                    search_index = Some(match &config.engines.search_url {
+                        Some(url) => {
+                            let index = OpenSearchIndex::connect(url)
+                                .map_err(|error| anyhow::anyhow!("{error}"))?;
+                            index.start_following();
+                            index
+                        }
+                        None => {
+                            // No search engine: this process keeps its own index, built from
+                            // the event store at start and following it.
+                            let directory = tempfile::Builder::new()
+                                .prefix("catalog-search-")
+                                .tempdir()
+                                .context("cannot create a directory for the search index")?;
+                            let index = TantivyIndex::open(directory.path())
+                                .map_err(|error| anyhow::anyhow!("{error}"))?;
+                            temporary_dirs.push(directory);
+                            let projector = Projector::new(
+                                Arc::new(SearchProjection::new(index.clone(), SEARCH)),
+                                engines.store.clone(),
+                            );
+                            catch_up(&projector).await?;
+                            let store_bus: Arc<dyn EventBus> =
+                                Arc::new(InProcessBus::with_poll_interval(
+                                    engines.store.clone(),
+                                    Duration::from_millis(100),
+                                ));
+                            background.push(tokio::spawn(projector.clone().run(store_bus)));
+                            index
+                        }
+                    });
                     read_model = Some(query_api::layers::LayeredReadModel::new(
                         query_api::layers::LayerConfig::default(),
                         replica,
@@ -735,9 +800,11 @@ impl Application {
                     Some(verifier) => Some(verifier.clone()),
                     None => query_verifier(&config).await,
                 };
-                routes = routes.merge(query_api::router(
-                    QueryState::new(read_model).with_verifier(query_verifier),
-                ));
+                let mut state = QueryState::new(read_model).with_verifier(query_verifier);
+                if let Some(index) = search_index.clone() {
+                    state = state.with_search(index);
+                }
+                routes = routes.merge(query_api::router(state));
             }
         }
         if runs_command {
@@ -783,6 +850,7 @@ impl Application {
             address,
             engines,
             background,
+            _temporary_dirs: temporary_dirs,
         })
     }
 

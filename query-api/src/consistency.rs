@@ -2,13 +2,60 @@
 //! (up to [`QueryState::min_position_wait`], then 503 with `Retry-After`); every answer says
 //! the position its views had reached in `X-Position`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use projectors::read_model::CatalogReadModel;
 use web::Problem;
 
-use crate::QueryState;
+/// The views a group of routes reads, as far as read-your-writes is concerned.
+#[async_trait]
+pub trait Views: Send + Sync + 'static {
+    /// The position they have all applied.
+    fn position(&self) -> u64;
+    /// Waits until they have applied `position`; `false` after `timeout`.
+    async fn wait_for(&self, position: u64, timeout: Duration) -> bool;
+}
+
+/// The catalog read model (product pages, listings, bestsellers, categories).
+pub struct ReadModelViews(pub Arc<dyn CatalogReadModel>);
+
+#[async_trait]
+impl Views for ReadModelViews {
+    fn position(&self) -> u64 {
+        self.0.position()
+    }
+
+    async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        self.0.wait_for(position, timeout).await
+    }
+}
+
+/// The search index (`/api/search`).
+pub struct SearchViews(pub Arc<dyn search::SearchIndex>);
+
+#[async_trait]
+impl Views for SearchViews {
+    fn position(&self) -> u64 {
+        self.0.position()
+    }
+
+    async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        self.0.wait_for(position, timeout).await
+    }
+}
+
+/// What the middleware needs: the views of the routes it guards and how long to wait.
+#[derive(Clone)]
+pub struct Consistency {
+    pub views: Arc<dyn Views>,
+    pub wait: Duration,
+}
 
 pub const X_MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");
 
@@ -27,11 +74,11 @@ pub fn required_position() -> u64 {
 pub const X_POSITION: HeaderName = HeaderName::from_static("x-position");
 
 pub async fn read_your_writes(
-    State(state): State<QueryState>,
+    State(state): State<Consistency>,
     request: Request,
     next: Next,
 ) -> Response {
-    let position_now = || HeaderValue::from(state.read_model.position());
+    let position_now = || HeaderValue::from(state.views.position());
     let mut required = 0;
     if let Some(value) = request.headers().get(&X_MIN_POSITION) {
         let Some(wanted) = value
@@ -45,17 +92,13 @@ pub async fn read_your_writes(
             response.headers_mut().insert(X_POSITION, position_now());
             return response;
         };
-        if !state
-            .read_model
-            .wait_for(wanted, state.min_position_wait)
-            .await
-        {
+        if !state.views.wait_for(wanted, state.wait).await {
             metrics::counter!("catalog_read_your_writes_timeouts_total").increment(1);
             let mut response = Problem::unavailable(
                 1,
                 format!(
                     "the views have not reached position {wanted} yet (they are at {}); retry",
-                    state.read_model.position()
+                    state.views.position()
                 ),
             )
             .into_response();

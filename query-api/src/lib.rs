@@ -1,7 +1,9 @@
 //! The read side: product pages, listings, bestsellers and categories, served from the read
 //! model, with read-your-writes (`X-Min-Position`) and `X-Position` on every answer.
 //!
-//! - [`routes`]: the handlers and their query-string parsing.
+//! - [`routes`]: the handlers and their query-string parsing; [`routes::search`] for
+//!   `/api/search`.
+//! - [`layers`]: the distributed read path (L1, Redis, replica).
 //! - [`consistency`]: the `X-Min-Position` / `X-Position` middleware.
 
 pub mod consistency;
@@ -26,9 +28,16 @@ pub struct QueryState {
     pub product_max_age_seconds: u32,
     /// How long `X-Min-Position` may wait (API.md: 2 s).
     pub min_position_wait: Duration,
+    /// The search index behind `/api/search`; without it the route is not served.
+    pub search: Option<Arc<dyn search::SearchIndex>>,
 }
 
 impl QueryState {
+    pub fn with_search(mut self, search: Arc<dyn search::SearchIndex>) -> Self {
+        self.search = Some(search);
+        self
+    }
+
     pub fn with_verifier(mut self, verifier: Option<Arc<auth::TokenVerifier>>) -> Self {
         self.verifier = verifier;
         self
@@ -40,20 +49,40 @@ impl QueryState {
             verifier: None,
             product_max_age_seconds: 30,
             min_position_wait: Duration::from_secs(2),
+            search: None,
         }
     }
 }
 
-/// The query-api routes (API.md: GET/HEAD under `/api/products` and `/api/categories`).
+/// The query-api routes (API.md: GET/HEAD under `/api/products`, `/api/search` and
+/// `/api/categories`). Each group waits for its own views on `X-Min-Position`.
 pub fn router(state: QueryState) -> Router {
-    Router::new()
+    let catalog = consistency::Consistency {
+        views: Arc::new(consistency::ReadModelViews(state.read_model.clone())),
+        wait: state.min_position_wait,
+    };
+    let mut router = Router::new()
         .route("/api/products", get(routes::list_products))
         .route("/api/products/bestsellers", get(routes::bestsellers))
         .route("/api/products/{id}", get(routes::get_product))
         .route("/api/categories", get(routes::list_categories))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            catalog,
             consistency::read_your_writes,
-        ))
-        .with_state(state)
+        ));
+    if let Some(index) = &state.search {
+        let searched = consistency::Consistency {
+            views: Arc::new(consistency::SearchViews(index.clone())),
+            wait: state.min_position_wait,
+        };
+        router = router.merge(
+            Router::new()
+                .route("/api/search", get(routes::search::search))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    searched,
+                    consistency::read_your_writes,
+                )),
+        );
+    }
+    router.with_state(state)
 }

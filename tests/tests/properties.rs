@@ -172,13 +172,16 @@ fn arbitrary_query_strings_never_produce_a_5xx() {
         Just("sort"),
         Just("limit"),
         Just("cursor"),
+        Just("q"),
         Just("x"),
     ];
     let value = prop_oneof![
         "[ -~]{0,20}",
         any::<i64>().prop_map(|n| n.to_string()),
         Just("true".to_owned()),
-        Just("price_asc".to_owned())
+        Just("price_asc".to_owned()),
+        "[a-z]{1,12}( [a-z]{1,12}){0,2}",
+        "\\PC{0,30}"
     ];
     run_cases(prop::collection::vec((key, value), 0..5), 300, |pairs| {
         let query: String = pairs
@@ -186,7 +189,7 @@ fn arbitrary_query_strings_never_produce_a_5xx() {
             .map(|(key, value)| format!("{key}={}", urlencode(value)))
             .collect::<Vec<_>>()
             .join("&");
-        for path in ["/api/products", "/api/products/bestsellers"] {
+        for path in ["/api/products", "/api/products/bestsellers", "/api/search"] {
             let status = fixture.runtime.block_on(async {
                 fixture
                     .app

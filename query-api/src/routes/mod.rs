@@ -1,5 +1,7 @@
 //! Query handlers.
 
+pub mod search;
+
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -44,9 +46,9 @@ impl IntoResponse for QueryProblem {
     }
 }
 
-type QueryResult = Result<Response, QueryProblem>;
+pub(crate) type QueryResult = Result<Response, QueryProblem>;
 
-fn with_position(mut response: Response, position: u64) -> Response {
+pub(crate) fn with_position(mut response: Response, position: u64) -> Response {
     response
         .headers_mut()
         .insert(X_POSITION, HeaderValue::from(position));
@@ -184,11 +186,14 @@ pub struct CategoryList {
     pub items: Vec<CategoryView>,
 }
 
-fn bad(message: String) -> QueryProblem {
+pub(crate) fn bad(message: String) -> QueryProblem {
     Problem::bad_request(message).into()
 }
 
-fn parse_slug(field: &str, value: Option<String>) -> Result<Option<String>, QueryProblem> {
+pub(crate) fn parse_slug(
+    field: &str,
+    value: Option<String>,
+) -> Result<Option<String>, QueryProblem> {
     match value {
         None => Ok(None),
         Some(slug) if command_slug_ok(&slug) => Ok(Some(slug)),
@@ -205,7 +210,7 @@ fn command_slug_ok(slug: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-fn parse_price(field: &str, value: Option<String>) -> Result<Option<i64>, QueryProblem> {
+pub(crate) fn parse_price(field: &str, value: Option<String>) -> Result<Option<i64>, QueryProblem> {
     match value {
         None => Ok(None),
         Some(text) => match text.parse::<i64>() {
@@ -217,7 +222,7 @@ fn parse_price(field: &str, value: Option<String>) -> Result<Option<i64>, QueryP
     }
 }
 
-fn parse_limit(value: Option<String>, default: usize) -> Result<usize, QueryProblem> {
+pub(crate) fn parse_limit(value: Option<String>, default: usize) -> Result<usize, QueryProblem> {
     match value {
         None => Ok(default),
         Some(text) => match text.parse::<usize>() {
@@ -230,7 +235,7 @@ fn parse_limit(value: Option<String>, default: usize) -> Result<usize, QueryProb
 }
 
 /// A parameter given with an empty value (`?category=&sort=`) counts as not given.
-fn given(value: Option<String>) -> Option<String> {
+pub(crate) fn given(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
 }
 
