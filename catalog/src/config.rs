@@ -56,6 +56,21 @@ pub enum Command {
         #[command(subcommand)]
         command: BusCommand,
     },
+    /// Manage the token signing key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new Ed25519 signing key (PKCS#8 PEM, owner-only) for CATALOG_JWT_KEY_FILE;
+    /// refuses to overwrite a file.
+    Generate {
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use auth::Role as UserRole;
-use catalog::config::{BusCommand, Cli, Command, LogFormat, ServeArgs, UsersCommand};
+use catalog::config::{BusCommand, Cli, Command, KeysCommand, LogFormat, ServeArgs, UsersCommand};
 use catalog::startup::{
     migrate, seed_products, shutdown_signal, Application, EngineConfig, Engines, ServeConfig,
     PROJECTORS,
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             "users",
             "migrate",
             "bus",
+            "keys",
             "help",
             "--help",
             "-h",
@@ -72,6 +73,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bus {
             command: BusCommand::Setup { projectors },
         }) => bus_setup(&engine_config, projectors).await,
+        Some(Command::Keys {
+            command: KeysCommand::Generate { output },
+        }) => {
+            if output.exists() {
+                bail!("{} exists; not overwriting a signing key", output.display());
+            }
+            auth::TokenSigner::load_or_create(&output, true, 900)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!("wrote a new Ed25519 signing key to {}", output.display());
+            Ok(())
+        }
         Some(Command::Seed(args)) => {
             let engines = Engines::open(&cli.data_dir, &engine_config).await?;
             let seed = args.seed.unwrap_or_else(rand::random);

@@ -211,3 +211,31 @@ fn seed_appends_products_and_users_create_adds_an_account() {
     assert!(!again.status.success());
     assert!(stderr(&again).contains("exists"), "{}", stderr(&again));
 }
+
+#[test]
+fn keys_generate_writes_an_owner_only_key_and_never_overwrites_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signing.pem");
+    let output = run(catalog(dir.path())
+        .args(["keys", "generate", "--output"])
+        .arg(&path));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pem = std::fs::read_to_string(&path).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "group and others cannot read the key");
+    }
+    let again = run(catalog(dir.path())
+        .args(["keys", "generate", "--output"])
+        .arg(&path));
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("not overwriting"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), pem);
+}
