@@ -32,6 +32,8 @@ pub enum Mix {
     Product,
     /// Only category listings.
     Listing,
+    /// Only `/api/search`: 1–3 words from product names, half of them with a typo.
+    Search,
     /// Only `--path`.
     Path,
 }
@@ -78,6 +80,8 @@ pub struct Args {
     pub products: Vec<String>,
     #[arg(skip)]
     pub categories: Vec<String>,
+    #[arg(skip)]
+    pub searches: Vec<String>,
 }
 
 /// What one worker reports.
@@ -92,9 +96,10 @@ struct WorkerReport {
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
     require_loopback(&args.url)?;
-    let (products, categories) = catalog_sample(&args.url).await?;
+    let (products, categories, names) = catalog_sample(&args.url).await?;
     args.products = products;
     args.categories = categories;
+    args.searches = searches(&names);
     let workers = args.workers.max(1);
     let config_file =
         std::env::temp_dir().join(format!("catalog-bench-{}.json", std::process::id()));
@@ -155,8 +160,40 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Product ids and category slugs to browse.
-async fn catalog_sample(url: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+/// Search texts from product names: 1–3 words; every other one with a typo (two adjacent
+/// letters swapped in a word of five letters or more).
+fn searches(names: &[String]) -> Vec<String> {
+    let mut random = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+    let mut out = Vec::new();
+    for (index, name) in names.iter().enumerate().take(1_000) {
+        let words: Vec<&str> = name
+            .split_whitespace()
+            .filter(|word| word.chars().all(char::is_alphabetic))
+            .collect();
+        if words.is_empty() {
+            continue;
+        }
+        let count = random.gen_range(1..=3.min(words.len()));
+        let start = random.gen_range(0..=words.len() - count);
+        let mut chosen: Vec<String> = words[start..start + count]
+            .iter()
+            .map(|word| word.to_lowercase())
+            .collect();
+        if index % 2 == 1 {
+            if let Some(word) = chosen.iter_mut().find(|word| word.chars().count() >= 5) {
+                let mut letters: Vec<char> = word.chars().collect();
+                let at = random.gen_range(1..letters.len() - 1);
+                letters.swap(at, at + 1);
+                *word = letters.into_iter().collect();
+            }
+        }
+        out.push(chosen.join(" "));
+    }
+    out
+}
+
+/// Product ids, category slugs and product names to browse.
+async fn catalog_sample(url: &str) -> anyhow::Result<(Vec<String>, Vec<String>, Vec<String>)> {
     let client = reqwest::Client::new();
     let categories: serde_json::Value = client
         .get(format!("{url}/api/categories"))
@@ -175,6 +212,7 @@ async fn catalog_sample(url: &str) -> anyhow::Result<(Vec<String>, Vec<String>)>
         })
         .unwrap_or_default();
     let mut products = Vec::new();
+    let mut names = Vec::new();
     let mut cursor: Option<String> = None;
     while products.len() < 2_000 {
         let mut request = client
@@ -188,13 +226,16 @@ async fn catalog_sample(url: &str) -> anyhow::Result<(Vec<String>, Vec<String>)>
             if let Some(id) = item["id"].as_str() {
                 products.push(id.to_owned());
             }
+            if let Some(name) = item["name"].as_str() {
+                names.push(name.to_owned());
+            }
         }
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,
         }
     }
-    Ok((products, categories))
+    Ok((products, categories, names))
 }
 
 fn server_pids(given: &[u32]) -> Vec<u32> {
@@ -329,7 +370,16 @@ fn next_path(args: &Args, random: &mut impl Rng) -> String {
             ["newest", "price_asc", "price_desc", "bestselling", "name"][random.gen_range(0..5)];
         format!("/api/products?category={category}&sort={sort}&limit=20")
     };
+    let search = |random: &mut dyn rand::RngCore| {
+        let text = args
+            .searches
+            .get(random.gen_range(0..args.searches.len().max(1)))
+            .cloned()
+            .unwrap_or_default();
+        format!("/api/search?q={}", text.replace(' ', "%20"))
+    };
     match args.mix {
+        Mix::Search => search(random),
         Mix::Product => product(random),
         Mix::Listing => listing(random),
         Mix::Path => args.path.clone(),
@@ -340,19 +390,7 @@ fn next_path(args: &Args, random: &mut impl Rng) -> String {
                 55..=84 => listing(random),
                 85..=89 => "/api/categories".to_owned(),
                 90..=94 => "/api/products/bestsellers?limit=10".to_owned(),
-                _ if args.search => {
-                    let words = [
-                        "headphones",
-                        "lamp",
-                        "kettle",
-                        "jacket",
-                        "novel",
-                        "drill",
-                        "wireles",
-                        "chiar",
-                    ];
-                    format!("/api/search?q={}", words[random.gen_range(0..words.len())])
-                }
+                _ if args.search => search(random),
                 _ => product(random),
             }
         }

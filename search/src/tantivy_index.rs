@@ -61,6 +61,8 @@ use crate::{
 const ANALYZER: &str = "catalog";
 const RAW_LOWER: &str = "lowercase_raw";
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
+/// How long the writer sleeps when it has nothing to commit (any command wakes it).
+const IDLE_WAIT: Duration = Duration::from_secs(60);
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 /// The deepest result a cursor may reach.
 const MAX_OFFSET: usize = 10_000;
@@ -621,7 +623,13 @@ fn write_loop(
     let mut last_sequence = 0;
     let mut last_commit = Instant::now();
     loop {
-        let wait = COMMIT_EVERY.saturating_sub(last_commit.elapsed());
+        // Idle (nothing to commit): sleep until a command comes. A zero timeout here would
+        // spin a core while the index has nothing to do.
+        let wait = if dirty {
+            COMMIT_EVERY.saturating_sub(last_commit.elapsed())
+        } else {
+            IDLE_WAIT
+        };
         match commands.recv_timeout(wait) {
             Ok(Command::Put(product, position, sequence)) => {
                 let Some(strong) = model.upgrade() else {
