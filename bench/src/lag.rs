@@ -210,6 +210,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let command = ProductCommand::ChangePrice(PriceChanged {
                 price_cents: price,
                 currency: "USD".into(),
+                previous_price_cents: None,
             });
             if let Ok(accepted) = commands.execute(id, command, None, metadata).await {
                 if index >= warm_up {

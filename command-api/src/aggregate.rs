@@ -48,6 +48,8 @@ pub struct Product {
     pub stock: i64,
     pub sales: i64,
     pub category: String,
+    /// The current price, for `PriceChanged.previous_price_cents`.
+    pub price_cents: Option<i64>,
 }
 
 impl Product {
@@ -72,6 +74,7 @@ impl Product {
                 self.status = Some(created.status);
                 self.stock = created.stock;
                 self.category = created.category.clone();
+                self.price_cents = Some(created.price_cents);
             }
             CatalogEvent::ProductDetailsChanged(changed) => {
                 if let Some(category) = &changed.category {
@@ -86,7 +89,8 @@ impl Product {
             CatalogEvent::ProductPublished(_) => self.status = Some(ProductStatus::Published),
             CatalogEvent::ProductUnpublished(_) => self.status = Some(ProductStatus::Draft),
             CatalogEvent::ProductArchived(_) => self.status = Some(ProductStatus::Archived),
-            CatalogEvent::PriceChanged(_) | CatalogEvent::CategoryCreated(_) => {}
+            CatalogEvent::PriceChanged(price) => self.price_cents = Some(price.price_cents),
+            CatalogEvent::CategoryCreated(_) => {}
         }
     }
 
@@ -105,7 +109,10 @@ impl Product {
             ProductCommand::ChangeDetails(changed) => {
                 CatalogEvent::ProductDetailsChanged(changed.clone())
             }
-            ProductCommand::ChangePrice(price) => CatalogEvent::PriceChanged(price.clone()),
+            ProductCommand::ChangePrice(price) => CatalogEvent::PriceChanged(PriceChanged {
+                previous_price_cents: self.price_cents,
+                ..price.clone()
+            }),
             ProductCommand::AdjustStock(adjustment) => {
                 let after = self
                     .stock

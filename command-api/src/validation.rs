@@ -379,6 +379,8 @@ pub fn price_change(value: &Value) -> Result<PriceChanged, FieldErrors> {
         (Some(price_cents), Some(currency)) => body.finish(PriceChanged {
             price_cents,
             currency,
+            // Filled in by the aggregate, which knows the current price.
+            previous_price_cents: None,
         }),
         _ => Err(body.errors),
     }

@@ -105,12 +105,56 @@ mod double_option {
     }
 }
 
-/// The price changed.
+/// The price changed (schema version 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceChanged {
     pub price_cents: i64,
     pub currency: String,
+    /// The price before this change. `null` (or absent) when it is not known: events
+    /// written as version 1, which did not carry it, read as version 2 with `null` here.
+    #[serde(default)]
+    pub previous_price_cents: Option<i64>,
+}
+
+/// The price changed: version 1 of `PriceChanged`, as written before version 2 existed.
+/// Stored events keep this shape; [`CatalogEvent::decode`] upcasts them to [`PriceChanged`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "PriceChanged")]
+pub struct PriceChangedV1 {
+    pub price_cents: i64,
+    pub currency: String,
+}
+
+impl PriceChangedV1 {
+    /// The version 2 event this one reads as.
+    pub fn upcast(self) -> PriceChanged {
+        PriceChanged {
+            price_cents: self.price_cents,
+            currency: self.currency,
+            previous_price_cents: None,
+        }
+    }
+}
+
+/// Reads an event written in an older schema version as the current one: `Ok(None)` when
+/// `(event_type, schema_version)` is not an older version this code knows.
+fn decode_older(
+    event_type: &str,
+    schema_version: u32,
+    data: &serde_json::Value,
+) -> Result<Option<CatalogEvent>, DecodeError> {
+    let malformed = |source| DecodeError::Malformed {
+        event_type: event_type.to_owned(),
+        source,
+    };
+    match (event_type, schema_version) {
+        ("PriceChanged", 1) => serde_json::from_value::<PriceChangedV1>(data.clone())
+            .map(|v1| Some(CatalogEvent::PriceChanged(v1.upcast())))
+            .map_err(malformed),
+        _ => Ok(None),
+    }
 }
 
 /// Stock was corrected by `delta` (a recount, a delivery, breakage).
@@ -210,7 +254,8 @@ macro_rules! catalog_events {
                 result.unwrap_or(serde_json::Value::Null)
             }
 
-            /// Reads a typed event from its wire parts.
+            /// Reads a typed event from its wire parts; an event written in an older schema
+            /// version is upcast to the version this code writes.
             pub fn decode(
                 event_type: &str,
                 schema_version: u32,
@@ -223,17 +268,21 @@ macro_rules! catalog_events {
                             event_type: event_type.to_owned(),
                             source,
                         }),)*
-                    _ => Err(DecodeError::UnknownType {
-                        event_type: event_type.to_owned(),
-                        schema_version,
+                    _ => decode_older(event_type, schema_version, data)?.ok_or_else(|| {
+                        DecodeError::UnknownType {
+                            event_type: event_type.to_owned(),
+                            schema_version,
+                        }
                     }),
                 }
             }
 
-            /// `(event_type, schema_version, JSON Schema of data)` for every event.
+            /// `(event_type, schema_version, JSON Schema of data)` for every event version,
+            /// the older versions that are still read included.
             pub fn schemas() -> Vec<(&'static str, u32, schemars::schema::RootSchema)> {
                 vec![
                     $((stringify!($ty), $version, schemars::schema_for!($ty)),)*
+                    ("PriceChanged", 1, schemars::schema_for!(PriceChangedV1)),
                 ]
             }
         }
@@ -243,7 +292,7 @@ macro_rules! catalog_events {
 catalog_events! {
     ProductCreated(ProductCreated) = 1,
     ProductDetailsChanged(ProductDetailsChanged) = 1,
-    PriceChanged(PriceChanged) = 1,
+    PriceChanged(PriceChanged) = 2,
     StockAdjusted(StockAdjusted) = 1,
     SaleRecorded(SaleRecorded) = 1,
     ProductPublished(ProductPublished) = 1,
@@ -283,6 +332,7 @@ mod tests {
             CatalogEvent::PriceChanged(PriceChanged {
                 price_cents: 1,
                 currency: "EUR".into(),
+                previous_price_cents: Some(2),
             }),
             CatalogEvent::StockAdjusted(StockAdjusted {
                 delta: -3,
@@ -321,6 +371,26 @@ mod tests {
             serde_json::to_value(&untouched).unwrap(),
             serde_json::json!({})
         );
+    }
+
+    #[test]
+    fn a_stored_version_1_price_change_reads_as_version_2_without_a_previous_price() {
+        let v1 = serde_json::json!({"price_cents": 1999, "currency": "USD"});
+        let decoded = CatalogEvent::decode("PriceChanged", 1, &v1).expect("decodes");
+        assert_eq!(
+            decoded,
+            CatalogEvent::PriceChanged(PriceChanged {
+                price_cents: 1999,
+                currency: "USD".into(),
+                previous_price_cents: None,
+            })
+        );
+        // Our code writes version 2 only.
+        assert_eq!(decoded.schema_version(), 2);
+        // A version 2 body is not a valid version 1 body.
+        let v2 =
+            serde_json::json!({"price_cents": 1, "currency": "USD", "previous_price_cents": 5});
+        assert!(CatalogEvent::decode("PriceChanged", 1, &v2).is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub fn sample_event(aggregate_id: Uuid, version: u64) -> NewEvent {
     let event = CatalogEvent::PriceChanged(PriceChanged {
         price_cents: 100 + version as i64,
         currency: "USD".into(),
+        previous_price_cents: Some(99 + version as i64),
     });
     NewEvent::from_event(
         aggregate_id,

@@ -7,6 +7,7 @@
 //! - [`conformance`]: the one behaviour suite every event store adapter must pass.
 //! - [`bus`]: the bus port ([`bus::EventBus`]) and the embedded in-process adapter.
 
+pub mod analytics;
 pub mod bus;
 pub mod catalog_events;
 pub mod conformance;
@@ -15,8 +16,8 @@ pub mod schema;
 pub mod store;
 
 pub use catalog_events::{
-    AttributeValue, CatalogEvent, CategoryCreated, PriceChanged, ProductArchived, ProductCreated,
-    ProductDetailsChanged, ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded,
-    StockAdjusted,
+    AttributeValue, CatalogEvent, CategoryCreated, PriceChanged, PriceChangedV1, ProductArchived,
+    ProductCreated, ProductDetailsChanged, ProductPublished, ProductStatus, ProductUnpublished,
+    SaleRecorded, StockAdjusted,
 };
 pub use envelope::{Envelope, EventMetadata, NewEvent};

@@ -15,6 +15,9 @@ pub fn schema_files() -> Vec<(String, String)> {
     for (event_type, version, schema) in CatalogEvent::schemas() {
         files.push((format!("{event_type}.v{version}.json"), pretty(&schema)));
     }
+    for (name, schema) in crate::analytics::AnalyticsEvent::schemas() {
+        files.push((name.to_owned(), pretty(&schema)));
+    }
     files
 }
 

@@ -237,6 +237,7 @@ async fn pages_continue_after_the_cursor_and_unpublished_products_leave(pair: Pa
         CatalogEvent::PriceChanged(PriceChanged {
             price_cents: 10_000,
             currency: "USD".into(),
+            previous_price_cents: None,
         }),
         9,
     )
