@@ -122,6 +122,38 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub analysts: AnalystArgs,
+}
+
+/// The analysts' side of query-api.
+#[derive(Debug, Clone, Args)]
+pub struct AnalystArgs {
+    /// Events the live ring of /api/events/stream holds; a stream that falls further behind
+    /// is ended with a `dropped` event (it resumes with Last-Event-ID).
+    #[arg(long, env = "CATALOG_SSE_RING", default_value_t = 4096)]
+    pub sse_ring: usize,
+    /// Seconds between keep-alive comments on an idle event stream.
+    #[arg(long, env = "CATALOG_SSE_KEEP_ALIVE_SECONDS", default_value_t = 15)]
+    pub sse_keep_alive_seconds: u64,
+    /// Record shopper analytics (ProductViewed, SearchPerformed): `true` or `false`.
+    #[arg(long, env = "CATALOG_ANALYTICS_CAPTURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub analytics_capture: bool,
+    /// Analytics events queued before new ones are dropped (and counted).
+    #[arg(long, env = "CATALOG_ANALYTICS_QUEUE", default_value_t = 10_000)]
+    pub analytics_queue: usize,
+}
+
+impl AnalystArgs {
+    pub fn to_config(&self) -> crate::startup::AnalystConfig {
+        crate::startup::AnalystConfig {
+            sse_ring: self.sse_ring.max(1),
+            sse_keep_alive: std::time::Duration::from_secs(self.sse_keep_alive_seconds.max(1)),
+            capture: self.analytics_capture,
+            capture_queue: self.analytics_queue.max(1),
+        }
+    }
 }
 
 impl Role {

@@ -167,6 +167,7 @@ async fn serve(
         access_token_ttl_seconds: args.auth.access_token_ttl_seconds,
         engines,
         reuse_port: args.reuse_port,
+        analysts: args.analysts.to_config(),
     };
     let application = Application::build(config).await?;
     application.run_until_stopped(shutdown_signal()).await

@@ -51,6 +51,10 @@ impl Modify for BearerAuth {
         query_api::routes::bestsellers,
         query_api::routes::list_categories,
         query_api::routes::search::search,
+        query_api::events_api::list_events,
+        query_api::events_api::stream_events,
+        query_api::analytics::trending,
+        query_api::analytics::searches,
         crate::admin::projections,
         web::ops::healthz,
         web::ops::readyz,
@@ -61,6 +65,7 @@ impl Modify for BearerAuth {
         (name = "commands", description = "Admin writes (command-api); role admin"),
         (name = "queries", description = "Shopper reads (query-api); public"),
         (name = "auth", description = "Tokens and users"),
+        (name = "analysts", description = "The event log, its live stream and shopper analytics (query-api); role analyst or admin"),
         (name = "operations", description = "Health, readiness, metrics, projections"),
     )
 )]

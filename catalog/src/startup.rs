@@ -30,9 +30,12 @@ use command_api::CommandState;
 use events::bus::{EventBus, InProcessBus};
 use events::store::EventStore;
 use events::EventMetadata;
+use projectors::analytics::{AnalyticsView, MemoryAnalytics};
 use projectors::read_model::postgres::{PostgresReadModel, PostgresReadModelProjection};
 use projectors::read_model::{CatalogReadModel, MemoryReadModel};
 use projectors::runner::Projector;
+use query_api::analytics::{Capture, ViewSink};
+use query_api::events_api::{EventFeed, FeedConfig};
 use query_api::QueryState;
 use search::opensearch_index::OpenSearchIndex;
 use search::projection::SearchProjection;
@@ -123,6 +126,30 @@ pub struct ServeConfig {
     pub engines: EngineConfig,
     /// Listen with SO_REUSEPORT (several processes on one port).
     pub reuse_port: bool,
+    pub analysts: AnalystConfig,
+}
+
+/// The analysts' side of query-api.
+#[derive(Debug, Clone)]
+pub struct AnalystConfig {
+    /// Envelopes the live ring of `/api/events/stream` holds.
+    pub sse_ring: usize,
+    pub sse_keep_alive: Duration,
+    /// Record `ProductViewed` and `SearchPerformed`.
+    pub capture: bool,
+    /// Analytics events queued before new ones are dropped.
+    pub capture_queue: usize,
+}
+
+impl Default for AnalystConfig {
+    fn default() -> Self {
+        AnalystConfig {
+            sse_ring: 4096,
+            sse_keep_alive: Duration::from_secs(15),
+            capture: true,
+            capture_queue: 10_000,
+        }
+    }
 }
 
 impl ServeConfig {
@@ -143,6 +170,7 @@ impl ServeConfig {
                 ..EngineConfig::default()
             },
             reuse_port: false,
+            analysts: AnalystConfig::default(),
         }
     }
 }
@@ -577,6 +605,9 @@ pub struct Application {
     address: SocketAddr,
     engines: Engines,
     background: Vec<JoinHandle<()>>,
+    /// Event streams to end when the server shuts down (graceful shutdown waits for every
+    /// open connection, and a stream would never end by itself).
+    feeds: Vec<Arc<EventFeed>>,
     /// Directories that live as long as the process (a query role's own search index).
     _temporary_dirs: Vec<tempfile::TempDir>,
 }
@@ -666,6 +697,10 @@ impl Application {
         let mut read_model: Option<Arc<dyn CatalogReadModel>> = None;
         let mut search_index: Option<Arc<dyn search::SearchIndex>> = None;
         let mut temporary_dirs = Vec::new();
+        let mut analytics_view: Option<Arc<dyn AnalyticsView>> = None;
+        let mut feeds = Vec::new();
+        // The event store analysts read (`/api/events*`): the replica when there is one.
+        let mut feed_store: Option<Arc<dyn EventStore>> = None;
         match engines.postgres() {
             None => {
                 // Embedded: the query side reads the in-memory model this process projects.
@@ -685,6 +720,13 @@ impl Application {
                 background.push(tokio::spawn(projector.clone().run(engines.bus.clone())));
                 local_projectors.push(projector);
                 search_index = Some(index);
+                let analytics = Arc::new(MemoryAnalytics::new());
+                let projector = Projector::new(analytics.clone(), engines.store.clone());
+                catch_up(&projector).await?;
+                background.push(tokio::spawn(projector.clone().run(engines.bus.clone())));
+                local_projectors.push(projector);
+                analytics_view = Some(analytics);
+                feed_store = Some(engines.store.clone());
             }
             Some(database) => {
                 if runs_projectors {
@@ -725,13 +767,19 @@ impl Application {
                 if runs_query {
                     let pool = match &config.engines.database_read_url {
                         Some(url) => {
-                            PostgresDatabase::connect(url, config.engines.database_pool_size)
-                                .await
-                                .map_err(|error| anyhow::anyhow!("DATABASE_READ_URL: {error}"))?
-                                .pool()
-                                .clone()
+                            let replica =
+                                PostgresDatabase::connect(url, config.engines.database_pool_size)
+                                    .await
+                                    .map_err(|error| {
+                                        anyhow::anyhow!("DATABASE_READ_URL: {error}")
+                                    })?;
+                            feed_store = Some(Arc::new(replica.event_store(false)));
+                            replica.pool().clone()
                         }
-                        None => database.pool().clone(),
+                        None => {
+                            feed_store = Some(engines.store.clone());
+                            database.pool().clone()
+                        }
                     };
                     checks.push(Arc::new(PoolReadiness("read-replica", pool.clone())));
                     let replica: Arc<dyn CatalogReadModel> =
@@ -785,6 +833,16 @@ impl Application {
                             index
                         }
                     });
+                    // Analytics of this process's shoppers, with sales from the store.
+                    let analytics = Arc::new(MemoryAnalytics::new());
+                    let projector = Projector::new(analytics.clone(), engines.store.clone());
+                    catch_up(&projector).await?;
+                    let store_bus: Arc<dyn EventBus> = Arc::new(InProcessBus::with_poll_interval(
+                        engines.store.clone(),
+                        Duration::from_millis(500),
+                    ));
+                    background.push(tokio::spawn(projector.clone().run(store_bus)));
+                    analytics_view = Some(analytics);
                     read_model = Some(query_api::layers::LayeredReadModel::new(
                         query_api::layers::LayerConfig::default(),
                         replica,
@@ -803,6 +861,28 @@ impl Application {
                 let mut state = QueryState::new(read_model).with_verifier(query_verifier);
                 if let Some(index) = search_index.clone() {
                     state = state.with_search(index);
+                }
+                if let Some(store) = feed_store.clone() {
+                    let feed = EventFeed::new(
+                        store,
+                        FeedConfig {
+                            ring: config.analysts.sse_ring,
+                            keep_alive: config.analysts.sse_keep_alive,
+                            ..FeedConfig::default()
+                        },
+                    );
+                    background.push(tokio::spawn(feed.clone().follow()));
+                    feeds.push(feed.clone());
+                    state = state.with_events(feed);
+                }
+                if let Some(view) = analytics_view.clone() {
+                    let capture = config.analysts.capture.then(|| {
+                        Capture::start(
+                            Arc::new(ViewSink(view.clone())),
+                            config.analysts.capture_queue,
+                        )
+                    });
+                    state = state.with_analytics(view, capture);
                 }
                 routes = routes.merge(query_api::router(state));
             }
@@ -850,6 +930,7 @@ impl Application {
             address,
             engines,
             background,
+            feeds,
             _temporary_dirs: temporary_dirs,
         })
     }
@@ -871,11 +952,23 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        let feeds = self.feeds.clone();
+        let shutdown = async move {
+            shutdown.await;
+            for feed in &feeds {
+                feed.close();
+            }
+        };
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
         for task in &self.background {
             task.abort();
+        }
+        // Wait until the aborted tasks are gone, so what they held (a search index's lock)
+        // is released when this returns.
+        for task in self.background {
+            let _ = task.await;
         }
         self.engines.close().await;
         served.context("the server failed")

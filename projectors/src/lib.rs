@@ -5,6 +5,7 @@
 //! - [`read_model`]: the catalog read model port ([`read_model::CatalogReadModel`]) and its
 //!   embedded in-memory adapter ([`read_model::MemoryReadModel`]).
 
+pub mod analytics;
 pub mod read_model;
 pub mod redis;
 pub mod runner;

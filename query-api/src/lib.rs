@@ -5,8 +5,12 @@
 //!   `/api/search`.
 //! - [`layers`]: the distributed read path (L1, Redis, replica).
 //! - [`consistency`]: the `X-Min-Position` / `X-Position` middleware.
+//! - [`events_api`]: `/api/events` and its Server-Sent Events stream (analysts).
+//! - [`analytics`]: shopper analytics capture and `/api/analytics/*` (analysts).
 
+pub mod analytics;
 pub mod consistency;
+pub mod events_api;
 pub mod layers;
 pub mod routes;
 
@@ -30,11 +34,32 @@ pub struct QueryState {
     pub min_position_wait: Duration,
     /// The search index behind `/api/search`; without it the route is not served.
     pub search: Option<Arc<dyn search::SearchIndex>>,
+    /// The event log behind `/api/events*`; without it those routes are not served.
+    pub events: Option<Arc<events_api::EventFeed>>,
+    /// The analytics view behind `/api/analytics/*`.
+    pub analytics: Option<Arc<dyn projectors::analytics::AnalyticsView>>,
+    /// Where product views and searches are recorded; `None`: not recorded.
+    pub capture: Option<analytics::Capture>,
 }
 
 impl QueryState {
     pub fn with_search(mut self, search: Arc<dyn search::SearchIndex>) -> Self {
         self.search = Some(search);
+        self
+    }
+
+    pub fn with_events(mut self, feed: Arc<events_api::EventFeed>) -> Self {
+        self.events = Some(feed);
+        self
+    }
+
+    pub fn with_analytics(
+        mut self,
+        view: Arc<dyn projectors::analytics::AnalyticsView>,
+        capture: Option<analytics::Capture>,
+    ) -> Self {
+        self.analytics = Some(view);
+        self.capture = capture;
         self
     }
 
@@ -50,6 +75,9 @@ impl QueryState {
             product_max_age_seconds: 30,
             min_position_wait: Duration::from_secs(2),
             search: None,
+            events: None,
+            analytics: None,
+            capture: None,
         }
     }
 }
@@ -82,6 +110,30 @@ pub fn router(state: QueryState) -> Router {
                     searched,
                     consistency::read_your_writes,
                 )),
+        );
+    }
+    if let Some(feed) = &state.events {
+        let events = events_api::EventsState {
+            feed: feed.clone(),
+            verifier: state.verifier.clone(),
+        };
+        router = router.merge(
+            Router::new()
+                .route("/api/events", get(events_api::list_events))
+                .route("/api/events/stream", get(events_api::stream_events))
+                .with_state(events),
+        );
+    }
+    if let Some(view) = &state.analytics {
+        let analytics = analytics::AnalyticsState {
+            view: view.clone(),
+            verifier: state.verifier.clone(),
+        };
+        router = router.merge(
+            Router::new()
+                .route("/api/analytics/trending", get(analytics::trending))
+                .route("/api/analytics/searches", get(analytics::searches))
+                .with_state(analytics),
         );
     }
     router.with_state(state)

@@ -64,6 +64,27 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
+    /// The filters given, by query parameter name (for analytics).
+    pub fn filters(&self) -> std::collections::BTreeMap<String, String> {
+        let mut filters = std::collections::BTreeMap::new();
+        if let Some(category) = &self.category {
+            filters.insert("category".into(), category.clone());
+        }
+        if let Some(brand) = &self.brand {
+            filters.insert("brand".into(), brand.clone());
+        }
+        if let Some(min) = self.min_price {
+            filters.insert("min_price".into(), min.to_string());
+        }
+        if let Some(max) = self.max_price {
+            filters.insert("max_price".into(), max.to_string());
+        }
+        if self.in_stock {
+            filters.insert("in_stock".into(), "true".into());
+        }
+        filters
+    }
+
     /// A relevance search for `text` with default paging.
     pub fn words(text: &str) -> SearchQuery {
         SearchQuery {

@@ -211,9 +211,25 @@ impl TantivyIndex {
             .payload
             .and_then(|payload| payload.parse::<u64>().ok())
             .unwrap_or(0);
-        let writer: IndexWriter = index
-            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
-            .map_err(unavailable)?;
+        // The lock may still be held for a moment by a writer of this directory that is
+        // closing (a restart within one process: its last commit runs as it lets go).
+        let mut attempts = 0;
+        let writer: IndexWriter = loop {
+            match index.writer_with_num_threads(1, WRITER_MEMORY_BYTES) {
+                Ok(writer) => break writer,
+                Err(tantivy::TantivyError::LockFailure(..)) if attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(tantivy::TantivyError::LockFailure(..)) => {
+                    return Err(SearchError::Unavailable(format!(
+                        "the search index in {} is in use by another process",
+                        directory.display()
+                    )))
+                }
+                Err(error) => return Err(unavailable(error)),
+            }
+        };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)

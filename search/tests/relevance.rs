@@ -43,7 +43,10 @@ struct FixtureQuery {
     expect_top3: Vec<String>,
 }
 
-pub fn load() -> (Vec<ProductView>, Vec<(String, String, Vec<String>)>) {
+/// `(kind, query text, product SKUs expected in the top 3)`.
+type Case = (String, String, Vec<String>);
+
+pub fn load() -> (Vec<ProductView>, Vec<Case>) {
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/relevance.json"),
     )

@@ -127,6 +127,14 @@ pub async fn get_product(
         ))
         .unwrap_or(HeaderValue::from_static("public, max-age=30"))
     };
+    if let (Some(capture), false) = (&state.capture, admin) {
+        capture.record(events::analytics::AnalyticsEvent::ProductViewed(
+            events::analytics::ProductViewed {
+                product_id: product.id,
+                category: product.category.clone(),
+            },
+        ));
+    }
     let tag = etag(product.version);
     let response = if not_modified(&headers, product.version) {
         (

@@ -138,6 +138,7 @@ pub async fn search(
         return Err(Problem::unavailable(5, "search is not configured on this process").into());
     };
     let query = parse_search_params(params)?;
+    let first_page = query.cursor.is_none();
     let results = index.search(&query).await.map_err(|error| match error {
         SearchError::Invalid(message) => bad(message),
         other => {
@@ -148,6 +149,19 @@ pub async fn search(
             ))
         }
     })?;
+    if let (Some(capture), true) = (&state.capture, first_page) {
+        // Only a search's first page counts as a search; later pages are the same one.
+        let text = events::analytics::normalise_query(&query.text);
+        if !text.is_empty() {
+            capture.record(events::analytics::AnalyticsEvent::SearchPerformed(
+                events::analytics::SearchPerformed {
+                    query: text,
+                    filters: query.filters(),
+                    result_count: results.total,
+                },
+            ));
+        }
+    }
     let items = results
         .hits
         .iter()

@@ -1,0 +1,563 @@
+//! The analytics view: trending products (by views and by units sold) and top and
+//! zero-result searches over sliding windows, from the catalog stream (`SaleRecorded`, and
+//! each product's category) and the shopper analytics stream (`ProductViewed`,
+//! `SearchPerformed`).
+//!
+//! Counts live in time buckets keyed by each event's own `occurred_at`: one-minute buckets for
+//! the last hour, one-hour buckets for the last seven days. The `1h` window sums the 60 minute
+//! buckets ending at "now"; `24h` and `7d` sum 24 and 168 hour buckets (the current hour
+//! included), so they slide an hour at a time. "Now" comes from the caller, which keeps the
+//! arithmetic testable with a controlled clock.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use events::analytics::{AnalyticsEnvelope, AnalyticsEvent};
+use events::{CatalogEvent, Envelope};
+use parking_lot::RwLock;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{Applied, Projection, ProjectionError};
+
+/// A window of the analytics endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Hour,
+    Day,
+    Week,
+}
+
+impl Window {
+    pub fn parse(text: &str) -> Option<Window> {
+        match text {
+            "1h" => Some(Window::Hour),
+            "24h" => Some(Window::Day),
+            "7d" => Some(Window::Week),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Window::Hour => "1h",
+            Window::Day => "24h",
+            Window::Week => "7d",
+        }
+    }
+
+    /// The buckets the window sums, ending with the one holding `now`: `(minute buckets?,
+    /// first bucket, last bucket)`.
+    fn buckets(self, now: DateTime<Utc>) -> (bool, i64, i64) {
+        match self {
+            Window::Hour => {
+                let last = minute(now);
+                (true, last - 59, last)
+            }
+            Window::Day => {
+                let last = hour(now);
+                (false, last - 23, last)
+            }
+            Window::Week => {
+                let last = hour(now);
+                (false, last - 167, last)
+            }
+        }
+    }
+}
+
+fn minute(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(60)
+}
+
+fn hour(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(3600)
+}
+
+/// One product's counts in a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TrendingProduct {
+    pub product_id: Uuid,
+    pub category: Option<String>,
+    /// Product pages served.
+    pub views: u64,
+    /// Units sold (`SaleRecorded`).
+    pub units_sold: u64,
+}
+
+/// `GET /api/analytics/trending`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Trending {
+    pub window: String,
+    pub category: Option<String>,
+    /// Most viewed first (ties by id).
+    pub by_views: Vec<TrendingProduct>,
+    /// Most units sold first (ties by id).
+    pub by_sales: Vec<TrendingProduct>,
+}
+
+/// One search text's count in a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SearchCount {
+    /// The normalised query text.
+    pub query: String,
+    pub count: u64,
+}
+
+/// `GET /api/analytics/searches`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Searches {
+    pub window: String,
+    /// Most frequent first (ties by text).
+    pub top: Vec<SearchCount>,
+    /// Most frequent searches that found nothing.
+    pub zero_results: Vec<SearchCount>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("analytics view unavailable: {0}")]
+pub struct AnalyticsError(pub String);
+
+/// The analytics view, whatever keeps it.
+#[async_trait]
+pub trait AnalyticsView: Send + Sync + 'static {
+    /// Counts a batch of shopper analytics events.
+    async fn record(&self, batch: &[AnalyticsEnvelope]) -> Result<(), AnalyticsError>;
+    async fn trending(
+        &self,
+        window: Window,
+        category: Option<&str>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Trending, AnalyticsError>;
+    async fn searches(
+        &self,
+        window: Window,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Searches, AnalyticsError>;
+}
+
+#[derive(Default)]
+struct Bucket {
+    views: HashMap<Uuid, u64>,
+    sales: HashMap<Uuid, u64>,
+    searches: HashMap<String, u64>,
+    zero_results: HashMap<String, u64>,
+}
+
+#[derive(Default)]
+struct State {
+    minutes: BTreeMap<i64, Bucket>,
+    hours: BTreeMap<i64, Bucket>,
+    /// Each product's current category.
+    categories: HashMap<Uuid, String>,
+    /// Each product's applied version (the catalog stream is at-least-once).
+    versions: HashMap<Uuid, u64>,
+    position: u64,
+}
+
+impl State {
+    fn count(&mut self, at: DateTime<Utc>, add: impl Fn(&mut Bucket)) {
+        add(self.minutes.entry(minute(at)).or_default());
+        add(self.hours.entry(hour(at)).or_default());
+        // Keep an hour of minutes and a week of hours behind the newest bucket.
+        prune(&mut self.minutes, 59);
+        prune(&mut self.hours, 167);
+    }
+
+    fn window(&self, window: Window, now: DateTime<Utc>) -> impl Iterator<Item = &Bucket> {
+        let (minutes, first, last) = window.buckets(now);
+        let map = if minutes { &self.minutes } else { &self.hours };
+        map.range(first..=last).map(|(_, bucket)| bucket)
+    }
+}
+
+/// Drops the buckets more than `keep` buckets older than the newest.
+fn prune(buckets: &mut BTreeMap<i64, Bucket>, keep: i64) {
+    let (Some(&oldest), Some(&newest)) = (buckets.keys().next(), buckets.keys().next_back()) else {
+        return;
+    };
+    if oldest < newest - keep {
+        *buckets = buckets.split_off(&(newest - keep));
+    }
+}
+
+fn top<K: Clone + Ord + std::hash::Hash>(counts: HashMap<K, u64>, limit: usize) -> Vec<(K, u64)> {
+    let mut items: Vec<(K, u64)> = counts.into_iter().collect();
+    items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    items.truncate(limit);
+    items
+}
+
+/// The analytics view in memory (the embedded mode): rebuilt from the event store at start
+/// for sales; shopper views and searches since the process started.
+#[derive(Default)]
+pub struct MemoryAnalytics {
+    state: RwLock<State>,
+}
+
+impl MemoryAnalytics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl AnalyticsView for MemoryAnalytics {
+    async fn record(&self, batch: &[AnalyticsEnvelope]) -> Result<(), AnalyticsError> {
+        let mut state = self.state.write();
+        for envelope in batch {
+            match AnalyticsEvent::decode(envelope) {
+                Ok(AnalyticsEvent::ProductViewed(viewed)) => {
+                    state
+                        .categories
+                        .entry(viewed.product_id)
+                        .or_insert(viewed.category);
+                    state.count(envelope.occurred_at, |bucket| {
+                        *bucket.views.entry(viewed.product_id).or_default() += 1;
+                    });
+                }
+                Ok(AnalyticsEvent::SearchPerformed(search)) => {
+                    state.count(envelope.occurred_at, |bucket| {
+                        *bucket.searches.entry(search.query.clone()).or_default() += 1;
+                        if search.result_count == 0 {
+                            *bucket.zero_results.entry(search.query.clone()).or_default() += 1;
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "skipping an analytics event this version cannot read")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn trending(
+        &self,
+        window: Window,
+        category: Option<&str>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Trending, AnalyticsError> {
+        let state = self.state.read();
+        let mut views: HashMap<Uuid, u64> = HashMap::new();
+        let mut sales: HashMap<Uuid, u64> = HashMap::new();
+        for bucket in state.window(window, now) {
+            for (id, count) in &bucket.views {
+                *views.entry(*id).or_default() += count;
+            }
+            for (id, count) in &bucket.sales {
+                *sales.entry(*id).or_default() += count;
+            }
+        }
+        let in_category = |id: &Uuid| match category {
+            None => true,
+            Some(slug) => state.categories.get(id).map(String::as_str) == Some(slug),
+        };
+        views.retain(|id, _| in_category(id));
+        sales.retain(|id, _| in_category(id));
+        let item = |id: Uuid| TrendingProduct {
+            product_id: id,
+            category: state.categories.get(&id).cloned(),
+            views: views.get(&id).copied().unwrap_or(0),
+            units_sold: sales.get(&id).copied().unwrap_or(0),
+        };
+        let by_views = top(views.clone(), limit)
+            .into_iter()
+            .map(|(id, _)| item(id))
+            .collect();
+        let by_sales = top(sales.clone(), limit)
+            .into_iter()
+            .map(|(id, _)| item(id))
+            .collect();
+        Ok(Trending {
+            window: window.as_str().to_owned(),
+            category: category.map(str::to_owned),
+            by_views,
+            by_sales,
+        })
+    }
+
+    async fn searches(
+        &self,
+        window: Window,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Searches, AnalyticsError> {
+        let state = self.state.read();
+        let mut all: HashMap<String, u64> = HashMap::new();
+        let mut zero: HashMap<String, u64> = HashMap::new();
+        for bucket in state.window(window, now) {
+            for (query, count) in &bucket.searches {
+                *all.entry(query.clone()).or_default() += count;
+            }
+            for (query, count) in &bucket.zero_results {
+                *zero.entry(query.clone()).or_default() += count;
+            }
+        }
+        let counts = |items: Vec<(String, u64)>| {
+            items
+                .into_iter()
+                .map(|(query, count)| SearchCount { query, count })
+                .collect()
+        };
+        Ok(Searches {
+            window: window.as_str().to_owned(),
+            top: counts(top(all, limit)),
+            zero_results: counts(top(zero, limit)),
+        })
+    }
+}
+
+#[async_trait]
+impl Projection for MemoryAnalytics {
+    fn name(&self) -> &str {
+        "analytics"
+    }
+
+    async fn apply(
+        &self,
+        envelope: &Envelope,
+        checkpoint: u64,
+    ) -> Result<Applied, ProjectionError> {
+        let event = match envelope.decode() {
+            Ok(event) => event,
+            Err(events::catalog_events::DecodeError::UnknownType { .. }) => {
+                let mut state = self.state.write();
+                state.position = state.position.max(checkpoint);
+                return Ok(Applied::Duplicate);
+            }
+            Err(error) => {
+                return Err(ProjectionError::Invalid {
+                    position: envelope.position,
+                    message: error.to_string(),
+                })
+            }
+        };
+        let mut state = self.state.write();
+        state.position = state.position.max(checkpoint);
+        if matches!(event, CatalogEvent::CategoryCreated(_)) {
+            return Ok(Applied::Duplicate);
+        }
+        let id = envelope.aggregate_id;
+        let applied = state.versions.get(&id).copied().unwrap_or(0);
+        if envelope.aggregate_version <= applied {
+            return Ok(Applied::Duplicate);
+        }
+        if envelope.aggregate_version > applied + 1 {
+            return Ok(Applied::Gap {
+                applied_version: applied,
+            });
+        }
+        state.versions.insert(id, envelope.aggregate_version);
+        match event {
+            CatalogEvent::ProductCreated(created) => {
+                state.categories.insert(id, created.category);
+            }
+            CatalogEvent::ProductDetailsChanged(changed) => {
+                if let Some(category) = changed.category {
+                    state.categories.insert(id, category);
+                }
+            }
+            CatalogEvent::SaleRecorded(sale) => {
+                let units = u64::try_from(sale.quantity).unwrap_or(0);
+                state.count(envelope.occurred_at, |bucket| {
+                    *bucket.sales.entry(id).or_default() += units;
+                });
+            }
+            _ => {}
+        }
+        Ok(Applied::Applied)
+    }
+
+    async fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        Ok(self.state.read().position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use events::analytics::{ProductViewed, SearchPerformed};
+    use events::{EventMetadata, NewEvent, ProductCreated, ProductStatus, SaleRecorded};
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 12, 30, 0)
+            .single()
+            .expect("time")
+    }
+
+    fn viewed(product: Uuid, at: DateTime<Utc>) -> AnalyticsEnvelope {
+        AnalyticsEvent::ProductViewed(ProductViewed {
+            product_id: product,
+            category: "audio".into(),
+        })
+        .into_envelope(at)
+    }
+
+    fn searched(query: &str, results: u64, at: DateTime<Utc>) -> AnalyticsEnvelope {
+        AnalyticsEvent::SearchPerformed(SearchPerformed {
+            query: query.into(),
+            filters: Default::default(),
+            result_count: results,
+        })
+        .into_envelope(at)
+    }
+
+    fn views_of(trending: &Trending) -> Vec<(Uuid, u64)> {
+        trending
+            .by_views
+            .iter()
+            .map(|item| (item.product_id, item.views))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_window_counts_the_buckets_it_covers_and_no_others() {
+        let view = MemoryAnalytics::new();
+        let (recent, earlier, yesterday, last_week, too_old) = (
+            Uuid::from_u128(1),
+            Uuid::from_u128(2),
+            Uuid::from_u128(3),
+            Uuid::from_u128(4),
+            Uuid::from_u128(5),
+        );
+        let batch = vec![
+            viewed(recent, now() - Duration::minutes(59)),
+            viewed(recent, now()),
+            // 61 minutes ago: out of the hour, in the day.
+            viewed(earlier, now() - Duration::minutes(61)),
+            // 23 h 10 min ago falls in the oldest of the day's 24 hour buckets.
+            viewed(
+                yesterday,
+                now() - Duration::hours(23) - Duration::minutes(10),
+            ),
+            // 6 days ago: in the week only; 8 days ago: in no window.
+            viewed(last_week, now() - Duration::days(6)),
+            viewed(too_old, now() - Duration::days(8)),
+        ];
+        view.record(&batch).await.expect("record");
+        let hour = view
+            .trending(Window::Hour, None, 10, now())
+            .await
+            .expect("1h");
+        assert_eq!(views_of(&hour), vec![(recent, 2)]);
+        let day = view
+            .trending(Window::Day, None, 10, now())
+            .await
+            .expect("24h");
+        assert_eq!(
+            views_of(&day),
+            vec![(recent, 2), (earlier, 1), (yesterday, 1)]
+        );
+        let week = view
+            .trending(Window::Week, None, 10, now())
+            .await
+            .expect("7d");
+        assert_eq!(
+            views_of(&week),
+            vec![(recent, 2), (earlier, 1), (yesterday, 1), (last_week, 1)]
+        );
+        // A minute later the hour has slid past `recent`'s first view.
+        let later = view
+            .trending(Window::Hour, None, 10, now() + Duration::minutes(1))
+            .await
+            .expect("1h later");
+        assert_eq!(views_of(&later), vec![(recent, 1)]);
+    }
+
+    #[tokio::test]
+    async fn sales_come_from_the_catalog_stream_once_per_version_and_filter_by_category() {
+        let view = MemoryAnalytics::new();
+        let product = Uuid::from_u128(9);
+        let created = CatalogEvent::ProductCreated(ProductCreated {
+            sku: "A-1".into(),
+            name: "Speaker".into(),
+            description: String::new(),
+            category: "audio".into(),
+            brand: None,
+            price_cents: 100,
+            currency: "USD".into(),
+            stock: 10,
+            status: ProductStatus::Published,
+            attributes: Default::default(),
+            images: Vec::new(),
+        });
+        let sale = CatalogEvent::SaleRecorded(SaleRecorded { quantity: 3 });
+        let envelopes: Vec<Envelope> = [created, sale]
+            .iter()
+            .enumerate()
+            .map(|(index, event)| {
+                NewEvent::from_event(
+                    product,
+                    index as u64 + 1,
+                    event,
+                    now() - Duration::minutes(5),
+                    EventMetadata::default(),
+                )
+                .into_envelope(index as u64 + 1)
+            })
+            .collect();
+        for envelope in &envelopes {
+            view.apply(envelope, envelope.position)
+                .await
+                .expect("apply");
+        }
+        // A redelivered sale changes nothing.
+        assert_eq!(
+            view.apply(&envelopes[1], 2).await.expect("apply"),
+            Applied::Duplicate
+        );
+        let audio = view
+            .trending(Window::Hour, Some("audio"), 10, now())
+            .await
+            .expect("trending");
+        assert_eq!(audio.by_sales.len(), 1);
+        assert_eq!(audio.by_sales[0].units_sold, 3);
+        let kitchen = view
+            .trending(Window::Hour, Some("kitchen"), 10, now())
+            .await
+            .expect("trending");
+        assert!(kitchen.by_sales.is_empty());
+        assert_eq!(view.checkpoint().await.expect("checkpoint"), 2);
+    }
+
+    #[tokio::test]
+    async fn searches_rank_by_count_and_zero_result_searches_are_listed_apart() {
+        let view = MemoryAnalytics::new();
+        let at = now() - Duration::minutes(1);
+        view.record(&[
+            searched("kettle", 12, at),
+            searched("kettle", 12, at),
+            searched("headphnes", 0, at),
+            searched("lamp", 3, at),
+            searched("headphnes", 0, at),
+            searched("zzz", 0, at),
+        ])
+        .await
+        .expect("record");
+        let searches = view
+            .searches(Window::Hour, 2, now())
+            .await
+            .expect("searches");
+        let pairs = |items: &[SearchCount]| {
+            items
+                .iter()
+                .map(|item| (item.query.clone(), item.count))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            pairs(&searches.top),
+            vec![("headphnes".into(), 2), ("kettle".into(), 2)]
+        );
+        assert_eq!(
+            pairs(&searches.zero_results),
+            vec![("headphnes".into(), 2), ("zzz".into(), 1)]
+        );
+    }
+}
