@@ -61,6 +61,38 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Read the event log (the embedded store under --data-dir, or DATABASE_READ_URL /
+    /// DATABASE_URL).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print the envelopes after a position as NDJSON (one JSON object per line), in log order.
+    Tail {
+        /// Start after this position (0: from the first event).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep waiting for new events (until Ctrl-C).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Write the events in (--after, --until] to a Parquet file (one row per event; the
+    /// columns are the envelope's fields, `data` as JSON text), with a progress bar.
+    Export {
+        /// Start after this position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// The last position to include [default: the head of the log at start].
+        #[arg(long)]
+        until: Option<u64>,
+        /// The file to write (replaced only when the export completes).
+        #[arg(long)]
+        output: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,5 +9,6 @@
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod events_cli;
 pub mod openapi;
 pub mod startup;

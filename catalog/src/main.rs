@@ -3,7 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use auth::Role as UserRole;
-use catalog::config::{BusCommand, Cli, Command, KeysCommand, LogFormat, ServeArgs, UsersCommand};
+use catalog::config::{
+    BusCommand, Cli, Command, EventsCommand, KeysCommand, LogFormat, ServeArgs, UsersCommand,
+};
 use catalog::startup::{
     migrate, seed_products, shutdown_signal, Application, EngineConfig, Engines, ServeConfig,
     PROJECTORS,
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
             "migrate",
             "bus",
             "keys",
+            "events",
             "help",
             "--help",
             "-h",
@@ -142,6 +145,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             engines.close().await;
             Ok(())
+        }
+        Some(Command::Events { command }) => {
+            let store = catalog::events_cli::open_store(&cli.data_dir, &engine_config).await?;
+            match command {
+                EventsCommand::Tail { after, follow } => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout());
+                    let tailed =
+                        catalog::events_cli::tail(store.as_ref(), after, follow, &mut out, async {
+                            let _ = tokio::signal::ctrl_c().await;
+                        })
+                        .await;
+                    match tailed {
+                        Ok(_) => Ok(()),
+                        // The reader went away (`| head`): not an error of ours.
+                        Err(error)
+                            if error.downcast_ref::<std::io::Error>().is_some_and(|error| {
+                                error.kind() == std::io::ErrorKind::BrokenPipe
+                            }) =>
+                        {
+                            Ok(())
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
+                EventsCommand::Export {
+                    after,
+                    until,
+                    output,
+                } => {
+                    let until = match until {
+                        Some(until) => until,
+                        None => store.head().await?,
+                    };
+                    let bar = ProgressBar::new(until.saturating_sub(after));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{bar:40} {pos}/{len} events {per_sec} eta {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    let exported = catalog::events_cli::export(
+                        store.as_ref(),
+                        after,
+                        until,
+                        &output,
+                        |done| bar.set_position(done),
+                    )
+                    .await?;
+                    bar.finish();
+                    let seconds = exported.elapsed.as_secs_f64();
+                    println!(
+                        "exported {} events (positions {}..={}) to {} in {seconds:.2} s ({:.0} events/s)",
+                        exported.events,
+                        after + 1,
+                        exported.last,
+                        output.display(),
+                        exported.events as f64 / seconds.max(1e-9)
+                    );
+                    Ok(())
+                }
+            }
         }
         // `main` turns a bare `catalog` into `catalog serve --demo`.
         None => bail!("no command given; try catalog --help"),
