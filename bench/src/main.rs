@@ -8,11 +8,13 @@
 //!   mock cluster, or SNS/SQS at a moto endpoint), all in this process.
 //! - `shoppers`: users on keep-alive connections browsing with think time, over several
 //!   processes and loopback source addresses (up to 100,000 connections on this machine).
+//! - `sse`: event stream clients of one query process at an event rate: delivery lag, drops.
 
 mod commands;
 mod lag;
 mod report;
 mod shoppers;
+mod sse;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +33,8 @@ enum Tool {
     Commands(commands::Args),
     Lag(lag::Args),
     Shoppers(shoppers::Args),
+    /// Event stream clients held by one query process at an event rate.
+    Sse(sse::Args),
     /// One worker process of `shoppers` (started by it).
     #[command(hide = true)]
     ShoppersWorker {
@@ -55,6 +59,7 @@ fn main() -> std::process::ExitCode {
             Tool::Commands(args) => commands::run(args).await,
             Tool::Lag(args) => lag::run(args).await,
             Tool::Shoppers(args) => shoppers::run(args).await,
+            Tool::Sse(args) => sse::run(args).await,
             Tool::ShoppersWorker { config } => shoppers::worker(config).await,
         }
     });

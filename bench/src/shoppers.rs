@@ -238,7 +238,7 @@ async fn catalog_sample(url: &str) -> anyhow::Result<(Vec<String>, Vec<String>, 
     Ok((products, categories, names))
 }
 
-fn server_pids(given: &[u32]) -> Vec<u32> {
+pub(crate) fn server_pids(given: &[u32]) -> Vec<u32> {
     if !given.is_empty() {
         return given.to_vec();
     }
@@ -255,7 +255,7 @@ fn server_pids(given: &[u32]) -> Vec<u32> {
 }
 
 /// A `/proc/<pid>/status` line in KiB (VmHWM: the process's peak resident set).
-fn rss_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
