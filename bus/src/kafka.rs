@@ -48,6 +48,8 @@ pub struct KafkaConfig {
     pub topic: String,
     pub partitions: i32,
     pub replication: i32,
+    /// The shopper analytics stream (`?analytics_topic=`; default `catalog.analytics-events`).
+    pub analytics_topic: String,
     /// Extra librdkafka options (`rdkafka.security.protocol=SASL_SSL`, …), given to every client.
     pub client_options: Vec<(String, String)>,
 }
@@ -59,6 +61,7 @@ impl KafkaConfig {
             topic: DEFAULT_TOPIC.to_owned(),
             partitions: DEFAULT_PARTITIONS,
             replication: DEFAULT_REPLICATION,
+            analytics_topic: events::analytics::ANALYTICS_TOPIC.to_owned(),
             client_options: Vec::new(),
         }
     }
@@ -83,6 +86,9 @@ impl KafkaConfig {
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "topic" if !value.is_empty() => config.topic = value.into_owned(),
+                "analytics_topic" if !value.is_empty() => {
+                    config.analytics_topic = value.into_owned()
+                }
                 "partitions" => {
                     config.partitions = value
                         .parse()
@@ -220,6 +226,85 @@ impl KafkaBus {
         Ok(format!(
             "created Kafka topic {} with {} partitions, replication {}",
             self.config.topic, self.config.partitions, self.config.replication
+        ))
+    }
+
+    /// Publishes shopper analytics envelopes to the analytics topic, keyed by event id (they
+    /// have no order to keep), with `event_type` and `schema_version` headers. Waits for every
+    /// acknowledgement; the first failure is returned after all were tried.
+    pub async fn publish_analytics(
+        &self,
+        batch: &[events::analytics::AnalyticsEnvelope],
+    ) -> Result<(), BusError> {
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for envelope in batch {
+            let payload = serde_json::to_vec(envelope).unwrap_or_default();
+            let key = envelope.event_id.to_string();
+            let version = envelope.schema_version.to_string();
+            let headers = rdkafka::message::OwnedHeaders::new()
+                .insert(rdkafka::message::Header {
+                    key: "event_type",
+                    value: Some(envelope.event_type.as_str()),
+                })
+                .insert(rdkafka::message::Header {
+                    key: "schema_version",
+                    value: Some(version.as_str()),
+                });
+            let record = FutureRecord::to(&self.config.analytics_topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(headers);
+            // Enqueued at once (librdkafka's queue); a full queue is an error, not a wait.
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((error, _)) => return Err(unavailable(error)),
+            }
+        }
+        let sends = deliveries.into_iter().map(|delivery| async move {
+            match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => Err(unavailable(error)),
+                Err(_) => Err(BusError::Unavailable("the Kafka producer closed".into())),
+            }
+        });
+        let results = futures::future::join_all(sends).await;
+        results.into_iter().collect()
+    }
+
+    /// Creates the analytics topic when it is missing (`catalog bus setup`).
+    pub async fn setup_analytics(&self) -> Result<String, BusError> {
+        let topic = NewTopic::new(
+            &self.config.analytics_topic,
+            self.config.partitions,
+            TopicReplication::Fixed(self.config.replication),
+        );
+        let results = self
+            .admin()?
+            .create_topics(
+                &[topic],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .map_err(unavailable)?;
+        for result in results {
+            match result {
+                Ok(_) => {
+                    return Ok(format!(
+                        "created Kafka topic {}",
+                        self.config.analytics_topic
+                    ))
+                }
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(BusError::Unavailable(format!(
+                        "cannot create Kafka topic {name}: {code}"
+                    )))
+                }
+            }
+        }
+        Ok(format!(
+            "Kafka topic {} exists",
+            self.config.analytics_topic
         ))
     }
 

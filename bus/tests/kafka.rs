@@ -399,3 +399,62 @@ async fn setup_reports_an_existing_topic_and_verify_names_a_missing_one() {
         .expect_err("missing topic");
     assert!(error.to_string().contains("catalog bus setup"), "{error}");
 }
+
+#[tokio::test]
+async fn mock_cluster_analytics_events_go_to_their_own_topic_keyed_by_event_id() {
+    use events::analytics::{AnalyticsEnvelope, AnalyticsEvent, ProductViewed};
+    use rdkafka::message::Headers;
+
+    let broker = Broker::mock();
+    let topic = format!("catalog.analytics-events.{}", Uuid::new_v4().simple());
+    broker
+        .cluster()
+        .create_topic(&topic, 2, 3)
+        .expect("create the analytics topic");
+    let mut config = broker.config();
+    config.analytics_topic = topic.clone();
+    let bus = KafkaBus::connect(config).expect("bus");
+    let sent: Vec<AnalyticsEnvelope> = (0..5)
+        .map(|_| {
+            AnalyticsEvent::ProductViewed(ProductViewed {
+                product_id: Uuid::now_v7(),
+                category: "audio".into(),
+            })
+            .into_envelope(Utc::now())
+        })
+        .collect();
+    bus.publish_analytics(&sent).await.expect("published");
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .set("group.id", format!("analyst-{}", Uuid::new_v4().simple()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut received = Vec::new();
+    while received.len() < sent.len() {
+        let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("a message within 20 s")
+            .expect("message");
+        let envelope: AnalyticsEnvelope =
+            serde_json::from_slice(message.payload().expect("payload")).expect("envelope");
+        assert_eq!(
+            message.key(),
+            Some(envelope.event_id.to_string().as_bytes())
+        );
+        let headers = message.headers().expect("headers");
+        let event_type = headers
+            .iter()
+            .find(|header| header.key == "event_type")
+            .and_then(|header| header.value)
+            .expect("event_type header");
+        assert_eq!(event_type, b"ProductViewed");
+        received.push(envelope);
+    }
+    received.sort_by_key(|envelope| envelope.event_id);
+    let mut expected = sent.clone();
+    expected.sort_by_key(|envelope| envelope.event_id);
+    assert_eq!(received, expected);
+}

@@ -256,5 +256,12 @@ async fn bus_setup(engines: &EngineConfig, projectors: Vec<String>) -> anyhow::R
     for line in report {
         println!("{line}");
     }
+    if let bus::ConfiguredBus::Kafka(kafka) = &bus {
+        let line = kafka
+            .setup_analytics()
+            .await
+            .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?;
+        println!("{line}");
+    }
     Ok(())
 }

@@ -34,7 +34,7 @@ use projectors::analytics::{AnalyticsView, MemoryAnalytics};
 use projectors::read_model::postgres::{PostgresReadModel, PostgresReadModelProjection};
 use projectors::read_model::{CatalogReadModel, MemoryReadModel};
 use projectors::runner::Projector;
-use query_api::analytics::{Capture, ViewSink};
+use query_api::analytics::{AnalyticsSink, Capture, ViewSink};
 use query_api::events_api::{EventFeed, FeedConfig};
 use query_api::QueryState;
 use search::opensearch_index::OpenSearchIndex;
@@ -877,10 +877,16 @@ impl Application {
                 }
                 if let Some(view) = analytics_view.clone() {
                     let capture = config.analysts.capture.then(|| {
-                        Capture::start(
-                            Arc::new(ViewSink(view.clone())),
-                            config.analysts.capture_queue,
-                        )
+                        let local: Arc<dyn AnalyticsSink> = Arc::new(ViewSink(view.clone()));
+                        let sink: Arc<dyn AnalyticsSink> = match &engines.configured_bus {
+                            // With Kafka, the events also go on `catalog.analytics-events`.
+                            Some(ConfiguredBus::Kafka(kafka)) => Arc::new(AnalyticsTee {
+                                local,
+                                kafka: kafka.clone(),
+                            }),
+                            _ => local,
+                        };
+                        Capture::start(sink, config.analysts.capture_queue)
                     });
                     state = state.with_analytics(view, capture);
                 }
@@ -1039,24 +1045,49 @@ async fn purge_idempotency_keys(store: Arc<dyn IdempotencyStore>) {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    // SIGTERM's handler is installed here, when called, not when first polled: a SIGTERM that
+    // arrives right after `listening on` is logged must stop the server gracefully, not kill
+    // it with the default action.
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let interrupt = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async move {
+            match terminate {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
+}
+
+/// Shopper analytics into this process's view and onto the Kafka analytics topic.
+struct AnalyticsTee {
+    local: Arc<dyn AnalyticsSink>,
+    kafka: Arc<bus::kafka::KafkaBus>,
+}
+
+#[async_trait::async_trait]
+impl AnalyticsSink for AnalyticsTee {
+    async fn publish(&self, batch: &[events::analytics::AnalyticsEnvelope]) -> Result<(), String> {
+        let (local, kafka) = tokio::join!(
+            self.local.publish(batch),
+            self.kafka.publish_analytics(batch)
+        );
+        local?;
+        kafka.map_err(|error| format!("catalog.analytics-events: {error}"))
+    }
 }
