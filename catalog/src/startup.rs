@@ -1082,10 +1082,14 @@ struct AnalyticsTee {
 
 #[async_trait::async_trait]
 impl AnalyticsSink for AnalyticsTee {
-    async fn publish(&self, batch: &[events::analytics::AnalyticsEnvelope]) -> Result<(), String> {
+    async fn publish(&self, batch: &[events::analytics::Observation]) -> Result<(), String> {
+        let envelopes: Vec<_> = batch
+            .iter()
+            .map(events::analytics::Observation::to_envelope)
+            .collect();
         let (local, kafka) = tokio::join!(
             self.local.publish(batch),
-            self.kafka.publish_analytics(batch)
+            self.kafka.publish_analytics(&envelopes)
         );
         local?;
         kafka.map_err(|error| format!("catalog.analytics-events: {error}"))

@@ -123,6 +123,36 @@ impl AnalyticsEvent {
     }
 }
 
+/// An analytics event as captured: the typed event and when it happened. The envelope (and
+/// its id) is made only when the event leaves the process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub event: AnalyticsEvent,
+    pub at: DateTime<Utc>,
+}
+
+impl Observation {
+    pub fn now(event: AnalyticsEvent) -> Self {
+        Observation {
+            event,
+            at: Utc::now(),
+        }
+    }
+
+    /// The wire form (a new event id).
+    pub fn to_envelope(&self) -> AnalyticsEnvelope {
+        self.event.clone().into_envelope(self.at)
+    }
+
+    /// Reads an envelope from the wire.
+    pub fn from_envelope(envelope: &AnalyticsEnvelope) -> Result<Self, DecodeError> {
+        Ok(Observation {
+            event: AnalyticsEvent::decode(envelope)?,
+            at: envelope.occurred_at,
+        })
+    }
+}
+
 /// The normalised form of a search text: lower-cased, whitespace collapsed, trimmed.
 pub fn normalise_query(text: &str) -> String {
     text.split_whitespace()

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use events::analytics::{AnalyticsEnvelope, AnalyticsEvent};
+use events::analytics::{AnalyticsEvent, Observation};
 use events::{CatalogEvent, Envelope};
 use parking_lot::RwLock;
 use serde::Serialize;
@@ -123,7 +123,7 @@ pub struct AnalyticsError(pub String);
 #[async_trait]
 pub trait AnalyticsView: Send + Sync + 'static {
     /// Counts a batch of shopper analytics events.
-    async fn record(&self, batch: &[AnalyticsEnvelope]) -> Result<(), AnalyticsError>;
+    async fn record(&self, batch: &[Observation]) -> Result<(), AnalyticsError>;
     async fn trending(
         &self,
         window: Window,
@@ -206,29 +206,26 @@ impl MemoryAnalytics {
 
 #[async_trait]
 impl AnalyticsView for MemoryAnalytics {
-    async fn record(&self, batch: &[AnalyticsEnvelope]) -> Result<(), AnalyticsError> {
+    async fn record(&self, batch: &[Observation]) -> Result<(), AnalyticsError> {
         let mut state = self.state.write();
-        for envelope in batch {
-            match AnalyticsEvent::decode(envelope) {
-                Ok(AnalyticsEvent::ProductViewed(viewed)) => {
+        for observation in batch {
+            match &observation.event {
+                AnalyticsEvent::ProductViewed(viewed) => {
                     state
                         .categories
                         .entry(viewed.product_id)
-                        .or_insert(viewed.category);
-                    state.count(envelope.occurred_at, |bucket| {
+                        .or_insert_with(|| viewed.category.clone());
+                    state.count(observation.at, |bucket| {
                         *bucket.views.entry(viewed.product_id).or_default() += 1;
                     });
                 }
-                Ok(AnalyticsEvent::SearchPerformed(search)) => {
-                    state.count(envelope.occurred_at, |bucket| {
+                AnalyticsEvent::SearchPerformed(search) => {
+                    state.count(observation.at, |bucket| {
                         *bucket.searches.entry(search.query.clone()).or_default() += 1;
                         if search.result_count == 0 {
                             *bucket.zero_results.entry(search.query.clone()).or_default() += 1;
                         }
                     });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "skipping an analytics event this version cannot read")
                 }
             }
         }
@@ -392,21 +389,25 @@ mod tests {
             .expect("time")
     }
 
-    fn viewed(product: Uuid, at: DateTime<Utc>) -> AnalyticsEnvelope {
-        AnalyticsEvent::ProductViewed(ProductViewed {
-            product_id: product,
-            category: "audio".into(),
-        })
-        .into_envelope(at)
+    fn viewed(product: Uuid, at: DateTime<Utc>) -> Observation {
+        Observation {
+            event: AnalyticsEvent::ProductViewed(ProductViewed {
+                product_id: product,
+                category: "audio".into(),
+            }),
+            at,
+        }
     }
 
-    fn searched(query: &str, results: u64, at: DateTime<Utc>) -> AnalyticsEnvelope {
-        AnalyticsEvent::SearchPerformed(SearchPerformed {
-            query: query.into(),
-            filters: Default::default(),
-            result_count: results,
-        })
-        .into_envelope(at)
+    fn searched(query: &str, results: u64, at: DateTime<Utc>) -> Observation {
+        Observation {
+            event: AnalyticsEvent::SearchPerformed(SearchPerformed {
+                query: query.into(),
+                filters: Default::default(),
+                result_count: results,
+            }),
+            at,
+        }
     }
 
     fn views_of(trending: &Trending) -> Vec<(Uuid, u64)> {

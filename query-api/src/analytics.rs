@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use chrono::Utc;
-use events::analytics::{AnalyticsEnvelope, AnalyticsEvent};
+use events::analytics::{AnalyticsEvent, Observation};
 use projectors::analytics::{AnalyticsView, Searches, Trending, Window};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -28,7 +28,7 @@ use crate::routes::{bad, given, parse_limit, parse_slug, QueryProblem, QueryResu
 /// Where captured analytics events go.
 #[async_trait]
 pub trait AnalyticsSink: Send + Sync + 'static {
-    async fn publish(&self, batch: &[AnalyticsEnvelope]) -> Result<(), String>;
+    async fn publish(&self, batch: &[Observation]) -> Result<(), String>;
 }
 
 /// The embedded sink: straight into the analytics view.
@@ -36,7 +36,7 @@ pub struct ViewSink(pub Arc<dyn AnalyticsView>);
 
 #[async_trait]
 impl AnalyticsSink for ViewSink {
-    async fn publish(&self, batch: &[AnalyticsEnvelope]) -> Result<(), String> {
+    async fn publish(&self, batch: &[Observation]) -> Result<(), String> {
         self.0
             .record(batch)
             .await
@@ -50,14 +50,14 @@ const BATCH: usize = 512;
 /// The request path's handle on the capture queue.
 #[derive(Clone)]
 pub struct Capture {
-    sender: mpsc::Sender<AnalyticsEnvelope>,
+    sender: mpsc::Sender<Observation>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Capture {
     /// A capture queue of `capacity` events drained into `sink` by a task spawned here.
     pub fn start(sink: Arc<dyn AnalyticsSink>, capacity: usize) -> Capture {
-        let (sender, mut receiver) = mpsc::channel::<AnalyticsEnvelope>(capacity.max(1));
+        let (sender, mut receiver) = mpsc::channel::<Observation>(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let lost = dropped.clone();
         tokio::spawn(async move {
@@ -81,11 +81,7 @@ impl Capture {
 
     /// Queues `event` without waiting; drops it (counted) when the queue is full.
     pub fn record(&self, event: AnalyticsEvent) {
-        if self
-            .sender
-            .try_send(event.into_envelope(Utc::now()))
-            .is_err()
-        {
+        if self.sender.try_send(Observation::now(event)).is_err() {
             metrics::counter!("catalog_analytics_events_dropped_total").increment(1);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -204,7 +200,7 @@ mod tests {
 
     #[async_trait]
     impl AnalyticsSink for Stalled {
-        async fn publish(&self, batch: &[AnalyticsEnvelope]) -> Result<(), String> {
+        async fn publish(&self, batch: &[Observation]) -> Result<(), String> {
             self.release.notified().await;
             self.received
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
