@@ -325,11 +325,13 @@ impl TcpProxy {
         }
     }
 
-    /// Drops every connection and refuses new ones.
-    pub fn cut(&self) {
+    /// Drops every connection and refuses new ones. The open connections notice within
+    /// 20 ms; this returns once they have (before, a query could still slip through).
+    pub async fn cut(&self) {
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(60)).await;
     }
 
     pub fn restore(&self) {

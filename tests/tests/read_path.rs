@@ -100,7 +100,7 @@ async fn reads_go_through_the_replica_and_a_write_reaches_a_query_it_answers() {
     assert_eq!(product["name"], "Product 1");
 
     // Without the replica (the primary is still up) reads fail: they never go to the primary.
-    proxy.cut();
+    proxy.cut().await;
     let started = Instant::now();
     let response = app
         .get("/api/products?sort=name&limit=5")
@@ -139,7 +139,7 @@ async fn with_the_primary_as_fallback_a_replica_outage_does_not_show() {
     .await;
     let (ids, position) = seed(&app, 3).await;
     wait_until_read(&app, &position).await;
-    proxy.cut();
+    proxy.cut().await;
     for (index, id) in ids.iter().enumerate() {
         let response = app
             .get(&format!("/api/products/{id}"))
