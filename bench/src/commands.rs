@@ -8,7 +8,7 @@ use anyhow::Context;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::report::{histogram, percentiles, require_loopback};
+use crate::report::{admin_session, histogram, percentiles, require_loopback};
 
 #[derive(Debug, clap::Args)]
 /// Commands per second through a running command API.
@@ -37,26 +37,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(256)
         .build()?;
-    let login: Value = client
-        .post(format!("{}/api/auth/login", args.url))
-        .json(&json!({"email": args.email, "password": args.password}))
-        .send()
-        .await
-        .context("login")?
-        .error_for_status()
-        .context("login")?
-        .json()
-        .await?;
-    let token = login["access_token"]
-        .as_str()
-        .context("no access_token")?
-        .to_owned();
-    let _ = client
-        .post(format!("{}/api/categories", args.url))
-        .bearer_auth(&token)
-        .json(&json!({"slug": "bench", "name": "Bench"}))
-        .send()
-        .await?;
+    let token = admin_session(&client, &args.url, &args.email, &args.password).await?;
     let run_tag = uuid::Uuid::new_v4().simple().to_string();
     let mut ids = Vec::with_capacity(args.products);
     for chunk in (0..args.products).collect::<Vec<_>>().chunks(1000) {

@@ -1,4 +1,5 @@
-//! Latency histograms (HdrHistogram, microseconds) and loopback checks.
+//! Latency histograms (HdrHistogram, microseconds), loopback checks, and the admin session
+//! the write tools share.
 
 use hdrhistogram::Histogram;
 
@@ -40,4 +41,37 @@ pub fn require_loopback(url: &str) -> anyhow::Result<()> {
         "{url} is not a loopback address; this tool only loads loopback"
     );
     Ok(())
+}
+
+/// Logs the admin in at `url` and makes sure the `bench` category exists; returns the access
+/// token.
+pub async fn admin_session(
+    client: &reqwest::Client,
+    url: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let login: serde_json::Value = client
+        .post(format!("{url}/api/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .context("login")?
+        .error_for_status()
+        .context("login")?
+        .json()
+        .await?;
+    let token = login["access_token"]
+        .as_str()
+        .context("no access_token")?
+        .to_owned();
+    // 201, or 409 when an earlier run created it.
+    let _ = client
+        .post(format!("{url}/api/categories"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"slug": "bench", "name": "Bench"}))
+        .send()
+        .await?;
+    Ok(token)
 }

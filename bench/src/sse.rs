@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::report::{histogram, percentiles, require_loopback};
+use crate::report::{admin_session, histogram, percentiles, require_loopback};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -56,25 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let login: Value = client
-        .post(format!("{}/api/auth/login", args.url))
-        .json(&json!({"email": args.email, "password": args.password}))
-        .send()
-        .await?
-        .error_for_status()
-        .context("login")?
-        .json()
-        .await?;
-    let token = login["access_token"]
-        .as_str()
-        .context("no access_token")?
-        .to_owned();
-    let _ = client
-        .post(format!("{}/api/categories", args.url))
-        .bearer_auth(&token)
-        .json(&json!({"slug": "bench", "name": "Bench"}))
-        .send()
-        .await?;
+    let token = admin_session(&client, &args.url, &args.email, &args.password).await?;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let items: Vec<Value> = (0..100)
         .map(|index| json!({"sku": format!("SSE-{}-{index}", &tag[..8]), "name": format!("Stream product {index}"),

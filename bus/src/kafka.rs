@@ -200,29 +200,7 @@ impl KafkaBus {
                 self.config.topic
             ));
         }
-        let topic = NewTopic::new(
-            &self.config.topic,
-            self.config.partitions,
-            TopicReplication::Fixed(self.config.replication),
-        );
-        let results = self
-            .admin()?
-            .create_topics(
-                &[topic],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-            )
-            .await
-            .map_err(unavailable)?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(BusError::Unavailable(format!(
-                        "cannot create Kafka topic {name}: {code}"
-                    )))
-                }
-            }
-        }
+        self.create_topic(&self.config.topic).await?;
         Ok(format!(
             "created Kafka topic {} with {} partitions, replication {}",
             self.config.topic, self.config.partitions, self.config.replication
@@ -273,8 +251,18 @@ impl KafkaBus {
 
     /// Creates the analytics topic when it is missing (`catalog bus setup`).
     pub async fn setup_analytics(&self) -> Result<String, BusError> {
+        let created = self.create_topic(&self.config.analytics_topic).await?;
+        Ok(if created {
+            format!("created Kafka topic {}", self.config.analytics_topic)
+        } else {
+            format!("Kafka topic {} exists", self.config.analytics_topic)
+        })
+    }
+
+    /// Creates `name` with the configured partitions and replication; `false` when it existed.
+    async fn create_topic(&self, name: &str) -> Result<bool, BusError> {
         let topic = NewTopic::new(
-            &self.config.analytics_topic,
+            name,
             self.config.partitions,
             TopicReplication::Fixed(self.config.replication),
         );
@@ -286,14 +274,10 @@ impl KafkaBus {
             )
             .await
             .map_err(unavailable)?;
+        let mut created = false;
         for result in results {
             match result {
-                Ok(_) => {
-                    return Ok(format!(
-                        "created Kafka topic {}",
-                        self.config.analytics_topic
-                    ))
-                }
+                Ok(_) => created = true,
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
                     return Err(BusError::Unavailable(format!(
@@ -302,10 +286,7 @@ impl KafkaBus {
                 }
             }
         }
-        Ok(format!(
-            "Kafka topic {} exists",
-            self.config.analytics_topic
-        ))
+        Ok(created)
     }
 
     /// Fails with [`BusError::Missing`] when the topic does not exist.

@@ -802,6 +802,11 @@ impl Application {
                             )),
                         )
                     });
+                    // The views this process keeps itself follow the event store.
+                    let store_bus: Arc<dyn EventBus> = Arc::new(InProcessBus::with_poll_interval(
+                        engines.store.clone(),
+                        Duration::from_millis(100),
+                    ));
                     search_index = Some(match &config.engines.search_url {
                         Some(url) => {
                             let index = OpenSearchIndex::connect(url)
@@ -824,12 +829,7 @@ impl Application {
                                 engines.store.clone(),
                             );
                             catch_up(&projector).await?;
-                            let store_bus: Arc<dyn EventBus> =
-                                Arc::new(InProcessBus::with_poll_interval(
-                                    engines.store.clone(),
-                                    Duration::from_millis(100),
-                                ));
-                            background.push(tokio::spawn(projector.clone().run(store_bus)));
+                            background.push(tokio::spawn(projector.clone().run(store_bus.clone())));
                             index
                         }
                     });
@@ -837,10 +837,6 @@ impl Application {
                     let analytics = Arc::new(MemoryAnalytics::new());
                     let projector = Projector::new(analytics.clone(), engines.store.clone());
                     catch_up(&projector).await?;
-                    let store_bus: Arc<dyn EventBus> = Arc::new(InProcessBus::with_poll_interval(
-                        engines.store.clone(),
-                        Duration::from_millis(500),
-                    ));
                     background.push(tokio::spawn(projector.clone().run(store_bus)));
                     analytics_view = Some(analytics);
                     read_model = Some(query_api::layers::LayeredReadModel::new(

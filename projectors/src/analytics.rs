@@ -167,10 +167,22 @@ impl State {
         prune(&mut self.hours, 167);
     }
 
-    fn window(&self, window: Window, now: DateTime<Utc>) -> impl Iterator<Item = &Bucket> {
+    /// One of the buckets' counts, summed over the buckets `window` covers at `now`.
+    fn sum<K: Clone + Eq + std::hash::Hash>(
+        &self,
+        window: Window,
+        now: DateTime<Utc>,
+        counts: impl Fn(&Bucket) -> &HashMap<K, u64>,
+    ) -> HashMap<K, u64> {
         let (minutes, first, last) = window.buckets(now);
         let map = if minutes { &self.minutes } else { &self.hours };
-        map.range(first..=last).map(|(_, bucket)| bucket)
+        let mut sum: HashMap<K, u64> = HashMap::new();
+        for (_, bucket) in map.range(first..=last) {
+            for (key, count) in counts(bucket) {
+                *sum.entry(key.clone()).or_default() += count;
+            }
+        }
+        sum
     }
 }
 
@@ -184,11 +196,15 @@ fn prune(buckets: &mut BTreeMap<i64, Bucket>, keep: i64) {
     }
 }
 
-fn top<K: Clone + Ord + std::hash::Hash>(counts: HashMap<K, u64>, limit: usize) -> Vec<(K, u64)> {
-    let mut items: Vec<(K, u64)> = counts.into_iter().collect();
-    items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    items.truncate(limit);
+/// The `limit` largest counts, ties by key.
+fn top<K: Clone + Ord>(counts: &HashMap<K, u64>, limit: usize) -> Vec<(K, u64)> {
+    let mut items: Vec<(&K, &u64)> = counts.iter().collect();
+    items.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
     items
+        .into_iter()
+        .take(limit)
+        .map(|(key, count)| (key.clone(), *count))
+        .collect()
 }
 
 /// The analytics view in memory (the embedded mode): rebuilt from the event store at start
@@ -240,16 +256,8 @@ impl AnalyticsView for MemoryAnalytics {
         now: DateTime<Utc>,
     ) -> Result<Trending, AnalyticsError> {
         let state = self.state.read();
-        let mut views: HashMap<Uuid, u64> = HashMap::new();
-        let mut sales: HashMap<Uuid, u64> = HashMap::new();
-        for bucket in state.window(window, now) {
-            for (id, count) in &bucket.views {
-                *views.entry(*id).or_default() += count;
-            }
-            for (id, count) in &bucket.sales {
-                *sales.entry(*id).or_default() += count;
-            }
-        }
+        let mut views = state.sum(window, now, |bucket| &bucket.views);
+        let mut sales = state.sum(window, now, |bucket| &bucket.sales);
         let in_category = |id: &Uuid| match category {
             None => true,
             Some(slug) => state.categories.get(id).map(String::as_str) == Some(slug),
@@ -262,11 +270,11 @@ impl AnalyticsView for MemoryAnalytics {
             views: views.get(&id).copied().unwrap_or(0),
             units_sold: sales.get(&id).copied().unwrap_or(0),
         };
-        let by_views = top(views.clone(), limit)
+        let by_views = top(&views, limit)
             .into_iter()
             .map(|(id, _)| item(id))
             .collect();
-        let by_sales = top(sales.clone(), limit)
+        let by_sales = top(&sales, limit)
             .into_iter()
             .map(|(id, _)| item(id))
             .collect();
@@ -285,16 +293,8 @@ impl AnalyticsView for MemoryAnalytics {
         now: DateTime<Utc>,
     ) -> Result<Searches, AnalyticsError> {
         let state = self.state.read();
-        let mut all: HashMap<String, u64> = HashMap::new();
-        let mut zero: HashMap<String, u64> = HashMap::new();
-        for bucket in state.window(window, now) {
-            for (query, count) in &bucket.searches {
-                *all.entry(query.clone()).or_default() += count;
-            }
-            for (query, count) in &bucket.zero_results {
-                *zero.entry(query.clone()).or_default() += count;
-            }
-        }
+        let all = state.sum(window, now, |bucket| &bucket.searches);
+        let zero = state.sum(window, now, |bucket| &bucket.zero_results);
         let counts = |items: Vec<(String, u64)>| {
             items
                 .into_iter()
@@ -303,8 +303,8 @@ impl AnalyticsView for MemoryAnalytics {
         };
         Ok(Searches {
             window: window.as_str().to_owned(),
-            top: counts(top(all, limit)),
-            zero_results: counts(top(zero, limit)),
+            top: counts(top(&all, limit)),
+            zero_results: counts(top(&zero, limit)),
         })
     }
 }

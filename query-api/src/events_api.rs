@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 use web::extract::Query;
 use web::Problem;
 
-use crate::routes::{given, QueryProblem, QueryResult};
+use crate::routes::{given, parse_limit_up_to, QueryProblem, QueryResult};
 
 /// Events per catch-up read of a stream.
 const PAGE: usize = 500;
@@ -365,17 +365,7 @@ pub async fn list_events(
 ) -> QueryResult {
     require_analyst(state.verifier.as_deref(), &headers)?;
     let after = parse_position("after", given(params.after))?;
-    let limit = match given(params.limit) {
-        None => 100,
-        Some(text) => match text.parse::<usize>() {
-            Ok(limit) if (1..=1000).contains(&limit) => limit,
-            _ => {
-                return Err(QueryProblem(Problem::bad_request(format!(
-                    "limit must be an integer from 1 to 1000; got {text:?}"
-                ))))
-            }
-        },
-    };
+    let limit = parse_limit_up_to(given(params.limit), 100, 1000)?;
     let items = state.feed.page(after, limit).await?;
     let next_after = items.last().map_or(after, |envelope| envelope.position);
     Ok(axum::Json(EventPage { items, next_after }).into_response())

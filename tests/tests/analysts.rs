@@ -10,6 +10,18 @@ use catalog_tests::{assert_problem, spawn_app, spawn_configured, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// GET `path` with `token`; the JSON body.
+async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
+    app.get(path)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn analyst(app: &TestApp) -> String {
     app.user_token("analyst@example.com", "analyst").await
 }
@@ -107,15 +119,7 @@ async fn events_come_in_log_order_a_page_at_a_time_and_bad_parameters_are_400() 
     assert_eq!(positions, (3..=last).collect::<Vec<_>>());
     assert_eq!(rest["next_after"], last);
     // Past the end: an empty page that keeps `after`.
-    let empty: Value = app
-        .get(&format!("/api/events?after={last}"))
-        .bearer_auth(&analyst)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let empty: Value = get_json(&app, &format!("/api/events?after={last}"), &analyst).await;
     assert_eq!(empty, json!({"items": [], "next_after": last}));
     for bad in [
         "?limit=0",
@@ -245,15 +249,7 @@ async fn product_views_and_searches_show_up_in_analytics() {
     // Capture is asynchronous: poll until the view has counted everything.
     let mut trending = Value::Null;
     for _ in 0..50 {
-        trending = app
-            .get("/api/analytics/trending?window=1h")
-            .bearer_auth(&analyst)
-            .send()
-            .await
-            .expect("trending")
-            .json()
-            .await
-            .expect("json");
+        trending = get_json(&app, "/api/analytics/trending?window=1h", &analyst).await;
         if trending["by_views"][0]["views"] == 3 && trending["by_views"][1]["views"] == 1 {
             break;
         }
@@ -265,15 +261,12 @@ async fn product_views_and_searches_show_up_in_analytics() {
     assert_eq!(trending["by_views"][1]["product_id"], cold_id);
     assert_eq!(trending["by_sales"][0]["product_id"], cold_id);
     assert_eq!(trending["by_sales"][0]["units_sold"], 5);
-    let kitchen: Value = app
-        .get("/api/analytics/trending?window=7d&category=kitchen")
-        .bearer_auth(&analyst)
-        .send()
-        .await
-        .expect("trending")
-        .json()
-        .await
-        .expect("json");
+    let kitchen: Value = get_json(
+        &app,
+        "/api/analytics/trending?window=7d&category=kitchen",
+        &analyst,
+    )
+    .await;
     let ids: Vec<&str> = kitchen["by_views"]
         .as_array()
         .expect("by_views")
@@ -281,15 +274,7 @@ async fn product_views_and_searches_show_up_in_analytics() {
         .filter_map(|item| item["product_id"].as_str())
         .collect();
     assert_eq!(ids, vec![cold_id.as_str()]);
-    let searches: Value = app
-        .get("/api/analytics/searches?window=24h")
-        .bearer_auth(&analyst)
-        .send()
-        .await
-        .expect("searches")
-        .json()
-        .await
-        .expect("json");
+    let searches: Value = get_json(&app, "/api/analytics/searches?window=24h", &analyst).await;
     assert_eq!(searches["top"][0], json!({"query": "kettle", "count": 2}));
     assert_eq!(
         searches["zero_results"],
@@ -383,15 +368,12 @@ async fn stored_version_1_price_changes_read_as_version_2_and_keep_their_wire_ve
         .await
         .expect("json");
     assert_eq!(changed["version"], 3);
-    let events: Value = app
-        .get(&format!("/api/events?after={}", created["position"]))
-        .bearer_auth(&analyst)
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("json");
+    let events: Value = get_json(
+        &app,
+        &format!("/api/events?after={}", created["position"]),
+        &analyst,
+    )
+    .await;
     let items = events["items"].as_array().expect("items");
     let prices: Vec<(Value, Value)> = items
         .iter()

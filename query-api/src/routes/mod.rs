@@ -231,12 +231,21 @@ pub(crate) fn parse_price(field: &str, value: Option<String>) -> Result<Option<i
 }
 
 pub(crate) fn parse_limit(value: Option<String>, default: usize) -> Result<usize, QueryProblem> {
+    parse_limit_up_to(value, default, 100)
+}
+
+/// `limit` from 1 to `max`, `default` when not given.
+pub(crate) fn parse_limit_up_to(
+    value: Option<String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, QueryProblem> {
     match value {
         None => Ok(default),
         Some(text) => match text.parse::<usize>() {
-            Ok(limit) if (1..=100).contains(&limit) => Ok(limit),
+            Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
             _ => Err(bad(format!(
-                "limit must be an integer from 1 to 100; got {text:?}"
+                "limit must be an integer from 1 to {max}; got {text:?}"
             ))),
         },
     }
