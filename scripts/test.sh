@@ -59,6 +59,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A clean build of every test needs about 6 GB under target/ (see [profile.dev] in Cargo.toml)
+# plus a few GB in a temporary directory the first time tansu is installed. Say so up front rather
+# than let the linker die half-way with a bus error on a full disk.
+mkdir -p target
+avail_kb=$(df -Pk target | awk 'NR == 2 { print $4 }')
+if [ "${avail_kb:-0}" -lt $((9 * 1024 * 1024)) ]; then
+    printf 'test.sh: warning: only %s MB free under target/; a clean run needs about 9 GB\n' \
+        "$((avail_kb / 1024))" >&2
+fi
+# CI builds once from a clean clone: incremental compilation data would only take disk.
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 step "PostgreSQL on 127.0.0.1:5432"
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
     version=$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)
