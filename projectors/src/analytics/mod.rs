@@ -21,6 +21,11 @@ use uuid::Uuid;
 
 use crate::{Applied, Projection, ProjectionError};
 
+pub mod conformance;
+mod redis;
+
+pub use self::redis::RedisAnalytics;
+
 /// A window of the analytics endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Window {
@@ -138,6 +143,12 @@ pub trait AnalyticsView: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Searches, AnalyticsError>;
 }
+
+/// An analytics view that also follows the catalog stream (for sales and categories): what
+/// the projectors role and the embedded mode run.
+pub trait AnalyticsProjection: AnalyticsView + Projection {}
+
+impl<T: AnalyticsView + Projection> AnalyticsProjection for T {}
 
 #[derive(Default)]
 struct Bucket {
@@ -377,188 +388,15 @@ impl Projection for MemoryAnalytics {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, TimeZone};
-    use events::analytics::{ProductViewed, SearchPerformed};
-    use events::{EventMetadata, NewEvent, ProductCreated, ProductStatus, SaleRecorded};
+    use std::sync::Arc;
 
     use super::*;
 
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 27, 12, 30, 0)
-            .single()
-            .expect("time")
-    }
-
-    fn viewed(product: Uuid, at: DateTime<Utc>) -> Observation {
-        Observation {
-            event: AnalyticsEvent::ProductViewed(ProductViewed {
-                product_id: product,
-                category: "audio".into(),
-            }),
-            at,
-        }
-    }
-
-    fn searched(query: &str, results: u64, at: DateTime<Utc>) -> Observation {
-        Observation {
-            event: AnalyticsEvent::SearchPerformed(SearchPerformed {
-                query: query.into(),
-                filters: Default::default(),
-                result_count: results,
-            }),
-            at,
-        }
-    }
-
-    fn views_of(trending: &Trending) -> Vec<(Uuid, u64)> {
-        trending
-            .by_views
-            .iter()
-            .map(|item| (item.product_id, item.views))
-            .collect()
-    }
-
     #[tokio::test]
-    async fn each_window_counts_the_buckets_it_covers_and_no_others() {
-        let view = MemoryAnalytics::new();
-        let (recent, earlier, yesterday, last_week, too_old) = (
-            Uuid::from_u128(1),
-            Uuid::from_u128(2),
-            Uuid::from_u128(3),
-            Uuid::from_u128(4),
-            Uuid::from_u128(5),
-        );
-        let batch = vec![
-            viewed(recent, now() - Duration::minutes(59)),
-            viewed(recent, now()),
-            // 61 minutes ago: out of the hour, in the day.
-            viewed(earlier, now() - Duration::minutes(61)),
-            // 23 h 10 min ago falls in the oldest of the day's 24 hour buckets.
-            viewed(
-                yesterday,
-                now() - Duration::hours(23) - Duration::minutes(10),
-            ),
-            // 6 days ago: in the week only; 8 days ago: in no window.
-            viewed(last_week, now() - Duration::days(6)),
-            viewed(too_old, now() - Duration::days(8)),
-        ];
-        view.record(&batch).await.expect("record");
-        let hour = view
-            .trending(Window::Hour, None, 10, now())
-            .await
-            .expect("1h");
-        assert_eq!(views_of(&hour), vec![(recent, 2)]);
-        let day = view
-            .trending(Window::Day, None, 10, now())
-            .await
-            .expect("24h");
-        assert_eq!(
-            views_of(&day),
-            vec![(recent, 2), (earlier, 1), (yesterday, 1)]
-        );
-        let week = view
-            .trending(Window::Week, None, 10, now())
-            .await
-            .expect("7d");
-        assert_eq!(
-            views_of(&week),
-            vec![(recent, 2), (earlier, 1), (yesterday, 1), (last_week, 1)]
-        );
-        // A minute later the hour has slid past `recent`'s first view.
-        let later = view
-            .trending(Window::Hour, None, 10, now() + Duration::minutes(1))
-            .await
-            .expect("1h later");
-        assert_eq!(views_of(&later), vec![(recent, 1)]);
-    }
-
-    #[tokio::test]
-    async fn sales_come_from_the_catalog_stream_once_per_version_and_filter_by_category() {
-        let view = MemoryAnalytics::new();
-        let product = Uuid::from_u128(9);
-        let created = CatalogEvent::ProductCreated(ProductCreated {
-            sku: "A-1".into(),
-            name: "Speaker".into(),
-            description: String::new(),
-            category: "audio".into(),
-            brand: None,
-            price_cents: 100,
-            currency: "USD".into(),
-            stock: 10,
-            status: ProductStatus::Published,
-            attributes: Default::default(),
-            images: Vec::new(),
-        });
-        let sale = CatalogEvent::SaleRecorded(SaleRecorded { quantity: 3 });
-        let envelopes: Vec<Envelope> = [created, sale]
-            .iter()
-            .enumerate()
-            .map(|(index, event)| {
-                NewEvent::from_event(
-                    product,
-                    index as u64 + 1,
-                    event,
-                    now() - Duration::minutes(5),
-                    EventMetadata::default(),
-                )
-                .into_envelope(index as u64 + 1)
-            })
-            .collect();
-        for envelope in &envelopes {
-            view.apply(envelope, envelope.position)
-                .await
-                .expect("apply");
-        }
-        // A redelivered sale changes nothing.
-        assert_eq!(
-            view.apply(&envelopes[1], 2).await.expect("apply"),
-            Applied::Duplicate
-        );
-        let audio = view
-            .trending(Window::Hour, Some("audio"), 10, now())
-            .await
-            .expect("trending");
-        assert_eq!(audio.by_sales.len(), 1);
-        assert_eq!(audio.by_sales[0].units_sold, 3);
-        let kitchen = view
-            .trending(Window::Hour, Some("kitchen"), 10, now())
-            .await
-            .expect("trending");
-        assert!(kitchen.by_sales.is_empty());
-        assert_eq!(view.checkpoint().await.expect("checkpoint"), 2);
-    }
-
-    #[tokio::test]
-    async fn searches_rank_by_count_and_zero_result_searches_are_listed_apart() {
-        let view = MemoryAnalytics::new();
-        let at = now() - Duration::minutes(1);
-        view.record(&[
-            searched("kettle", 12, at),
-            searched("kettle", 12, at),
-            searched("headphnes", 0, at),
-            searched("lamp", 3, at),
-            searched("headphnes", 0, at),
-            searched("zzz", 0, at),
-        ])
-        .await
-        .expect("record");
-        let searches = view
-            .searches(Window::Hour, 2, now())
-            .await
-            .expect("searches");
-        let pairs = |items: &[SearchCount]| {
-            items
-                .iter()
-                .map(|item| (item.query.clone(), item.count))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            pairs(&searches.top),
-            vec![("headphnes".into(), 2), ("kettle".into(), 2)]
-        );
-        assert_eq!(
-            pairs(&searches.zero_results),
-            vec![("headphnes".into(), 2), ("zzz".into(), 1)]
-        );
+    async fn the_memory_view_passes_the_analytics_suite() {
+        conformance::run(|| async {
+            Arc::new(MemoryAnalytics::new()) as Arc<dyn AnalyticsProjection>
+        })
+        .await;
     }
 }
