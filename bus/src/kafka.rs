@@ -300,9 +300,17 @@ impl KafkaBus {
         }
     }
 
-    /// A consumer in the group of `subscriber`, subscribed to the topic. Options given on the
+    /// A consumer of the shopper analytics topic in the group `catalog.<subscriber>` (the
+    /// analytics projector of the projectors role).
+    pub fn analytics_consumer(&self, subscriber: &str) -> Result<AnalyticsConsumer, BusError> {
+        Ok(AnalyticsConsumer {
+            consumer: self.consumer(subscriber, &self.config.analytics_topic)?,
+        })
+    }
+
+    /// A consumer in the group of `subscriber`, subscribed to `topic`. Options given on the
     /// URL (`rdkafka.<option>=`) override these defaults.
-    fn consumer(&self, subscriber: &str) -> Result<StreamConsumer, BusError> {
+    fn consumer(&self, subscriber: &str, topic: &str) -> Result<StreamConsumer, BusError> {
         let mut config = self.config.client_config();
         config
             .set("group.id", format!("catalog.{subscriber}"))
@@ -319,10 +327,84 @@ impl KafkaBus {
         let consumer: StreamConsumer = config.create().map_err(|error| {
             BusError::Invalid(format!("cannot create a Kafka consumer: {error}"))
         })?;
-        consumer
-            .subscribe(&[&self.config.topic])
-            .map_err(unavailable)?;
+        consumer.subscribe(&[topic]).map_err(unavailable)?;
         Ok(consumer)
+    }
+}
+
+/// Reads the shopper analytics topic in batches. Offsets are stored (and committed by the
+/// consumer's auto-commit) only for batches the caller marks [`AnalyticsConsumer::applied`]:
+/// a crash between the two redelivers the batch (at least once).
+pub struct AnalyticsConsumer {
+    consumer: StreamConsumer,
+}
+
+/// One batch of the analytics topic.
+#[derive(Debug, Default)]
+pub struct AnalyticsBatch {
+    pub envelopes: Vec<events::analytics::AnalyticsEnvelope>,
+    /// Messages in the batch that were not analytics envelopes (skipped, counted in
+    /// `catalog_bus_undecodable_total`).
+    pub undecodable: usize,
+    /// The highest offset read per (topic, partition).
+    offsets: std::collections::BTreeMap<(String, i32), i64>,
+}
+
+impl AnalyticsConsumer {
+    /// Waits for a message, then takes whatever else arrives within `linger`, up to `max`.
+    pub async fn next_batch(
+        &self,
+        max: usize,
+        linger: Duration,
+    ) -> Result<AnalyticsBatch, BusError> {
+        let mut batch = AnalyticsBatch::default();
+        let first = self.consumer.recv().await.map_err(unavailable)?;
+        batch.add(&first);
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.envelopes.len() + batch.undecodable < max.max(1) {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(message)) => batch.add(&message),
+                // What was read so far is handed over; the error shows on the next call.
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Marks `batch` applied: its offsets are stored for the next commit.
+    pub fn applied(&self, batch: &AnalyticsBatch) -> Result<(), BusError> {
+        for ((topic, partition), offset) in &batch.offsets {
+            self.consumer
+                .store_offset(topic, *partition, *offset)
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+impl AnalyticsBatch {
+    fn add(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        let decoded = message.payload().and_then(|payload| {
+            serde_json::from_slice::<events::analytics::AnalyticsEnvelope>(payload).ok()
+        });
+        match decoded {
+            Some(envelope) => self.envelopes.push(envelope),
+            None => {
+                tracing::error!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    "skipping a message that is not an analytics envelope"
+                );
+                metrics::counter!("catalog_bus_undecodable_total", "bus" => "kafka").increment(1);
+                self.undecodable += 1;
+            }
+        }
+        let next = self
+            .offsets
+            .entry((message.topic().to_owned(), message.partition()))
+            .or_default();
+        *next = (*next).max(message.offset());
     }
 }
 
@@ -423,7 +505,7 @@ impl EventBus for KafkaBus {
     }
 
     async fn subscribe(&self, subscriber: &str, _after: u64) -> Result<EventStream, BusError> {
-        let consumer = Arc::new(self.consumer(subscriber)?);
+        let consumer = Arc::new(self.consumer(subscriber, &self.config.topic)?);
         let subscriber = subscriber.to_owned();
         let stream = futures::stream::unfold(consumer, move |consumer| {
             let subscriber = subscriber.clone();

@@ -458,3 +458,71 @@ async fn mock_cluster_analytics_events_go_to_their_own_topic_keyed_by_event_id()
     expected.sort_by_key(|envelope| envelope.event_id);
     assert_eq!(received, expected);
 }
+
+#[tokio::test]
+async fn mock_cluster_the_analytics_consumer_redelivers_a_batch_until_it_is_marked_applied() {
+    use events::analytics::{AnalyticsEnvelope, AnalyticsEvent, SearchPerformed};
+
+    let broker = Broker::mock();
+    let topic = format!("catalog.analytics-events.{}", Uuid::new_v4().simple());
+    broker
+        .cluster()
+        .create_topic(&topic, 2, 3)
+        .expect("create the analytics topic");
+    let mut config = broker.config();
+    config.analytics_topic = topic.clone();
+    let bus = KafkaBus::connect(config).expect("bus");
+    let group = format!("analytics-{}", Uuid::new_v4().simple());
+    let searches = |text: &str| -> Vec<AnalyticsEnvelope> {
+        (0..5)
+            .map(|n| {
+                AnalyticsEvent::SearchPerformed(SearchPerformed {
+                    query: format!("{text} {n}"),
+                    filters: Default::default(),
+                    result_count: n,
+                })
+                .into_envelope(Utc::now())
+            })
+            .collect()
+    };
+    // Reads `count` envelopes in batches; marks them applied when told to.
+    async fn read(
+        bus: &KafkaBus,
+        group: &str,
+        count: usize,
+        apply: bool,
+    ) -> Vec<AnalyticsEnvelope> {
+        let consumer = bus.analytics_consumer(group).expect("consumer");
+        let mut received = Vec::new();
+        while received.len() < count {
+            let batch = tokio::time::timeout(
+                Duration::from_secs(30),
+                consumer.next_batch(100, Duration::from_millis(50)),
+            )
+            .await
+            .expect("a batch within 30 s")
+            .expect("batch");
+            assert_eq!(batch.undecodable, 0);
+            if apply {
+                consumer.applied(&batch).expect("applied");
+            }
+            received.extend(batch.envelopes);
+        }
+        received.sort_by_key(|envelope| envelope.event_id);
+        received
+    }
+    let sorted = |mut envelopes: Vec<AnalyticsEnvelope>| {
+        envelopes.sort_by_key(|envelope| envelope.event_id);
+        envelopes
+    };
+
+    let first = searches("kettle");
+    bus.publish_analytics(&first).await.expect("published");
+    // Read but never marked applied: the next consumer of the group gets them again.
+    assert_eq!(read(&bus, &group, 5, false).await, sorted(first.clone()));
+    assert_eq!(read(&bus, &group, 5, true).await, sorted(first));
+    // Marked applied (and committed when that consumer closed): only new events follow.
+    let second = searches("lamp");
+    bus.publish_analytics(&second).await.expect("published");
+    assert_eq!(read(&bus, &group, 5, true).await, sorted(second));
+}
