@@ -27,10 +27,11 @@ use command_api::postgres::PostgresDatabase;
 use command_api::service::CommandService;
 use command_api::sqlite::SqliteDatabase;
 use command_api::CommandState;
+use events::analytics::Observation;
 use events::bus::{EventBus, InProcessBus};
 use events::store::EventStore;
 use events::EventMetadata;
-use projectors::analytics::{AnalyticsView, MemoryAnalytics};
+use projectors::analytics::{AnalyticsView, MemoryAnalytics, RedisAnalytics};
 use projectors::read_model::postgres::{PostgresReadModel, PostgresReadModelProjection};
 use projectors::read_model::{CatalogReadModel, MemoryReadModel};
 use projectors::runner::Projector;
@@ -52,10 +53,15 @@ use crate::config::Role;
 use crate::demo;
 
 /// The projectors this build can run, by name (the consumer group / queue of each).
-pub const PROJECTORS: [&str; 3] = [READ_MODEL, REDIS_VIEWS, SEARCH];
+pub const PROJECTORS: [&str; 4] = [READ_MODEL, REDIS_VIEWS, SEARCH, ANALYTICS];
 pub const READ_MODEL: &str = "read-model";
 pub const REDIS_VIEWS: &str = "redis";
 pub const SEARCH: &str = "search";
+/// The analytics view in Redis (sales and categories from the catalog stream).
+pub const ANALYTICS: &str = "analytics";
+/// The consumer group (`catalog.analytics-events`) counting `catalog.analytics-events` into
+/// that view: a group of its own, as it reads another topic.
+pub const ANALYTICS_EVENTS: &str = "analytics-events";
 
 /// The engines, as configured (empty values already read as unset).
 #[derive(Debug, Clone, Default)]
@@ -635,6 +641,7 @@ impl Application {
                 let mut names = vec![READ_MODEL];
                 if engines.redis.is_some() {
                     names.push(REDIS_VIEWS);
+                    names.push(ANALYTICS);
                 }
                 if config.engines.search_url.is_some() {
                     names.push(SEARCH);
@@ -698,6 +705,8 @@ impl Application {
         let mut search_index: Option<Arc<dyn search::SearchIndex>> = None;
         let mut temporary_dirs = Vec::new();
         let mut analytics_view: Option<Arc<dyn AnalyticsView>> = None;
+        // Whether that view is the one in Redis (kept by the projectors role).
+        let mut shared_analytics = false;
         let mut feeds = Vec::new();
         // The event store analysts read (`/api/events*`): the replica when there is one.
         let mut feed_store: Option<Arc<dyn EventStore>> = None;
@@ -739,6 +748,23 @@ impl Application {
                             connection.clone(),
                             REDIS_VIEWS,
                         )));
+                        // The shared analytics view: sales from the catalog stream, and with
+                        // Kafka the shoppers' views and searches from their own topic.
+                        let analytics = Arc::new(RedisAnalytics::new(
+                            redis_config.clone(),
+                            connection.clone(),
+                            ANALYTICS,
+                        ));
+                        if let Some(ConfiguredBus::Kafka(kafka)) = &engines.configured_bus {
+                            let consumer = kafka
+                                .analytics_consumer(ANALYTICS_EVENTS)
+                                .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?;
+                            background.push(tokio::spawn(count_analytics_events(
+                                consumer,
+                                analytics.clone(),
+                            )));
+                        }
+                        projections.push(analytics);
                     }
                     if let Some(url) = &config.engines.search_url {
                         let index = OpenSearchIndex::connect(url)
@@ -833,12 +859,26 @@ impl Application {
                             index
                         }
                     });
-                    // Analytics of this process's shoppers, with sales from the store.
-                    let analytics = Arc::new(MemoryAnalytics::new());
-                    let projector = Projector::new(analytics.clone(), engines.store.clone());
-                    catch_up(&projector).await?;
-                    background.push(tokio::spawn(projector.clone().run(store_bus)));
-                    analytics_view = Some(analytics);
+                    analytics_view = Some(match &engines.redis {
+                        // The view the projectors role keeps in Redis, shared by every replica.
+                        Some((redis_config, connection)) => {
+                            shared_analytics = true;
+                            Arc::new(RedisAnalytics::new(
+                                redis_config.clone(),
+                                connection.clone(),
+                                ANALYTICS,
+                            ))
+                        }
+                        // No Redis: this process's shoppers, with sales from the store.
+                        None => {
+                            let analytics = Arc::new(MemoryAnalytics::new());
+                            let projector =
+                                Projector::new(analytics.clone(), engines.store.clone());
+                            catch_up(&projector).await?;
+                            background.push(tokio::spawn(projector.clone().run(store_bus)));
+                            analytics
+                        }
+                    });
                     read_model = Some(query_api::layers::LayeredReadModel::new(
                         query_api::layers::LayerConfig::default(),
                         replica,
@@ -874,14 +914,23 @@ impl Application {
                 if let Some(view) = analytics_view.clone() {
                     let capture = config.analysts.capture.then(|| {
                         let local: Arc<dyn AnalyticsSink> = Arc::new(ViewSink(view.clone()));
-                        let sink: Arc<dyn AnalyticsSink> = match &engines.configured_bus {
-                            // With Kafka, the events also go on `catalog.analytics-events`.
-                            Some(ConfiguredBus::Kafka(kafka)) => Arc::new(AnalyticsTee {
-                                local,
-                                kafka: kafka.clone(),
-                            }),
-                            _ => local,
-                        };
+                        let sink: Arc<dyn AnalyticsSink> =
+                            match (&engines.configured_bus, shared_analytics) {
+                                // With Kafka and Redis, onto `catalog.analytics-events` only:
+                                // the projectors role counts them into the shared view.
+                                (Some(ConfiguredBus::Kafka(kafka)), true) => {
+                                    Arc::new(KafkaAnalyticsSink(kafka.clone()))
+                                }
+                                // With Kafka alone, also onto the topic for analysts.
+                                (Some(ConfiguredBus::Kafka(kafka)), false) => {
+                                    Arc::new(AnalyticsTee {
+                                        local,
+                                        kafka: kafka.clone(),
+                                    })
+                                }
+                                // Without Kafka, straight into the view (shared with Redis).
+                                _ => local,
+                            };
                         Capture::start(sink, config.analysts.capture_queue)
                     });
                     state = state.with_analytics(view, capture);
@@ -1070,6 +1119,20 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     }
 }
 
+/// Shopper analytics onto the Kafka analytics topic.
+struct KafkaAnalyticsSink(Arc<bus::kafka::KafkaBus>);
+
+#[async_trait::async_trait]
+impl AnalyticsSink for KafkaAnalyticsSink {
+    async fn publish(&self, batch: &[Observation]) -> Result<(), String> {
+        let envelopes: Vec<_> = batch.iter().map(Observation::to_envelope).collect();
+        self.0
+            .publish_analytics(&envelopes)
+            .await
+            .map_err(|error| format!("catalog.analytics-events: {error}"))
+    }
+}
+
 /// Shopper analytics into this process's view and onto the Kafka analytics topic.
 struct AnalyticsTee {
     local: Arc<dyn AnalyticsSink>,
@@ -1078,16 +1141,52 @@ struct AnalyticsTee {
 
 #[async_trait::async_trait]
 impl AnalyticsSink for AnalyticsTee {
-    async fn publish(&self, batch: &[events::analytics::Observation]) -> Result<(), String> {
-        let envelopes: Vec<_> = batch
+    async fn publish(&self, batch: &[Observation]) -> Result<(), String> {
+        let kafka = KafkaAnalyticsSink(self.kafka.clone());
+        let (local, kafka) = tokio::join!(self.local.publish(batch), kafka.publish(batch));
+        local.and(kafka)
+    }
+}
+
+/// The projectors role's counter of `catalog.analytics-events`: a batch at a time into the
+/// shared view, marked applied (its offsets committed) only once the view has it, so a
+/// crash redelivers rather than loses. Event types this version does not know are skipped.
+async fn count_analytics_events(
+    consumer: bus::kafka::AnalyticsConsumer,
+    view: Arc<dyn AnalyticsView>,
+) {
+    const MAX_BATCH: usize = 1000;
+    const LINGER: Duration = Duration::from_millis(100);
+    loop {
+        let batch = match consumer.next_batch(MAX_BATCH, LINGER).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read catalog.analytics-events; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let observations: Vec<Observation> = batch
+            .envelopes
             .iter()
-            .map(events::analytics::Observation::to_envelope)
+            .filter_map(|envelope| match Observation::from_envelope(envelope) {
+                Ok(observation) => Some(observation),
+                Err(error) => {
+                    tracing::warn!(%error, event_id = %envelope.event_id, "skipping an analytics event");
+                    None
+                }
+            })
             .collect();
-        let (local, kafka) = tokio::join!(
-            self.local.publish(batch),
-            self.kafka.publish_analytics(&envelopes)
-        );
-        local?;
-        kafka.map_err(|error| format!("catalog.analytics-events: {error}"))
+        let mut delay = Duration::from_millis(100);
+        while let Err(error) = view.record(&observations).await {
+            tracing::warn!(%error, events = observations.len(), "cannot count analytics events; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        metrics::counter!("catalog_analytics_events_counted_total")
+            .increment(observations.len() as u64);
+        if let Err(error) = consumer.applied(&batch) {
+            tracing::warn!(%error, "cannot store analytics offsets (the batch may be counted again)");
+        }
     }
 }

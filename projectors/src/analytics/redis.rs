@@ -444,7 +444,9 @@ impl Projection for RedisAnalytics {
         };
         let mut connection = self.connection.clone();
         let mut buckets = Vec::new();
-        if units > 0 {
+        // A sale older than every window (a rebuild replaying the log) only moves the version.
+        let alive = |bucket: &BucketKey| bucket.expire_at > Utc::now().timestamp();
+        if units > 0 && self.buckets_at(envelope.occurred_at, "s").iter().any(alive) {
             buckets.extend(self.buckets_at(envelope.occurred_at, "s"));
             // The product's category is the projector's to change, and one product's events
             // are applied in order: reading it before the script cannot race.
@@ -457,6 +459,7 @@ impl Projection for RedisAnalytics {
             if let Some(slug) = slug {
                 buckets.extend(self.buckets_at(envelope.occurred_at, &format!("s:c:{slug}")));
             }
+            buckets.retain(alive);
         }
         let mut invocation = self.apply_catalog.prepare_invoke();
         invocation

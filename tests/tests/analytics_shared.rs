@@ -1,0 +1,123 @@
+//! The distributed analytics view: two catalog processes' worth of roles on one PostgreSQL,
+//! Kafka (librdkafka's mock cluster) and Redis. Shoppers served by one query side show up in
+//! the other's `/api/analytics/*`: captured onto `catalog.analytics-events`, counted into the
+//! Redis view by the projectors role, read by every replica.
+
+use std::time::Duration;
+
+use catalog::startup::EngineConfig;
+use catalog_tests::{spawn_distributed, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+use testkit::TestDatabase;
+
+async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
+    let response = app.get(path).bearer_auth(token).send().await.expect("send");
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoppers_of_one_replica_show_up_in_the_analytics_of_another() {
+    let database = TestDatabase::create().await;
+    let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("catalog.product-events", 3, 1)
+        .expect("topic");
+    mock.create_topic("catalog.analytics-events", 2, 1)
+        .expect("analytics topic");
+    let engines = EngineConfig {
+        database_url: Some(database.url.clone()),
+        database_pool_size: 8,
+        bus_url: Some(format!(
+            "kafka://{}?partitions=3&replication=1",
+            mock.bootstrap_servers()
+        )),
+        redis_url: Some(testkit::redis_url()),
+        ..EngineConfig::default()
+    };
+    let one = spawn_distributed(engines.clone()).await;
+    let other = spawn_distributed(engines).await;
+    let analyst = other.user_token("analyst@example.com", "analyst").await;
+
+    one.create_category("kitchen").await;
+    let kettle = one
+        .create_product(json!({"name": "Electric Kettle", "category": "kitchen"}))
+        .await;
+    let id = kettle["id"].as_str().expect("id").to_owned();
+    let sale = one
+        .admin(Method::POST, &format!("/api/products/{id}/sales"))
+        .json(&json!({"quantity": 4}))
+        .send()
+        .await
+        .expect("sale");
+    assert_eq!(sale.status(), 200);
+    let position = kettle["position"].as_u64().expect("position");
+    // The projectors first join their consumer groups: wait until the product is served (a
+    // 503 "not yet" is not a page view).
+    let mut served = 0;
+    for _ in 0..60 {
+        let page = one
+            .read_after(&format!("/api/products/{id}"), &json!(position))
+            .await;
+        if page.status() == 200 {
+            served += 1;
+            if served == 3 {
+                break;
+            }
+        } else {
+            assert_eq!(page.status(), 503);
+        }
+    }
+    assert_eq!(served, 3, "the product was not served within the retries");
+    for query in ["kettle", "chocolate teapot"] {
+        let response = one
+            .get(&format!("/api/search?q={query}"))
+            .header("X-Min-Position", position.to_string())
+            .send()
+            .await
+            .expect("search");
+        assert_eq!(response.status(), 200);
+    }
+
+    // Asynchronous all the way (capture queue, Kafka, the projectors role): poll.
+    let mut trending = Value::Null;
+    for _ in 0..300 {
+        trending = get_json(&other, "/api/analytics/trending?window=1h", &analyst).await;
+        if trending["by_views"][0]["views"] == 3 && trending["by_sales"][0]["units_sold"] == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expected = json!({"product_id": id, "category": "kitchen", "views": 3, "units_sold": 4});
+    assert_eq!(trending["by_views"], json!([expected]), "{trending}");
+    assert_eq!(trending["by_sales"], json!([expected]), "{trending}");
+    // The same view answers on both replicas, filtered by category too (each test process
+    // signs with a key of its own: log in there).
+    let analyst_on_one = one.login("analyst@example.com", "a long password").await;
+    let kitchen = get_json(
+        &one,
+        "/api/analytics/trending?window=24h&category=kitchen",
+        &analyst_on_one,
+    )
+    .await;
+    assert_eq!(kitchen["by_views"], json!([expected]));
+    let mut searches = Value::Null;
+    for _ in 0..100 {
+        searches = get_json(&other, "/api/analytics/searches?window=1h", &analyst).await;
+        if searches["top"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        searches["zero_results"],
+        json!([{"query": "chocolate teapot", "count": 1}]),
+        "{searches}"
+    );
+    assert_eq!(
+        searches["top"],
+        json!([{"query": "chocolate teapot", "count": 1}, {"query": "kettle", "count": 1}])
+    );
+    one.stop().await;
+    other.stop().await;
+}
