@@ -17,7 +17,7 @@
 //!   auto-commit, including on rebalance revocation and close. An offset is never stored for
 //!   an event that was not applied, so a rebalance can replay events but never skip one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::Message;
+
+use crate::analytics::{AnalyticsBatch, BatchAck};
 
 /// The default topic of the catalog's events.
 pub const DEFAULT_TOPIC: &str = "catalog.product-events";
@@ -302,8 +304,8 @@ impl KafkaBus {
 
     /// A consumer of the shopper analytics topic in the group `catalog.<subscriber>` (the
     /// analytics projector of the projectors role).
-    pub fn analytics_consumer(&self, subscriber: &str) -> Result<AnalyticsConsumer, BusError> {
-        Ok(AnalyticsConsumer {
+    pub fn analytics_consumer(&self, subscriber: &str) -> Result<KafkaAnalyticsConsumer, BusError> {
+        Ok(KafkaAnalyticsConsumer {
             consumer: self.consumer(subscriber, &self.config.analytics_topic)?,
         })
     }
@@ -332,79 +334,58 @@ impl KafkaBus {
     }
 }
 
-/// Reads the shopper analytics topic in batches. Offsets are stored (and committed by the
-/// consumer's auto-commit) only for batches the caller marks [`AnalyticsConsumer::applied`]:
-/// a crash between the two redelivers the batch (at least once).
-pub struct AnalyticsConsumer {
+/// Reads the shopper analytics topic; see [`crate::analytics::AnalyticsConsumer`].
+pub struct KafkaAnalyticsConsumer {
     consumer: StreamConsumer,
 }
 
-/// One batch of the analytics topic.
-#[derive(Debug, Default)]
-pub struct AnalyticsBatch {
-    pub envelopes: Vec<events::analytics::AnalyticsEnvelope>,
-    /// Messages in the batch that were not analytics envelopes (skipped, counted in
-    /// `catalog_bus_undecodable_total`).
-    pub undecodable: usize,
-    /// The highest offset read per (topic, partition).
-    offsets: std::collections::BTreeMap<(String, i32), i64>,
-}
-
-impl AnalyticsConsumer {
+impl KafkaAnalyticsConsumer {
     /// Waits for a message, then takes whatever else arrives within `linger`, up to `max`.
-    pub async fn next_batch(
+    pub(crate) async fn next_batch(
         &self,
         max: usize,
         linger: Duration,
     ) -> Result<AnalyticsBatch, BusError> {
         let mut batch = AnalyticsBatch::default();
+        let mut offsets = BTreeMap::new();
+        let mut add = |message: &rdkafka::message::BorrowedMessage<'_>| {
+            batch.add(message.payload(), || {
+                format!(
+                    "{}/{}@{}",
+                    message.topic(),
+                    message.partition(),
+                    message.offset()
+                )
+            });
+            let highest: &mut i64 = offsets
+                .entry((message.topic().to_owned(), message.partition()))
+                .or_default();
+            *highest = (*highest).max(message.offset());
+        };
         let first = self.consumer.recv().await.map_err(unavailable)?;
-        batch.add(&first);
+        add(&first);
         let deadline = tokio::time::Instant::now() + linger;
-        while batch.envelopes.len() + batch.undecodable < max.max(1) {
+        let mut taken = 1;
+        while taken < max.max(1) {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.add(&message),
+                Ok(Ok(message)) => add(&message),
                 // What was read so far is handed over; the error shows on the next call.
                 Ok(Err(_)) | Err(_) => break,
             }
+            taken += 1;
         }
+        batch.ack = BatchAck::Kafka(offsets);
         Ok(batch)
     }
 
-    /// Marks `batch` applied: its offsets are stored for the next commit.
-    pub fn applied(&self, batch: &AnalyticsBatch) -> Result<(), BusError> {
-        for ((topic, partition), offset) in &batch.offsets {
+    /// Stores the offsets of `batch` for the next commit.
+    pub(crate) fn applied(&self, offsets: &BTreeMap<(String, i32), i64>) -> Result<(), BusError> {
+        for ((topic, partition), offset) in offsets {
             self.consumer
                 .store_offset(topic, *partition, *offset)
                 .map_err(unavailable)?;
         }
         Ok(())
-    }
-}
-
-impl AnalyticsBatch {
-    fn add(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
-        let decoded = message.payload().and_then(|payload| {
-            serde_json::from_slice::<events::analytics::AnalyticsEnvelope>(payload).ok()
-        });
-        match decoded {
-            Some(envelope) => self.envelopes.push(envelope),
-            None => {
-                tracing::error!(
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    "skipping a message that is not an analytics envelope"
-                );
-                metrics::counter!("catalog_bus_undecodable_total", "bus" => "kafka").increment(1);
-                self.undecodable += 1;
-            }
-        }
-        let next = self
-            .offsets
-            .entry((message.topic().to_owned(), message.partition()))
-            .or_default();
-        *next = (*next).max(message.offset());
     }
 }
 

@@ -3,11 +3,13 @@
 //! - [`kafka::KafkaBus`], for URLs `kafka://host:9092,…?topic=&partitions=&replication=`.
 //! - [`sqs::SqsBus`], for URLs `sns+sqs://host:port?region=&topic=&queue_prefix=` (an SNS FIFO
 //!   topic fanned out to one SQS FIFO queue per projector).
+//! - [`analytics`]: the shopper analytics stream on either of them.
 //!
 //! The port ([`events::bus::EventBus`]) and the embedded in-process adapter live in `events`;
 //! these adapters are a crate of their own so that the event types (which analysts' tools
 //! depend on) do not pull in librdkafka and the AWS SDK.
 
+pub mod analytics;
 pub mod kafka;
 pub mod sqs;
 

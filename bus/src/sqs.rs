@@ -26,15 +26,18 @@ use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use events::analytics::AnalyticsEnvelope;
 use events::bus::{Acknowledge, BusError, Delivery, EventBus, EventStream};
 use events::Envelope;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 
+use crate::analytics::{AnalyticsBatch, BatchAck};
 use crate::kafka::traceparent;
 
 pub const DEFAULT_TOPIC: &str = "catalog-product-events";
 pub const DEFAULT_QUEUE_PREFIX: &str = "catalog-";
+pub const DEFAULT_ANALYTICS_TOPIC: &str = "catalog-analytics-events";
 /// SNS takes at most 10 entries and 256 KiB per `PublishBatch`.
 const BATCH_ENTRIES: usize = 10;
 const BATCH_BYTES: usize = 200 * 1024;
@@ -59,6 +62,8 @@ pub struct SqsConfig {
     pub visibility_seconds: i32,
     /// Receives after which a message moves to the dead-letter queue (set by `bus setup`).
     pub max_receive_count: u32,
+    /// The shopper analytics topic (standard, not FIFO); see [`crate::analytics`].
+    pub analytics_topic: String,
 }
 
 impl SqsConfig {
@@ -80,11 +85,13 @@ impl SqsConfig {
             wait_seconds: 20,
             visibility_seconds: 30,
             max_receive_count: 10,
+            analytics_topic: DEFAULT_ANALYTICS_TOPIC.to_owned(),
         };
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "region" if !value.is_empty() => config.region = value.into_owned(),
                 "topic" => config.topic = value.trim_end_matches(".fifo").to_owned(),
+                "analytics_topic" => config.analytics_topic = value.into_owned(),
                 "queue_prefix" => config.queue_prefix = value.into_owned(),
                 "tls" => tls = value == "true",
                 "wait_seconds" => {
@@ -126,8 +133,10 @@ impl SqsConfig {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
-        if !valid_name(&config.topic) {
-            return Err(invalid("topic may hold only letters, digits, - and _"));
+        if !valid_name(&config.topic) || !valid_name(&config.analytics_topic) {
+            return Err(invalid(
+                "topic and analytics_topic may hold only letters, digits, - and _",
+            ));
         }
         if !config.queue_prefix.is_empty() && !valid_name(&config.queue_prefix) {
             return Err(invalid(
@@ -148,6 +157,11 @@ impl SqsConfig {
     pub fn dead_letter_queue_name(&self, subscriber: &str) -> String {
         format!("{}{subscriber}-dlq.fifo", self.queue_prefix)
     }
+
+    /// The standard queue of an analytics consumer.
+    pub fn analytics_queue_name(&self, subscriber: &str) -> String {
+        format!("{}{subscriber}", self.queue_prefix)
+    }
 }
 
 /// The SNS/SQS adapter of [`EventBus`]; see the module documentation.
@@ -156,6 +170,7 @@ pub struct SqsBus {
     sns: aws_sdk_sns::Client,
     sqs: aws_sdk_sqs::Client,
     topic_arn: tokio::sync::OnceCell<String>,
+    analytics_topic_arn: tokio::sync::OnceCell<String>,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> BusError {
@@ -198,6 +213,7 @@ impl SqsBus {
             sqs: aws_sdk_sqs::Client::new(&shared),
             config,
             topic_arn: tokio::sync::OnceCell::new(),
+            analytics_topic_arn: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -208,36 +224,45 @@ impl SqsBus {
     /// The topic's ARN, found by name; [`BusError::Missing`] when there is no such topic.
     async fn topic_arn(&self) -> Result<String, BusError> {
         self.topic_arn
-            .get_or_try_init(|| async {
-                let suffix = format!(":{}", self.config.topic_name());
-                let mut token = None;
-                loop {
-                    let page = self
-                        .sns
-                        .list_topics()
-                        .set_next_token(token)
-                        .send()
-                        .await
-                        .map_err(|error| unavailable(describe(&error)))?;
-                    if let Some(arn) = page
-                        .topics()
-                        .iter()
-                        .filter_map(|topic| topic.topic_arn())
-                        .find(|arn| arn.ends_with(&suffix))
-                    {
-                        return Ok(arn.to_owned());
-                    }
-                    token = page.next_token().map(str::to_owned);
-                    if token.is_none() {
-                        return Err(BusError::Missing(format!(
-                            "the SNS topic {} does not exist; create it with `catalog bus setup`",
-                            self.config.topic_name()
-                        )));
-                    }
-                }
-            })
+            .get_or_try_init(|| self.find_topic(self.config.topic_name()))
             .await
             .cloned()
+    }
+
+    /// The analytics topic's ARN, found by name.
+    async fn analytics_topic_arn(&self) -> Result<String, BusError> {
+        self.analytics_topic_arn
+            .get_or_try_init(|| self.find_topic(self.config.analytics_topic.clone()))
+            .await
+            .cloned()
+    }
+
+    async fn find_topic(&self, name: String) -> Result<String, BusError> {
+        let suffix = format!(":{name}");
+        let mut token = None;
+        loop {
+            let page = self
+                .sns
+                .list_topics()
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|error| unavailable(describe(&error)))?;
+            if let Some(arn) = page
+                .topics()
+                .iter()
+                .filter_map(|topic| topic.topic_arn())
+                .find(|arn| arn.ends_with(&suffix))
+            {
+                return Ok(arn.to_owned());
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Err(BusError::Missing(format!(
+                    "the SNS topic {name} does not exist; create it with `catalog bus setup`"
+                )));
+            }
+        }
     }
 
     async fn queue_url(&self, name: &str) -> Result<Option<String>, BusError> {
@@ -276,18 +301,22 @@ impl SqsBus {
             .ok_or_else(|| BusError::Unexpected(format!("queue {url} has no ARN")))
     }
 
-    /// Creates a FIFO queue (or updates its attributes when it exists); returns its URL.
+    /// Creates a FIFO (or standard) queue, or updates its attributes when it exists; returns
+    /// its URL.
     async fn ensure_queue(
         &self,
         name: &str,
         attributes: HashMap<QueueAttributeName, String>,
+        fifo: bool,
     ) -> Result<String, BusError> {
         let mut all = attributes;
-        all.insert(QueueAttributeName::FifoQueue, "true".into());
-        all.insert(
-            QueueAttributeName::ContentBasedDeduplication,
-            "false".into(),
-        );
+        if fifo {
+            all.insert(QueueAttributeName::FifoQueue, "true".into());
+            all.insert(
+                QueueAttributeName::ContentBasedDeduplication,
+                "false".into(),
+            );
+        }
         if let Some(url) = self.queue_url(name).await? {
             all.remove(&QueueAttributeName::FifoQueue);
             self.sqs
@@ -336,6 +365,7 @@ impl SqsBus {
                 .ensure_queue(
                     &self.config.dead_letter_queue_name(subscriber),
                     HashMap::new(),
+                    true,
                 )
                 .await?;
             let dead_letter_arn = self.queue_arn(&dead_letter_url).await?;
@@ -361,9 +391,28 @@ impl SqsBus {
                             .to_string(),
                         ),
                     ]),
+                    true,
                 )
                 .await?;
             let queue_arn = self.queue_arn(&queue_url).await?;
+            self.allow_and_subscribe(&topic_arn, &queue_url, &queue_arn)
+                .await?;
+            report.push(format!(
+                "SQS FIFO queue {queue_name} (dead letters: {}) subscribed with raw delivery",
+                self.config.dead_letter_queue_name(subscriber)
+            ));
+        }
+        Ok(report)
+    }
+
+    /// Lets `topic_arn` send to the queue and subscribes the queue with raw delivery.
+    async fn allow_and_subscribe(
+        &self,
+        topic_arn: &str,
+        queue_url: &str,
+        queue_arn: &str,
+    ) -> Result<(), BusError> {
+        {
             let policy = serde_json::json!({
                 "Version": "2012-10-17",
                 "Statement": [{
@@ -376,27 +425,121 @@ impl SqsBus {
             });
             self.sqs
                 .set_queue_attributes()
-                .queue_url(&queue_url)
+                .queue_url(queue_url)
                 .attributes(QueueAttributeName::Policy, policy.to_string())
                 .send()
                 .await
                 .map_err(|error| unavailable(describe(&error)))?;
             self.sns
                 .subscribe()
-                .topic_arn(&topic_arn)
+                .topic_arn(topic_arn)
                 .protocol("sqs")
-                .endpoint(&queue_arn)
+                .endpoint(queue_arn)
                 .attributes("RawMessageDelivery", "true")
                 .return_subscription_arn(true)
                 .send()
                 .await
                 .map_err(|error| unavailable(describe(&error)))?;
-            report.push(format!(
-                "SQS FIFO queue {queue_name} (dead letters: {}) subscribed with raw delivery",
-                self.config.dead_letter_queue_name(subscriber)
-            ));
         }
-        Ok(report)
+        Ok(())
+    }
+
+    /// Creates the analytics topic and the standard queue of `subscriber`, subscribed with raw
+    /// delivery (`catalog bus setup`). Safe to run again.
+    pub async fn setup_analytics(&self, subscriber: &str) -> Result<Vec<String>, BusError> {
+        let topic = self
+            .sns
+            .create_topic()
+            .name(&self.config.analytics_topic)
+            .send()
+            .await
+            .map_err(|error| unavailable(describe(&error)))?;
+        let topic_arn = topic
+            .topic_arn()
+            .map(str::to_owned)
+            .ok_or_else(|| BusError::Unexpected("created topic has no ARN".into()))?;
+        let queue_name = self.config.analytics_queue_name(subscriber);
+        let queue_url = self
+            .ensure_queue(
+                &queue_name,
+                HashMap::from([
+                    (
+                        QueueAttributeName::VisibilityTimeout,
+                        self.config.visibility_seconds.to_string(),
+                    ),
+                    (
+                        QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+                        "20".into(),
+                    ),
+                ]),
+                false,
+            )
+            .await?;
+        let queue_arn = self.queue_arn(&queue_url).await?;
+        self.allow_and_subscribe(&topic_arn, &queue_url, &queue_arn)
+            .await?;
+        Ok(vec![
+            format!("SNS topic {topic_arn}"),
+            format!("SQS queue {queue_name} subscribed with raw delivery"),
+        ])
+    }
+
+    /// Publishes shopper analytics envelopes to the analytics topic, 10 to a `PublishBatch`,
+    /// with `event_type` and `schema_version` attributes.
+    pub async fn publish_analytics(&self, batch: &[AnalyticsEnvelope]) -> Result<(), BusError> {
+        let topic_arn = self.analytics_topic_arn().await?;
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        for (index, envelope) in batch.iter().enumerate() {
+            let body = serde_json::to_string(envelope)
+                .map_err(|error| BusError::Unexpected(error.to_string()))?;
+            if !entries.is_empty()
+                && (entries.len() == BATCH_ENTRIES || bytes + body.len() > BATCH_BYTES)
+            {
+                self.publish_batch(&topic_arn, std::mem::take(&mut entries))
+                    .await?;
+                bytes = 0;
+            }
+            bytes += body.len();
+            let attributes = [
+                ("event_type", envelope.event_type.clone()),
+                ("schema_version", envelope.schema_version.to_string()),
+            ]
+            .into_iter()
+            .map(|(name, value)| string_attribute(value).map(|value| (name.to_owned(), value)))
+            .collect::<Result<HashMap<_, _>, _>>()?;
+            entries.push(
+                PublishBatchRequestEntry::builder()
+                    .id(format!("a{index}"))
+                    .message(body)
+                    .set_message_attributes(Some(attributes))
+                    .build()
+                    .map_err(|error| BusError::Unexpected(error.to_string()))?,
+            );
+        }
+        if !entries.is_empty() {
+            self.publish_batch(&topic_arn, entries).await?;
+        }
+        Ok(())
+    }
+
+    /// A consumer of the analytics queue of `subscriber`; [`BusError::Missing`] when the queue
+    /// does not exist.
+    pub async fn analytics_consumer(
+        &self,
+        subscriber: &str,
+    ) -> Result<SqsAnalyticsConsumer, BusError> {
+        let name = self.config.analytics_queue_name(subscriber);
+        let queue_url = self.queue_url(&name).await?.ok_or_else(|| {
+            BusError::Missing(format!(
+                "the SQS queue {name} does not exist; create it with `catalog bus setup`"
+            ))
+        })?;
+        Ok(SqsAnalyticsConsumer {
+            sqs: self.sqs.clone(),
+            queue_url,
+            wait_seconds: self.config.wait_seconds,
+        })
     }
 
     /// Fails with [`BusError::Missing`] when the topic or a subscriber's queue is missing.
@@ -425,14 +568,7 @@ impl SqsBus {
         ];
         pairs
             .into_iter()
-            .map(|(name, value)| {
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(value)
-                    .build()
-                    .map(|attribute| (name.to_owned(), attribute))
-                    .map_err(|error| BusError::Unexpected(error.to_string()))
-            })
+            .map(|(name, value)| string_attribute(value).map(|value| (name.to_owned(), value)))
             .collect()
     }
 
@@ -528,6 +664,112 @@ impl EventBus for SqsBus {
 
     async fn ping(&self) -> Result<(), BusError> {
         self.topic_arn().await.map(|_| ())
+    }
+}
+
+fn string_attribute(value: String) -> Result<MessageAttributeValue, BusError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|error| BusError::Unexpected(error.to_string()))
+}
+
+/// Reads an analytics queue; see [`crate::analytics::AnalyticsConsumer`].
+pub struct SqsAnalyticsConsumer {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    wait_seconds: i32,
+}
+
+impl SqsAnalyticsConsumer {
+    /// Long-polls until a message comes, then receives (without waiting) what else is there
+    /// within `linger`, up to `max`.
+    pub(crate) async fn next_batch(
+        &self,
+        max: usize,
+        linger: Duration,
+    ) -> Result<AnalyticsBatch, BusError> {
+        let mut batch = AnalyticsBatch::default();
+        let mut receipts = Vec::new();
+        let mut deadline = None;
+        while receipts.len() < max.max(1) {
+            let wait = if deadline.is_none() {
+                self.wait_seconds
+            } else {
+                0
+            };
+            let wanted = (max.max(1) - receipts.len()).min(10) as i32;
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(wanted)
+                .wait_time_seconds(wait)
+                .send()
+                .await;
+            let messages = match output {
+                Ok(output) => output.messages.unwrap_or_default(),
+                Err(error) if receipts.is_empty() => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return Err(unavailable(describe(&error)));
+                }
+                // What was read so far is handed over; the error shows on the next call.
+                Err(_) => break,
+            };
+            for message in &messages {
+                let Some(receipt) = message.receipt_handle() else {
+                    continue;
+                };
+                batch.add(message.body().map(str::as_bytes), || {
+                    message.message_id().unwrap_or("?").to_owned()
+                });
+                receipts.push(receipt.to_owned());
+            }
+            match deadline {
+                None if !receipts.is_empty() => {
+                    deadline = Some(tokio::time::Instant::now() + linger)
+                }
+                Some(at) if messages.is_empty() || tokio::time::Instant::now() >= at => break,
+                _ => {}
+            }
+        }
+        batch.ack = BatchAck::Sqs(receipts);
+        Ok(batch)
+    }
+
+    /// Deletes the messages of a batch, 10 to a call.
+    pub(crate) async fn applied(&self, receipts: &[String]) -> Result<(), BusError> {
+        for chunk in receipts.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, receipt)| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(format!("d{index}"))
+                        .receipt_handle(receipt)
+                        .build()
+                        .map_err(|error| BusError::Unexpected(error.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|error| unavailable(describe(&error)))?;
+            if let Some(failed) = output.failed().first() {
+                return Err(BusError::Unavailable(format!(
+                    "SQS did not delete {}: {} {}",
+                    failed.id(),
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

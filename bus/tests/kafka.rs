@@ -485,14 +485,15 @@ async fn mock_cluster_the_analytics_consumer_redelivers_a_batch_until_it_is_mark
             })
             .collect()
     };
+    let bus = bus::ConfiguredBus::Kafka(std::sync::Arc::new(bus));
     // Reads `count` envelopes in batches; marks them applied when told to.
     async fn read(
-        bus: &KafkaBus,
+        bus: &bus::ConfiguredBus,
         group: &str,
         count: usize,
         apply: bool,
     ) -> Vec<AnalyticsEnvelope> {
-        let consumer = bus.analytics_consumer(group).expect("consumer");
+        let consumer = bus.analytics_consumer(group).await.expect("consumer");
         let mut received = Vec::new();
         while received.len() < count {
             let batch = tokio::time::timeout(
@@ -504,7 +505,7 @@ async fn mock_cluster_the_analytics_consumer_redelivers_a_batch_until_it_is_mark
             .expect("batch");
             assert_eq!(batch.undecodable, 0);
             if apply {
-                consumer.applied(&batch).expect("applied");
+                consumer.applied(&batch).await.expect("applied");
             }
             received.extend(batch.envelopes);
         }

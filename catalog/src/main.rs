@@ -8,7 +8,7 @@ use catalog::config::{
 };
 use catalog::startup::{
     migrate, seed_products, shutdown_signal, Application, EngineConfig, Engines, ServeConfig,
-    PROJECTORS,
+    ANALYTICS_EVENTS, PROJECTORS,
 };
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -256,11 +256,11 @@ async fn bus_setup(engines: &EngineConfig, projectors: Vec<String>) -> anyhow::R
     for line in report {
         println!("{line}");
     }
-    if let bus::ConfiguredBus::Kafka(kafka) = &bus {
-        let line = kafka
-            .setup_analytics()
-            .await
-            .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?;
+    for line in bus
+        .setup_analytics(ANALYTICS_EVENTS)
+        .await
+        .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?
+    {
         println!("{line}");
     }
     Ok(())

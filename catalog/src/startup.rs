@@ -59,8 +59,9 @@ pub const REDIS_VIEWS: &str = "redis";
 pub const SEARCH: &str = "search";
 /// The analytics view in Redis (sales and categories from the catalog stream).
 pub const ANALYTICS: &str = "analytics";
-/// The consumer group (`catalog.analytics-events`) counting `catalog.analytics-events` into
-/// that view: a group of its own, as it reads another topic.
+/// The consumer counting the shopper analytics stream into that view: Kafka consumer group
+/// `catalog.analytics-events` (a group of its own, as it reads another topic), SQS queue
+/// `<queue_prefix>analytics-events`.
 pub const ANALYTICS_EVENTS: &str = "analytics-events";
 
 /// The engines, as configured (empty values already read as unset).
@@ -755,9 +756,10 @@ impl Application {
                             connection.clone(),
                             ANALYTICS,
                         ));
-                        if let Some(ConfiguredBus::Kafka(kafka)) = &engines.configured_bus {
-                            let consumer = kafka
+                        if let Some(configured) = &engines.configured_bus {
+                            let consumer = configured
                                 .analytics_consumer(ANALYTICS_EVENTS)
+                                .await
                                 .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?;
                             background.push(tokio::spawn(count_analytics_events(
                                 consumer,
@@ -916,20 +918,19 @@ impl Application {
                         let local: Arc<dyn AnalyticsSink> = Arc::new(ViewSink(view.clone()));
                         let sink: Arc<dyn AnalyticsSink> =
                             match (&engines.configured_bus, shared_analytics) {
-                                // With Kafka and Redis, onto `catalog.analytics-events` only:
-                                // the projectors role counts them into the shared view.
-                                (Some(ConfiguredBus::Kafka(kafka)), true) => {
-                                    Arc::new(KafkaAnalyticsSink(kafka.clone()))
+                                // With a bus and Redis, onto the analytics stream only: the
+                                // projectors role counts it into the shared view.
+                                (Some(configured), true) => {
+                                    Arc::new(BusAnalyticsSink(configured.clone()))
                                 }
-                                // With Kafka alone, also onto the topic for analysts.
-                                (Some(ConfiguredBus::Kafka(kafka)), false) => {
-                                    Arc::new(AnalyticsTee {
-                                        local,
-                                        kafka: kafka.clone(),
-                                    })
-                                }
-                                // Without Kafka, straight into the view (shared with Redis).
-                                _ => local,
+                                // With a bus alone, into this process's view and onto the
+                                // stream for analysts.
+                                (Some(configured), false) => Arc::new(AnalyticsTee {
+                                    local,
+                                    bus: BusAnalyticsSink(configured.clone()),
+                                }),
+                                // Embedded: straight into the view.
+                                (None, _) => local,
                             };
                         Capture::start(sink, config.analysts.capture_queue)
                     });
@@ -1119,40 +1120,39 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     }
 }
 
-/// Shopper analytics onto the Kafka analytics topic.
-struct KafkaAnalyticsSink(Arc<bus::kafka::KafkaBus>);
+/// Shopper analytics onto the bus's analytics stream.
+struct BusAnalyticsSink(ConfiguredBus);
 
 #[async_trait::async_trait]
-impl AnalyticsSink for KafkaAnalyticsSink {
+impl AnalyticsSink for BusAnalyticsSink {
     async fn publish(&self, batch: &[Observation]) -> Result<(), String> {
         let envelopes: Vec<_> = batch.iter().map(Observation::to_envelope).collect();
         self.0
             .publish_analytics(&envelopes)
             .await
-            .map_err(|error| format!("catalog.analytics-events: {error}"))
+            .map_err(|error| format!("the analytics stream: {error}"))
     }
 }
 
-/// Shopper analytics into this process's view and onto the Kafka analytics topic.
+/// Shopper analytics into this process's view and onto the bus's analytics stream.
 struct AnalyticsTee {
     local: Arc<dyn AnalyticsSink>,
-    kafka: Arc<bus::kafka::KafkaBus>,
+    bus: BusAnalyticsSink,
 }
 
 #[async_trait::async_trait]
 impl AnalyticsSink for AnalyticsTee {
     async fn publish(&self, batch: &[Observation]) -> Result<(), String> {
-        let kafka = KafkaAnalyticsSink(self.kafka.clone());
-        let (local, kafka) = tokio::join!(self.local.publish(batch), kafka.publish(batch));
-        local.and(kafka)
+        let (local, bus) = tokio::join!(self.local.publish(batch), self.bus.publish(batch));
+        local.and(bus)
     }
 }
 
-/// The projectors role's counter of `catalog.analytics-events`: a batch at a time into the
-/// shared view, marked applied (its offsets committed) only once the view has it, so a
+/// The projectors role's counter of the analytics stream: a batch at a time into the shared
+/// view, acknowledged (offsets committed, messages deleted) only once the view has it, so a
 /// crash redelivers rather than loses. Event types this version does not know are skipped.
 async fn count_analytics_events(
-    consumer: bus::kafka::AnalyticsConsumer,
+    consumer: bus::analytics::AnalyticsConsumer,
     view: Arc<dyn AnalyticsView>,
 ) {
     const MAX_BATCH: usize = 1000;
@@ -1161,7 +1161,7 @@ async fn count_analytics_events(
         let batch = match consumer.next_batch(MAX_BATCH, LINGER).await {
             Ok(batch) => batch,
             Err(error) => {
-                tracing::warn!(%error, "cannot read catalog.analytics-events; retrying");
+                tracing::warn!(%error, "cannot read the analytics stream; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -1185,8 +1185,8 @@ async fn count_analytics_events(
         }
         metrics::counter!("catalog_analytics_events_counted_total")
             .increment(observations.len() as u64);
-        if let Err(error) = consumer.applied(&batch) {
-            tracing::warn!(%error, "cannot store analytics offsets (the batch may be counted again)");
+        if let Err(error) = consumer.applied(&batch).await {
+            tracing::warn!(%error, "cannot acknowledge analytics events (the batch may be counted again)");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The distributed analytics view: two catalog processes' worth of roles on one PostgreSQL,
-//! Kafka (librdkafka's mock cluster) and Redis. Shoppers served by one query side show up in
-//! the other's `/api/analytics/*`: captured onto `catalog.analytics-events`, counted into the
-//! Redis view by the projectors role, read by every replica.
+//! bus (Kafka on librdkafka's mock cluster, or SNS/SQS on moto_server) and Redis. Shoppers
+//! served by one query side show up in the other's `/api/analytics/*`: captured onto the
+//! analytics stream, counted into the Redis view by the projectors role, read by every
+//! replica.
 
 use std::time::Duration;
 
@@ -18,20 +19,46 @@ async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shoppers_of_one_replica_show_up_in_the_analytics_of_another() {
+async fn shoppers_of_one_replica_show_up_in_the_analytics_of_another_on_kafka() {
     let database = TestDatabase::create().await;
     let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     mock.create_topic("catalog.product-events", 3, 1)
         .expect("topic");
     mock.create_topic("catalog.analytics-events", 2, 1)
         .expect("analytics topic");
+    let bus = format!(
+        "kafka://{}?partitions=3&replication=1",
+        mock.bootstrap_servers()
+    );
+    two_replicas_share_one_view(&database, bus).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shoppers_of_one_replica_show_up_in_the_analytics_of_another_on_sns_sqs() {
+    let database = TestDatabase::create().await;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let bus = format!(
+        "sns+sqs://{}?topic=events-{tag}&analytics_topic=analytics-{tag}&queue_prefix=s{tag}-&wait_seconds=1",
+        testkit::moto_endpoint()
+    );
+    // What `catalog bus setup` makes.
+    let configured = bus::ConfiguredBus::connect(&bus).await.expect("bus");
+    configured
+        .setup(&catalog::startup::PROJECTORS)
+        .await
+        .expect("setup");
+    configured
+        .setup_analytics(catalog::startup::ANALYTICS_EVENTS)
+        .await
+        .expect("analytics setup");
+    two_replicas_share_one_view(&database, bus).await;
+}
+
+async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
     let engines = EngineConfig {
         database_url: Some(database.url.clone()),
         database_pool_size: 8,
-        bus_url: Some(format!(
-            "kafka://{}?partitions=3&replication=1",
-            mock.bootstrap_servers()
-        )),
+        bus_url: Some(bus),
         redis_url: Some(testkit::redis_url()),
         ..EngineConfig::default()
     };
