@@ -107,8 +107,9 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BusCommand {
-    /// Create the Kafka topic, or the SNS topic and one SQS queue (with its dead-letter queue
-    /// and subscription) per projector. Safe to run again.
+    /// Create the Kafka topics (catalog events, shopper analytics), or the SNS topics and one
+    /// SQS queue (with its dead-letter queue and subscription) per projector plus the
+    /// analytics queue. Safe to run again.
     Setup {
         /// Projector names to create queues for (SNS/SQS); defaults to every projector.
         #[arg(long = "projector")]
