@@ -30,7 +30,7 @@ async fn shoppers_of_one_replica_show_up_in_the_analytics_of_another_on_kafka() 
         "kafka://{}?partitions=3&replication=1",
         mock.bootstrap_servers()
     );
-    two_replicas_share_one_view(&database, bus).await;
+    within_three_minutes(two_replicas_share_one_view(&database, bus)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +51,15 @@ async fn shoppers_of_one_replica_show_up_in_the_analytics_of_another_on_sns_sqs(
         .setup_analytics(catalog::startup::ANALYTICS_EVENTS)
         .await
         .expect("analytics setup");
-    two_replicas_share_one_view(&database, bus).await;
+    within_three_minutes(two_replicas_share_one_view(&database, bus)).await;
+}
+
+/// Fails the test with a clear line instead of leaving CI to its time limit if anything
+/// hangs (a request has no timeout of its own).
+async fn within_three_minutes(test: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(180), test)
+        .await
+        .expect("the test did not finish within 3 minutes");
 }
 
 async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
