@@ -750,7 +750,7 @@ impl Application {
                             REDIS_VIEWS,
                         )));
                         // The shared analytics view: sales from the catalog stream, and with
-                        // Kafka the shoppers' views and searches from their own topic.
+                        // a bus the shoppers' views and searches from their own stream.
                         let analytics = Arc::new(RedisAnalytics::new(
                             redis_config.clone(),
                             connection.clone(),
@@ -929,7 +929,8 @@ impl Application {
                                     local,
                                     bus: BusAnalyticsSink(configured.clone()),
                                 }),
-                                // Embedded: straight into the view.
+                                // No bus (embedded, or PostgreSQL without CATALOG_BUS):
+                                // straight into the view, the shared one with Redis.
                                 (None, _) => local,
                             };
                         Capture::start(sink, config.analysts.capture_queue)
