@@ -1,8 +1,9 @@
 //! The analytics view's behaviour as one suite, run against every adapter (in memory, Redis).
 //!
-//! "Now" is the next half past the hour on the wall clock (within the coming hour), so the
-//! cases place events at fixed distances from a bucket boundary while no bucket they expect
-//! to count has expired by the wall clock yet (the Redis view lets buckets expire by it).
+//! "Now" is the next half past the hour on the wall clock (within the coming hour, taken once
+//! per test process), so the cases place events at fixed distances from a bucket boundary
+//! while no bucket they expect to count has expired by the wall clock yet (the Redis view lets
+//! buckets expire by it).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,14 +30,19 @@ where
     the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views(make().await).await;
 }
 
+/// Fixed at the first call, so a run that crosses half past the hour keeps one "now".
 fn now() -> DateTime<Utc> {
-    let wall = Utc::now();
-    let half_past = wall.duration_trunc(Duration::hours(1)).unwrap_or(wall) + Duration::minutes(30);
-    if half_past >= wall {
-        half_past
-    } else {
-        half_past + Duration::hours(1)
-    }
+    static NOW: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *NOW.get_or_init(|| {
+        let wall = Utc::now();
+        let half_past =
+            wall.duration_trunc(Duration::hours(1)).unwrap_or(wall) + Duration::minutes(30);
+        if half_past >= wall {
+            half_past
+        } else {
+            half_past + Duration::hours(1)
+        }
+    })
 }
 
 fn viewed(product: Uuid, category: &str, at: DateTime<Utc>) -> Observation {
