@@ -4,11 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::report::{admin_session, histogram, percentiles, require_loopback};
+use crate::report::{admin_session, bulk_create, histogram, percentiles, require_loopback};
 
 #[derive(Debug, clap::Args)]
 /// Commands per second through a running command API.
@@ -49,17 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                        "status": "published"})
             })
             .collect();
-        let answer: Value = client
-            .post(format!("{}/api/products/bulk", args.url))
-            .bearer_auth(&token)
-            .json(&items)
-            .send()
-            .await?
-            .json()
-            .await?;
-        for result in answer["results"].as_array().context("bulk results")? {
-            ids.push(result["id"].as_str().context("bulk id")?.to_owned());
-        }
+        ids.extend(bulk_create(&client, &args.url, &token, &items).await?);
     }
     let ids = Arc::new(ids);
     println!(

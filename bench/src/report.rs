@@ -45,6 +45,36 @@ pub fn require_loopback(url: &str) -> anyhow::Result<()> {
 
 /// Logs the admin in at `url` and makes sure the `bench` category exists; returns the access
 /// token.
+/// Creates `items` with one `POST /api/products/bulk`; their ids, in order. Fails when any
+/// item was not created.
+pub async fn bulk_create(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    items: &[serde_json::Value],
+) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context;
+    let answer: serde_json::Value = client
+        .post(format!("{url}/api/products/bulk"))
+        .bearer_auth(token)
+        .json(items)
+        .send()
+        .await?
+        .json()
+        .await?;
+    answer["results"]
+        .as_array()
+        .context("bulk results")?
+        .iter()
+        .map(|result| {
+            result["id"]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("bulk item not created: {result}"))
+        })
+        .collect()
+}
+
 pub async fn admin_session(
     client: &reqwest::Client,
     url: &str,

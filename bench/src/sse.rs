@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::report::{admin_session, histogram, percentiles, require_loopback};
+use crate::report::{admin_session, bulk_create, histogram, percentiles, require_loopback};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -62,20 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map(|index| json!({"sku": format!("SSE-{}-{index}", &tag[..8]), "name": format!("Stream product {index}"),
                             "category": "bench", "price_cents": 1000, "currency": "USD", "stock": 10, "status": "published"}))
         .collect();
-    let bulk: Value = client
-        .post(format!("{}/api/products/bulk", args.url))
-        .bearer_auth(&token)
-        .json(&items)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let ids: Vec<String> = bulk["results"]
-        .as_array()
-        .context("bulk results")?
-        .iter()
-        .filter_map(|result| result["id"].as_str().map(str::to_owned))
-        .collect();
+    let ids = bulk_create(&client, &args.url, &token, &items).await?;
     anyhow::ensure!(!ids.is_empty(), "no products created");
     // The position to stream after: the answer to one write.
     let start: Value = client

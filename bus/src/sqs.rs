@@ -488,19 +488,10 @@ impl SqsBus {
     /// with `event_type` and `schema_version` attributes.
     pub async fn publish_analytics(&self, batch: &[AnalyticsEnvelope]) -> Result<(), BusError> {
         let topic_arn = self.analytics_topic_arn().await?;
-        let mut entries = Vec::new();
-        let mut bytes = 0;
+        let mut entries = Vec::with_capacity(batch.len());
         for (index, envelope) in batch.iter().enumerate() {
             let body = serde_json::to_string(envelope)
                 .map_err(|error| BusError::Unexpected(error.to_string()))?;
-            if !entries.is_empty()
-                && (entries.len() == BATCH_ENTRIES || bytes + body.len() > BATCH_BYTES)
-            {
-                self.publish_batch(&topic_arn, std::mem::take(&mut entries))
-                    .await?;
-                bytes = 0;
-            }
-            bytes += body.len();
             let attributes = [
                 ("event_type", envelope.event_type.clone()),
                 ("schema_version", envelope.schema_version.to_string()),
@@ -517,10 +508,7 @@ impl SqsBus {
                     .map_err(|error| BusError::Unexpected(error.to_string()))?,
             );
         }
-        if !entries.is_empty() {
-            self.publish_batch(&topic_arn, entries).await?;
-        }
-        Ok(())
+        self.publish_entries(&topic_arn, entries).await
     }
 
     /// A consumer of the analytics queue of `subscriber`; [`BusError::Missing`] when the queue
@@ -572,6 +560,31 @@ impl SqsBus {
             .collect()
     }
 
+    /// Publishes `entries` in order, as few `PublishBatch` calls as SNS's limits allow (10
+    /// entries, [`BATCH_BYTES`] of messages each).
+    async fn publish_entries(
+        &self,
+        topic_arn: &str,
+        entries: Vec<PublishBatchRequestEntry>,
+    ) -> Result<(), BusError> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for entry in entries {
+            let size = entry.message().len();
+            if !batch.is_empty() && (batch.len() == BATCH_ENTRIES || bytes + size > BATCH_BYTES) {
+                self.publish_batch(topic_arn, std::mem::take(&mut batch))
+                    .await?;
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push(entry);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.publish_batch(topic_arn, batch).await
+    }
+
     async fn publish_batch(
         &self,
         topic_arn: &str,
@@ -602,19 +615,10 @@ impl EventBus for SqsBus {
     #[tracing::instrument(skip_all, fields(events = envelopes.len()))]
     async fn publish(&self, envelopes: &[Envelope]) -> Result<(), BusError> {
         let topic_arn = self.topic_arn().await?;
-        let mut entries = Vec::new();
-        let mut bytes = 0;
+        let mut entries = Vec::with_capacity(envelopes.len());
         for (index, envelope) in envelopes.iter().enumerate() {
             let body = serde_json::to_string(envelope)
                 .map_err(|error| BusError::Unexpected(error.to_string()))?;
-            if !entries.is_empty()
-                && (entries.len() == BATCH_ENTRIES || bytes + body.len() > BATCH_BYTES)
-            {
-                self.publish_batch(&topic_arn, std::mem::take(&mut entries))
-                    .await?;
-                bytes = 0;
-            }
-            bytes += body.len();
             let entry = PublishBatchRequestEntry::builder()
                 .id(format!("e{index}"))
                 .message(body)
@@ -625,9 +629,7 @@ impl EventBus for SqsBus {
                 .map_err(|error| BusError::Unexpected(error.to_string()))?;
             entries.push(entry);
         }
-        if !entries.is_empty() {
-            self.publish_batch(&topic_arn, entries).await?;
-        }
+        self.publish_entries(&topic_arn, entries).await?;
         metrics::counter!("catalog_bus_published_total", "bus" => "sns+sqs")
             .increment(envelopes.len() as u64);
         Ok(())

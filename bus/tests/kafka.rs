@@ -3,6 +3,8 @@
 //! names one (the test script runs these tests a second time against `tansu`; the fault
 //! injection tests, named `mock_cluster_*`, need the mock and are skipped by name there).
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -406,14 +408,7 @@ async fn mock_cluster_analytics_events_go_to_their_own_topic_keyed_by_event_id()
     use rdkafka::message::Headers;
 
     let broker = Broker::mock();
-    let topic = format!("catalog.analytics-events.{}", Uuid::new_v4().simple());
-    broker
-        .cluster()
-        .create_topic(&topic, 2, 3)
-        .expect("create the analytics topic");
-    let mut config = broker.config();
-    config.analytics_topic = topic.clone();
-    let bus = KafkaBus::connect(config).expect("bus");
+    let (bus, topic) = analytics_bus(&broker);
     let sent: Vec<AnalyticsEnvelope> = (0..5)
         .map(|_| {
             AnalyticsEvent::ProductViewed(ProductViewed {
@@ -461,9 +456,30 @@ async fn mock_cluster_analytics_events_go_to_their_own_topic_keyed_by_event_id()
 
 #[tokio::test]
 async fn mock_cluster_the_analytics_consumer_redelivers_a_batch_until_it_is_marked_applied() {
-    use events::analytics::{AnalyticsEnvelope, AnalyticsEvent, SearchPerformed};
+    use support::{read, searches, sorted};
 
     let broker = Broker::mock();
+    let (bus, _) = analytics_bus(&broker);
+    let bus = bus::ConfiguredBus::Kafka(std::sync::Arc::new(bus));
+    let group = format!("analytics-{}", Uuid::new_v4().simple());
+    let linger = Duration::from_millis(50);
+
+    let first = searches("kettle", 5);
+    bus.publish_analytics(&first).await.expect("published");
+    // Read but never marked applied: the next consumer of the group gets them again.
+    assert_eq!(
+        read(&bus, &group, 5, false, linger).await,
+        sorted(first.clone())
+    );
+    assert_eq!(read(&bus, &group, 5, true, linger).await, sorted(first));
+    // Marked applied (and committed when that consumer closed): only new events follow.
+    let second = searches("lamp", 5);
+    bus.publish_analytics(&second).await.expect("published");
+    assert_eq!(read(&bus, &group, 5, true, linger).await, sorted(second));
+}
+
+/// A bus on `broker` whose analytics topic is a new one of two partitions; and its name.
+fn analytics_bus(broker: &Broker) -> (KafkaBus, String) {
     let topic = format!("catalog.analytics-events.{}", Uuid::new_v4().simple());
     broker
         .cluster()
@@ -471,59 +487,5 @@ async fn mock_cluster_the_analytics_consumer_redelivers_a_batch_until_it_is_mark
         .expect("create the analytics topic");
     let mut config = broker.config();
     config.analytics_topic = topic.clone();
-    let bus = KafkaBus::connect(config).expect("bus");
-    let group = format!("analytics-{}", Uuid::new_v4().simple());
-    let searches = |text: &str| -> Vec<AnalyticsEnvelope> {
-        (0..5)
-            .map(|n| {
-                AnalyticsEvent::SearchPerformed(SearchPerformed {
-                    query: format!("{text} {n}"),
-                    filters: Default::default(),
-                    result_count: n,
-                })
-                .into_envelope(Utc::now())
-            })
-            .collect()
-    };
-    let bus = bus::ConfiguredBus::Kafka(std::sync::Arc::new(bus));
-    // Reads `count` envelopes in batches; marks them applied when told to.
-    async fn read(
-        bus: &bus::ConfiguredBus,
-        group: &str,
-        count: usize,
-        apply: bool,
-    ) -> Vec<AnalyticsEnvelope> {
-        let consumer = bus.analytics_consumer(group).await.expect("consumer");
-        let mut received = Vec::new();
-        while received.len() < count {
-            let batch = tokio::time::timeout(
-                Duration::from_secs(30),
-                consumer.next_batch(100, Duration::from_millis(50)),
-            )
-            .await
-            .expect("a batch within 30 s")
-            .expect("batch");
-            assert_eq!(batch.undecodable, 0);
-            if apply {
-                consumer.applied(&batch).await.expect("applied");
-            }
-            received.extend(batch.envelopes);
-        }
-        received.sort_by_key(|envelope| envelope.event_id);
-        received
-    }
-    let sorted = |mut envelopes: Vec<AnalyticsEnvelope>| {
-        envelopes.sort_by_key(|envelope| envelope.event_id);
-        envelopes
-    };
-
-    let first = searches("kettle");
-    bus.publish_analytics(&first).await.expect("published");
-    // Read but never marked applied: the next consumer of the group gets them again.
-    assert_eq!(read(&bus, &group, 5, false).await, sorted(first.clone()));
-    assert_eq!(read(&bus, &group, 5, true).await, sorted(first));
-    // Marked applied (and committed when that consumer closed): only new events follow.
-    let second = searches("lamp");
-    bus.publish_analytics(&second).await.expect("published");
-    assert_eq!(read(&bus, &group, 5, true).await, sorted(second));
+    (KafkaBus::connect(config).expect("bus"), topic)
 }

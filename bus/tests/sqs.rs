@@ -1,6 +1,8 @@
 //! `SqsBus` against `moto_server` (real SNS and SQS APIs on loopback). Each test uses a topic
 //! and queues of its own.
 
+mod support;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -268,7 +270,7 @@ async fn a_message_that_is_not_an_envelope_ends_in_the_dead_letter_queue() {
 
 #[tokio::test]
 async fn analytics_events_go_through_their_own_topic_and_queue_until_a_batch_is_applied() {
-    use events::analytics::{AnalyticsEnvelope, AnalyticsEvent, SearchPerformed};
+    use support::{read, searches, sorted};
 
     let tag = &Uuid::new_v4().simple().to_string()[..10];
     let config = SqsConfig::from_url(&format!(
@@ -295,56 +297,28 @@ async fn analytics_events_go_through_their_own_topic_and_queue_until_a_batch_is_
             .any(|line| line.contains(&format!("t{tag}-analytics-events"))),
         "{report:?}"
     );
-    let searches = |text: &str, count: u64| -> Vec<AnalyticsEnvelope> {
-        (0..count)
-            .map(|n| {
-                AnalyticsEvent::SearchPerformed(SearchPerformed {
-                    query: format!("{text} {n}"),
-                    filters: Default::default(),
-                    result_count: n,
-                })
-                .into_envelope(Utc::now())
-            })
-            .collect()
-    };
-    async fn read(bus: &bus::ConfiguredBus, count: usize, apply: bool) -> Vec<AnalyticsEnvelope> {
-        let consumer = bus
-            .analytics_consumer("analytics-events")
-            .await
-            .expect("consumer");
-        let mut received = Vec::new();
-        while received.len() < count {
-            let batch = tokio::time::timeout(
-                Duration::from_secs(30),
-                consumer.next_batch(100, Duration::from_millis(200)),
-            )
-            .await
-            .expect("a batch within 30 s")
-            .expect("batch");
-            assert_eq!(batch.undecodable, 0);
-            if apply {
-                consumer.applied(&batch).await.expect("applied");
-            }
-            received.extend(batch.envelopes);
-        }
-        received.sort_by_key(|envelope| envelope.event_id);
-        received
-    }
-    let sorted = |mut envelopes: Vec<AnalyticsEnvelope>| {
-        envelopes.sort_by_key(|envelope| envelope.event_id);
-        envelopes
-    };
+    let linger = Duration::from_millis(200);
+    let subscriber = "analytics-events";
 
     // More than one PublishBatch (10 entries each).
     let first = searches("kettle", 12);
     bus.publish_analytics(&first).await.expect("published");
     // Read but never deleted: visible again after the visibility timeout (3 s).
-    assert_eq!(read(&bus, 12, false).await, sorted(first.clone()));
-    assert_eq!(read(&bus, 12, true).await, sorted(first));
+    assert_eq!(
+        read(&bus, subscriber, 12, false, linger).await,
+        sorted(first.clone())
+    );
+    assert_eq!(
+        read(&bus, subscriber, 12, true, linger).await,
+        sorted(first)
+    );
     // Deleted: past another visibility timeout only new events follow (undeleted ones would
     // be visible again by now and come first or mixed in).
     tokio::time::sleep(Duration::from_secs(4)).await;
     let second = searches("lamp", 5);
     bus.publish_analytics(&second).await.expect("published");
-    assert_eq!(read(&bus, 5, true).await, sorted(second));
+    assert_eq!(
+        read(&bus, subscriber, 5, true, linger).await,
+        sorted(second)
+    );
 }

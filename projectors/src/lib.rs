@@ -37,6 +37,26 @@ pub enum Applied {
     Gap { applied_version: u64 },
 }
 
+/// Decodes the event of `envelope` for a projection: `None` for a type this version does not
+/// know (a newer writer's: logged; not ours to interpret, and the projection's checkpoint
+/// still moves on), [`ProjectionError::Invalid`] for a body that is not what its type says.
+pub fn decode_event(envelope: &Envelope) -> Result<Option<events::CatalogEvent>, ProjectionError> {
+    match envelope.decode() {
+        Ok(event) => Ok(Some(event)),
+        Err(events::catalog_events::DecodeError::UnknownType {
+            event_type,
+            schema_version,
+        }) => {
+            tracing::warn!(%event_type, schema_version, "skipping an event type this version does not know");
+            Ok(None)
+        }
+        Err(error) => Err(ProjectionError::Invalid {
+            position: envelope.position,
+            message: error.to_string(),
+        }),
+    }
+}
+
 /// A view built from envelopes.
 ///
 /// Contract:

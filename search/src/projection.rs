@@ -40,23 +40,13 @@ impl Projection for SearchProjection {
         envelope: &Envelope,
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
-        let event = match envelope.decode() {
+        let event = match projectors::decode_event(envelope)? {
             // Categories are not searched (products carry their slug).
-            Ok(CatalogEvent::CategoryCreated(_)) => {
+            Some(CatalogEvent::CategoryCreated(_)) | None => {
                 self.writer.advance(checkpoint).await.map_err(failed)?;
                 return Ok(Applied::Duplicate);
             }
-            Ok(event) => event,
-            Err(events::catalog_events::DecodeError::UnknownType { .. }) => {
-                self.writer.advance(checkpoint).await.map_err(failed)?;
-                return Ok(Applied::Duplicate);
-            }
-            Err(error) => {
-                return Err(ProjectionError::Invalid {
-                    position: envelope.position,
-                    message: error.to_string(),
-                })
-            }
+            Some(event) => event,
         };
         let current = self
             .writer

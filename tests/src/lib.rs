@@ -154,6 +154,29 @@ impl TestApp {
     }
 
     /// Reads with `X-Min-Position`, so the answer reflects the write at `position`.
+    /// The Prometheus text of /metrics.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// GET `path` with `token`, read as JSON (a problem body too).
+    pub async fn get_json(&self, path: &str, token: &str) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .get(path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        (status, response.json().await.expect("json"))
+    }
+
     pub async fn read_after(&self, path: &str, position: &Value) -> Response {
         self.get(path)
             .header("X-Min-Position", position.to_string())

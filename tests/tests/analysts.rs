@@ -12,14 +12,7 @@ use serde_json::{json, Value};
 
 /// GET `path` with `token`; the JSON body.
 async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
-    app.get(path)
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json")
+    app.get_json(path, token).await.1
 }
 
 async fn analyst(app: &TestApp) -> String {

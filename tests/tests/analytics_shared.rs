@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use testkit::TestDatabase;
 
 async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
-    let response = app.get(path).bearer_auth(token).send().await.expect("send");
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.expect("json")
+    let (status, body) = app.get_json(path, token).await;
+    assert_eq!(status, 200, "{path}");
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

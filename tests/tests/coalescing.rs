@@ -10,14 +10,7 @@ use serde_json::json;
 use testkit::TestDatabase;
 
 async fn product_queries(app: &catalog_tests::TestApp) -> f64 {
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics().await;
     text.lines()
         .find(|line| {
             line.starts_with("catalog_read_model_queries_total")

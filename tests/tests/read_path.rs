@@ -67,14 +67,7 @@ async fn wait_until_read(app: &TestApp, position: &Value) {
 
 /// The value of a counter on the app's /metrics.
 async fn counter(app: &TestApp, name_and_labels: &str) -> f64 {
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics().await;
     text.lines()
         .find(|line| line.starts_with(name_and_labels))
         .and_then(|line| line.rsplit(' ').next())

@@ -178,14 +178,7 @@ async fn a_client_that_stops_reading_is_dropped_without_the_server_buffering_for
     let mut resumed = Stream::open(&app, &analyst, "", Some(resume_after)).await;
     let event = resumed.next_envelope().await.expect("event");
     assert_eq!(event.id, Some((resume_after + 1).to_string()));
-    let metrics = app
-        .get("/metrics")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()

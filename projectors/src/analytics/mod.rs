@@ -331,25 +331,13 @@ impl Projection for MemoryAnalytics {
         envelope: &Envelope,
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
-        let event = match envelope.decode() {
-            Ok(event) => event,
-            Err(events::catalog_events::DecodeError::UnknownType { .. }) => {
-                let mut state = self.state.write();
-                state.position = state.position.max(checkpoint);
-                return Ok(Applied::Duplicate);
-            }
-            Err(error) => {
-                return Err(ProjectionError::Invalid {
-                    position: envelope.position,
-                    message: error.to_string(),
-                })
-            }
-        };
+        let event = crate::decode_event(envelope)?;
         let mut state = self.state.write();
         state.position = state.position.max(checkpoint);
-        if matches!(event, CatalogEvent::CategoryCreated(_)) {
+        let Some(event) = event.filter(|event| !matches!(event, CatalogEvent::CategoryCreated(_)))
+        else {
             return Ok(Applied::Duplicate);
-        }
+        };
         let id = envelope.aggregate_id;
         let applied = state.versions.get(&id).copied().unwrap_or(0);
         if envelope.aggregate_version <= applied {

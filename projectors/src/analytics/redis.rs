@@ -46,6 +46,7 @@ use super::{
     hour, minute, AnalyticsError, AnalyticsView, SearchCount, Searches, Trending, TrendingProduct,
     Window,
 };
+use crate::redis::{is_marked, mark, read_position, unavailable};
 use crate::{Applied, Projection, ProjectionError};
 
 /// Seconds past a bucket's start until no window covers it (plus a minute's slack).
@@ -133,10 +134,6 @@ pub struct RedisAnalytics {
     apply_catalog: Script,
     save_checkpoint: Script,
     top: Script,
-}
-
-fn projection_error(error: redis::RedisError) -> ProjectionError {
-    ProjectionError::Unavailable(format!("Redis: {error}"))
 }
 
 fn view_error(error: redis::RedisError) -> AnalyticsError {
@@ -260,7 +257,7 @@ impl RedisAnalytics {
             .arg(checkpoint)
             .invoke_async(&mut connection)
             .await
-            .map_err(projection_error)?;
+            .map_err(unavailable)?;
         Ok(())
     }
 }
@@ -418,22 +415,12 @@ impl Projection for RedisAnalytics {
         envelope: &Envelope,
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
-        let event = match envelope.decode() {
-            Ok(CatalogEvent::CategoryCreated(_)) => {
+        let event = match crate::decode_event(envelope)? {
+            Some(CatalogEvent::CategoryCreated(_)) | None => {
                 self.save_checkpoint(checkpoint).await?;
                 return Ok(Applied::Duplicate);
             }
-            Ok(event) => event,
-            Err(events::catalog_events::DecodeError::UnknownType { .. }) => {
-                self.save_checkpoint(checkpoint).await?;
-                return Ok(Applied::Duplicate);
-            }
-            Err(error) => {
-                return Err(ProjectionError::Invalid {
-                    position: envelope.position,
-                    message: error.to_string(),
-                })
-            }
+            Some(event) => event,
         };
         let id = envelope.aggregate_id;
         let (category, units) = match &event {
@@ -455,7 +442,7 @@ impl Projection for RedisAnalytics {
                 .arg(id.to_string())
                 .query_async(&mut connection)
                 .await
-                .map_err(projection_error)?;
+                .map_err(unavailable)?;
             if let Some(slug) = slug {
                 buckets.extend(self.buckets_at(envelope.occurred_at, &format!("s:c:{slug}")));
             }
@@ -481,7 +468,7 @@ impl Projection for RedisAnalytics {
         let (outcome, applied): (i64, u64) = invocation
             .invoke_async(&mut connection)
             .await
-            .map_err(projection_error)?;
+            .map_err(unavailable)?;
         Ok(match outcome {
             0 => Applied::Duplicate,
             2 => Applied::Gap {
@@ -492,33 +479,20 @@ impl Projection for RedisAnalytics {
     }
 
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {
-        let mut connection = self.connection.clone();
-        let position: Option<u64> = redis::cmd("GET")
-            .arg(self.config.key("an:checkpoint"))
-            .query_async(&mut connection)
+        read_position(&self.connection, self.config.key("an:checkpoint"))
             .await
-            .map_err(projection_error)?;
-        Ok(position.unwrap_or(0))
+            .map_err(unavailable)
     }
 
     async fn is_intact(&self) -> Result<bool, ProjectionError> {
-        let mut connection = self.connection.clone();
-        let marked: bool = redis::cmd("EXISTS")
-            .arg(self.config.key("an:intact"))
-            .query_async(&mut connection)
+        is_marked(&self.connection, self.config.key("an:intact"))
             .await
-            .map_err(projection_error)?;
-        Ok(marked)
+            .map_err(unavailable)
     }
 
     async fn mark_intact(&self) -> Result<(), ProjectionError> {
-        let mut connection = self.connection.clone();
-        let _: () = redis::cmd("SET")
-            .arg(self.config.key("an:intact"))
-            .arg(1)
-            .query_async(&mut connection)
+        mark(&self.connection, self.config.key("an:intact"))
             .await
-            .map_err(projection_error)?;
-        Ok(())
+            .map_err(unavailable)
     }
 }

@@ -152,23 +152,9 @@ impl Projection for MemoryReadModel {
         envelope: &Envelope,
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
-        let event = match envelope.decode() {
-            Ok(event) => event,
-            Err(events::catalog_events::DecodeError::UnknownType {
-                event_type,
-                schema_version,
-            }) => {
-                // A newer writer's event: not ours to interpret; the position still moves on.
-                tracing::warn!(%event_type, schema_version, "skipping an event type this version does not know");
-                self.advance(checkpoint);
-                return Ok(Applied::Duplicate);
-            }
-            Err(error) => {
-                return Err(ProjectionError::Invalid {
-                    position: envelope.position,
-                    message: error.to_string(),
-                })
-            }
+        let Some(event) = crate::decode_event(envelope)? else {
+            self.advance(checkpoint);
+            return Ok(Applied::Duplicate);
         };
         let applied = {
             let mut state = self.state.write();

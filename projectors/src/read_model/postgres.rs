@@ -204,28 +204,16 @@ impl Projection for PostgresReadModelProjection {
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
         let mut transaction = self.pool.begin().await.map_err(unavailable)?;
-        let applied = match envelope.decode() {
-            Ok(CatalogEvent::CategoryCreated(created)) => {
+        let applied = match crate::decode_event(envelope)? {
+            Some(CatalogEvent::CategoryCreated(created)) => {
                 self.apply_category(&mut transaction, envelope, created)
                     .await?
             }
-            Ok(product_event) => {
+            Some(product_event) => {
                 self.apply_product(&mut transaction, envelope, product_event)
                     .await?
             }
-            Err(events::catalog_events::DecodeError::UnknownType {
-                event_type,
-                schema_version,
-            }) => {
-                tracing::warn!(%event_type, schema_version, "skipping an event type this version does not know");
-                Applied::Duplicate
-            }
-            Err(error) => {
-                return Err(ProjectionError::Invalid {
-                    position: envelope.position,
-                    message: error.to_string(),
-                })
-            }
+            None => Applied::Duplicate,
         };
         if matches!(applied, Applied::Gap { .. }) {
             // Nothing changed; the runner applies the missing versions and comes back.

@@ -168,7 +168,7 @@ pub struct RedisProjection {
     save_checkpoint: Script,
 }
 
-fn unavailable(error: redis::RedisError) -> ProjectionError {
+pub(crate) fn unavailable(error: redis::RedisError) -> ProjectionError {
     ProjectionError::Unavailable(format!("Redis: {error}"))
 }
 
@@ -392,27 +392,15 @@ impl Projection for RedisProjection {
         envelope: &Envelope,
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
-        let applied = match envelope.decode() {
-            Ok(CatalogEvent::CategoryCreated(created)) => {
+        let applied = match crate::decode_event(envelope)? {
+            Some(CatalogEvent::CategoryCreated(created)) => {
                 self.apply_category(envelope, created, checkpoint).await?
             }
-            Ok(product_event) => {
+            Some(product_event) => {
                 self.apply_product(envelope, product_event, checkpoint)
                     .await?
             }
-            Err(events::catalog_events::DecodeError::UnknownType {
-                event_type,
-                schema_version,
-            }) => {
-                tracing::warn!(%event_type, schema_version, "skipping an event type this version does not know");
-                Applied::Duplicate
-            }
-            Err(error) => {
-                return Err(ProjectionError::Invalid {
-                    position: envelope.position,
-                    message: error.to_string(),
-                })
-            }
+            None => Applied::Duplicate,
         };
         if applied == Applied::Duplicate {
             self.save_checkpoint(checkpoint).await?;
@@ -421,35 +409,60 @@ impl Projection for RedisProjection {
     }
 
     async fn is_intact(&self) -> Result<bool, ProjectionError> {
-        let mut connection = self.connection.clone();
-        let marked: bool = redis::cmd("EXISTS")
-            .arg(self.config.key("intact"))
-            .query_async(&mut connection)
+        is_marked(&self.connection, self.config.key("intact"))
             .await
-            .map_err(unavailable)?;
-        Ok(marked)
+            .map_err(unavailable)
     }
 
     async fn mark_intact(&self) -> Result<(), ProjectionError> {
-        let mut connection = self.connection.clone();
-        let _: () = redis::cmd("SET")
-            .arg(self.config.key("intact"))
-            .arg(1)
-            .query_async(&mut connection)
+        mark(&self.connection, self.config.key("intact"))
             .await
-            .map_err(unavailable)?;
-        Ok(())
+            .map_err(unavailable)
     }
 
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {
-        let mut connection = self.connection.clone();
-        let position: Option<u64> = redis::cmd("GET")
-            .arg(self.config.key("checkpoint"))
-            .query_async(&mut connection)
+        read_position(&self.connection, self.config.key("checkpoint"))
             .await
-            .map_err(unavailable)?;
-        Ok(position.unwrap_or(0))
+            .map_err(unavailable)
     }
+}
+
+/// A view's checkpoint key: the position it holds, 0 when missing.
+pub(crate) async fn read_position(
+    connection: &RedisConnection,
+    key: String,
+) -> Result<u64, redis::RedisError> {
+    let mut connection = connection.clone();
+    let position: Option<u64> = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut connection)
+        .await?;
+    Ok(position.unwrap_or(0))
+}
+
+/// Whether a view's marker key (`intact`) is set: Redis lost it with the data otherwise.
+pub(crate) async fn is_marked(
+    connection: &RedisConnection,
+    key: String,
+) -> Result<bool, redis::RedisError> {
+    let mut connection = connection.clone();
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async(&mut connection)
+        .await
+}
+
+/// Sets a view's marker key.
+pub(crate) async fn mark(
+    connection: &RedisConnection,
+    key: String,
+) -> Result<(), redis::RedisError> {
+    let mut connection = connection.clone();
+    redis::cmd("SET")
+        .arg(key)
+        .arg(1)
+        .query_async(&mut connection)
+        .await
 }
 
 #[cfg(test)]
