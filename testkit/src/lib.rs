@@ -275,44 +275,55 @@ impl Drop for RedisServer {
 pub struct TcpProxy {
     pub port: u16,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped by every cut; each connection ends when it changes.
+    cuts: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Connections still open.
+    open: std::sync::Arc<tokio::sync::watch::Sender<usize>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Counts one open connection for as long as it lives.
+struct OpenConnection(std::sync::Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.send_modify(|open| *open -= 1);
+    }
 }
 
 impl TcpProxy {
     pub async fn start(target: std::net::SocketAddr) -> TcpProxy {
-        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the proxy");
         let port = listener.local_addr().expect("address").port();
-        let up = std::sync::Arc::new(AtomicBool::new(true));
-        let generation = std::sync::Arc::new(AtomicU64::new(0));
-        let (task_up, task_generation) = (up.clone(), generation.clone());
+        let up = Arc::new(AtomicBool::new(true));
+        let cuts = Arc::new(tokio::sync::watch::Sender::new(0_u64));
+        let open = Arc::new(tokio::sync::watch::Sender::new(0_usize));
+        let (task_up, task_cuts, task_open) = (up.clone(), cuts.clone(), open.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
                     continue;
                 };
+                // Counted and watching for cuts before `up` is read: a cut that lands after
+                // this check still ends the connection, and waits for it.
+                task_open.send_modify(|open| *open += 1);
+                let guard = OpenConnection(task_open.clone());
+                let mut cut = task_cuts.subscribe();
                 if !task_up.load(Ordering::SeqCst) {
-                    drop(client);
                     continue;
                 }
-                let born = task_generation.load(Ordering::SeqCst);
-                let generation = task_generation.clone();
                 tokio::spawn(async move {
+                    let _guard = guard;
                     let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
-                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
-                    let cut = async {
-                        while generation.load(Ordering::SeqCst) == born {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    };
                     tokio::select! {
-                        _ = copy => {}
-                        _ = cut => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
                     }
                 });
             }
@@ -320,18 +331,18 @@ impl TcpProxy {
         TcpProxy {
             port,
             up,
-            generation,
+            cuts,
+            open,
             task,
         }
     }
 
-    /// Drops every connection and refuses new ones. The open connections notice within
-    /// 20 ms; this returns once they have (before, a query could still slip through).
+    /// Drops every connection and refuses new ones; returns once every connection through
+    /// the proxy is closed.
     pub async fn cut(&self) {
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        self.cuts.send_modify(|cuts| *cuts += 1);
+        let _ = self.open.subscribe().wait_for(|open| *open == 0).await;
     }
 
     pub fn restore(&self) {
