@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_trait::async_trait;
 use command_api::aggregate::ProductCommand;
-use command_api::outbox::OutboxRelay;
-use command_api::postgres::PostgresDatabase;
 use command_api::service::CommandService;
+use event_store::outbox::OutboxRelay;
+use event_store::postgres::PostgresDatabase;
 use events::bus::EventBus;
 use events::{
     CategoryCreated, Envelope, EventMetadata, PriceChanged, ProductCreated, ProductStatus,

@@ -50,7 +50,7 @@ pub async fn open_store(
 ) -> anyhow::Result<Arc<dyn EventStore>> {
     match (&config.database_read_url, &config.database_url) {
         (Some(url), _) | (None, Some(url)) => {
-            let database = command_api::postgres::PostgresDatabase::connect(url, 2)
+            let database = event_store::postgres::PostgresDatabase::connect(url, 2)
                 .await
                 .map_err(|error| anyhow::anyhow!("cannot reach the event store: {error}"))?;
             Ok(Arc::new(database.event_store(false)))
@@ -63,7 +63,7 @@ pub async fn open_store(
                     path.display()
                 );
             }
-            let database = command_api::sqlite::SqliteDatabase::open(&path)
+            let database = event_store::sqlite::SqliteDatabase::open(&path)
                 .await
                 .with_context(|| format!("cannot open the event store at {}", path.display()))?;
             Ok(Arc::new(database.event_store()))

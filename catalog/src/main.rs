@@ -65,7 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "DATABASE_URL is not set: the embedded mode migrates its SQLite file at start"
                 );
             };
-            let database = command_api::postgres::PostgresDatabase::connect(url, 2)
+            let database = event_store::postgres::PostgresDatabase::connect(url, 2)
                 .await
                 .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
             migrate(&database).await?;
@@ -119,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         }) => {
             let role = UserRole::parse(&role).context("role must be admin, analyst or shopper")?;
-            command_api::routes::auth::check_email(&email)
+            command_api::accounts::check_email(&email)
                 .map_err(|message| anyhow::anyhow!("--email {message}"))?;
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
@@ -131,14 +131,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 (auth::tokens::new_password(), true)
             };
-            command_api::routes::auth::check_password(&password)
+            command_api::accounts::check_password(&password)
                 .map_err(|message| anyhow::anyhow!("the password {message}"))?;
             let engines = Engines::open(&cli.data_dir, &engine_config).await?;
             let users = engines.users();
             let user =
-                command_api::routes::auth::create_account(users.as_ref(), &email, &password, role)
-                    .await
-                    .map_err(|problem| anyhow::anyhow!("{}", problem.detail))?;
+                command_api::accounts::create_account(users.as_ref(), &email, &password, role)
+                    .await?;
             println!("created {} ({}) with id {}", user.email, user.role, user.id);
             if generated {
                 println!("password: {password}");

@@ -22,11 +22,11 @@ use bus::ConfiguredBus;
 use command_api::accounts::{SessionStore, UserStore};
 use command_api::aggregate::ProductCommand;
 use command_api::idempotency::IdempotencyStore;
-use command_api::outbox::OutboxRelay;
-use command_api::postgres::PostgresDatabase;
 use command_api::service::CommandService;
-use command_api::sqlite::SqliteDatabase;
 use command_api::CommandState;
+use event_store::outbox::OutboxRelay;
+use event_store::postgres::PostgresDatabase;
+use event_store::sqlite::SqliteDatabase;
 use events::analytics::Observation;
 use events::bus::{EventBus, InProcessBus};
 use events::store::EventStore;
@@ -81,7 +81,7 @@ impl EngineConfig {
     /// Refuses combinations that cannot work, with one line saying why.
     pub fn check(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.redis_url {
-            cache::redis::RedisConfig::from_url(url).map_err(|error| anyhow::anyhow!(error))?;
+            redis_client::RedisConfig::from_url(url).map_err(|error| anyhow::anyhow!(error))?;
             if self.database_url.is_none() {
                 bail!("REDIS_URL needs DATABASE_URL: the embedded mode keeps its views in memory");
             }
@@ -194,8 +194,8 @@ pub struct Engines {
     pub storage: Storage,
     /// Redis, when `REDIS_URL` is set.
     pub redis: Option<(
-        Arc<cache::redis::RedisConfig>,
-        cache::redis::RedisConnection,
+        Arc<redis_client::RedisConfig>,
+        redis_client::RedisConnection,
     )>,
     pub store: Arc<dyn EventStore>,
     /// What projectors in this process subscribe to.
@@ -269,10 +269,10 @@ impl Engines {
         let redis = match &config.redis_url {
             Some(url) => {
                 let redis_config = Arc::new(
-                    cache::redis::RedisConfig::from_url(url)
+                    redis_client::RedisConfig::from_url(url)
                         .map_err(|error| anyhow::anyhow!(error))?,
                 );
-                let connection = cache::redis::RedisConnection::connect(&redis_config)
+                let connection = redis_client::RedisConnection::connect(&redis_config)
                     .await
                     .map_err(|error| anyhow::anyhow!("REDIS_URL: {error}"))?;
                 Some((redis_config, connection))
@@ -291,28 +291,42 @@ impl Engines {
 
     pub fn users(&self) -> Arc<dyn UserStore> {
         match &self.storage {
-            Storage::Sqlite(database) => Arc::new(database.user_store()),
-            Storage::Postgres(database) => Arc::new(database.user_store()),
+            Storage::Sqlite(database) => Arc::new(
+                command_api::accounts::sqlite::SqliteUserStore::new(database.clone()),
+            ),
+            Storage::Postgres(database) => Arc::new(
+                command_api::accounts::postgres::PostgresUserStore::new(database.pool().clone()),
+            ),
         }
     }
 
     pub fn sessions(&self) -> Arc<dyn SessionStore> {
         if let Some((config, connection)) = &self.redis {
-            return Arc::new(command_api::redis::RedisSessionStore::new(
+            return Arc::new(command_api::accounts::redis::RedisSessionStore::new(
                 config.clone(),
                 connection.clone(),
             ));
         }
         match &self.storage {
-            Storage::Sqlite(database) => Arc::new(database.session_store()),
-            Storage::Postgres(database) => Arc::new(database.session_store()),
+            Storage::Sqlite(database) => Arc::new(
+                command_api::accounts::sqlite::SqliteSessionStore::new(database.clone()),
+            ),
+            Storage::Postgres(database) => Arc::new(
+                command_api::accounts::postgres::PostgresSessionStore::new(database.pool().clone()),
+            ),
         }
     }
 
     pub fn idempotency(&self) -> Arc<dyn IdempotencyStore> {
         match &self.storage {
-            Storage::Sqlite(database) => Arc::new(database.idempotency_store()),
-            Storage::Postgres(database) => Arc::new(database.idempotency_store()),
+            Storage::Sqlite(database) => Arc::new(
+                command_api::idempotency::sqlite::SqliteIdempotencyStore::new(database.clone()),
+            ),
+            Storage::Postgres(database) => Arc::new(
+                command_api::idempotency::postgres::PostgresIdempotencyStore::new(
+                    database.pool().clone(),
+                ),
+            ),
         }
     }
 
@@ -434,7 +448,7 @@ impl ReadinessCheck for PoolReadiness {
     }
 }
 
-struct RedisReadiness(cache::redis::RedisConnection);
+struct RedisReadiness(redis_client::RedisConnection);
 
 impl ReadinessCheck for RedisReadiness {
     fn name(&self) -> &str {
@@ -492,18 +506,18 @@ async fn ensure_first_admin(
         return Ok(());
     }
     if !generated {
-        command_api::routes::auth::check_email(&email)
+        command_api::accounts::check_email(&email)
             .map_err(|message| anyhow::anyhow!("CATALOG_ADMIN_EMAIL {message}"))?;
-        command_api::routes::auth::check_password(&password)
+        command_api::accounts::check_password(&password)
             .map_err(|message| anyhow::anyhow!("CATALOG_ADMIN_PASSWORD {message}"))?;
     }
     let created =
-        command_api::routes::auth::create_account(users, &email, &password, UserRole::Admin).await;
+        command_api::accounts::create_account(users, &email, &password, UserRole::Admin).await;
     match created {
         Ok(_) => {}
         // Another replica created it at the same moment.
         Err(_) if users.by_email(&email).await?.is_some() => return Ok(()),
-        Err(problem) => bail!("cannot create the first admin: {problem}"),
+        Err(error) => bail!("cannot create the first admin: {error}"),
     }
     if generated {
         tracing::warn!(

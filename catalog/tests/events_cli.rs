@@ -34,7 +34,7 @@ async fn prepared_store(dir: &Path) -> Vec<Envelope> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let database = command_api::sqlite::SqliteDatabase::open(&dir.join("catalog.db"))
+    let database = event_store::sqlite::SqliteDatabase::open(&dir.join("catalog.db"))
         .await
         .expect("open");
     let store = database.event_store();

@@ -1,23 +1,19 @@
-//! The write side: the product aggregate, command handling, the embedded SQLite adapters,
+//! The write side: the product aggregate, command handling, accounts, idempotency keys, the
 //! auth endpoints and the command HTTP routes.
 //!
 //! - [`aggregate`]: the product aggregate and its rules.
 //! - [`validation`]: request bodies → commands, with per-field errors.
 //! - [`service`]: load, decide, append (optimistic concurrency), publish.
-//! - [`accounts`]: the user and session ports; [`idempotency`]: `Idempotency-Key`.
-//! - [`sqlite`]: the embedded adapters of those ports and of the event store.
+//! - [`accounts`]: account rules and creation, the user and session ports and their adapters
+//!   (SQLite, PostgreSQL, Redis); [`idempotency`]: `Idempotency-Key`, its port and adapters.
+//! - The event store and the outbox live in the `event-store` crate.
 //! - [`routes`]: the HTTP handlers; [`router`] puts them together.
 
 pub mod accounts;
 pub mod aggregate;
 pub mod idempotency;
-pub mod outbox;
-pub mod postgres;
-pub mod redis;
 pub mod routes;
 pub mod service;
-pub mod session_conformance;
-pub mod sqlite;
 pub mod validation;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use command_api::sqlite::SqliteDatabase;
+use event_store::sqlite::SqliteDatabase;
 use events::bus::{EventBus, EventStream, InProcessBus};
 use events::conformance::sample_stream;
 use events::store::EventStore;

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use auth::Role;
-use cache::redis::{RedisConfig, RedisConnection};
 use chrono::Utc;
+use command_api::accounts::redis::RedisSessionStore;
 use command_api::accounts::{User, UserStore};
-use command_api::postgres::PostgresDatabase;
-use command_api::redis::RedisSessionStore;
-use command_api::sqlite::SqliteDatabase;
+use event_store::postgres::PostgresDatabase;
+use event_store::sqlite::SqliteDatabase;
+use redis_client::{RedisConfig, RedisConnection};
 use uuid::Uuid;
 
 fn user() -> User {
@@ -29,8 +29,15 @@ async fn sqlite_sessions_pass_the_suite() {
         .await
         .expect("open");
     let user = user();
-    database.user_store().create(&user).await.expect("user");
-    command_api::session_conformance::run(&database.session_store(), user.id).await;
+    command_api::accounts::sqlite::SqliteUserStore::new(database.clone())
+        .create(&user)
+        .await
+        .expect("user");
+    command_api::accounts::conformance::run(
+        &command_api::accounts::sqlite::SqliteSessionStore::new(database.clone()),
+        user.id,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -41,8 +48,15 @@ async fn postgres_sessions_pass_the_suite() {
         .expect("connect");
     database.migrate().await.expect("migrate");
     let user = user();
-    database.user_store().create(&user).await.expect("user");
-    command_api::session_conformance::run(&database.session_store(), user.id).await;
+    command_api::accounts::postgres::PostgresUserStore::new(database.pool().clone())
+        .create(&user)
+        .await
+        .expect("user");
+    command_api::accounts::conformance::run(
+        &command_api::accounts::postgres::PostgresSessionStore::new(database.pool().clone()),
+        user.id,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -50,7 +64,7 @@ async fn redis_sessions_pass_the_suite() {
     let config = Arc::new(RedisConfig::from_url(&testkit::redis_url()).expect("url"));
     let connection = RedisConnection::connect(&config).await.expect("connect");
     let store = RedisSessionStore::new(config, connection);
-    command_api::session_conformance::run(&store, Uuid::now_v7()).await;
+    command_api::accounts::conformance::run(&store, Uuid::now_v7()).await;
 }
 
 #[tokio::test]
@@ -58,5 +72,5 @@ async fn redis_cluster_sessions_pass_the_suite() {
     let config = Arc::new(RedisConfig::from_url(&testkit::redis_cluster_url()).expect("url"));
     let connection = RedisConnection::connect(&config).await.expect("connect");
     let store = RedisSessionStore::new(config, connection);
-    command_api::session_conformance::run(&store, Uuid::now_v7()).await;
+    command_api::accounts::conformance::run(&store, Uuid::now_v7()).await;
 }

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use cache::redis::{RedisConfig, RedisConnection};
 use projectors::analytics::{conformance, AnalyticsProjection, RedisAnalytics};
+use redis_client::{RedisConfig, RedisConnection};
 
 async fn view(url: String) -> Arc<dyn AnalyticsProjection> {
     let config = Arc::new(RedisConfig::from_url(&url).expect("url"));

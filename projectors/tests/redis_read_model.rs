@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use cache::redis::{RedisConfig, RedisConnection};
 use projectors::redis::{RedisProjection, RedisReadModel};
+use redis_client::{RedisConfig, RedisConnection};
 
 #[tokio::test]
 async fn the_redis_read_model_passes_the_conformance_suite() {

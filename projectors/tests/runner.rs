@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use command_api::sqlite::SqliteDatabase;
+use event_store::sqlite::SqliteDatabase;
 use events::bus::{BusError, Delivery, EventBus, EventStream};
 use events::catalog_events::category_aggregate_id;
 use events::store::{EventStore, StreamAppend};

@@ -29,9 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::breaker::{Breaker, BreakerConfig};
 use async_trait::async_trait;
-use cache::breaker::{Breaker, BreakerConfig};
-use cache::redis::RedisConfig;
 use futures::StreamExt;
 use moka::future::Cache;
 use moka::Expiry;
@@ -39,6 +38,7 @@ use projectors::read_model::{
     CatalogReadModel, CategoryView, ListQuery, Page, ProductView, ReadModelError,
 };
 use projectors::redis::{invalidation_channel, Invalidation, RedisReadModel};
+use redis_client::RedisConfig;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -294,7 +294,7 @@ impl LayeredReadModel {
                 record("redis", "error");
                 if !matches!(
                     error,
-                    cache::breaker::BreakerError::Failed(ReadModelError::TooCostly)
+                    crate::breaker::BreakerError::Failed(ReadModelError::TooCostly)
                 ) {
                     tracing::debug!(%error, "Redis view unavailable; reading PostgreSQL");
                 }
@@ -430,7 +430,7 @@ async fn subscribe(model: std::sync::Weak<LayeredReadModel>) {
         let connected = async {
             let client = redis::Client::open(node.as_str())?;
             let mut pubsub =
-                tokio::time::timeout(cache::redis::CONNECT_TIMEOUT, client.get_async_pubsub())
+                tokio::time::timeout(redis_client::CONNECT_TIMEOUT, client.get_async_pubsub())
                     .await
                     .map_err(|_| {
                         redis::RedisError::from((redis::ErrorKind::Io, "pubsub connect timed out"))

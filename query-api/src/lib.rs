@@ -9,6 +9,7 @@
 //! - [`analytics`]: shopper analytics capture and `/api/analytics/*` (analysts).
 
 pub mod analytics;
+pub mod breaker;
 pub mod consistency;
 pub mod events_api;
 pub mod layers;

@@ -296,7 +296,7 @@ async fn product_views_and_searches_show_up_in_analytics() {
 
 #[tokio::test]
 async fn stored_version_1_price_changes_read_as_version_2_and_keep_their_wire_version() {
-    use command_api::sqlite::SqliteDatabase;
+    use event_store::sqlite::SqliteDatabase;
     use events::store::{EventStore, StreamAppend};
     use events::{EventMetadata, NewEvent};
 

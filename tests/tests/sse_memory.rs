@@ -84,7 +84,7 @@ async fn a_client_that_stops_reading_is_dropped_without_the_server_buffering_for
     config.analysts.sse_ring = 64;
     let app = spawn_configured(config).await;
     let analyst = analyst(&app).await;
-    let database = command_api::sqlite::SqliteDatabase::open(&app.data_dir.join("catalog.db"))
+    let database = event_store::sqlite::SqliteDatabase::open(&app.data_dir.join("catalog.db"))
         .await
         .expect("open the store");
     let store = database.event_store();

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ::auth::password::{hash_password, verify_against_dummy, verify_password};
+use ::auth::password::{verify_against_dummy, verify_password};
 use ::auth::tokens::{hash_secret, new_secret};
 use ::auth::{AdminUser, AuthUser, Role};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -12,12 +12,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::Value;
-use uuid::Uuid;
 use web::extract::Json;
 use web::{FieldErrors, Problem};
 
 use super::schemas::{LoginInput, NewUserInput, RefreshInput, TokenPair, UserOutput};
-use crate::accounts::{AccountError, User, UserStore};
+use crate::accounts::{check_email, check_password, create_account, AccountError, User};
 use crate::CommandState;
 
 /// How long a refresh token (and so an idle session) lives.
@@ -278,52 +277,6 @@ pub async fn create_user(
         role: user.role.to_string(),
     };
     Ok((StatusCode::CREATED, axum::Json(output)).into_response())
-}
-
-pub fn check_email(email: &str) -> Result<(), String> {
-    let trimmed = email.trim();
-    let valid = trimmed.len() <= 254
-        && !trimmed.chars().any(char::is_whitespace)
-        && trimmed.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err("must be an email address".into())
-    }
-}
-
-pub fn check_password(password: &str) -> Result<(), String> {
-    let length = password.chars().count();
-    if (8..=1024).contains(&length) {
-        Ok(())
-    } else {
-        Err("must be 8 to 1024 characters".into())
-    }
-}
-
-/// Hashes the password and stores a new user (email lower-cased).
-pub async fn create_account(
-    users: &dyn UserStore,
-    email: &str,
-    password: &str,
-    role: Role,
-) -> Result<User, Problem> {
-    let password = password.to_owned();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|error| Problem::internal_logged(&error))?
-        .map_err(|error| Problem::internal_logged(&error))?;
-    let user = User {
-        id: Uuid::now_v7(),
-        email: email.trim().to_lowercase(),
-        password_hash,
-        role,
-        created_at: Utc::now(),
-    };
-    users.create(&user).await?;
-    Ok(user)
 }
 
 /// The public keys that verify access tokens.

@@ -2,7 +2,7 @@
 //! replica, fed by the projectors role from the catalog stream (sales, categories) and from
 //! `catalog.analytics-events` (views, searches).
 //!
-//! # Layout (every key under the view's hash tag, see [`cache::redis`])
+//! # Layout (every key under the view's hash tag, see [`redis_client`])
 //!
 //! | key | what |
 //! | --- | --- |
@@ -35,11 +35,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cache::redis::{RedisConfig, RedisConnection};
 use chrono::{DateTime, Utc};
 use events::analytics::{AnalyticsEvent, Observation};
 use events::{CatalogEvent, Envelope};
 use redis::Script;
+use redis_client::{RedisConfig, RedisConnection};
 use uuid::Uuid;
 
 use super::{

@@ -2,7 +2,7 @@
 //! category) and per listing order, category counts, and the checkpoint — written by the
 //! Redis projector ([`RedisProjection`]), read by query-api replicas ([`RedisReadModel`]).
 //!
-//! # Layout (every key under the view's hash tag, see [`cache::redis`])
+//! # Layout (every key under the view's hash tag, see [`redis_client`])
 //!
 //! | key | what |
 //! | --- | --- |
@@ -30,9 +30,9 @@ mod reader;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cache::redis::{RedisConfig, RedisConnection};
 use events::{CatalogEvent, Envelope, ProductStatus};
 use redis::Script;
+use redis_client::{RedisConfig, RedisConnection};
 use serde::{Deserialize, Serialize};
 
 pub use reader::{RedisReadModel, FILTER_SCAN_BUDGET};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cache::redis::{RedisConfig, RedisConnection};
 use events::ProductStatus;
+use redis_client::{RedisConfig, RedisConnection};
 use tokio::sync::watch;
 use uuid::Uuid;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bus::kafka::{KafkaBus, KafkaConfig};
-use command_api::outbox::{backlog, OutboxRelay};
-use command_api::postgres::PostgresDatabase;
+use event_store::outbox::{backlog, OutboxRelay};
+use event_store::postgres::PostgresDatabase;
 use events::bus::{BusError, EventBus, EventStream};
 use events::conformance::sample_stream;
 use events::store::EventStore;
@@ -203,7 +203,7 @@ async fn of_several_relays_one_publishes_in_order_and_a_stand_by_takes_over_when
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
          AND ((classid::bigint << 32) | objid::bigint) = $1",
     )
-    .bind(command_api::outbox::RELAY_LOCK_KEY)
+    .bind(event_store::outbox::RELAY_LOCK_KEY)
     .fetch_one(database.pool())
     .await
     .expect("locks");

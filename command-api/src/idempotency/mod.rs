@@ -2,6 +2,9 @@
 //! appends nothing; the same key with another body is 409; keys are scoped to the caller and
 //! kept at least [`KEY_LIFETIME`].
 
+pub mod postgres;
+pub mod sqlite;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use command_api::postgres::PostgresDatabase;
+use event_store::postgres::PostgresDatabase;
 use events::conformance::sample_stream;
 use events::store::EventStore;
 use testkit::TestDatabase;
@@ -56,7 +56,7 @@ async fn every_append_writes_outbox_rows_in_the_same_transaction() {
         .expect("outbox");
     assert_eq!(outbox, vec![1, 2, 3]);
     assert_eq!(
-        command_api::outbox::backlog(database.pool())
+        event_store::outbox::backlog(database.pool())
             .await
             .expect("backlog"),
         3

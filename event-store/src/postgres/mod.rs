@@ -1,10 +1,8 @@
-//! The distributed adapters: PostgreSQL holds the event log, the outbox, users, sessions and
-//! idempotency keys. Every command-api replica shares them, so replicas stay stateless.
+//! The distributed event store: PostgreSQL holds the event log and the outbox, and beside them
+//! the write side's users, sessions and idempotency keys (their adapters live in `command-api`
+//! and share this pool). Every command-api replica shares them, so replicas stay stateless.
 
 mod event_store;
-mod idempotency;
-mod sessions;
-mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,9 +12,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::ConnectOptions;
 
 pub use event_store::{decode_row, event_columns, PostgresEventStore, OUTBOX_CHANNEL};
-pub use idempotency::PostgresIdempotencyStore;
-pub use sessions::PostgresSessionStore;
-pub use users::PostgresUserStore;
 
 /// A pool on the primary PostgreSQL.
 #[derive(Clone)]
@@ -69,18 +64,6 @@ impl PostgresDatabase {
         PostgresEventStore::new(self.pool.clone(), outbox)
     }
 
-    pub fn user_store(&self) -> PostgresUserStore {
-        PostgresUserStore::new(self.pool.clone())
-    }
-
-    pub fn session_store(&self) -> PostgresSessionStore {
-        PostgresSessionStore::new(self.pool.clone())
-    }
-
-    pub fn idempotency_store(&self) -> PostgresIdempotencyStore {
-        PostgresIdempotencyStore::new(self.pool.clone())
-    }
-
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -114,6 +97,6 @@ pub fn classify(error: sqlx::Error) -> StoreError {
     }
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
 }

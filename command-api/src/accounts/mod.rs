@@ -1,6 +1,16 @@
-//! The ports behind authentication: users and refresh-token sessions.
+//! Accounts: the rules an account must meet, creating one, and the ports behind authentication
+//! (users and refresh-token sessions) with their adapters, one folder or file per engine.
+//!
+//! The HTTP handlers (`routes::auth`), `catalog users create` and the first-admin bootstrap all
+//! create accounts through [`create_account`]; none of them restates the rules.
+
+pub mod conformance;
+pub mod postgres;
+pub mod redis;
+pub mod sqlite;
 
 use async_trait::async_trait;
+use auth::password::hash_password;
 use auth::Role;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -76,4 +86,52 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<Uuid, AccountError>;
     /// Revokes the session holding `token_hash`; unknown tokens are ignored.
     async fn revoke(&self, token_hash: &str) -> Result<(), AccountError>;
+}
+
+/// An email as the API accepts it (API.md: at most 254 characters, one `@`, no white space).
+pub fn check_email(email: &str) -> Result<(), String> {
+    let trimmed = email.trim();
+    let valid = trimmed.len() <= 254
+        && !trimmed.chars().any(char::is_whitespace)
+        && trimmed.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err("must be an email address".into())
+    }
+}
+
+/// A password as the API accepts it: 8 to 1,024 characters.
+pub fn check_password(password: &str) -> Result<(), String> {
+    let length = password.chars().count();
+    if (8..=1024).contains(&length) {
+        Ok(())
+    } else {
+        Err("must be 8 to 1024 characters".into())
+    }
+}
+
+/// Hashes the password and stores a new user (email lower-cased).
+pub async fn create_account(
+    users: &dyn UserStore,
+    email: &str,
+    password: &str,
+    role: Role,
+) -> Result<User, AccountError> {
+    let password = password.to_owned();
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|error| AccountError::Unexpected(format!("password hashing stopped: {error}")))?
+        .map_err(|error| AccountError::Unexpected(format!("password hashing failed: {error}")))?;
+    let user = User {
+        id: Uuid::now_v7(),
+        email: email.trim().to_lowercase(),
+        password_hash,
+        role,
+        created_at: Utc::now(),
+    };
+    users.create(&user).await?;
+    Ok(user)
 }

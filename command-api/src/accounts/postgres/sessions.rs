@@ -1,20 +1,21 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPool;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{classify, SqliteDatabase};
 use crate::accounts::{AccountError, SessionStore};
+use event_store::postgres::classify;
 
-/// Sessions in the embedded SQLite file.
+/// Refresh-token sessions in PostgreSQL, shared by every command-api replica.
 #[derive(Clone)]
-pub struct SqliteSessionStore {
-    database: SqliteDatabase,
+pub struct PostgresSessionStore {
+    pool: PgPool,
 }
 
-impl SqliteSessionStore {
-    pub fn new(database: SqliteDatabase) -> Self {
-        SqliteSessionStore { database }
+impl PostgresSessionStore {
+    pub fn new(pool: PgPool) -> Self {
+        PostgresSessionStore { pool }
     }
 }
 
@@ -23,28 +24,27 @@ fn store_error(error: sqlx::Error) -> AccountError {
 }
 
 #[async_trait]
-impl SessionStore for SqliteSessionStore {
+impl SessionStore for PostgresSessionStore {
     async fn start(
         &self,
         user_id: Uuid,
         token_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), AccountError> {
-        let session_id = Uuid::now_v7().to_string();
-        let mut transaction = self.database.writer.begin().await.map_err(store_error)?;
-        sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)")
-            .bind(&session_id)
-            .bind(user_id.to_string())
-            .bind(Utc::now().timestamp())
+        let session_id = Uuid::now_v7();
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, now())")
+            .bind(session_id)
+            .bind(user_id)
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
         sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?, ?, ?)",
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
         )
         .bind(token_hash)
-        .bind(&session_id)
-        .bind(expires_at.timestamp())
+        .bind(session_id)
+        .bind(expires_at)
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;
@@ -58,11 +58,11 @@ impl SessionStore for SqliteSessionStore {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<Uuid, AccountError> {
-        let mut transaction = self.database.writer.begin().await.map_err(store_error)?;
-        // Mark the token used first: the write takes the lock, so of two racing refreshes
-        // exactly one sees `used = 0`.
+        let mut transaction = self.pool.begin().await.map_err(store_error)?;
+        // The conditional UPDATE takes the row lock: of two racing refreshes with one token,
+        // exactly one sees `used = false`.
         let marked =
-            sqlx::query("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ? AND used = 0")
+            sqlx::query("UPDATE refresh_tokens SET used = TRUE WHERE token_hash = $1 AND NOT used")
                 .bind(old_hash)
                 .execute(&mut *transaction)
                 .await
@@ -70,7 +70,7 @@ impl SessionStore for SqliteSessionStore {
                 .rows_affected();
         let row = sqlx::query(
             "SELECT t.session_id, t.expires_at, s.revoked, s.user_id FROM refresh_tokens t \
-             JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?",
+             JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
         )
         .bind(old_hash)
         .fetch_optional(&mut *transaction)
@@ -80,46 +80,46 @@ impl SessionStore for SqliteSessionStore {
             return Err(AccountError::InvalidToken);
         };
         let unexpected = |error: sqlx::Error| AccountError::Unexpected(error.to_string());
-        let session_id: String = row.try_get("session_id").map_err(unexpected)?;
-        let token_expires_at: i64 = row.try_get("expires_at").map_err(unexpected)?;
-        let revoked: i64 = row.try_get("revoked").map_err(unexpected)?;
-        let user_id: String = row.try_get("user_id").map_err(unexpected)?;
+        let session_id: Uuid = row.try_get("session_id").map_err(unexpected)?;
+        let token_expires_at: DateTime<Utc> = row.try_get("expires_at").map_err(unexpected)?;
+        let revoked: bool = row.try_get("revoked").map_err(unexpected)?;
+        let user_id: Uuid = row.try_get("user_id").map_err(unexpected)?;
         if marked == 0 {
             // Reuse of a rotated token: end the session for everyone holding its tokens.
-            sqlx::query("UPDATE sessions SET revoked = 1 WHERE id = ?")
-                .bind(&session_id)
+            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
+                .bind(session_id)
                 .execute(&mut *transaction)
                 .await
                 .map_err(store_error)?;
             transaction.commit().await.map_err(store_error)?;
-            return Err(if revoked == 1 {
+            return Err(if revoked {
                 AccountError::InvalidToken
             } else {
                 AccountError::TokenReused
             });
         }
-        if revoked == 1 || token_expires_at <= now.timestamp() {
+        if revoked || token_expires_at <= now {
             return Err(AccountError::InvalidToken);
         }
         sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?, ?, ?)",
+            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
         )
         .bind(new_hash)
-        .bind(&session_id)
-        .bind(expires_at.timestamp())
+        .bind(session_id)
+        .bind(expires_at)
         .execute(&mut *transaction)
         .await
         .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)?;
-        Uuid::parse_str(&user_id).map_err(|error| AccountError::Unexpected(error.to_string()))
+        Ok(user_id)
     }
 
     async fn revoke(&self, token_hash: &str) -> Result<(), AccountError> {
         sqlx::query(
-            "UPDATE sessions SET revoked = 1 WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?)",
+            "UPDATE sessions SET revoked = TRUE WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)",
         )
         .bind(token_hash)
-        .execute(&self.database.writer)
+        .execute(&self.pool)
         .await
         .map_err(store_error)?;
         Ok(())

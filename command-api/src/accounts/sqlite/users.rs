@@ -4,8 +4,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{classify, is_unique_violation, SqliteDatabase};
 use crate::accounts::{AccountError, User, UserStore};
+use event_store::sqlite::{classify, is_unique_violation, SqliteDatabase};
 
 #[derive(Clone)]
 pub struct SqliteUserStore {
@@ -33,7 +33,7 @@ impl UserStore for SqliteUserStore {
         .bind(&user.password_hash)
         .bind(user.role.as_str())
         .bind(user.created_at.to_rfc3339_opts(SecondsFormat::Micros, true))
-        .execute(&self.database.writer)
+        .execute(self.database.writer())
         .await;
         match result {
             Ok(_) => Ok(()),
@@ -58,7 +58,7 @@ impl SqliteUserStore {
             "SELECT id, email, password_hash, role, created_at FROM users WHERE {column} = ?"
         ))
         .bind(value)
-        .fetch_optional(&self.database.writer)
+        .fetch_optional(self.database.writer())
         .await
         .map_err(|error| AccountError::from(classify(error)))?;
         let Some(row) = row else {

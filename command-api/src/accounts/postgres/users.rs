@@ -5,8 +5,8 @@ use sqlx::postgres::PgPool;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{classify, is_unique_violation};
 use crate::accounts::{AccountError, User, UserStore};
+use event_store::postgres::{classify, is_unique_violation};
 
 /// Users in PostgreSQL, shared by every command-api replica.
 #[derive(Clone)]

@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cache::redis::{RedisConfig, RedisConnection};
 use chrono::{DateTime, Utc};
 use redis::Script;
+use redis_client::{RedisConfig, RedisConnection};
 use uuid::Uuid;
 
 use crate::accounts::{AccountError, SessionStore};

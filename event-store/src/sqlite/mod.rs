@@ -1,11 +1,9 @@
-//! The embedded adapters: one SQLite file holds the event log, users, sessions and idempotency
-//! keys. One writer connection serialises writes (SQLite allows one writer at a time anyway,
-//! and it is what makes positions commit-ordered); a few read-only connections serve reads.
+//! The embedded event store: one SQLite file holds the event log, and beside it the write side's
+//! users, sessions and idempotency keys (their adapters live in `command-api` and share this
+//! database's pools). One writer connection serialises writes (SQLite allows one writer at a time
+//! anyway, and it is what makes positions commit-ordered); a few read-only connections serve reads.
 
 mod event_store;
-mod idempotency;
-mod sessions;
-mod users;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,9 +15,6 @@ use sqlx::sqlite::{
 };
 
 pub use event_store::SqliteEventStore;
-pub use idempotency::SqliteIdempotencyStore;
-pub use sessions::SqliteSessionStore;
-pub use users::SqliteUserStore;
 
 /// The connection pools of one SQLite database file.
 #[derive(Clone)]
@@ -67,16 +62,14 @@ impl SqliteDatabase {
         SqliteEventStore::new(self.clone())
     }
 
-    pub fn user_store(&self) -> SqliteUserStore {
-        SqliteUserStore::new(self.clone())
+    /// The one writer connection: every write of this database goes through it.
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
-    pub fn session_store(&self) -> SqliteSessionStore {
-        SqliteSessionStore::new(self.clone())
-    }
-
-    pub fn idempotency_store(&self) -> SqliteIdempotencyStore {
-        SqliteIdempotencyStore::new(self.clone())
+    /// The read-only connections.
+    pub fn reader(&self) -> &SqlitePool {
+        &self.reader
     }
 
     /// Waits for the pools to close (on shutdown).
@@ -86,12 +79,12 @@ impl SqliteDatabase {
     }
 }
 
-fn unexpected(error: impl std::fmt::Display) -> StoreError {
+pub fn unexpected(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unexpected(error.to_string())
 }
 
 /// Engine errors by kind: busy, locked or out of connections is worth a retry later.
-fn classify(error: sqlx::Error) -> StoreError {
+pub fn classify(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(error.to_string())
@@ -108,6 +101,6 @@ fn classify(error: sqlx::Error) -> StoreError {
     }
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
 }

@@ -2,8 +2,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::SqliteDatabase;
 use crate::idempotency::{Begin, IdempotencyError, IdempotencyStore, StoredResponse};
+use event_store::sqlite::SqliteDatabase;
 
 #[derive(Clone)]
 pub struct SqliteIdempotencyStore {
@@ -37,7 +37,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         .bind(key)
         .bind(request_hash)
         .bind(now.timestamp())
-        .execute(&self.database.writer)
+        .execute(self.database.writer())
         .await
         .map_err(error)?
         .rows_affected();
@@ -49,7 +49,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         )
         .bind(caller)
         .bind(key)
-        .fetch_optional(&self.database.writer)
+        .fetch_optional(self.database.writer())
         .await
         .map_err(error)?;
         let Some(row) = row else {
@@ -88,7 +88,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         .bind(&response.body)
         .bind(caller)
         .bind(key)
-        .execute(&self.database.writer)
+        .execute(self.database.writer())
         .await
         .map_err(error)?;
         Ok(())
@@ -98,7 +98,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         sqlx::query("DELETE FROM idempotency_keys WHERE caller = ? AND key = ?")
             .bind(caller)
             .bind(key)
-            .execute(&self.database.writer)
+            .execute(self.database.writer())
             .await
             .map_err(error)?;
         Ok(())
@@ -107,7 +107,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
     async fn purge(&self, before: DateTime<Utc>) -> Result<u64, IdempotencyError> {
         let removed = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
             .bind(before.timestamp())
-            .execute(&self.database.writer)
+            .execute(self.database.writer())
             .await
             .map_err(error)?
             .rows_affected();
