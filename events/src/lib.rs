@@ -6,6 +6,7 @@
 //! - [`store`]: the event store port ([`store::EventStore`]) and its error kinds.
 //! - [`conformance`]: the one behaviour suite every event store adapter must pass.
 //! - [`bus`]: the bus port ([`bus::EventBus`]) and the embedded in-process adapter.
+//! - [`watermark`]: a view's applied position, and waiting until it reaches one.
 
 pub mod analytics;
 pub mod bus;
@@ -14,6 +15,7 @@ pub mod conformance;
 pub mod envelope;
 pub mod schema;
 pub mod store;
+pub mod watermark;
 
 pub use catalog_events::{
     AttributeValue, CatalogEvent, CategoryCreated, PriceChanged, PriceChangedV1, ProductArchived,
@@ -21,3 +23,4 @@ pub use catalog_events::{
     SaleRecorded, StockAdjusted,
 };
 pub use envelope::{Envelope, EventMetadata, NewEvent};
+pub use watermark::Watermark;
