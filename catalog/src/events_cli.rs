@@ -18,7 +18,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
-use crate::startup::EngineConfig;
+use crate::config::EngineConfig;
 
 /// The Parquet schema of an export: one row per event, the envelope's fields as columns and
 /// `data` as its JSON text.

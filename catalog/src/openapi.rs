@@ -55,7 +55,7 @@ impl Modify for BearerAuth {
         query_api::events_api::stream_events,
         query_api::analytics::trending,
         query_api::analytics::searches,
-        crate::admin::projections,
+        crate::roles::admin::projections,
         web::ops::healthz,
         web::ops::readyz,
         web::ops::metrics_text,
@@ -93,19 +93,54 @@ fn problem_response(description: &str) -> Value {
     })
 }
 
+/// The headers every response documents.
+struct CommonHeaders {
+    request_id: Value,
+    retry_after: Value,
+    position: Value,
+}
+
+/// What kind of operation a path and method are, for the parts utoipa does not know.
+struct OperationKind<'a> {
+    path: &'a str,
+    method: &'a str,
+    /// A write of the catalog (`/api/products*`, `/api/categories*`).
+    command: bool,
+    /// A read of the views (`X-Min-Position` / `X-Position`).
+    query: bool,
+}
+
+impl<'a> OperationKind<'a> {
+    fn of(path: &'a str, method: &'a str) -> Self {
+        let is_write = matches!(method, "post" | "put" | "patch" | "delete");
+        let catalog = path.starts_with("/api/products") || path.starts_with("/api/categories");
+        OperationKind {
+            path,
+            method,
+            command: is_write && catalog,
+            query: method == "get" && (catalog || path == "/api/search"),
+        }
+    }
+}
+
+/// Adds what the derive macros cannot say: the shared error responses and headers, the
+/// headers of read-your-writes and idempotency, exact parameter schemas, and the paths the
+/// binary serves itself.
 fn complete(document: &mut Value) {
-    let request_id = header(
-        "The request's id: the one the client sent, or a new one",
-        json!({"type": "string"}),
-    );
-    let retry_after = header(
-        "Seconds to wait before retrying",
-        json!({"type": "integer"}),
-    );
-    let position = header(
-        "The log position the views answering had reached",
-        json!({"type": "integer", "format": "int64", "minimum": 0}),
-    );
+    let headers = CommonHeaders {
+        request_id: header(
+            "The request's id: the one the client sent, or a new one",
+            json!({"type": "string"}),
+        ),
+        retry_after: header(
+            "Seconds to wait before retrying",
+            json!({"type": "integer"}),
+        ),
+        position: header(
+            "The log position the views answering had reached",
+            json!({"type": "integer", "format": "int64", "minimum": 0}),
+        ),
+    };
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -114,129 +149,170 @@ fn complete(document: &mut Value) {
             continue;
         };
         for (method, operation) in item.iter_mut() {
-            let is_write = matches!(method.as_str(), "post" | "put" | "patch" | "delete");
-            let is_command = is_write
-                && (path.starts_with("/api/products") || path.starts_with("/api/categories"));
-            let is_query = method == "get"
-                && (path.starts_with("/api/products")
-                    || path.starts_with("/api/categories")
-                    || path == "/api/search");
-            let secured = operation.get("security").is_some();
-            let has_body = operation.get("requestBody").is_some();
-            let Some(operation) = operation.as_object_mut() else {
-                continue;
-            };
-            let responses = operation
-                .entry("responses")
-                .or_insert_with(|| json!({}))
-                .as_object_mut();
-            let Some(responses) = responses else { continue };
-            let mut wanted: Vec<(&str, &str)> = Vec::new();
-            if has_body {
-                wanted.extend([
-                    ("400", "Malformed JSON or parameters"),
-                    ("413", "Body over 1 MiB"),
-                    ("415", "Body without Content-Type: application/json"),
-                ]);
-            }
-            if secured {
-                wanted.extend([
-                    ("401", "No valid access token"),
-                    ("403", "The token's role may not do this"),
-                ]);
-            }
-            if is_command && method == "post" {
-                wanted.push((
-                    "409",
-                    "Conflict, or an Idempotency-Key reused with another body or still in progress",
-                ));
-            }
-            wanted.push(("503", "A dependency is down; retry after Retry-After"));
-            for (status, description) in wanted {
-                responses
-                    .entry(status)
-                    .or_insert_with(|| problem_response(description));
-            }
-            for (status, response) in responses.iter_mut() {
-                let Some(response) = response.as_object_mut() else {
-                    continue;
-                };
-                let is_error = status.starts_with('4') || status.starts_with('5');
-                if is_error {
-                    if let Some(content) =
-                        response.get_mut("content").and_then(Value::as_object_mut)
-                    {
-                        if let Some(json) = content.remove("application/json") {
-                            content.insert("application/problem+json".into(), json);
-                        }
-                    }
-                }
-                let headers = response
-                    .entry("headers")
-                    .or_insert_with(|| json!({}))
-                    .as_object_mut();
-                let Some(headers) = headers else { continue };
-                headers.insert("X-Request-Id".into(), request_id.clone());
-                if status == "429" || status == "503" {
-                    headers.insert("Retry-After".into(), retry_after.clone());
-                }
-                if is_query {
-                    headers.insert("X-Position".into(), position.clone());
-                }
-            }
-            let parameters = operation
-                .entry("parameters")
-                .or_insert_with(|| json!([]))
-                .as_array_mut();
-            let Some(parameters) = parameters else {
-                continue;
-            };
-            let named = |parameters: &Vec<Value>, name: &str| {
-                parameters.iter().any(|parameter| parameter["name"] == name)
-            };
-            if method == "post"
-                && (is_command || path == "/api/auth/users")
-                && !named(parameters, "Idempotency-Key")
-            {
-                parameters.push(json!({
-                    "name": "Idempotency-Key", "in": "header", "required": false,
-                    "description": "Any string of 1–255 characters: a retry with the same key and body gets the first answer and appends nothing; another body is 409. Kept at least 24 h, per caller.",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 255}
-                }));
-            }
-            if is_query && !named(parameters, "X-Min-Position") {
-                parameters.push(json!({
-                    "name": "X-Min-Position", "in": "header", "required": false,
-                    "description": "Answer only once the views have applied this position (waits up to 2 s, then 503)",
-                    "schema": {"type": "integer", "format": "int64", "minimum": 0}
-                }));
-            }
-            for parameter in parameters.iter_mut() {
-                let schema = match parameter["name"].as_str() {
-                    Some("limit") => json!({"type": "integer", "minimum": 1, "maximum": 100}),
-                    Some("min_price" | "max_price") => {
-                        json!({"type": "integer", "format": "int64", "minimum": 0})
-                    }
-                    Some("in_stock") => json!({"type": "boolean"}),
-                    Some("sort") if path == "/api/search" => json!({
-                        "type": "string",
-                        "enum": ["relevance", "price_asc", "price_desc", "newest"],
-                        "default": "relevance"
-                    }),
-                    Some("sort") if path == "/api/products" => json!({
-                        "type": "string",
-                        "enum": ["newest", "price_asc", "price_desc", "bestselling", "name"],
-                        "default": "newest"
-                    }),
-                    _ => continue,
-                };
-                parameter["schema"] = schema;
-            }
-            if parameters.is_empty() {
-                operation.remove("parameters");
+            if let Some(operation) = operation.as_object_mut() {
+                complete_operation(&OperationKind::of(path, method), operation, &headers);
             }
         }
     }
+    add_served_paths(paths);
+    if let Some(status) = document.pointer_mut("/components/schemas/ProductView/properties/status")
+    {
+        *status = json!({"type": "string", "enum": ["draft", "published", "archived"]});
+    }
+}
+
+fn complete_operation(
+    kind: &OperationKind,
+    operation: &mut serde_json::Map<String, Value>,
+    headers: &CommonHeaders,
+) {
+    let secured = operation.get("security").is_some();
+    let has_body = operation.get("requestBody").is_some();
+    if let Some(responses) = operation
+        .entry("responses")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    {
+        add_error_responses(kind, responses, secured, has_body);
+        add_response_headers(kind, responses, headers);
+    }
+    let Some(parameters) = operation
+        .entry("parameters")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+    else {
+        return;
+    };
+    add_header_parameters(kind, parameters);
+    for parameter in parameters.iter_mut() {
+        if let Some(schema) = parameter_schema(kind.path, parameter["name"].as_str()) {
+            parameter["schema"] = schema;
+        }
+    }
+    if parameters.is_empty() {
+        operation.remove("parameters");
+    }
+}
+
+/// The problem responses an operation can give besides its own: bad bodies, auth, conflicts,
+/// a dependency down.
+fn add_error_responses(
+    kind: &OperationKind,
+    responses: &mut serde_json::Map<String, Value>,
+    secured: bool,
+    has_body: bool,
+) {
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    if has_body {
+        wanted.extend([
+            ("400", "Malformed JSON or parameters"),
+            ("413", "Body over 1 MiB"),
+            ("415", "Body without Content-Type: application/json"),
+        ]);
+    }
+    if secured {
+        wanted.extend([
+            ("401", "No valid access token"),
+            ("403", "The token's role may not do this"),
+        ]);
+    }
+    if kind.command && kind.method == "post" {
+        wanted.push((
+            "409",
+            "Conflict, or an Idempotency-Key reused with another body or still in progress",
+        ));
+    }
+    wanted.push(("503", "A dependency is down; retry after Retry-After"));
+    for (status, description) in wanted {
+        responses
+            .entry(status)
+            .or_insert_with(|| problem_response(description));
+    }
+}
+
+/// Errors as problem+json; every response with its request id, 429 and 503 with
+/// `Retry-After`, reads with `X-Position`.
+fn add_response_headers(
+    kind: &OperationKind,
+    responses: &mut serde_json::Map<String, Value>,
+    common: &CommonHeaders,
+) {
+    for (status, response) in responses.iter_mut() {
+        let Some(response) = response.as_object_mut() else {
+            continue;
+        };
+        let is_error = status.starts_with('4') || status.starts_with('5');
+        if is_error {
+            if let Some(content) = response.get_mut("content").and_then(Value::as_object_mut) {
+                if let Some(json) = content.remove("application/json") {
+                    content.insert("application/problem+json".into(), json);
+                }
+            }
+        }
+        let Some(headers) = response
+            .entry("headers")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+        else {
+            continue;
+        };
+        headers.insert("X-Request-Id".into(), common.request_id.clone());
+        if status == "429" || status == "503" {
+            headers.insert("Retry-After".into(), common.retry_after.clone());
+        }
+        if kind.query {
+            headers.insert("X-Position".into(), common.position.clone());
+        }
+    }
+}
+
+/// `Idempotency-Key` on creating writes, `X-Min-Position` on reads.
+fn add_header_parameters(kind: &OperationKind, parameters: &mut Vec<Value>) {
+    let named = |parameters: &Vec<Value>, name: &str| {
+        parameters.iter().any(|parameter| parameter["name"] == name)
+    };
+    if kind.method == "post"
+        && (kind.command || kind.path == "/api/auth/users")
+        && !named(parameters, "Idempotency-Key")
+    {
+        parameters.push(json!({
+            "name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "Any string of 1–255 characters: a retry with the same key and body gets the first answer and appends nothing; another body is 409. Kept at least 24 h, per caller.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255}
+        }));
+    }
+    if kind.query && !named(parameters, "X-Min-Position") {
+        parameters.push(json!({
+            "name": "X-Min-Position", "in": "header", "required": false,
+            "description": "Answer only once the views have applied this position (waits up to 2 s, then 503)",
+            "schema": {"type": "integer", "format": "int64", "minimum": 0}
+        }));
+    }
+}
+
+/// The exact schema of a query parameter whose Rust type says less than the contract.
+fn parameter_schema(path: &str, name: Option<&str>) -> Option<Value> {
+    let schema = match name? {
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 100}),
+        "min_price" | "max_price" => json!({"type": "integer", "format": "int64", "minimum": 0}),
+        "in_stock" => json!({"type": "boolean"}),
+        "sort" if path == "/api/search" => json!({
+            "type": "string",
+            "enum": ["relevance", "price_asc", "price_desc", "newest"],
+            "default": "relevance"
+        }),
+        "sort" if path == "/api/products" => json!({
+            "type": "string",
+            "enum": ["newest", "price_asc", "price_desc", "bestselling", "name"],
+            "default": "newest"
+        }),
+        _ => return None,
+    };
+    Some(schema)
+}
+
+/// The NDJSON body of the bulk import, and the paths the binary serves itself.
+fn add_served_paths(paths: &mut serde_json::Map<String, Value>) {
     if let Some(bulk) = paths
         .get_mut("/api/products/bulk")
         .and_then(|item| item.get_mut("post"))
@@ -257,10 +333,6 @@ fn complete(document: &mut Value) {
         "/api/docs".into(),
         json!({"get": {"tags": ["operations"], "summary": "A browsable rendering of this document", "responses": {"200": {"description": "An HTML page", "content": {"text/html": {}}}}}}),
     );
-    if let Some(status) = document.pointer_mut("/components/schemas/ProductView/properties/status")
-    {
-        *status = json!({"type": "string", "enum": ["draft", "published", "archived"]});
-    }
 }
 
 #[cfg(test)]

@@ -179,8 +179,8 @@ pub struct AnalystArgs {
 }
 
 impl AnalystArgs {
-    pub fn to_config(&self) -> crate::startup::AnalystConfig {
-        crate::startup::AnalystConfig {
+    pub fn to_config(&self) -> super::serve::AnalystConfig {
+        super::serve::AnalystConfig {
             sse_ring: self.sse_ring.max(1),
             sse_keep_alive: std::time::Duration::from_secs(self.sse_keep_alive_seconds.max(1)),
             capture: self.analytics_capture,
@@ -190,6 +190,16 @@ impl AnalystArgs {
 }
 
 impl Role {
+    /// The role's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Command => "command",
+            Role::Query => "query",
+            Role::Projectors => "projectors",
+        }
+    }
+
     /// The address a role listens on unless told otherwise (API.md: split roles 8081–8083).
     pub fn default_listen(self) -> &'static str {
         match self {
@@ -255,8 +265,8 @@ fn non_empty(value: &Option<String>) -> Option<String> {
 
 impl EngineArgs {
     /// The engine settings, with empty values read as unset.
-    pub fn to_config(&self) -> crate::startup::EngineConfig {
-        crate::startup::EngineConfig {
+    pub fn to_config(&self) -> super::serve::EngineConfig {
+        super::serve::EngineConfig {
             database_url: non_empty(&self.database_url),
             database_read_url: non_empty(&self.database_read_url),
             database_pool_size: self.database_pool_size.max(2),

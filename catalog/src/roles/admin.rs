@@ -103,3 +103,28 @@ pub async fn projections(
     }
     Ok(axum::Json(ProjectionList { head, items }))
 }
+
+/// The admin routes of the command role: projector statuses from PostgreSQL heartbeats in the
+/// distributed mode, from the projectors of this process (`local`) in the embedded one.
+pub fn mount(
+    engines: &crate::engines::Engines,
+    verifier: Arc<TokenVerifier>,
+    local: &[Projector],
+) -> super::Mounted {
+    let statuses = match engines.postgres() {
+        Some(database) => StatusSource::Postgres(database.pool().clone()),
+        None => StatusSource::Local(local.to_vec()),
+    };
+    let state = AdminState {
+        statuses,
+        store: engines.store.clone(),
+        verifier,
+    };
+    super::Mounted {
+        router: axum::Router::new().route(
+            "/api/admin/projections",
+            axum::routing::get(projections).with_state(state),
+        ),
+        ..super::Mounted::default()
+    }
+}

@@ -1,0 +1,206 @@
+//! The engines of one process, opened from [`EngineConfig`] only:
+//!
+//! - no `DATABASE_URL`: the embedded mode (SQLite event store, in-process bus), role `all` only;
+//! - `DATABASE_URL`: the PostgreSQL event store, users, sessions, idempotency keys and read
+//!   model, migrated at open; with `CATALOG_BUS` the store writes an outbox and the command role
+//!   relays it to Kafka or SNS/SQS, without it projectors follow the event store itself;
+//! - `REDIS_URL`: the Redis connection the views, caches and sessions share.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bus::ConfiguredBus;
+use command_api::accounts::{SessionStore, UserStore};
+use command_api::idempotency::IdempotencyStore;
+use command_api::service::CommandService;
+use event_store::postgres::PostgresDatabase;
+use event_store::sqlite::SqliteDatabase;
+use events::bus::{EventBus, InProcessBus};
+use events::store::EventStore;
+
+use crate::config::EngineConfig;
+
+/// A Redis connection and the settings it was made from (key prefix, cluster or not).
+pub type Redis = (
+    Arc<redis_client::RedisConfig>,
+    redis_client::RedisConnection,
+);
+
+/// Applies every component's PostgreSQL migrations (`catalog migrate`, and every start).
+pub async fn migrate(database: &PostgresDatabase) -> anyhow::Result<()> {
+    database
+        .migrate()
+        .await
+        .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+    projectors::read_model::postgres::migrate(database.pool())
+        .await
+        .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+    Ok(())
+}
+
+/// Where the write side keeps its state.
+#[derive(Clone)]
+pub enum Storage {
+    Sqlite(SqliteDatabase),
+    Postgres(PostgresDatabase),
+}
+
+/// The engines of one process, opened from configuration.
+pub struct Engines {
+    pub storage: Storage,
+    /// Redis, when `REDIS_URL` is set.
+    pub redis: Option<Redis>,
+    pub store: Arc<dyn EventStore>,
+    /// What projectors in this process subscribe to.
+    pub bus: Arc<dyn EventBus>,
+    /// The external bus, when `CATALOG_BUS` is set (the relay publishes to it).
+    pub configured_bus: Option<ConfiguredBus>,
+    pub commands: Arc<CommandService>,
+}
+
+impl Engines {
+    pub async fn open(data_dir: &Path, config: &EngineConfig) -> anyhow::Result<Self> {
+        config.check()?;
+        match &config.database_url {
+            None => Self::open_embedded(data_dir).await,
+            Some(url) => Self::open_distributed(url, config).await,
+        }
+    }
+
+    async fn open_embedded(data_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+        let path = data_dir.join("catalog.db");
+        let database = SqliteDatabase::open(&path)
+            .await
+            .with_context(|| format!("cannot open the event store at {}", path.display()))?;
+        let store: Arc<dyn EventStore> = Arc::new(database.event_store());
+        let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(store.clone()));
+        let commands = Arc::new(CommandService::new(store.clone(), Some(bus.clone())));
+        Ok(Engines {
+            storage: Storage::Sqlite(database),
+            redis: None,
+            store,
+            bus,
+            configured_bus: None,
+            commands,
+        })
+    }
+
+    async fn open_distributed(url: &str, config: &EngineConfig) -> anyhow::Result<Self> {
+        let database = PostgresDatabase::connect(url, config.database_pool_size)
+            .await
+            .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+        migrate(&database).await?;
+        let configured_bus = match &config.bus_url {
+            Some(url) => Some(
+                ConfiguredBus::connect(url)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{error}"))?,
+            ),
+            None => None,
+        };
+        let (store, bus, commands) = match &configured_bus {
+            Some(configured) => {
+                // The store writes an outbox; the relay (command role) publishes it.
+                let store: Arc<dyn EventStore> = Arc::new(database.event_store(true));
+                let commands = Arc::new(CommandService::new(store.clone(), None));
+                (store, configured.bus(), commands)
+            }
+            None => {
+                // No bus: projectors follow the event store (polling it, plus live hand-offs
+                // within this process).
+                let store: Arc<dyn EventStore> = Arc::new(database.event_store(false));
+                let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::with_poll_interval(
+                    store.clone(),
+                    Duration::from_millis(100),
+                ));
+                let commands = Arc::new(CommandService::new(store.clone(), Some(bus.clone())));
+                (store, bus, commands)
+            }
+        };
+        let redis = match &config.redis_url {
+            Some(url) => {
+                let redis_config = Arc::new(
+                    redis_client::RedisConfig::from_url(url)
+                        .map_err(|error| anyhow::anyhow!(error))?,
+                );
+                let connection = redis_client::RedisConnection::connect(&redis_config)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("REDIS_URL: {error}"))?;
+                Some((redis_config, connection))
+            }
+            None => None,
+        };
+        Ok(Engines {
+            storage: Storage::Postgres(database),
+            redis,
+            store,
+            bus,
+            configured_bus,
+            commands,
+        })
+    }
+
+    pub fn users(&self) -> Arc<dyn UserStore> {
+        match &self.storage {
+            Storage::Sqlite(database) => Arc::new(
+                command_api::accounts::sqlite::SqliteUserStore::new(database.clone()),
+            ),
+            Storage::Postgres(database) => Arc::new(
+                command_api::accounts::postgres::PostgresUserStore::new(database.pool().clone()),
+            ),
+        }
+    }
+
+    pub fn sessions(&self) -> Arc<dyn SessionStore> {
+        if let Some((config, connection)) = &self.redis {
+            return Arc::new(command_api::accounts::redis::RedisSessionStore::new(
+                config.clone(),
+                connection.clone(),
+            ));
+        }
+        match &self.storage {
+            Storage::Sqlite(database) => Arc::new(
+                command_api::accounts::sqlite::SqliteSessionStore::new(database.clone()),
+            ),
+            Storage::Postgres(database) => Arc::new(
+                command_api::accounts::postgres::PostgresSessionStore::new(database.pool().clone()),
+            ),
+        }
+    }
+
+    pub fn idempotency(&self) -> Arc<dyn IdempotencyStore> {
+        match &self.storage {
+            Storage::Sqlite(database) => Arc::new(
+                command_api::idempotency::sqlite::SqliteIdempotencyStore::new(database.clone()),
+            ),
+            Storage::Postgres(database) => Arc::new(
+                command_api::idempotency::postgres::PostgresIdempotencyStore::new(
+                    database.pool().clone(),
+                ),
+            ),
+        }
+    }
+
+    /// Whether this is the distributed mode (PostgreSQL), not the embedded one.
+    pub fn is_distributed(&self) -> bool {
+        self.postgres().is_some()
+    }
+
+    pub fn postgres(&self) -> Option<&PostgresDatabase> {
+        match &self.storage {
+            Storage::Postgres(database) => Some(database),
+            Storage::Sqlite(_) => None,
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.storage {
+            Storage::Sqlite(database) => database.close().await,
+            Storage::Postgres(database) => database.close().await,
+        }
+    }
+}
