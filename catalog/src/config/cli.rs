@@ -178,17 +178,6 @@ pub struct AnalystArgs {
     pub analytics_queue: usize,
 }
 
-impl AnalystArgs {
-    pub fn to_config(&self) -> super::serve::AnalystConfig {
-        super::serve::AnalystConfig {
-            sse_ring: self.sse_ring.max(1),
-            sse_keep_alive: std::time::Duration::from_secs(self.sse_keep_alive_seconds.max(1)),
-            capture: self.analytics_capture,
-            capture_queue: self.analytics_queue.max(1),
-        }
-    }
-}
-
 impl Role {
     /// The role's name on the command line.
     pub fn name(self) -> &'static str {
@@ -254,28 +243,6 @@ pub enum ReadFallback {
     None,
     /// Read from the primary.
     Primary,
-}
-
-fn non_empty(value: &Option<String>) -> Option<String> {
-    value
-        .as_deref()
-        .filter(|text| !text.trim().is_empty())
-        .map(str::to_owned)
-}
-
-impl EngineArgs {
-    /// The engine settings, with empty values read as unset.
-    pub fn to_config(&self) -> super::serve::EngineConfig {
-        super::serve::EngineConfig {
-            database_url: non_empty(&self.database_url),
-            database_read_url: non_empty(&self.database_read_url),
-            database_pool_size: self.database_pool_size.max(2),
-            bus_url: non_empty(&self.bus),
-            redis_url: non_empty(&self.redis_url),
-            search_url: non_empty(&self.search),
-            read_fallback_to_primary: self.read_fallback == ReadFallback::Primary,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::bail;
 use secrecy::SecretString;
 
-use super::cli::{Role, ServeArgs};
+use super::cli::{AnalystArgs, EngineArgs, ReadFallback, Role, ServeArgs};
 
 /// The engines, as configured (empty values already read as unset).
 #[derive(Debug, Clone, Default)]
@@ -145,6 +145,39 @@ impl ServeConfig {
             },
             reuse_port: false,
             analysts: AnalystConfig::default(),
+        }
+    }
+}
+
+impl AnalystArgs {
+    pub fn to_config(&self) -> AnalystConfig {
+        AnalystConfig {
+            sse_ring: self.sse_ring.max(1),
+            sse_keep_alive: std::time::Duration::from_secs(self.sse_keep_alive_seconds.max(1)),
+            capture: self.analytics_capture,
+            capture_queue: self.analytics_queue.max(1),
+        }
+    }
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .filter(|text| !text.trim().is_empty())
+        .map(str::to_owned)
+}
+
+impl EngineArgs {
+    /// The engine settings, with empty values read as unset.
+    pub fn to_config(&self) -> EngineConfig {
+        EngineConfig {
+            database_url: non_empty(&self.database_url),
+            database_read_url: non_empty(&self.database_read_url),
+            database_pool_size: self.database_pool_size.max(2),
+            bus_url: non_empty(&self.bus),
+            redis_url: non_empty(&self.redis_url),
+            search_url: non_empty(&self.search),
+            read_fallback_to_primary: self.read_fallback == ReadFallback::Primary,
         }
     }
 }
