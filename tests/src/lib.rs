@@ -1,5 +1,10 @@
 //! End-to-end helpers: start the real all-in-one server on a random port and talk HTTP to it.
 
+mod alone;
+pub mod sse;
+
+use alone::AppSlot;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +28,8 @@ pub struct TestApp {
     _temp_dir: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Released once the app is dropped (after `stop`, or with the test).
+    _slot: AppSlot,
 }
 
 /// Starts a fresh catalog with an empty store in a new temporary data dir.
@@ -43,16 +50,33 @@ pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
 /// Starts the all-in-one catalog on the distributed engines of `engines`, in this process,
 /// with a data dir of its own (for the token key).
 pub async fn spawn_distributed(engines: catalog::startup::EngineConfig) -> TestApp {
+    spawn_distributed_in_slot(engines, AppSlot::shared().await).await
+}
+
+/// [`spawn_distributed`], but with no other test's app running beside it while it runs: for a
+/// test that counts a process-wide metric (see the `alone` module). One app per such test.
+pub async fn spawn_distributed_alone(engines: catalog::startup::EngineConfig) -> TestApp {
+    spawn_distributed_in_slot(engines, AppSlot::alone().await).await
+}
+
+async fn spawn_distributed_in_slot(
+    engines: catalog::startup::EngineConfig,
+    slot: AppSlot,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = ServeConfig::embedded(dir.path().to_path_buf(), "127.0.0.1:0");
     config.engines = engines;
-    let mut app = spawn_configured(config).await;
+    let mut app = spawn_in_slot(config, slot).await;
     app._temp_dir = Some(dir);
     app
 }
 
 /// Starts a catalog with `config` (its admin is [`ADMIN_EMAIL`]), in this process.
-pub async fn spawn_configured(mut config: ServeConfig) -> TestApp {
+pub async fn spawn_configured(config: ServeConfig) -> TestApp {
+    spawn_in_slot(config, AppSlot::shared().await).await
+}
+
+async fn spawn_in_slot(mut config: ServeConfig, slot: AppSlot) -> TestApp {
     web::telemetry::init_tracing(false);
     let data_dir = config.data_dir.clone();
     let data_dir = data_dir.as_path();
@@ -76,6 +100,7 @@ pub async fn spawn_configured(mut config: ServeConfig) -> TestApp {
         _temp_dir: None,
         stop: Some(stop),
         server: Some(server),
+        _slot: slot,
     };
     app.admin_token = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     app
@@ -248,102 +273,4 @@ pub async fn assert_problem(response: Response, status: u16) -> Value {
         assert!(body[field].is_string(), "problem without {field}: {body}");
     }
     body
-}
-
-/// A Server-Sent Events client for the analysts' stream.
-pub mod sse {
-    use std::time::Duration;
-
-    use crate::TestApp;
-
-    /// One parsed Server-Sent Event (or a comment, with `comment` set).
-    #[derive(Debug, Clone, Default)]
-    pub struct SseEvent {
-        pub id: Option<String>,
-        pub event: Option<String>,
-        pub data: String,
-        pub comment: bool,
-    }
-
-    /// Splits complete events off the front of `buffer`.
-    pub fn parse_events(buffer: &mut String) -> Vec<SseEvent> {
-        let mut events = Vec::new();
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let mut event = SseEvent::default();
-            for line in block.lines() {
-                if let Some(rest) = line.strip_prefix(':') {
-                    let _ = rest;
-                    event.comment = true;
-                } else if let Some(value) = line.strip_prefix("id:") {
-                    event.id = Some(value.trim().to_owned());
-                } else if let Some(value) = line.strip_prefix("event:") {
-                    event.event = Some(value.trim().to_owned());
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    event.data.push_str(value.trim_start());
-                }
-            }
-            events.push(event);
-        }
-        events
-    }
-
-    /// An open event stream read with reqwest.
-    pub struct Stream {
-        response: reqwest::Response,
-        buffer: String,
-        parsed: std::collections::VecDeque<SseEvent>,
-    }
-
-    impl Stream {
-        pub async fn open(
-            app: &TestApp,
-            token: &str,
-            query: &str,
-            last_event_id: Option<u64>,
-        ) -> Stream {
-            let mut request = app
-                .get(&format!("/api/events/stream{query}"))
-                .bearer_auth(token);
-            if let Some(id) = last_event_id {
-                request = request.header("Last-Event-ID", id.to_string());
-            }
-            let response = request.send().await.expect("stream");
-            assert_eq!(response.status(), 200);
-            assert_eq!(
-                response.headers()["content-type"].to_str().expect("type"),
-                "text/event-stream"
-            );
-            Stream {
-                response,
-                buffer: String::new(),
-                parsed: std::collections::VecDeque::new(),
-            }
-        }
-
-        /// The next event (comments included), or `None` when the server closed the stream.
-        pub async fn next(&mut self) -> Option<SseEvent> {
-            loop {
-                self.parsed.extend(parse_events(&mut self.buffer));
-                if let Some(event) = self.parsed.pop_front() {
-                    return Some(event);
-                }
-                let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
-                    .await
-                    .expect("no event within 10 s")
-                    .expect("read");
-                self.buffer.push_str(&String::from_utf8_lossy(&chunk?));
-            }
-        }
-
-        /// The next envelope event, skipping comments.
-        pub async fn next_envelope(&mut self) -> Option<SseEvent> {
-            loop {
-                let event = self.next().await?;
-                if !event.comment {
-                    return Some(event);
-                }
-            }
-        }
-    }
 }

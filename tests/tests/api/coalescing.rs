@@ -1,11 +1,11 @@
 //! Request coalescing: 1,000 concurrent requests for one product that no layer has cached make
-//! exactly one query to the read replica. (A test binary of its own: it counts a process-wide
-//! metric.)
+//! exactly one query to the read replica. The app runs alone (`spawn_distributed_alone`): the
+//! query counter is process-wide, and no other test's reads may land in it.
 
 use std::time::Duration;
 
 use catalog::startup::EngineConfig;
-use catalog_tests::spawn_distributed;
+use catalog_tests::spawn_distributed_alone;
 use serde_json::json;
 use testkit::TestDatabase;
 
@@ -25,7 +25,7 @@ async fn product_queries(app: &catalog_tests::TestApp) -> f64 {
 async fn a_thousand_concurrent_misses_on_one_product_make_one_replica_query() {
     let database = TestDatabase::create().await;
     let replica = testkit::replica_url(&database).await;
-    let app = spawn_distributed(EngineConfig {
+    let app = spawn_distributed_alone(EngineConfig {
         database_url: Some(database.url.clone()),
         database_read_url: Some(replica),
         database_pool_size: 8,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalog::startup::EngineConfig;
-use catalog_tests::{spawn_distributed, TestApp};
+use catalog_tests::{spawn_distributed, spawn_distributed_alone, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::{RedisServer, TcpProxy, TestDatabase};
@@ -154,8 +154,9 @@ async fn with_redis_stopped_mid_load_answers_come_from_the_replica_and_redis_ser
     let database = TestDatabase::create().await;
     let replica = testkit::replica_url(&database).await;
     let mut redis = RedisServer::start();
+    // Alone: the Redis hit counter it watches is process-wide.
     let app = Arc::new(
-        spawn_distributed(EngineConfig {
+        spawn_distributed_alone(EngineConfig {
             database_read_url: Some(replica),
             redis_url: Some(redis.url()),
             ..engines(&database)
