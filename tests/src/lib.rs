@@ -2,8 +2,10 @@
 
 mod alone;
 pub mod sse;
+mod telemetry;
 
 use alone::AppSlot;
+pub use telemetry::DEFAULT_FILTER;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,11 @@ pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 /// A running catalog and a client for it.
+///
+/// The apps' logs: quiet by default (their tracing output goes to a sink); run the tests with
+/// `TEST_LOG=1` to have it on stdout, filtered by `RUST_LOG` when set or else by
+/// [`DEFAULT_FILTER`], e.g. `TEST_LOG=1 RUST_LOG=debug cargo test -p catalog-tests --test api
+/// -- --nocapture commands` (one process installs one subscriber: the first app's wins).
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: Client,
@@ -77,7 +84,7 @@ pub async fn spawn_configured(config: ServeConfig) -> TestApp {
 }
 
 async fn spawn_in_slot(mut config: ServeConfig, slot: AppSlot) -> TestApp {
-    web::telemetry::init_tracing(false);
+    telemetry::init_test_tracing();
     let data_dir = config.data_dir.clone();
     let data_dir = data_dir.as_path();
     config.admin_email = Some(ADMIN_EMAIL.to_owned());
