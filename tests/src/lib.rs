@@ -1,19 +1,22 @@
 //! End-to-end helpers: start the real all-in-one server on a random port and talk HTTP to it.
 
 mod alone;
+mod requests;
 pub mod sse;
 mod telemetry;
 
 use alone::AppSlot;
+pub use requests::{
+    assert_problem, json_body, position_header, product_body, send, skus, Created, USER_PASSWORD,
+};
 pub use telemetry::DEFAULT_FILTER;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use catalog::startup::{Application, ServeConfig};
-use reqwest::{Client, Method, RequestBuilder, Response};
+use reqwest::{Client, Method, RequestBuilder};
 use secrecy::SecretString;
-use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -46,6 +49,15 @@ pub async fn spawn_app() -> TestApp {
     let mut app = spawn_app_in(&path).await;
     app._temp_dir = Some(dir);
     app
+}
+
+/// Starts a fresh catalog (as [`spawn_app`]) with the `electronics` category and one product
+/// made of `overrides` on [`product_body`]; returns it with the product's id.
+pub async fn spawn_app_with_product(overrides: serde_json::Value) -> (TestApp, String) {
+    let app = spawn_app().await;
+    app.create_category("electronics").await;
+    let id = app.create_product(overrides).await.id;
+    (app, id)
 }
 
 /// Starts a catalog on `data_dir` (for restart tests: same dir, new process state).
@@ -131,92 +143,6 @@ impl TestApp {
         self.request(method, path).bearer_auth(&self.admin_token)
     }
 
-    /// Logs in and returns the access token.
-    pub async fn login(&self, email: &str, password: &str) -> String {
-        let response = self
-            .request(Method::POST, "/api/auth/login")
-            .json(&json!({"email": email, "password": password}))
-            .send()
-            .await
-            .expect("login request");
-        assert_eq!(response.status(), 200, "login of {email} failed");
-        let body: Value = response.json().await.expect("json");
-        body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
-    }
-
-    /// Creates a user with `role` and returns its access token.
-    pub async fn user_token(&self, email: &str, role: &str) -> String {
-        let response = self
-            .admin(Method::POST, "/api/auth/users")
-            .json(&json!({"email": email, "password": "a long password", "role": role}))
-            .send()
-            .await
-            .expect("create user");
-        assert_eq!(response.status(), 201);
-        self.login(email, "a long password").await
-    }
-
-    pub async fn create_category(&self, slug: &str) -> Value {
-        let response = self
-            .admin(Method::POST, "/api/categories")
-            .json(&json!({"slug": slug, "name": slug.to_uppercase()}))
-            .send()
-            .await
-            .expect("create category");
-        assert_eq!(response.status(), 201, "create category {slug}");
-        response.json().await.expect("json")
-    }
-
-    /// Creates a product from `overrides` on top of a valid published body; returns the
-    /// `{"id","version","position"}` answer.
-    pub async fn create_product(&self, overrides: Value) -> Value {
-        let response = self
-            .admin(Method::POST, "/api/products")
-            .json(&product_body(overrides))
-            .send()
-            .await
-            .expect("create product");
-        let status = response.status();
-        let body: Value = response.json().await.expect("json");
-        assert_eq!(status, 201, "create product: {body}");
-        body
-    }
-
-    /// Reads with `X-Min-Position`, so the answer reflects the write at `position`.
-    /// The Prometheus text of /metrics.
-    pub async fn metrics(&self) -> String {
-        self.get("/metrics")
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    }
-
-    /// GET `path` with `token`, read as JSON (a problem body too).
-    pub async fn get_json(&self, path: &str, token: &str) -> (reqwest::StatusCode, Value) {
-        let response = self
-            .get(path)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("send");
-        let status = response.status();
-        (status, response.json().await.expect("json"))
-    }
-
-    pub async fn read_after(&self, path: &str, position: &Value) -> Response {
-        self.get(path)
-            .header("X-Min-Position", position.to_string())
-            .send()
-            .await
-            .expect("read")
-    }
-
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -234,50 +160,4 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
-}
-
-/// A valid published product body with `overrides` merged in (a `null` override removes
-/// the field).
-pub fn product_body(overrides: Value) -> Value {
-    let mut body = json!({
-        "sku": format!("SKU-{}", uuid::Uuid::new_v4().simple()),
-        "name": "Wireless Headphones X2",
-        "description": "Over-ear, noise cancelling.",
-        "category": "electronics",
-        "brand": "Acme",
-        "price_cents": 12999,
-        "currency": "USD",
-        "stock": 42,
-        "status": "published",
-        "attributes": {"color": "black", "bluetooth": true, "weight_g": 250},
-        "images": ["https://images.example.com/x2.jpg"]
-    });
-    if let (Some(target), Some(changes)) = (body.as_object_mut(), overrides.as_object()) {
-        for (key, value) in changes {
-            if value.is_null() {
-                target.remove(key);
-            } else {
-                target.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    body
-}
-
-/// Asserts a problem+json response with `status` and returns its body.
-pub async fn assert_problem(response: Response, status: u16) -> Value {
-    assert_eq!(response.status(), status, "status of {}", response.url());
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let body: Value = response.json().await.expect("problem json");
-    assert_eq!(body["status"], status);
-    for field in ["type", "title", "detail"] {
-        assert!(body[field].is_string(), "problem without {field}: {body}");
-    }
-    body
 }

@@ -1,43 +1,37 @@
 //! The Auth section of API.md.
 
 use auth::TokenVerifier;
-use catalog_tests::{assert_problem, spawn_app, ADMIN_EMAIL, ADMIN_PASSWORD};
+use catalog_tests::{
+    assert_problem, json_body, send, spawn_app, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD, USER_PASSWORD,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn login(app: &catalog_tests::TestApp, email: &str, password: &str) -> reqwest::Response {
-    app.request(Method::POST, "/api/auth/login")
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    send(
+        app.request(Method::POST, "/api/auth/refresh")
+            .json(&json!({"refresh_token": token})),
+    )
+    .await
 }
 
-async fn refresh(app: &catalog_tests::TestApp, token: &str) -> reqwest::Response {
-    app.request(Method::POST, "/api/auth/refresh")
-        .json(&json!({"refresh_token": token}))
-        .send()
-        .await
-        .unwrap()
+/// The admin's token pair, from a fresh login.
+async fn admin_pair(app: &TestApp) -> Value {
+    json_body(app.login_response(ADMIN_EMAIL, ADMIN_PASSWORD).await).await
 }
 
 #[tokio::test]
 async fn login_gives_a_token_pair_verified_by_the_published_jwks() {
     let app = spawn_app().await;
-    let response = login(&app, "Admin@Example.com", ADMIN_PASSWORD).await;
+    let response = app
+        .login_response("Admin@Example.com", ADMIN_PASSWORD)
+        .await;
     assert_eq!(response.status(), 200);
-    let pair: Value = response.json().await.unwrap();
+    let pair = json_body(response).await;
     assert_eq!(pair["token_type"], "Bearer");
     assert_eq!(pair["expires_in"], 900);
     assert!(pair["refresh_token"].as_str().unwrap().len() >= 32);
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.fetch_json("/.well-known/jwks.json").await;
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
     let claims = TokenVerifier::from_jwks(&jwks)
@@ -45,15 +39,8 @@ async fn login_gives_a_token_pair_verified_by_the_published_jwks() {
         .verify(pair["access_token"].as_str().unwrap())
         .unwrap();
     assert_eq!(claims.email, ADMIN_EMAIL);
-    let me: Value = app
-        .get("/api/auth/me")
-        .bearer_auth(pair["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let access_token = pair["access_token"].as_str().unwrap();
+    let me = json_body(app.fetch_as(access_token, "/api/auth/me").await).await;
     assert_eq!(me["email"], ADMIN_EMAIL);
     assert_eq!(me["role"], "admin");
     assert_eq!(me["id"], claims.sub.to_string());
@@ -62,47 +49,33 @@ async fn login_gives_a_token_pair_verified_by_the_published_jwks() {
 #[tokio::test]
 async fn wrong_credentials_are_401_missing_fields_422_and_me_needs_a_token() {
     let app = spawn_app().await;
-    assert_problem(login(&app, ADMIN_EMAIL, "wrong password").await, 401).await;
-    assert_problem(login(&app, "nobody@example.com", ADMIN_PASSWORD).await, 401).await;
-    let missing = app
-        .request(Method::POST, "/api/auth/login")
-        .json(&json!({"email": ADMIN_EMAIL}))
-        .send()
-        .await
-        .unwrap();
+    let wrong = app.login_response(ADMIN_EMAIL, "wrong password").await;
+    assert_problem(wrong, 401).await;
+    let nobody = app
+        .login_response("nobody@example.com", ADMIN_PASSWORD)
+        .await;
+    assert_problem(nobody, 401).await;
+    let missing = send(
+        app.request(Method::POST, "/api/auth/login")
+            .json(&json!({"email": ADMIN_EMAIL})),
+    )
+    .await;
     let problem = assert_problem(missing, 422).await;
     assert!(problem["errors"]["password"].is_array());
-    assert_problem(app.get("/api/auth/me").send().await.unwrap(), 401).await;
-    assert_problem(
-        app.get("/api/auth/me")
-            .bearer_auth("garbage")
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
-    assert_problem(
-        app.get("/api/auth/me")
-            .header("authorization", "Basic abc")
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    assert_problem(app.fetch("/api/auth/me").await, 401).await;
+    assert_problem(app.fetch_as("garbage", "/api/auth/me").await, 401).await;
+    let basic = send(app.get("/api/auth/me").header("authorization", "Basic abc")).await;
+    assert_problem(basic, 401).await;
 }
 
 #[tokio::test]
 async fn failed_logins_are_rate_limited_per_account() {
     let app = spawn_app().await;
     for _ in 0..5 {
-        assert_eq!(
-            login(&app, ADMIN_EMAIL, "wrong password").await.status(),
-            401
-        );
+        let wrong = app.login_response(ADMIN_EMAIL, "wrong password").await;
+        assert_eq!(wrong.status(), 401);
     }
-    let limited = login(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let limited = app.login_response(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let retry_after: u64 = limited.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -115,56 +88,40 @@ async fn failed_logins_are_rate_limited_per_account() {
 #[tokio::test]
 async fn refresh_rotates_and_reusing_an_old_token_revokes_the_session() {
     let app = spawn_app().await;
-    let first: Value = login(&app, ADMIN_EMAIL, ADMIN_PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first = admin_pair(&app).await;
     let old = first["refresh_token"].as_str().unwrap();
     let rotated = refresh(&app, old).await;
     assert_eq!(rotated.status(), 200);
-    let second: Value = rotated.json().await.unwrap();
+    let second = json_body(rotated).await;
     let new = second["refresh_token"].as_str().unwrap();
     assert_ne!(new, old);
+    let access_token = second["access_token"].as_str().unwrap();
     assert_eq!(
-        app.get("/api/auth/me")
-            .bearer_auth(second["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.fetch_as(access_token, "/api/auth/me").await.status(),
         200
     );
     // The old token is replayed (stolen?): the whole session ends, the new token too.
     assert_problem(refresh(&app, old).await, 401).await;
     assert_problem(refresh(&app, new).await, 401).await;
     assert_problem(refresh(&app, "never-issued").await, 401).await;
-    assert_problem(
+    let empty = send(
         app.request(Method::POST, "/api/auth/refresh")
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap(),
-        422,
+            .json(&json!({})),
     )
     .await;
+    assert_problem(empty, 422).await;
 }
 
 #[tokio::test]
 async fn logout_ends_the_session() {
     let app = spawn_app().await;
-    let pair: Value = login(&app, ADMIN_EMAIL, ADMIN_PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let pair = admin_pair(&app).await;
     let token = pair["refresh_token"].as_str().unwrap();
-    let response = app
-        .request(Method::POST, "/api/auth/logout")
-        .json(&json!({"refresh_token": token}))
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        app.request(Method::POST, "/api/auth/logout")
+            .json(&json!({"refresh_token": token})),
+    )
+    .await;
     assert_eq!(response.status(), 204);
     assert_problem(refresh(&app, token).await, 401).await;
 }
@@ -173,59 +130,33 @@ async fn logout_ends_the_session() {
 async fn admins_create_users_with_roles() {
     let app = spawn_app().await;
     let created = app
-        .admin(Method::POST, "/api/auth/users")
-        .json(
-            &json!({"email": "Ana@Example.com", "password": "a long password", "role": "analyst"}),
-        )
-        .send()
-        .await
-        .unwrap();
+        .create_user("Ana@Example.com", USER_PASSWORD, "analyst")
+        .await;
     assert_eq!(created.status(), 201);
-    let user: Value = created.json().await.unwrap();
+    let user = json_body(created).await;
     assert_eq!(
         (user["email"].as_str(), user["role"].as_str()),
         (Some("ana@example.com"), Some("analyst"))
     );
     assert!(uuid::Uuid::parse_str(user["id"].as_str().unwrap()).is_ok());
     let duplicate = app
-        .admin(Method::POST, "/api/auth/users")
-        .json(
-            &json!({"email": "ana@example.com", "password": "a long password", "role": "shopper"}),
-        )
-        .send()
-        .await
-        .unwrap();
+        .create_user("ana@example.com", USER_PASSWORD, "shopper")
+        .await;
     assert_problem(duplicate, 409).await;
     let bad_role = app
-        .admin(Method::POST, "/api/auth/users")
-        .json(&json!({"email": "x@example.com", "password": "a long password", "role": "root"}))
-        .send()
-        .await
-        .unwrap();
+        .create_user("x@example.com", USER_PASSWORD, "root")
+        .await;
     let problem = assert_problem(bad_role, 422).await;
     assert!(problem["errors"]["role"].is_array());
-    let weak = app
-        .admin(Method::POST, "/api/auth/users")
-        .json(&json!({"email": "not-an-email", "password": "short", "role": "shopper"}))
-        .send()
-        .await
-        .unwrap();
+    let weak = app.create_user("not-an-email", "short", "shopper").await;
     let problem = assert_problem(weak, 422).await;
     assert_eq!(problem["errors"].as_object().unwrap().len(), 2);
-    let analyst = app.login("ana@example.com", "a long password").await;
-    let forbidden = app
-        .request(Method::POST, "/api/auth/users")
-        .bearer_auth(&analyst)
-        .json(&json!({"email": "y@example.com", "password": "a long password", "role": "admin"}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(forbidden, 403).await;
-    let anonymous = app
-        .request(Method::POST, "/api/auth/users")
-        .json(&json!({"email": "y@example.com", "password": "a long password", "role": "admin"}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(anonymous, 401).await;
+    let analyst = app.login("ana@example.com", USER_PASSWORD).await;
+    let new_admin = json!({"email": "y@example.com", "password": USER_PASSWORD, "role": "admin"});
+    let users = || {
+        app.request(Method::POST, "/api/auth/users")
+            .json(&new_admin)
+    };
+    assert_problem(send(users().bearer_auth(&analyst)).await, 403).await;
+    assert_problem(send(users()).await, 401).await;
 }

@@ -10,15 +10,8 @@ use serde_json::json;
 use testkit::TestDatabase;
 
 async fn product_queries(app: &catalog_tests::TestApp) -> f64 {
-    let text = app.metrics().await;
-    text.lines()
-        .find(|line| {
-            line.starts_with("catalog_read_model_queries_total")
-                && line.contains("query=\"product\"")
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
+    app.metric("catalog_read_model_queries_total", "query=\"product\"")
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -34,11 +27,9 @@ async fn a_thousand_concurrent_misses_on_one_product_make_one_replica_query() {
     .await;
     app.create_category("electronics").await;
     let product = app.create_product(json!({})).await;
-    let id = product["id"].as_str().expect("id").to_owned();
+    let id = product.id;
     // Wait until the replica's view has it, without reading the product itself.
-    let response = app
-        .read_after("/api/categories", &product["position"])
-        .await;
+    let response = app.read_after("/api/categories", product.position).await;
     assert_eq!(response.status(), 200);
 
     let before = product_queries(&app).await;

@@ -1,6 +1,8 @@
 //! Every command endpoint of API.md and its status codes, over real HTTP.
 
-use catalog_tests::{assert_problem, product_body, spawn_app, TestApp};
+use catalog_tests::{
+    assert_problem, json_body, position_header, product_body, send, spawn_app, TestApp,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -14,15 +16,10 @@ async fn app_with_category() -> TestApp {
 async fn creating_a_product_answers_201_with_location_and_the_product_reads_back() {
     let app = app_with_category().await;
     let body = product_body(json!({"sku": "ELEC-000123"}));
-    let response = app
-        .admin(Method::POST, "/api/products")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = app.admin_json(Method::POST, "/api/products", &body).await;
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let created: Value = response.json().await.unwrap();
+    let created = json_body(response).await;
     assert_eq!(
         location,
         format!("/api/products/{}", created["id"].as_str().unwrap())
@@ -32,7 +29,7 @@ async fn creating_a_product_answers_201_with_location_and_the_product_reads_back
 
     let read = app.read_after(&location, &created["position"]).await;
     assert_eq!(read.status(), 200);
-    let product: Value = read.json().await.unwrap();
+    let product = json_body(read).await;
     for field in [
         "sku",
         "name",
@@ -58,70 +55,62 @@ async fn creating_a_product_answers_201_with_location_and_the_product_reads_back
 #[tokio::test]
 async fn writes_need_an_admin_token() {
     let app = app_with_category().await;
-    let anonymous = app
-        .request(Method::POST, "/api/products")
-        .json(&product_body(json!({})))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = send(
+        app.request(Method::POST, "/api/products")
+            .json(&product_body(json!({}))),
+    )
+    .await;
     assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
     assert_problem(anonymous, 401).await;
-    let forged = app
-        .request(Method::POST, "/api/products")
-        .bearer_auth("not.a.token")
-        .json(&product_body(json!({})))
-        .send()
-        .await
-        .unwrap();
+    let forged = send(
+        app.request(Method::POST, "/api/products")
+            .bearer_auth("not.a.token")
+            .json(&product_body(json!({}))),
+    )
+    .await;
     assert_problem(forged, 401).await;
     let shopper = app.user_token("shopper@example.com", "shopper").await;
-    let forbidden = app
-        .request(Method::POST, "/api/products")
-        .bearer_auth(&shopper)
-        .json(&product_body(json!({})))
-        .send()
-        .await
-        .unwrap();
+    let forbidden = send(
+        app.request(Method::POST, "/api/products")
+            .bearer_auth(&shopper)
+            .json(&product_body(json!({}))),
+    )
+    .await;
     assert_problem(forbidden, 403).await;
     let analyst = app.user_token("analyst@example.com", "analyst").await;
-    let forbidden = app
-        .request(Method::POST, "/api/categories")
-        .bearer_auth(&analyst)
-        .json(&json!({"slug": "x", "name": "X"}))
-        .send()
-        .await
-        .unwrap();
+    let forbidden = send(
+        app.request(Method::POST, "/api/categories")
+            .bearer_auth(&analyst)
+            .json(&json!({"slug": "x", "name": "X"})),
+    )
+    .await;
     assert_problem(forbidden, 403).await;
 }
 
 #[tokio::test]
 async fn malformed_json_is_400_a_wrong_content_type_415_and_invalid_fields_422() {
     let app = app_with_category().await;
-    let malformed = app
-        .admin(Method::POST, "/api/products")
-        .header("content-type", "application/json")
-        .body("{\"sku\": ")
-        .send()
-        .await
-        .unwrap();
+    let malformed = send(
+        app.admin(Method::POST, "/api/products")
+            .header("content-type", "application/json")
+            .body("{\"sku\": "),
+    )
+    .await;
     assert_problem(malformed, 400).await;
-    let text = app
-        .admin(Method::POST, "/api/products")
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let text = send(
+        app.admin(Method::POST, "/api/products")
+            .header("content-type", "text/plain")
+            .body("{}"),
+    )
+    .await;
     assert_problem(text, 415).await;
+    let invalid_body = product_body(
+        json!({"sku": "bad sku", "price_cents": -5, "currency": "usd",
+        "attributes": {"color": ["nested"]}, "id": "0192f0c4-0000-7000-8000-000000000000"}),
+    );
     let invalid = app
-        .admin(Method::POST, "/api/products")
-        .json(&product_body(
-            json!({"sku": "bad sku", "price_cents": -5, "currency": "usd",
-            "attributes": {"color": ["nested"]}, "id": "0192f0c4-0000-7000-8000-000000000000"}),
-        ))
-        .send()
-        .await
-        .unwrap();
+        .admin_json(Method::POST, "/api/products", &invalid_body)
+        .await;
     let problem = assert_problem(invalid, 422).await;
     let errors = problem["errors"].as_object().unwrap();
     let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
@@ -130,11 +119,12 @@ async fn malformed_json_is_400_a_wrong_content_type_415_and_invalid_fields_422()
         ["attributes.color", "currency", "id", "price_cents", "sku"]
     );
     let unknown_category = app
-        .admin(Method::POST, "/api/products")
-        .json(&product_body(json!({"category": "nowhere"})))
-        .send()
-        .await
-        .unwrap();
+        .admin_json(
+            Method::POST,
+            "/api/products",
+            &product_body(json!({"category": "nowhere"})),
+        )
+        .await;
     let problem = assert_problem(unknown_category, 422).await;
     assert!(problem["errors"]["category"].is_array());
 }
@@ -143,12 +133,7 @@ async fn malformed_json_is_400_a_wrong_content_type_415_and_invalid_fields_422()
 async fn a_body_over_one_mebibyte_is_413() {
     let app = app_with_category().await;
     let huge = product_body(json!({"description": "x".repeat(1024 * 1024 + 10)}));
-    let response = app
-        .admin(Method::POST, "/api/products")
-        .json(&huge)
-        .send()
-        .await
-        .unwrap();
+    let response = app.admin_json(Method::POST, "/api/products", &huge).await;
     assert_problem(response, 413).await;
 }
 
@@ -157,11 +142,12 @@ async fn a_duplicate_sku_is_409() {
     let app = app_with_category().await;
     app.create_product(json!({"sku": "DUP-1"})).await;
     let again = app
-        .admin(Method::POST, "/api/products")
-        .json(&product_body(json!({"sku": "DUP-1"})))
-        .send()
-        .await
-        .unwrap();
+        .admin_json(
+            Method::POST,
+            "/api/products",
+            &product_body(json!({"sku": "DUP-1"})),
+        )
+        .await;
     let problem = assert_problem(again, 409).await;
     assert_eq!(problem["type"], "urn:catalog:problem:duplicate-sku");
 }
@@ -171,7 +157,7 @@ async fn each_product_command_raises_the_version_by_one_and_shows_in_reads() {
     let app = app_with_category().await;
     app.create_category("audio").await;
     let created = app.create_product(json!({"stock": 10})).await;
-    let id = created["id"].as_str().unwrap();
+    let id = &created.id;
     let steps: Vec<(Method, String, Value)> = vec![
         (
             Method::PATCH,
@@ -194,25 +180,19 @@ async fn each_product_command_raises_the_version_by_one_and_shows_in_reads() {
             json!({"quantity": 2}),
         ),
     ];
-    let mut last = created.clone();
+    let mut last = created.body.clone();
     for (index, (method, path, body)) in steps.into_iter().enumerate() {
-        let response = app.admin(method, &path).json(&body).send().await.unwrap();
+        let response = app.admin_json(method, &path, &body).await;
         assert_eq!(response.status(), 200, "{path}");
-        let position = response.headers()["x-position"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        last = response.json().await.unwrap();
-        assert_eq!(last["id"], created["id"]);
+        let position = position_header(&response).to_string();
+        last = json_body(response).await;
+        assert_eq!(last["id"], created.body["id"]);
         assert_eq!(last["version"], index as u64 + 2);
         assert_eq!(last["position"].to_string(), position);
     }
-    let product: Value = app
-        .read_after(&format!("/api/products/{id}"), &last["position"])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let product = app
+        .read_json_after(&format!("/api/products/{id}"), &last["position"])
+        .await;
     assert_eq!(
         (
             &product["name"],
@@ -243,30 +223,10 @@ async fn each_product_command_raises_the_version_by_one_and_shows_in_reads() {
 #[tokio::test]
 async fn stock_and_sales_never_go_below_zero() {
     let app = app_with_category().await;
-    let id = app.create_product(json!({"stock": 2})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let below = app
-        .admin(Method::POST, &format!("/api/products/{id}/stock"))
-        .json(&json!({"delta": -3}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(below, 409).await;
-    let short = app
-        .admin(Method::POST, &format!("/api/products/{id}/sales"))
-        .json(&json!({"quantity": 3}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(short, 409).await;
-    let zero = app
-        .admin(Method::POST, &format!("/api/products/{id}/sales"))
-        .json(&json!({"quantity": 0}))
-        .send()
-        .await
-        .unwrap();
+    let id = app.create_product(json!({"stock": 2})).await.id;
+    assert_problem(app.adjust_stock(&id, -3, None).await, 409).await;
+    assert_problem(app.sell(&id, 3).await, 409).await;
+    let zero = app.sell(&id, 0).await;
     let problem = assert_problem(zero, 422).await;
     assert!(problem["errors"]["quantity"].is_array());
 }
@@ -275,58 +235,30 @@ async fn stock_and_sales_never_go_below_zero() {
 async fn publish_unpublish_and_archive_follow_the_lifecycle() {
     let app = app_with_category().await;
     let created = app.create_product(json!({"status": "draft"})).await;
-    let id = created["id"].as_str().unwrap();
-    let path = format!("/api/products/{id}");
-    let hidden = app.read_after(&path, &created["position"]).await;
+    let path = format!("/api/products/{}", created.id);
+    let hidden = app.read_after(&path, created.position).await;
     assert_problem(hidden, 404).await;
-    let unpublish_draft = app
-        .admin(Method::POST, &format!("{path}/unpublish"))
-        .send()
-        .await
-        .unwrap();
+    let (publish, unpublish) = (format!("{path}/publish"), format!("{path}/unpublish"));
+    let unpublish_draft = app.admin_send(Method::POST, &unpublish).await;
     assert_problem(unpublish_draft, 409).await;
-    let published = app
-        .admin(Method::POST, &format!("{path}/publish"))
-        .send()
-        .await
-        .unwrap();
+    let published = app.admin_send(Method::POST, &publish).await;
     assert_eq!(published.status(), 200);
-    let published: Value = published.json().await.unwrap();
+    let published = json_body(published).await;
     assert_eq!(
         app.read_after(&path, &published["position"]).await.status(),
         200
     );
-    let again = app
-        .admin(Method::POST, &format!("{path}/publish"))
-        .send()
-        .await
-        .unwrap();
+    let again = app.admin_send(Method::POST, &publish).await;
     assert_problem(again, 409).await;
-    let unpublished: Value = app
-        .admin(Method::POST, &format!("{path}/unpublish"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let unpublished = json_body(app.admin_send(Method::POST, &unpublish).await).await;
     assert_problem(app.read_after(&path, &unpublished["position"]).await, 404).await;
 
-    let archived = app.admin(Method::DELETE, &path).send().await.unwrap();
+    let archived = app.admin_send(Method::DELETE, &path).await;
     assert_eq!(archived.status(), 204);
-    let position: u64 = archived.headers()["x-position"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let position = position_header(&archived);
     assert_eq!(position, unpublished["position"].as_u64().unwrap() + 1);
-    assert_problem(app.read_after(&path, &json!(position)).await, 404).await;
-    let after_archive = app
-        .admin(Method::PUT, &format!("{path}/price"))
-        .json(&json!({"price_cents": 1, "currency": "USD"}))
-        .send()
-        .await
-        .unwrap();
+    assert_problem(app.read_after(&path, position).await, 404).await;
+    let after_archive = app.change_price(&created.id, 1, "USD").await;
     assert_problem(after_archive, 409).await;
 }
 
@@ -337,45 +269,22 @@ async fn unknown_products_are_404_and_stale_if_match_is_412() {
         "/api/products/0192f0c4-0000-7000-8000-000000000000/publish",
         "/api/products/not-a-uuid/publish",
     ] {
-        assert_problem(app.admin(Method::POST, path).send().await.unwrap(), 404).await;
+        assert_problem(app.admin_send(Method::POST, path).await, 404).await;
     }
-    let id = app.create_product(json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let path = format!("/api/products/{id}/price");
-    let body = json!({"price_cents": 100, "currency": "USD"});
-    let stale = app
-        .admin(Method::PUT, &path)
-        .header("If-Match", "\"7\"")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let problem = assert_problem(stale, 412).await;
+    let id = app.create_product(json!({})).await.id;
+    let price_change = |if_match: &'static str| {
+        send(
+            app.price_change(&id, 100, "USD")
+                .header("If-Match", if_match),
+        )
+    };
+    let problem = assert_problem(price_change("\"7\"").await, 412).await;
     assert!(problem["detail"].as_str().unwrap().contains("version 1"));
-    let malformed = app
-        .admin(Method::PUT, &path)
-        .header("If-Match", "seven")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(malformed, 400).await;
-    let current = app
-        .admin(Method::PUT, &path)
-        .header("If-Match", "\"1\"")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(current.status(), 200);
+    assert_problem(price_change("seven").await, 400).await;
+    assert_eq!(price_change("\"1\"").await.status(), 200);
     let empty_patch = app
-        .admin(Method::PATCH, &format!("/api/products/{id}"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .admin_json(Method::PATCH, &format!("/api/products/{id}"), &json!({}))
+        .await;
     assert_problem(empty_patch, 422).await;
 }
 
@@ -391,13 +300,10 @@ async fn bulk_creates_answer_207_with_a_result_per_item_in_order() {
         product_body(json!({"sku": "BULK-3"})),
     ]);
     let response = app
-        .admin(Method::POST, "/api/products/bulk")
-        .json(&items)
-        .send()
-        .await
-        .unwrap();
+        .admin_json(Method::POST, "/api/products/bulk", &items)
+        .await;
     assert_eq!(response.status(), 207);
-    let body: Value = response.json().await.unwrap();
+    let body = json_body(response).await;
     let statuses: Vec<(u64, u64)> = body["results"]
         .as_array()
         .unwrap()
@@ -414,15 +320,14 @@ async fn bulk_creates_answer_207_with_a_result_per_item_in_order() {
         product_body(json!({"sku": "ND-1"})),
         product_body(json!({"sku": "ND-2"}))
     );
-    let response = app
-        .admin(Method::POST, "/api/products/bulk")
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson)
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        app.admin(Method::POST, "/api/products/bulk")
+            .header("content-type", "application/x-ndjson")
+            .body(ndjson),
+    )
+    .await;
     assert_eq!(response.status(), 207);
-    let body: Value = response.json().await.unwrap();
+    let body = json_body(response).await;
     let statuses: Vec<u64> = body["results"]
         .as_array()
         .unwrap()
@@ -431,44 +336,20 @@ async fn bulk_creates_answer_207_with_a_result_per_item_in_order() {
         .collect();
     assert_eq!(statuses, [201, 201, 400]);
 
-    let too_many: Vec<Value> = (0..1001).map(|_| json!({})).collect();
-    assert_problem(
-        app.admin(Method::POST, "/api/products/bulk")
-            .json(&too_many)
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
-    assert_problem(
-        app.admin(Method::POST, "/api/products/bulk")
-            .json(&json!([]))
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
-    assert_problem(
-        app.admin(Method::POST, "/api/products/bulk")
-            .json(&json!({"sku": "x"}))
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
-    assert_problem(
+    let too_many = Value::Array((0..1001).map(|_| json!({})).collect());
+    for refused in [too_many, json!([]), json!({"sku": "x"})] {
+        let response = app
+            .admin_json(Method::POST, "/api/products/bulk", &refused)
+            .await;
+        assert_problem(response, 422).await;
+    }
+    let csv = send(
         app.admin(Method::POST, "/api/products/bulk")
             .header("content-type", "text/csv")
-            .body("a,b")
-            .send()
-            .await
-            .unwrap(),
-        415,
+            .body("a,b"),
     )
     .await;
+    assert_problem(csv, 415).await;
 }
 
 #[tokio::test]
@@ -476,34 +357,15 @@ async fn categories_are_created_once_and_need_an_existing_parent() {
     let app = spawn_app().await;
     let created = app.create_category("electronics").await;
     assert_eq!(created["version"], 1);
-    let duplicate = app
-        .admin(Method::POST, "/api/categories")
-        .json(&json!({"slug": "electronics", "name": "Again"}))
-        .send()
-        .await
-        .unwrap();
+    let create = |body: Value| send(app.admin(Method::POST, "/api/categories").json(&body));
+    let duplicate = create(json!({"slug": "electronics", "name": "Again"})).await;
     assert_problem(duplicate, 409).await;
-    let orphan = app
-        .admin(Method::POST, "/api/categories")
-        .json(&json!({"slug": "audio", "name": "Audio", "parent": "nowhere"}))
-        .send()
-        .await
-        .unwrap();
+    let orphan = create(json!({"slug": "audio", "name": "Audio", "parent": "nowhere"})).await;
     let problem = assert_problem(orphan, 422).await;
     assert!(problem["errors"]["parent"].is_array());
-    let child = app
-        .admin(Method::POST, "/api/categories")
-        .json(&json!({"slug": "audio", "name": "Audio", "parent": "electronics"}))
-        .send()
-        .await
-        .unwrap();
+    let child = create(json!({"slug": "audio", "name": "Audio", "parent": "electronics"})).await;
     assert_eq!(child.status(), 201);
-    let invalid = app
-        .admin(Method::POST, "/api/categories")
-        .json(&json!({"slug": "Not Valid", "name": ""}))
-        .send()
-        .await
-        .unwrap();
+    let invalid = create(json!({"slug": "Not Valid", "name": ""})).await;
     let problem = assert_problem(invalid, 422).await;
     assert_eq!(problem["errors"].as_object().unwrap().len(), 2);
 }
@@ -512,92 +374,50 @@ async fn categories_are_created_once_and_need_an_existing_parent() {
 async fn an_idempotency_key_replays_the_first_response_and_appends_nothing() {
     let app = app_with_category().await;
     let body = product_body(json!({"sku": "IDEM-1"}));
-    let first = app
-        .admin(Method::POST, "/api/products")
-        .header("Idempotency-Key", "key-1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let keyed = |key: String, body: &Value| {
+        send(
+            app.admin(Method::POST, "/api/products")
+                .header("Idempotency-Key", key)
+                .json(body),
+        )
+    };
+    let first = keyed("key-1".into(), &body).await;
     assert_eq!(first.status(), 201);
     let first_location = first.headers()["location"].clone();
-    let first_body: Value = first.json().await.unwrap();
-    let retry = app
-        .admin(Method::POST, "/api/products")
-        .header("Idempotency-Key", "key-1")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let first_body = json_body(first).await;
+    let retry = keyed("key-1".into(), &body).await;
     assert_eq!(retry.status(), 201);
     assert_eq!(retry.headers()["location"], first_location);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
-    assert_eq!(retry.json::<Value>().await.unwrap(), first_body);
+    assert_eq!(json_body(retry).await, first_body);
 
     // Nothing new was appended: the next write gets the very next position.
     let next = app.create_product(json!({})).await;
-    assert_eq!(
-        next["position"].as_u64().unwrap(),
-        first_body["position"].as_u64().unwrap() + 1
-    );
+    assert_eq!(next.position, first_body["position"].as_u64().unwrap() + 1);
 
-    let other_body = app
-        .admin(Method::POST, "/api/products")
-        .header("Idempotency-Key", "key-1")
-        .json(&product_body(json!({"sku": "IDEM-2"})))
-        .send()
-        .await
-        .unwrap();
+    let other_body = keyed("key-1".into(), &product_body(json!({"sku": "IDEM-2"}))).await;
     assert_problem(other_body, 409).await;
-    let too_long = app
-        .admin(Method::POST, "/api/products")
-        .header("Idempotency-Key", "k".repeat(256))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(too_long, 400).await;
+    assert_problem(keyed("k".repeat(256), &body).await, 400).await;
 
     // Keys are scoped to the caller: another admin's key-1 is its own.
-    let other_admin = {
-        let response = app.admin(Method::POST, "/api/auth/users").json(&json!({"email": "second@example.com", "password": "a long password", "role": "admin"})).send().await.unwrap();
-        assert_eq!(response.status(), 201);
-        app.login("second@example.com", "a long password").await
-    };
-    let theirs = app
-        .request(Method::POST, "/api/products")
-        .bearer_auth(&other_admin)
-        .header("Idempotency-Key", "key-1")
-        .json(&product_body(json!({"sku": "IDEM-3"})))
-        .send()
-        .await
-        .unwrap();
+    let other_admin = app.user_token("second@example.com", "admin").await;
+    let theirs = send(
+        app.request(Method::POST, "/api/products")
+            .bearer_auth(&other_admin)
+            .header("Idempotency-Key", "key-1")
+            .json(&product_body(json!({"sku": "IDEM-3"}))),
+    )
+    .await;
     assert_eq!(theirs.status(), 201);
 }
 
 #[tokio::test]
 async fn a_refused_command_is_replayed_too() {
     let app = app_with_category().await;
-    let id = app.create_product(json!({"stock": 1})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let path = format!("/api/products/{id}/sales");
-    let first = app
-        .admin(Method::POST, &path)
-        .header("Idempotency-Key", "sale-1")
-        .json(&json!({"quantity": 5}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(first, 409).await;
-    let retry = app
-        .admin(Method::POST, &path)
-        .header("Idempotency-Key", "sale-1")
-        .json(&json!({"quantity": 5}))
-        .send()
-        .await
-        .unwrap();
+    let id = app.create_product(json!({"stock": 1})).await.id;
+    let keyed_sale = || send(app.sale(&id, 5).header("Idempotency-Key", "sale-1"));
+    assert_problem(keyed_sale().await, 409).await;
+    let retry = keyed_sale().await;
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     assert_problem(retry, 409).await;
 }

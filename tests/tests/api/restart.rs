@@ -1,100 +1,50 @@
 //! Everything written survives a restart on the same data dir.
 
-use catalog_tests::{spawn_app_in, ADMIN_EMAIL, ADMIN_PASSWORD};
-use reqwest::Method;
-use serde_json::{json, Value};
+use catalog_tests::{
+    json_body, send, spawn_app_in, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD, USER_PASSWORD,
+};
+use serde_json::json;
+
+/// The pages a shopper sees, as text: the product, a listing and the categories.
+async fn pages(app: &TestApp, product_path: &str) -> [String; 3] {
+    [
+        app.fetch_text(product_path).await,
+        app.fetch_text("/api/products?sort=price_asc").await,
+        app.fetch_text("/api/categories").await,
+    ]
+}
 
 #[tokio::test]
 async fn products_versions_positions_users_and_idempotency_keys_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_in(dir.path()).await;
     app.create_category("electronics").await;
-    let created = app.create_product(json!({"sku": "KEEP-1"})).await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let keyed = app
-        .admin(Method::POST, &format!("/api/products/{id}/sales"))
-        .header("Idempotency-Key", "sale-before-restart")
-        .json(&json!({"quantity": 2}))
-        .send()
-        .await
-        .unwrap();
-    let keyed_body: Value = keyed.json().await.unwrap();
-    app.admin(Method::POST, "/api/auth/users")
-        .json(
-            &json!({"email": "kept@example.com", "password": "a long password", "role": "shopper"}),
+    let id = app.create_product(json!({"sku": "KEEP-1"})).await.id;
+    let product_path = format!("/api/products/{id}");
+    let keyed_sale = |app: &TestApp| {
+        send(
+            app.sale(&id, 2)
+                .header("Idempotency-Key", "sale-before-restart"),
         )
-        .send()
-        .await
-        .unwrap();
-    let before_product = app
-        .read_after(&format!("/api/products/{id}"), &keyed_body["position"])
-        .await
-        .text()
-        .await
-        .unwrap();
-    let before_list = app
-        .get("/api/products?sort=price_asc")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let before_categories = app
-        .get("/api/categories")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    };
+    let keyed_body = json_body(keyed_sale(&app).await).await;
+    app.create_user("kept@example.com", USER_PASSWORD, "shopper")
+        .await;
+    // The product page once the sale is applied; the rest then reflects it too.
+    app.read_after(&product_path, &keyed_body["position"]).await;
+    let before = pages(&app, &product_path).await;
     app.stop().await;
 
     let app = spawn_app_in(dir.path()).await;
-    assert_eq!(
-        app.get(&format!("/api/products/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        before_product
-    );
-    assert_eq!(
-        app.get("/api/products?sort=price_asc")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        before_list
-    );
-    assert_eq!(
-        app.get("/api/categories")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        before_categories
-    );
-    let replay = app
-        .admin(Method::POST, &format!("/api/products/{id}/sales"))
-        .header("Idempotency-Key", "sale-before-restart")
-        .json(&json!({"quantity": 2}))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(pages(&app, &product_path).await, before);
+    let replay = keyed_sale(&app).await;
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
-    assert_eq!(replay.json::<Value>().await.unwrap(), keyed_body);
-    app.login("kept@example.com", "a long password").await;
+    assert_eq!(json_body(replay).await, keyed_body);
+    app.login("kept@example.com", USER_PASSWORD).await;
     app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let next = app.create_product(json!({})).await;
     assert_eq!(
-        next["position"].as_u64().unwrap(),
+        next.position,
         keyed_body["position"].as_u64().unwrap() + 1,
         "positions go on from where they were"
     );
