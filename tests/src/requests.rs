@@ -183,6 +183,21 @@ impl TestApp {
         send(self.admin(method, path).json(body)).await
     }
 
+    /// `method` on `path` with the admin's token and `body` sent as `content_type` (malformed
+    /// or non-JSON bodies).
+    pub async fn admin_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let request = self
+            .admin(method, path)
+            .header("content-type", content_type);
+        send(request.body(body)).await
+    }
+
     /// `method` on `path` with the admin's token and no body.
     pub async fn admin_send(&self, method: Method, path: &str) -> Response {
         send(self.admin(method, path)).await
