@@ -18,12 +18,7 @@ static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::I
 async fn live_heap(app: &TestApp, head: u64) -> isize {
     for path in ["/api/products?limit=1", "/api/search?q=lorem&limit=1"] {
         loop {
-            let response = app
-                .get(path)
-                .header("X-Min-Position", head.to_string())
-                .send()
-                .await
-                .expect("read");
+            let response = app.read_after(path, head).await;
             if response.status() == 200 {
                 break;
             }

@@ -1,22 +1,15 @@
 //! Concurrency with real concurrent requests against one server.
 
-use catalog_tests::spawn_app;
+use catalog_tests::{json_body, spawn_app_with_product};
 use futures::future::join_all;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_twenty_concurrent_if_match_writers_exactly_one_wins() {
-    let app = spawn_app().await;
-    app.create_category("electronics").await;
-    let id = app.create_product(json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (app, id) = spawn_app_with_product(json!({})).await;
     let writers = (0..20).map(|index| {
-        app.admin(Method::PUT, &format!("/api/products/{id}/price"))
+        app.price_change(&id, 1000 + index, "USD")
             .header("If-Match", "\"1\"")
-            .json(&json!({"price_cents": 1000 + index, "currency": "USD"}))
             .send()
     });
     let statuses: Vec<u16> = join_all(writers)
@@ -38,17 +31,8 @@ async fn of_twenty_concurrent_if_match_writers_exactly_one_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_sales_of_one_on_stock_thirty_sell_exactly_thirty() {
-    let app = spawn_app().await;
-    app.create_category("electronics").await;
-    let id = app.create_product(json!({"stock": 30})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let sales = (0..50).map(|_| {
-        app.admin(Method::POST, &format!("/api/products/{id}/sales"))
-            .json(&json!({"quantity": 1}))
-            .send()
-    });
+    let (app, id) = spawn_app_with_product(json!({"stock": 30})).await;
+    let sales = (0..50).map(|_| app.sale(&id, 1).send());
     let responses: Vec<reqwest::Response> = join_all(sales)
         .await
         .into_iter()
@@ -61,7 +45,7 @@ async fn fifty_concurrent_sales_of_one_on_stock_thirty_sell_exactly_thirty() {
         match response.status().as_u16() {
             200 => {
                 sold += 1;
-                let body: Value = response.json().await.unwrap();
+                let body = json_body(response).await;
                 last_position = last_position.max(body["position"].as_u64().unwrap());
             }
             409 => refused += 1,
@@ -69,12 +53,9 @@ async fn fifty_concurrent_sales_of_one_on_stock_thirty_sell_exactly_thirty() {
         }
     }
     assert_eq!((sold, refused), (30, 20));
-    let product: Value = app
-        .read_after(&format!("/api/products/{id}"), &json!(last_position))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let product = app
+        .read_json_after(&format!("/api/products/{id}"), last_position)
+        .await;
     assert_eq!(
         (
             product["stock"].as_i64(),

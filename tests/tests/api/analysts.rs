@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use catalog::startup::ServeConfig;
 use catalog_tests::sse::Stream;
-use catalog_tests::{assert_problem, spawn_app, spawn_configured, TestApp};
-use reqwest::Method;
+use catalog_tests::{assert_problem, json_body, send, spawn_app, spawn_configured, TestApp};
 use serde_json::{json, Value};
 
 /// GET `path` with `token`; the JSON body.
@@ -24,9 +23,7 @@ async fn write_products(app: &TestApp, count: usize) -> u64 {
     app.create_category("electronics").await;
     let mut last = 0;
     for _ in 0..count {
-        last = app.create_product(json!({})).await["position"]
-            .as_u64()
-            .expect("position");
+        last = app.create_product(json!({})).await.position;
     }
     last
 }
@@ -42,27 +39,11 @@ async fn only_analysts_and_admins_read_events_and_analytics() {
         "/api/analytics/trending",
         "/api/analytics/searches",
     ] {
-        assert_problem(app.get(path).send().await.expect("send"), 401).await;
-        assert_problem(
-            app.get(path)
-                .bearer_auth("not-a-token")
-                .send()
-                .await
-                .expect("send"),
-            401,
-        )
-        .await;
-        assert_problem(
-            app.get(path)
-                .bearer_auth(&shopper)
-                .send()
-                .await
-                .expect("send"),
-            403,
-        )
-        .await;
+        assert_problem(app.fetch(path).await, 401).await;
+        assert_problem(app.fetch_as("not-a-token", path).await, 401).await;
+        assert_problem(app.fetch_as(&shopper, path).await, 403).await;
         for token in [&analyst, &app.admin_token] {
-            let response = app.get(path).bearer_auth(token).send().await.expect("send");
+            let response = app.fetch_as(token, path).await;
             assert_eq!(response.status(), 200, "{path}");
         }
     }
@@ -74,16 +55,12 @@ async fn events_come_in_log_order_a_page_at_a_time_and_bad_parameters_are_400() 
     let analyst = analyst(&app).await;
     let last = write_products(&app, 4).await;
     let page = |query: &'static str| {
-        app.get(&format!("/api/events{query}"))
-            .bearer_auth(&analyst)
-            .send()
+        let path = format!("/api/events{query}");
+        let analyst = &analyst;
+        let app = &app;
+        async move { app.fetch_as(analyst, &path).await }
     };
-    let first: Value = page("?limit=2")
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let first = json_body(page("?limit=2").await).await;
     let items = first["items"].as_array().expect("items");
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["position"], 1);
@@ -91,18 +68,12 @@ async fn events_come_in_log_order_a_page_at_a_time_and_bad_parameters_are_400() 
     assert_eq!(items[1]["position"], 2);
     assert_eq!(items[1]["event_type"], "ProductCreated");
     assert_eq!(first["next_after"], 2);
-    let rest: Value = app
-        .get(&format!(
-            "/api/events?after={}&limit=1000",
-            first["next_after"]
-        ))
-        .bearer_auth(&analyst)
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let rest = get_json(
+        &app,
+        &format!("/api/events?after={}&limit=1000", first["next_after"]),
+        &analyst,
+    )
+    .await;
     let positions: Vec<u64> = rest["items"]
         .as_array()
         .expect("items")
@@ -122,7 +93,7 @@ async fn events_come_in_log_order_a_page_at_a_time_and_bad_parameters_are_400() 
         "?after=abc",
         "?since=3",
     ] {
-        assert_problem(page(bad).await.expect("send"), 400).await;
+        assert_problem(page(bad).await, 400).await;
     }
 }
 
@@ -147,9 +118,7 @@ async fn a_stream_resumed_with_last_event_id_gets_exactly_the_missed_events_in_o
     // Written while the client is away.
     let mut last = first_batch;
     for _ in 0..3 {
-        last = app.create_product(json!({})).await["position"]
-            .as_u64()
-            .expect("position");
+        last = app.create_product(json!({})).await.position;
     }
     let resume_from = *seen.last().expect("seen");
     // `after` is ignored when Last-Event-ID is given.
@@ -160,19 +129,16 @@ async fn a_stream_resumed_with_last_event_id_gets_exactly_the_missed_events_in_o
     }
     assert_eq!(seen, (1..=last).collect::<Vec<_>>(), "no gap, no duplicate");
     // And it stays live: a new write arrives on the open stream.
-    let newest = app.create_product(json!({})).await["position"]
-        .as_u64()
-        .expect("position");
+    let newest = app.create_product(json!({})).await.position;
     let event = resumed.next_envelope().await.expect("live event");
     assert_eq!(event.id, Some(newest.to_string()));
     // A malformed Last-Event-ID is a 400.
-    let response = app
-        .get("/api/events/stream")
-        .bearer_auth(&analyst)
-        .header("Last-Event-ID", "yesterday")
-        .send()
-        .await
-        .expect("send");
+    let response = send(
+        app.get("/api/events/stream")
+            .bearer_auth(&analyst)
+            .header("Last-Event-ID", "yesterday"),
+    )
+    .await;
     assert_problem(response, 400).await;
 }
 
@@ -205,49 +171,34 @@ async fn product_views_and_searches_show_up_in_analytics() {
     let cold = app
         .create_product(json!({"name": "Desk Lamp", "category": "kitchen"}))
         .await;
-    let (hot_id, cold_id) = (
-        hot["id"].as_str().expect("id").to_owned(),
-        cold["id"].as_str().expect("id").to_owned(),
-    );
-    let sale = app
-        .admin(Method::POST, &format!("/api/products/{cold_id}/sales"))
-        .json(&json!({"quantity": 5}))
-        .send()
-        .await
-        .expect("sale");
+    let (hot_id, cold_id) = (hot.id, cold.id);
+    let sale = app.sell(&cold_id, 5).await;
     assert_eq!(sale.status(), 200);
-    let position = cold["position"].as_u64().expect("position") + 1;
+    let position = cold.position + 1;
     for _ in 0..3 {
         let response = app
-            .get(&format!("/api/products/{hot_id}"))
-            .header("X-Min-Position", position.to_string())
-            .send()
-            .await
-            .expect("view");
+            .read_after(&format!("/api/products/{hot_id}"), position)
+            .await;
         assert_eq!(response.status(), 200);
     }
-    app.get(&format!("/api/products/{cold_id}"))
-        .send()
-        .await
-        .expect("view");
+    app.fetch(&format!("/api/products/{cold_id}")).await;
     for query in ["Kettle", "  kettle ", "chocolate teapot"] {
         let response = app
-            .get(&format!("/api/search?q={query}"))
-            .header("X-Min-Position", position.to_string())
-            .send()
-            .await
-            .expect("search");
+            .read_after(&format!("/api/search?q={query}"), position)
+            .await;
         assert_eq!(response.status(), 200);
     }
     // Capture is asynchronous: poll until the view has counted everything.
-    let mut trending = Value::Null;
-    for _ in 0..50 {
-        trending = get_json(&app, "/api/analytics/trending?window=1h", &analyst).await;
-        if trending["by_views"][0]["views"] == 3 && trending["by_views"][1]["views"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let trending = app
+        .poll_json(
+            &analyst,
+            "/api/analytics/trending?window=1h",
+            50,
+            |_, trending| {
+                trending["by_views"][0]["views"] == 3 && trending["by_views"][1]["views"] == 1
+            },
+        )
+        .await;
     assert_eq!(trending["window"], "1h");
     assert_eq!(trending["by_views"][0]["product_id"], hot_id);
     assert_eq!(trending["by_views"][0]["views"], 3);
@@ -279,12 +230,7 @@ async fn product_views_and_searches_show_up_in_analytics() {
         "/api/analytics/searches?limit=0",
         "/api/analytics/searches?window=",
     ] {
-        let response = app
-            .get(bad)
-            .bearer_auth(&analyst)
-            .send()
-            .await
-            .expect("send");
+        let response = app.fetch_as(&analyst, bad).await;
         if bad.ends_with("window=") {
             // An empty value counts as not given (the default window).
             assert_eq!(response.status(), 200);
@@ -304,7 +250,7 @@ async fn stored_version_1_price_changes_read_as_version_2_and_keep_their_wire_ve
     let app = catalog_tests::spawn_app_in(dir.path()).await;
     app.create_category("electronics").await;
     let created = app.create_product(json!({"price_cents": 1000})).await;
-    let id: uuid::Uuid = created["id"].as_str().expect("id").parse().expect("uuid");
+    let id: uuid::Uuid = created.id.parse().expect("uuid");
     app.stop().await;
 
     // An event as an older release wrote it: PriceChanged version 1.
@@ -336,14 +282,7 @@ async fn stored_version_1_price_changes_read_as_version_2_and_keep_their_wire_ve
 
     let app = catalog_tests::spawn_app_in(dir.path()).await;
     let analyst = analyst(&app).await;
-    let product: Value = app
-        .get(&format!("/api/products/{id}"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let product = app.fetch_json(&format!("/api/products/{id}")).await;
     assert_eq!(
         product["price_cents"], 4242,
         "the projection read the v1 event"
@@ -351,19 +290,11 @@ async fn stored_version_1_price_changes_read_as_version_2_and_keep_their_wire_ve
     assert_eq!(product["version"], 2);
     // The next price change is written as version 2 with the previous price, which the
     // aggregate took from the upcast v1 event.
-    let changed: Value = app
-        .admin(Method::PUT, &format!("/api/products/{id}/price"))
-        .json(&json!({"price_cents": 3900, "currency": "USD"}))
-        .send()
-        .await
-        .expect("price")
-        .json()
-        .await
-        .expect("json");
+    let changed = json_body(app.change_price(&id.to_string(), 3900, "USD").await).await;
     assert_eq!(changed["version"], 3);
     let events: Value = get_json(
         &app,
-        &format!("/api/events?after={}", created["position"]),
+        &format!("/api/events?after={}", created.position),
         &analyst,
     )
     .await;

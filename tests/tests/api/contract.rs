@@ -2,25 +2,20 @@
 //! weak tags, authorisation judged before the body, blank query parameters, idempotency by
 //! JSON content, consistent problem titles, admins reading drafts, the stock ceiling.
 
-use catalog_tests::{assert_problem, spawn_app, TestApp};
+use catalog_tests::{assert_problem, json_body, send, spawn_app, spawn_app_with_product, TestApp};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 async fn app_with_product() -> (TestApp, String) {
-    let app = spawn_app().await;
-    app.create_category("electronics").await;
-    let created = app.create_product(json!({})).await;
-    let id = created["id"].as_str().expect("id").to_owned();
-    (app, id)
+    spawn_app_with_product(json!({})).await
 }
 
 async fn change_price(app: &TestApp, id: &str, if_match: &str) -> reqwest::Response {
-    app.admin(Method::PUT, &format!("/api/products/{id}/price"))
-        .header("If-Match", if_match)
-        .json(&json!({"price_cents": 500, "currency": "USD"}))
-        .send()
-        .await
-        .expect("send")
+    send(
+        app.price_change(id, 500, "USD")
+            .header("If-Match", if_match),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -38,22 +33,20 @@ async fn if_match_takes_a_list_of_strong_tags_and_weak_tags_never_match() {
 async fn a_caller_without_the_right_is_told_so_before_the_body_is_judged() {
     let (app, id) = app_with_product().await;
     let shopper = app.user_token("shopper@example.com", "shopper").await;
-    let response = app
-        .request(Method::PUT, &format!("/api/products/{id}/price"))
-        .bearer_auth(&shopper)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .expect("send");
+    let response = send(
+        app.request(Method::PUT, &format!("/api/products/{id}/price"))
+            .bearer_auth(&shopper)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
     assert_problem(response, 403).await;
-    let response = app
-        .request(Method::POST, "/api/products")
-        .header("Idempotency-Key", "k".repeat(300))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("send");
+    let response = send(
+        app.request(Method::POST, "/api/products")
+            .header("Idempotency-Key", "k".repeat(300))
+            .json(&json!({})),
+    )
+    .await;
     assert_problem(response, 401).await;
 }
 
@@ -61,16 +54,14 @@ async fn a_caller_without_the_right_is_told_so_before_the_body_is_judged() {
 async fn blank_query_parameters_count_as_not_given() {
     let (app, _) = app_with_product().await;
     let response = app
-        .get("/api/products?category=&brand=&min_price=&max_price=&in_stock=&sort=&limit=&cursor=")
-        .send()
-        .await
-        .expect("send");
+        .fetch(
+            "/api/products?category=&brand=&min_price=&max_price=&in_stock=&sort=&limit=&cursor=",
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let response = app
-        .get("/api/products/bestsellers?category=&limit=")
-        .send()
-        .await
-        .expect("send");
+        .fetch("/api/products/bestsellers?category=&limit=")
+        .await;
     assert_eq!(response.status(), 200);
 }
 
@@ -82,14 +73,13 @@ async fn the_same_json_with_keys_in_another_order_is_the_same_idempotent_request
     let reordered = r#"{"parent":"electronics","name":"Audio","slug":"audio"}"#;
     let mut answers = Vec::new();
     for body in [first, reordered] {
-        let response = app
-            .admin(Method::POST, "/api/categories")
-            .header("Idempotency-Key", "category-audio")
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("send");
+        let response = send(
+            app.admin(Method::POST, "/api/categories")
+                .header("Idempotency-Key", "category-audio")
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
         assert_eq!(response.status(), 201);
         answers.push(
             response
@@ -104,11 +94,7 @@ async fn the_same_json_with_keys_in_another_order_is_the_same_idempotent_request
 #[tokio::test]
 async fn problems_from_the_router_use_the_same_titles_as_the_handlers() {
     let app = spawn_app().await;
-    let response = app
-        .request(Method::PUT, "/api/products")
-        .send()
-        .await
-        .expect("send");
+    let response = send(app.request(Method::PUT, "/api/products")).await;
     let allow = response
         .headers()
         .get("allow")
@@ -117,7 +103,7 @@ async fn problems_from_the_router_use_the_same_titles_as_the_handlers() {
     assert_eq!(problem["title"], "Method not allowed");
     assert!(allow.is_some_and(|methods| methods.contains("POST")));
     assert!(!problem["detail"].as_str().unwrap_or("").ends_with(": "));
-    let problem = assert_problem(app.get("/nowhere").send().await.expect("send"), 404).await;
+    let problem = assert_problem(app.fetch("/nowhere").await, 404).await;
     assert_eq!(problem["title"], "Not found");
 }
 
@@ -126,24 +112,13 @@ async fn an_admin_reads_a_draft_that_shoppers_cannot_see() {
     let app = spawn_app().await;
     app.create_category("electronics").await;
     let created = app.create_product(json!({"status": "draft"})).await;
-    let id = created["id"].as_str().expect("id");
-    let path = format!("/api/products/{id}");
-    let response = app.read_after(&path, &created["position"]).await;
+    let path = format!("/api/products/{}", created.id);
+    let response = app.read_after(&path, created.position).await;
     assert_problem(response, 404).await;
     let shopper = app.user_token("shopper@example.com", "shopper").await;
-    let response = app
-        .get(&path)
-        .bearer_auth(&shopper)
-        .send()
-        .await
-        .expect("send");
+    let response = app.fetch_as(&shopper, &path).await;
     assert_problem(response, 404).await;
-    let response = app
-        .get(&path)
-        .bearer_auth(&app.admin_token)
-        .send()
-        .await
-        .expect("send");
+    let response = app.fetch_as(&app.admin_token, &path).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["cache-control"]
@@ -151,26 +126,16 @@ async fn an_admin_reads_a_draft_that_shoppers_cannot_see() {
             .unwrap_or_default(),
         "private, no-store"
     );
-    let product: Value = response.json().await.expect("json");
+    let product = json_body(response).await;
     assert_eq!(product["status"], "draft");
-    let response = app
-        .get(&path)
-        .bearer_auth("not-a-token")
-        .send()
-        .await
-        .expect("send");
+    let response = app.fetch_as("not-a-token", &path).await;
     assert_problem(response, 401).await;
 }
 
 #[tokio::test]
 async fn stock_cannot_be_raised_past_the_ceiling_a_new_product_has() {
     let (app, id) = app_with_product().await;
-    let response = app
-        .admin(Method::POST, &format!("/api/products/{id}/stock"))
-        .json(&json!({"delta": 1_000_000_000, "reason": "typo"}))
-        .send()
-        .await
-        .expect("send");
+    let response = app.adjust_stock(&id, 1_000_000_000, Some("typo")).await;
     let problem = assert_problem(response, 409).await;
     assert!(problem["detail"]
         .as_str()

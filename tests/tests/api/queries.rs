@@ -4,11 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use catalog_tests::{assert_problem, spawn_app, TestApp};
+use catalog_tests::{assert_problem, json_body, send, skus, spawn_app, Created, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn app_with_products() -> (TestApp, Vec<Value>, Value) {
+async fn app_with_products() -> (TestApp, Vec<Created>, u64) {
     let app = spawn_app().await;
     app.create_category("electronics").await;
     app.create_category("kitchen").await;
@@ -34,33 +34,21 @@ async fn app_with_products() -> (TestApp, Vec<Value>, Value) {
     let last = app
         .create_product(json!({"sku": "LAST", "category": "kitchen", "price_cents": 100}))
         .await;
-    created.push(last.clone());
-    (app, created, last["position"].clone())
+    let position = last.position;
+    created.push(last);
+    (app, created, position)
 }
 
-async fn list(app: &TestApp, query: &str, position: &Value) -> Value {
-    let response = app
-        .read_after(&format!("/api/products?{query}"), position)
-        .await;
-    assert_eq!(response.status(), 200, "GET /api/products?{query}");
-    assert!(response.headers().contains_key("x-position"));
-    response.json().await.unwrap()
-}
-
-fn skus(page: &Value) -> Vec<&str> {
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| item["sku"].as_str().unwrap())
-        .collect()
+async fn list(app: &TestApp, query: &str, position: u64) -> Value {
+    app.read_page_after(&format!("/api/products?{query}"), position)
+        .await
 }
 
 #[tokio::test]
 async fn a_product_page_has_an_etag_cache_control_and_answers_304_when_unchanged() {
     let (app, created, position) = app_with_products().await;
-    let path = format!("/api/products/{}", created[0]["id"].as_str().unwrap());
-    let response = app.read_after(&path, &position).await;
+    let path = format!("/api/products/{}", created[0].id);
+    let response = app.read_after(&path, position).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"1\"");
     assert!(response.headers()["cache-control"]
@@ -73,35 +61,24 @@ async fn a_product_page_has_an_etag_cache_control_and_answers_304_when_unchanged
             .unwrap()
             .parse::<u64>()
             .unwrap()
-            >= position.as_u64().unwrap()
+            >= position
     );
-    let not_modified = app
-        .get(&path)
-        .header("If-None-Match", "\"1\"")
-        .send()
-        .await
-        .unwrap();
+    let if_none_match = |tags: &'static str| send(app.get(&path).header("If-None-Match", tags));
+    let not_modified = if_none_match("\"1\"").await;
     assert_eq!(not_modified.status(), 304);
     assert_eq!(not_modified.headers()["etag"], "\"1\"");
-    let changed = app
-        .get(&path)
-        .header("If-None-Match", "\"0\", W/\"9\"")
-        .send()
-        .await
-        .unwrap();
+    let changed = if_none_match("\"0\", W/\"9\"").await;
     assert_eq!(changed.status(), 200);
-    let head = app.request(Method::HEAD, &path).send().await.unwrap();
+    let head = send(app.request(Method::HEAD, &path)).await;
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["etag"], "\"1\"");
     assert_problem(
-        app.get("/api/products/0192f0c4-0000-7000-8000-000000000000")
-            .send()
-            .await
-            .unwrap(),
+        app.fetch("/api/products/0192f0c4-0000-7000-8000-000000000000")
+            .await,
         404,
     )
     .await;
-    let missing = app.get("/api/products/nope").send().await.unwrap();
+    let missing = app.fetch("/api/products/nope").await;
     assert!(missing.headers().contains_key("x-position"));
     assert_problem(missing, 404).await;
 }
@@ -110,23 +87,23 @@ async fn a_product_page_has_an_etag_cache_control_and_answers_304_when_unchanged
 async fn listings_sort_filter_and_hide_drafts() {
     let (app, _, position) = app_with_products().await;
     assert_eq!(
-        skus(&list(&app, "", &position).await),
+        skus(&list(&app, "", position).await),
         ["LAST", "K-2", "K-1", "E-3", "E-2", "E-1"]
     );
     assert_eq!(
-        skus(&list(&app, "sort=price_asc", &position).await),
+        skus(&list(&app, "sort=price_asc", position).await),
         ["LAST", "K-1", "E-1", "E-2", "E-3", "K-2"]
     );
     assert_eq!(
-        skus(&list(&app, "sort=price_desc", &position).await),
+        skus(&list(&app, "sort=price_desc", position).await),
         ["K-2", "E-2", "E-3", "E-1", "K-1", "LAST"]
     );
     assert_eq!(
-        skus(&list(&app, "sort=name&category=electronics", &position).await),
+        skus(&list(&app, "sort=name&category=electronics", position).await),
         ["E-1", "E-2", "E-3"]
     );
     assert_eq!(
-        skus(&list(&app, "brand=ACME&sort=price_asc", &position).await),
+        skus(&list(&app, "brand=ACME&sort=price_asc", position).await),
         ["LAST", "K-1", "E-1", "E-3"]
     );
     assert_eq!(
@@ -134,7 +111,7 @@ async fn listings_sort_filter_and_hide_drafts() {
             &list(
                 &app,
                 "min_price=1000&max_price=2500&sort=price_asc",
-                &position
+                position
             )
             .await
         ),
@@ -145,23 +122,23 @@ async fn listings_sort_filter_and_hide_drafts() {
             &list(
                 &app,
                 "min_price=1000&max_price=2500&in_stock=true&sort=price_asc",
-                &position
+                position
             )
             .await
         ),
         ["E-1", "E-3"]
     );
     assert_eq!(
-        skus(&list(&app, "category=garden", &position).await),
+        skus(&list(&app, "category=garden", position).await),
         Vec::<&str>::new()
     );
-    let page = list(&app, "limit=2&sort=price_asc", &position).await;
+    let page = list(&app, "limit=2&sort=price_asc", position).await;
     assert_eq!(skus(&page), ["LAST", "K-1"]);
     let cursor = page["next_cursor"].as_str().unwrap();
     let next = list(
         &app,
         &format!("limit=2&sort=price_asc&cursor={cursor}"),
-        &position,
+        position,
     )
     .await;
     assert_eq!(skus(&next), ["E-1", "E-2"]);
@@ -171,7 +148,7 @@ async fn listings_sort_filter_and_hide_drafts() {
             "limit=4&sort=price_asc&cursor={}",
             next["next_cursor"].as_str().unwrap()
         ),
-        &position,
+        position,
     )
     .await;
     assert_eq!(skus(&last_page), ["E-3", "K-2"]);
@@ -182,14 +159,7 @@ async fn listings_sort_filter_and_hide_drafts() {
 async fn malformed_listing_parameters_are_400() {
     let (app, _, _) = app_with_products().await;
     let cursor_for_name = {
-        let page: Value = app
-            .get("/api/products?sort=name&limit=1")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = app.fetch_json("/api/products?sort=name&limit=1").await;
         page["next_cursor"].as_str().unwrap().to_owned()
     };
     for query in [
@@ -206,22 +176,11 @@ async fn malformed_listing_parameters_are_400() {
         "colour=red",
         &format!("sort=price_asc&cursor={cursor_for_name}"),
     ] {
-        let response = app
-            .get(&format!("/api/products?{query}"))
-            .send()
-            .await
-            .unwrap();
+        let response = app.fetch(&format!("/api/products?{query}")).await;
         assert!(response.headers().contains_key("x-position"), "{query}");
         assert_problem(response, 400).await;
     }
-    assert_problem(
-        app.get("/api/products/bestsellers?limit=0")
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
+    assert_problem(app.fetch("/api/products/bestsellers?limit=0").await, 400).await;
 }
 
 #[tokio::test]
@@ -229,43 +188,23 @@ async fn bestsellers_rank_by_sales_and_categories_count_published_products() {
     let (app, created, _) = app_with_products().await;
     let mut position = Value::Null;
     for (index, quantity) in [(0usize, 1), (2, 4), (3, 2)] {
-        let id = created[index]["id"].as_str().unwrap();
-        let response: Value = app
-            .admin(Method::POST, &format!("/api/products/{id}/sales"))
-            .json(&json!({"quantity": quantity}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let response = json_body(app.sell(&created[index].id, quantity).await).await;
         position = response["position"].clone();
     }
-    let top: Value = app
-        .read_after("/api/products/bestsellers?limit=3", &position)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let top = app
+        .read_json_after("/api/products/bestsellers?limit=3", &position)
+        .await;
     assert_eq!(skus(&top), ["E-3", "K-1", "E-1"]);
-    let kitchen: Value = app
-        .read_after(
+    let kitchen = app
+        .read_json_after(
             "/api/products/bestsellers?category=kitchen&limit=1",
             &position,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(skus(&kitchen), ["K-1"]);
-    let sorted = list(&app, "sort=bestselling&limit=2", &position).await;
+    let sorted = list(&app, "sort=bestselling&limit=2", position.as_u64().unwrap()).await;
     assert_eq!(skus(&sorted), ["E-3", "K-1"]);
-    let categories: Value = app
-        .read_after("/api/categories", &position)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let categories = app.read_json_after("/api/categories", position).await;
     let counts: HashMap<&str, u64> = categories["items"]
         .as_array()
         .unwrap()
@@ -284,15 +223,10 @@ async fn bestsellers_rank_by_sales_and_categories_count_published_products() {
 #[tokio::test]
 async fn read_your_writes_waits_for_the_position_then_gives_up_with_503() {
     let (app, _, position) = app_with_products().await;
-    let response = app.read_after("/api/categories", &position).await;
+    let response = app.read_after("/api/categories", position).await;
     assert_eq!(response.status(), 200);
     let started = Instant::now();
-    let far = app
-        .get("/api/categories")
-        .header("X-Min-Position", "999999")
-        .send()
-        .await
-        .unwrap();
+    let far = app.read_after("/api/categories", "999999").await;
     let waited = started.elapsed();
     assert_eq!(far.headers()["retry-after"], "1");
     assert!(far.headers().contains_key("x-position"));
@@ -302,15 +236,7 @@ async fn read_your_writes_waits_for_the_position_then_gives_up_with_503() {
         "gave up after {waited:?}"
     );
     for bad in ["-1", "abc", "1.5"] {
-        assert_problem(
-            app.get("/api/products")
-                .header("X-Min-Position", bad)
-                .send()
-                .await
-                .unwrap(),
-            400,
-        )
-        .await;
+        assert_problem(app.read_after("/api/products", bad).await, 400).await;
     }
 }
 
@@ -320,18 +246,18 @@ async fn a_cursor_is_stable_while_other_products_change() {
     app.create_category("electronics").await;
     let mut stable = Vec::new();
     let mut churn = Vec::new();
-    let mut position = Value::Null;
+    let mut position = 0;
     for index in 0..40 {
         let created = app
             .create_product(
                 json!({"sku": format!("S-{index:02}"), "price_cents": 1000 + index * 10}),
             )
             .await;
-        position = created["position"].clone();
+        position = created.position;
         if index % 4 == 0 {
-            churn.push(created["id"].as_str().unwrap().to_owned());
+            churn.push(created.id);
         } else {
-            stable.push(created["id"].as_str().unwrap().to_owned());
+            stable.push(created.id);
         }
     }
     let writer = {
@@ -367,7 +293,7 @@ async fn a_cursor_is_stable_while_other_products_change() {
             Some(cursor) => format!("sort=price_asc&limit=7&cursor={cursor}"),
             None => "sort=price_asc&limit=7".to_owned(),
         };
-        let page = list(&app, &query, &position).await;
+        let page = list(&app, &query, position).await;
         seen.extend(
             page["items"]
                 .as_array()

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalog::startup::EngineConfig;
-use catalog_tests::{spawn_distributed, TestApp};
+use catalog_tests::{json_body, spawn_distributed, spawn_distributed_alone, TestApp};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use testkit::{RedisServer, TcpProxy, TestDatabase};
 
 fn engines(database: &TestDatabase) -> EngineConfig {
@@ -37,21 +37,21 @@ async fn proxied_replica(database: &TestDatabase) -> (String, TcpProxy) {
     )
 }
 
-async fn seed(app: &TestApp, products: usize) -> (Vec<String>, Value) {
+async fn seed(app: &TestApp, products: usize) -> (Vec<String>, u64) {
     app.create_category("electronics").await;
     let mut ids = Vec::new();
-    let mut last = Value::Null;
+    let mut last = 0;
     for index in 0..products {
         let created = app
             .create_product(json!({"name": format!("Product {index}"), "price_cents": 100 + index}))
             .await;
-        ids.push(created["id"].as_str().expect("id").to_owned());
-        last = created["position"].clone();
+        ids.push(created.id);
+        last = created.position;
     }
     (ids, last)
 }
 
-async fn wait_until_read(app: &TestApp, position: &Value) {
+async fn wait_until_read(app: &TestApp, position: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let response = app.read_after("/api/categories", position).await;
@@ -65,14 +65,13 @@ async fn wait_until_read(app: &TestApp, position: &Value) {
     }
 }
 
-/// The value of a counter on the app's /metrics.
-async fn counter(app: &TestApp, name_and_labels: &str) -> f64 {
-    let text = app.metrics().await;
-    text.lines()
-        .find(|line| line.starts_with(name_and_labels))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
+/// Redis hits so far on the app's /metrics.
+async fn redis_hits(app: &TestApp) -> f64 {
+    app.metric(
+        "catalog_cache_requests_total{layer=\"redis\",result=\"hit\"}",
+        "",
+    )
+    .await
 }
 
 #[tokio::test]
@@ -86,20 +85,16 @@ async fn reads_go_through_the_replica_and_a_write_reaches_a_query_it_answers() {
     .await;
     let (ids, position) = seed(&app, 2).await;
     let response = app
-        .read_after(&format!("/api/products/{}", ids[1]), &position)
+        .read_after(&format!("/api/products/{}", ids[1]), position)
         .await;
     assert_eq!(response.status(), 200);
-    let product: Value = response.json().await.expect("json");
+    let product = json_body(response).await;
     assert_eq!(product["name"], "Product 1");
 
     // Without the replica (the primary is still up) reads fail: they never go to the primary.
     proxy.cut().await;
     let started = Instant::now();
-    let response = app
-        .get("/api/products?sort=name&limit=5")
-        .send()
-        .await
-        .expect("send");
+    let response = app.fetch("/api/products?sort=name&limit=5").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     assert!(started.elapsed() < Duration::from_secs(10), "no hang");
@@ -107,11 +102,7 @@ async fn reads_go_through_the_replica_and_a_write_reaches_a_query_it_answers() {
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let response = app
-            .get("/api/products?sort=name&limit=4")
-            .send()
-            .await
-            .expect("send");
+        let response = app.fetch("/api/products?sort=name&limit=4").await;
         if response.status() == 200 {
             break;
         }
@@ -131,21 +122,13 @@ async fn with_the_primary_as_fallback_a_replica_outage_does_not_show() {
     })
     .await;
     let (ids, position) = seed(&app, 3).await;
-    wait_until_read(&app, &position).await;
+    wait_until_read(&app, position).await;
     proxy.cut().await;
     for (index, id) in ids.iter().enumerate() {
-        let response = app
-            .get(&format!("/api/products/{id}"))
-            .send()
-            .await
-            .expect("send");
+        let response = app.fetch(&format!("/api/products/{id}")).await;
         assert_eq!(response.status(), 200, "product {index}");
     }
-    let response = app
-        .get("/api/products?sort=price_desc&limit=2")
-        .send()
-        .await
-        .expect("send");
+    let response = app.fetch("/api/products?sort=price_desc&limit=2").await;
     assert_eq!(response.status(), 200);
 }
 
@@ -154,8 +137,9 @@ async fn with_redis_stopped_mid_load_answers_come_from_the_replica_and_redis_ser
     let database = TestDatabase::create().await;
     let replica = testkit::replica_url(&database).await;
     let mut redis = RedisServer::start();
+    // Alone: the Redis hit counter it watches is process-wide.
     let app = Arc::new(
-        spawn_distributed(EngineConfig {
+        spawn_distributed_alone(EngineConfig {
             database_read_url: Some(replica),
             redis_url: Some(redis.url()),
             ..engines(&database)
@@ -163,7 +147,7 @@ async fn with_redis_stopped_mid_load_answers_come_from_the_replica_and_redis_ser
         .await,
     );
     let (ids, position) = seed(&app, 30).await;
-    wait_until_read(&app, &position).await;
+    wait_until_read(&app, position).await;
     let ids = Arc::new(ids);
 
     let statuses = Arc::new(parking_lot::Mutex::new(Vec::<(Duration, u16, bool)>::new()));
@@ -187,7 +171,7 @@ async fn with_redis_stopped_mid_load_answers_come_from_the_replica_and_redis_ser
                             ),
                             _ => "/api/categories".to_owned(),
                         };
-                        let response = app.get(&path).send().await.expect("send");
+                        let response = app.fetch(&path).await;
                         let retry_after = response.headers().contains_key("retry-after");
                         statuses.lock().push((
                             started.elapsed(),
@@ -213,11 +197,7 @@ async fn with_redis_stopped_mid_load_answers_come_from_the_replica_and_redis_ser
     tokio::time::sleep(Duration::from_secs(3)).await;
     redis.start_again();
     let restarted_at = started.elapsed();
-    let redis_hits_at_restart = counter(
-        &app,
-        "catalog_cache_requests_total{layer=\"redis\",result=\"hit\"}",
-    )
-    .await;
+    let redis_hits_at_restart = redis_hits(&app).await;
     running.await.expect("load");
 
     let statuses = statuses.lock().clone();
@@ -245,11 +225,7 @@ async fn with_redis_stopped_mid_load_answers_come_from_the_replica_and_redis_ser
         for id in ids.iter() {
             let _ = app.get(&format!("/api/products/{id}")).send().await;
         }
-        let hits = counter(
-            &app,
-            "catalog_cache_requests_total{layer=\"redis\",result=\"hit\"}",
-        )
-        .await;
+        let hits = redis_hits(&app).await;
         if hits > redis_hits_at_restart {
             break;
         }

@@ -1,25 +1,17 @@
 //! HTTP basics every service shares: problem+json everywhere, request ids, health,
 //! readiness, metrics, the OpenAPI document and its browsable UI.
 
-use catalog_tests::{assert_problem, spawn_app};
+use catalog_tests::{assert_problem, json_body, send, spawn_app};
 use reqwest::Method;
-use serde_json::Value;
 
 #[tokio::test]
 async fn a_request_id_is_echoed_or_made_up() {
     let app = spawn_app().await;
-    let echoed = app
-        .get("/healthz")
-        .header("X-Request-Id", "trace-me-42")
-        .send()
-        .await
-        .unwrap();
+    let echoed = send(app.get("/healthz").header("X-Request-Id", "trace-me-42")).await;
     assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
     let generated = app
-        .get("/api/products/0192f0c4-0000-7000-8000-000000000000")
-        .send()
-        .await
-        .unwrap();
+        .fetch("/api/products/0192f0c4-0000-7000-8000-000000000000")
+        .await;
     let id = generated.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
 }
@@ -27,12 +19,8 @@ async fn a_request_id_is_echoed_or_made_up() {
 #[tokio::test]
 async fn unknown_routes_and_wrong_methods_are_problems_too() {
     let app = spawn_app().await;
-    assert_problem(app.get("/api/nothing-here").send().await.unwrap(), 404).await;
-    let wrong_method = app
-        .request(Method::PUT, "/api/categories")
-        .send()
-        .await
-        .unwrap();
+    assert_problem(app.fetch("/api/nothing-here").await, 404).await;
+    let wrong_method = send(app.request(Method::PUT, "/api/categories")).await;
     assert!(wrong_method.headers().contains_key("allow"));
     assert_problem(wrong_method, 405).await;
 }
@@ -40,10 +28,10 @@ async fn unknown_routes_and_wrong_methods_are_problems_too() {
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = spawn_app().await;
-    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
-    let ready = app.get("/readyz").send().await.unwrap();
+    assert_eq!(app.fetch("/healthz").await.status(), 200);
+    let ready = app.fetch("/readyz").await;
     assert_eq!(ready.status(), 200);
-    let body: Value = ready.json().await.unwrap();
+    let body = json_body(ready).await;
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"][0], "event-store");
 }
@@ -51,15 +39,8 @@ async fn health_and_readiness_answer() {
 #[tokio::test]
 async fn metrics_count_requests_per_route_with_latency_histograms() {
     let app = spawn_app().await;
-    app.get("/api/categories").send().await.unwrap();
-    let text = app
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    app.fetch("/api/categories").await;
+    let text = app.metrics().await;
     assert!(
         text.lines()
             .any(|line| line.starts_with("catalog_http_requests_total{")
@@ -76,18 +57,11 @@ async fn metrics_count_requests_per_route_with_latency_histograms() {
 #[tokio::test]
 async fn the_openapi_document_and_docs_page_are_served() {
     let app = spawn_app().await;
-    let document: Value = app
-        .get("/api/openapi.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = app.fetch_json("/api/openapi.json").await;
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     assert!(document["paths"]["/api/products"]["post"].is_object());
     assert!(document["paths"]["/api/products/{id}"]["get"].is_object());
-    let docs = app.get("/api/docs").send().await.unwrap();
+    let docs = app.fetch("/api/docs").await;
     assert_eq!(docs.status(), 200);
     let page = docs.text().await.unwrap();
     assert!(
@@ -102,18 +76,11 @@ async fn admins_see_each_projection_position_and_lag() {
     let created = app.create_category("electronics").await;
     app.read_after("/api/categories", &created["position"])
         .await;
-    let status: Value = app
-        .admin(Method::GET, "/api/admin/projections")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = json_body(app.admin_send(Method::GET, "/api/admin/projections").await).await;
     assert_eq!(status["head"], created["position"]);
     assert_eq!(status["items"][0]["name"], "read-model");
     assert_eq!(status["items"][0]["position"], created["position"]);
     assert_eq!(status["items"][0]["lag_events"], 0);
     assert_eq!(status["items"][0]["state"], "live");
-    assert_problem(app.get("/api/admin/projections").send().await.unwrap(), 401).await;
+    assert_problem(app.fetch("/api/admin/projections").await, 401).await;
 }

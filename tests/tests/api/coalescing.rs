@@ -1,31 +1,24 @@
 //! Request coalescing: 1,000 concurrent requests for one product that no layer has cached make
-//! exactly one query to the read replica. (A test binary of its own: it counts a process-wide
-//! metric.)
+//! exactly one query to the read replica. The app runs alone (`spawn_distributed_alone`): the
+//! query counter is process-wide, and no other test's reads may land in it.
 
 use std::time::Duration;
 
 use catalog::startup::EngineConfig;
-use catalog_tests::spawn_distributed;
+use catalog_tests::spawn_distributed_alone;
 use serde_json::json;
 use testkit::TestDatabase;
 
 async fn product_queries(app: &catalog_tests::TestApp) -> f64 {
-    let text = app.metrics().await;
-    text.lines()
-        .find(|line| {
-            line.starts_with("catalog_read_model_queries_total")
-                && line.contains("query=\"product\"")
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
+    app.metric("catalog_read_model_queries_total", "query=\"product\"")
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_misses_on_one_product_make_one_replica_query() {
     let database = TestDatabase::create().await;
     let replica = testkit::replica_url(&database).await;
-    let app = spawn_distributed(EngineConfig {
+    let app = spawn_distributed_alone(EngineConfig {
         database_url: Some(database.url.clone()),
         database_read_url: Some(replica),
         database_pool_size: 8,
@@ -34,11 +27,9 @@ async fn a_thousand_concurrent_misses_on_one_product_make_one_replica_query() {
     .await;
     app.create_category("electronics").await;
     let product = app.create_product(json!({})).await;
-    let id = product["id"].as_str().expect("id").to_owned();
+    let id = product.id;
     // Wait until the replica's view has it, without reading the product itself.
-    let response = app
-        .read_after("/api/categories", &product["position"])
-        .await;
+    let response = app.read_after("/api/categories", product.position).await;
     assert_eq!(response.status(), 200);
 
     let before = product_queries(&app).await;

@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use catalog::startup::EngineConfig;
-use catalog_tests::{spawn_distributed, TestApp};
-use reqwest::Method;
+use catalog_tests::{spawn_distributed, TestApp, USER_PASSWORD};
 use serde_json::{json, Value};
 use testkit::TestDatabase;
 
@@ -78,21 +77,16 @@ async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
     let kettle = one
         .create_product(json!({"name": "Electric Kettle", "category": "kitchen"}))
         .await;
-    let id = kettle["id"].as_str().expect("id").to_owned();
-    let sale = one
-        .admin(Method::POST, &format!("/api/products/{id}/sales"))
-        .json(&json!({"quantity": 4}))
-        .send()
-        .await
-        .expect("sale");
+    let id = kettle.id;
+    let sale = one.sell(&id, 4).await;
     assert_eq!(sale.status(), 200);
-    let position = kettle["position"].as_u64().expect("position");
+    let position = kettle.position;
     // The projectors first join their consumer groups: wait until the product is served (a
     // 503 "not yet" is not a page view).
     let mut served = 0;
     for _ in 0..60 {
         let page = one
-            .read_after(&format!("/api/products/{id}"), &json!(position))
+            .read_after(&format!("/api/products/{id}"), position)
             .await;
         if page.status() == 200 {
             served += 1;
@@ -106,29 +100,29 @@ async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
     assert_eq!(served, 3, "the product was not served within the retries");
     for query in ["kettle", "chocolate teapot"] {
         let response = one
-            .get(&format!("/api/search?q={query}"))
-            .header("X-Min-Position", position.to_string())
-            .send()
-            .await
-            .expect("search");
+            .read_after(&format!("/api/search?q={query}"), position)
+            .await;
         assert_eq!(response.status(), 200);
     }
 
     // Asynchronous all the way (capture queue, Kafka, the projectors role): poll.
-    let mut trending = Value::Null;
-    for _ in 0..300 {
-        trending = get_json(&other, "/api/analytics/trending?window=1h", &analyst).await;
-        if trending["by_views"][0]["views"] == 3 && trending["by_sales"][0]["units_sold"] == 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let trending = other
+        .poll_json(
+            &analyst,
+            "/api/analytics/trending?window=1h",
+            300,
+            |status, trending| {
+                assert_eq!(status, 200, "trending");
+                trending["by_views"][0]["views"] == 3 && trending["by_sales"][0]["units_sold"] == 4
+            },
+        )
+        .await;
     let expected = json!({"product_id": id, "category": "kitchen", "views": 3, "units_sold": 4});
     assert_eq!(trending["by_views"], json!([expected]), "{trending}");
     assert_eq!(trending["by_sales"], json!([expected]), "{trending}");
     // The same view answers on both replicas, filtered by category too (each test process
     // signs with a key of its own: log in there).
-    let analyst_on_one = one.login("analyst@example.com", "a long password").await;
+    let analyst_on_one = one.login("analyst@example.com", USER_PASSWORD).await;
     let kitchen = get_json(
         &one,
         "/api/analytics/trending?window=24h&category=kitchen",
@@ -136,14 +130,17 @@ async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
     )
     .await;
     assert_eq!(kitchen["by_views"], json!([expected]));
-    let mut searches = Value::Null;
-    for _ in 0..100 {
-        searches = get_json(&other, "/api/analytics/searches?window=1h", &analyst).await;
-        if searches["top"].as_array().map(Vec::len) == Some(2) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let searches = other
+        .poll_json(
+            &analyst,
+            "/api/analytics/searches?window=1h",
+            100,
+            |status, searches| {
+                assert_eq!(status, 200, "searches");
+                searches["top"].as_array().map(Vec::len) == Some(2)
+            },
+        )
+        .await;
     assert_eq!(
         searches["zero_results"],
         json!([{"query": "chocolate teapot", "count": 1}]),

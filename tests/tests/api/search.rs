@@ -1,15 +1,15 @@
 //! `/api/search` in the embedded mode, end to end: writes become searchable, filters, facets,
 //! typos, highlights, read-your-writes, and bad queries answered without a 5xx.
 
-use catalog_tests::{assert_problem, spawn_app, TestApp};
+use catalog_tests::{assert_problem, json_body, skus, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn app_with_products() -> (TestApp, Value) {
+async fn app_with_products() -> (TestApp, u64) {
     let app = spawn_app().await;
     app.create_category("electronics").await;
     app.create_category("kitchen").await;
-    let mut last = Value::Null;
+    let mut last = 0;
     for (sku, name, category, brand, price, stock) in [
         (
             "HEAD-1",
@@ -28,40 +28,27 @@ async fn app_with_products() -> (TestApp, Value) {
                 "brand": brand, "price_cents": price, "stock": stock,
                 "description": format!("{name} by {brand}.")}))
             .await;
-        last = created["position"].clone();
+        last = created.position;
     }
     (app, last)
 }
 
-async fn search(app: &TestApp, query: &str, position: &Value) -> Value {
-    let response = app
-        .read_after(&format!("/api/search?{query}"), position)
-        .await;
-    assert_eq!(response.status(), 200, "{query}");
-    assert!(response.headers().contains_key("x-position"));
-    response.json().await.expect("json")
-}
-
-fn skus(page: &Value) -> Vec<String> {
-    page["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|item| item["sku"].as_str().unwrap_or_default().to_owned())
-        .collect()
+async fn search(app: &TestApp, query: &str, position: impl std::fmt::Display) -> Value {
+    app.read_page_after(&format!("/api/search?{query}"), position)
+        .await
 }
 
 #[tokio::test]
 async fn a_new_product_is_searchable_with_typos_accents_facets_and_highlights() {
     let (app, position) = app_with_products().await;
-    let page = search(&app, "q=wireles%20headphones", &position).await;
+    let page = search(&app, "q=wireles%20headphones", position).await;
     assert_eq!(skus(&page)[0], "HEAD-1");
     assert!(page["items"][0]["highlight"]["name"]
         .as_str()
         .is_some_and(|name| name.contains("<em>")));
     // Every word must match: only one product has both.
     assert_eq!(page["total"], 1);
-    let page = search(&app, "q=headphones", &position).await;
+    let page = search(&app, "q=headphones", position).await;
     assert_eq!(page["facets"]["category"]["electronics"], 2);
     assert_eq!(page["facets"]["brand"]["Acme"], 2);
     assert_eq!(
@@ -69,25 +56,25 @@ async fn a_new_product_is_searchable_with_typos_accents_facets_and_highlights() 
         json!([{"to": 2500, "count": 1}, {"from": 2500, "to": 10000, "count": 0}, {"from": 10000, "count": 1}])
     );
     assert_eq!(
-        skus(&search(&app, "q=cafe%20creme", &position).await)[0],
+        skus(&search(&app, "q=cafe%20creme", position).await)[0],
         "CUPS-1"
     );
-    assert_eq!(skus(&search(&app, "q=kettel", &position).await), ["KETL-1"]);
+    assert_eq!(skus(&search(&app, "q=kettel", position).await), ["KETL-1"]);
     let filtered = search(
         &app,
         "q=headphones&in_stock=true&brand=acme&max_price=20000",
-        &position,
+        position,
     )
     .await;
     assert_eq!(skus(&filtered), ["HEAD-1"]);
     assert_eq!(filtered["total"], 1);
-    let everything = search(&app, "sort=price_asc&limit=2", &position).await;
+    let everything = search(&app, "sort=price_asc&limit=2", position).await;
     assert_eq!(skus(&everything), ["HEAD-2", "CUPS-1"]);
     let cursor = everything["next_cursor"].as_str().expect("more");
     let next = search(
         &app,
         &format!("sort=price_asc&limit=2&cursor={cursor}"),
-        &position,
+        position,
     )
     .await;
     assert_eq!(skus(&next), ["KETL-1", "HEAD-1"]);
@@ -97,14 +84,12 @@ async fn a_new_product_is_searchable_with_typos_accents_facets_and_highlights() 
 #[tokio::test]
 async fn unpublished_and_archived_products_leave_the_results() {
     let (app, position) = app_with_products().await;
-    let page = search(&app, "q=kettle", &position).await;
+    let page = search(&app, "q=kettle", position).await;
     let id = page["items"][0]["id"].as_str().expect("id").to_owned();
     let response = app
-        .admin(Method::POST, &format!("/api/products/{id}/unpublish"))
-        .send()
-        .await
-        .expect("unpublish");
-    let answer: Value = response.json().await.expect("json");
+        .admin_send(Method::POST, &format!("/api/products/{id}/unpublish"))
+        .await;
+    let answer = json_body(response).await;
     assert!(skus(&search(&app, "q=kettle", &answer["position"]).await).is_empty());
 }
 
@@ -131,7 +116,7 @@ async fn bad_searches_get_a_clear_answer_never_a_5xx() {
         ("q=kettle&colour=red".to_owned(), 400),
     ] {
         let response = app
-            .read_after(&format!("/api/search?{query}"), &position)
+            .read_after(&format!("/api/search?{query}"), position)
             .await;
         if status == 200 {
             assert_eq!(response.status(), 200, "{query}");
@@ -154,6 +139,6 @@ async fn a_query_process_without_a_search_engine_searches_its_own_index_of_the_s
     let created = app
         .create_product(json!({"sku": "KETL-9", "name": "Gooseneck Kettle", "category": "kitchen"}))
         .await;
-    let page = search(&app, "q=gooseneck%20kettel", &created["position"]).await;
+    let page = search(&app, "q=gooseneck%20kettel", created.position).await;
     assert_eq!(skus(&page), ["KETL-9"]);
 }
