@@ -55,16 +55,17 @@ impl SqsAnalyticsConsumer {
         max: usize,
         linger: Duration,
     ) -> Result<AnalyticsBatch, BusError> {
+        let limit = max.max(1);
         let mut batch = AnalyticsBatch::default();
         let mut receipts = Vec::new();
         let mut deadline = None;
-        while receipts.len() < max.max(1) {
+        while receipts.len() < limit {
             let wait = if deadline.is_none() {
                 self.wait_seconds
             } else {
                 0
             };
-            let wanted = (max.max(1) - receipts.len()).min(10) as i32;
+            let wanted = (limit - receipts.len()).min(10) as i32;
             let output = self
                 .sqs
                 .receive_message()
