@@ -146,6 +146,16 @@ mod event_bus_suite {
     events::event_bus_suite!(super::Kafka::start());
 }
 
+/// Subscribes a new subscriber and reads until `count` distinct events arrived (see
+/// [`consume_distinct`]).
+async fn read_as_a_new_subscriber(bus: &KafkaBus, count: usize) -> Vec<Envelope> {
+    let mut stream = bus
+        .subscribe(&format!("reader-{}", Uuid::new_v4().simple()), 0)
+        .await
+        .expect("subscribe");
+    consume_distinct(&mut stream, count).await
+}
+
 /// `per_product` events for each of `ids`, interleaved, at positions from 1.
 fn sent_history(ids: &[Uuid], per_product: u64) -> Vec<Envelope> {
     numbered(history(ids, per_product), 1)
@@ -266,11 +276,7 @@ async fn mock_cluster_injected_produce_errors_lose_nothing_and_keep_order() {
             .await
             .expect("retried through the injected errors");
     }
-    let mut stream = bus
-        .subscribe(&format!("reader-{}", Uuid::new_v4().simple()), 0)
-        .await
-        .expect("subscribe");
-    let arrived = consume_distinct(&mut stream, sent.len()).await;
+    let arrived = read_as_a_new_subscriber(&bus, sent.len()).await;
     assert_in_order_per_product(&arrived, &ids, 10);
     assert_eq!(
         arrived.len(),
@@ -310,11 +316,7 @@ async fn mock_cluster_a_broker_going_down_and_coming_back_loses_nothing() {
         .await
         .expect("task")
         .expect("publish completes once the broker is back");
-    let mut stream = bus
-        .subscribe(&format!("reader-{}", Uuid::new_v4().simple()), 0)
-        .await
-        .expect("subscribe");
-    let arrived = consume_distinct(&mut stream, sent.len()).await;
+    let arrived = read_as_a_new_subscriber(&bus, sent.len()).await;
     assert_in_order_per_product(&arrived, &ids, 6);
 }
 
