@@ -4,12 +4,20 @@
 //! - [`sqs::SqsBus`], for URLs `sns+sqs://host:port?region=&topic=&queue_prefix=` (an SNS FIFO
 //!   topic fanned out to one SQS FIFO queue per projector).
 //! - [`analytics`]: the shopper analytics stream on either of them.
+//! - [`headers`]: the metadata both carry beside each message body, under the same names.
+//!
+//! Each adapter is a folder with the same files: `config.rs` (its URL), `setup.rs` (what
+//! `catalog bus setup` creates and `serve` checks), `publish.rs`, `consume.rs` and
+//! `analytics.rs`, and a `mod.rs` holding the adapter, whose methods hand over to them.
 //!
 //! The port ([`events::bus::EventBus`]) and the embedded in-process adapter live in `events`;
 //! these adapters are a crate of their own so that the event types (which analysts' tools
 //! depend on) do not pull in librdkafka and the AWS SDK.
 
 pub mod analytics;
+mod bus_url;
+mod error;
+pub mod headers;
 pub mod kafka;
 pub mod sqs;
 

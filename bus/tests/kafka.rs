@@ -2,17 +2,24 @@
 //! error injection) by default, or a real broker process when `CATALOG_TEST_KAFKA_BROKERS`
 //! names one (the test script runs these tests a second time against `tansu`; the fault
 //! injection tests, named `mock_cluster_*`, need the mock and are skipped by name there).
+//! The bus suite runs first; then what only Kafka has (keys and headers, rebalances, broker
+//! faults, topic setup, the analytics topic).
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bus::kafka::{KafkaBus, KafkaConfig};
 use chrono::Utc;
-use events::bus::{EventBus, EventStream};
-use events::{CatalogEvent, Envelope, EventMetadata, NewEvent, SaleRecorded};
+use events::bus::EventBus;
+use events::conformance::bus::{
+    assert_in_order_per_product, consume_distinct, history, numbered, products, BusFixture,
+    Positions,
+};
+use events::{Envelope, NewEvent};
 use futures::StreamExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -96,101 +103,69 @@ impl Broker {
     }
 }
 
-/// `per_product` events for each of `products` products, interleaved as concurrent writers
-/// would produce them, with dense positions starting at `first_position`.
-fn history(products: &[Uuid], per_product: u64, first_position: u64) -> Vec<Envelope> {
-    let mut envelopes = Vec::new();
-    let mut position = first_position;
-    for version in 1..=per_product {
-        for id in products {
-            let event = CatalogEvent::SaleRecorded(SaleRecorded { quantity: 1 });
-            let new = NewEvent::from_event(
-                *id,
-                version,
-                &event,
-                Utc::now(),
-                EventMetadata {
-                    actor: Some("tester".into()),
-                    correlation_id: Some(Uuid::new_v4().to_string()),
-                    causation_id: None,
-                },
-            );
-            envelopes.push(new.into_envelope(position));
-            position += 1;
+/// A fresh topic on the broker, as the bus suite's fixture.
+struct Kafka {
+    bus: Arc<KafkaBus>,
+    positions: Positions,
+    // Declared last so it is dropped last: the bus flushes its producer on drop.
+    _broker: Broker,
+}
+
+impl Kafka {
+    async fn start() -> Kafka {
+        let broker = Broker::start().await;
+        let bus = Arc::new(broker.bus());
+        Kafka {
+            bus,
+            positions: Positions::default(),
+            _broker: broker,
         }
     }
-    envelopes
 }
 
-fn products(count: usize) -> Vec<Uuid> {
-    (0..count).map(|_| Uuid::now_v7()).collect()
-}
-
-/// Reads deliveries until `wanted` distinct events arrived, acknowledging each; returns every
-/// envelope in arrival order (duplicates included).
-async fn consume(stream: &mut EventStream, wanted: usize) -> Vec<Envelope> {
-    let mut seen = std::collections::HashSet::new();
-    let mut arrived = Vec::new();
-    while seen.len() < wanted {
-        let delivery = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {wanted} events within 30 s", seen.len()))
-            .expect("stream open")
-            .expect("no bus error");
-        seen.insert(delivery.envelope.event_id);
-        arrived.push(delivery.envelope.clone());
-        delivery.ack().await.expect("ack");
+#[async_trait(?Send)]
+impl BusFixture for Kafka {
+    fn bus(&self) -> Arc<dyn EventBus> {
+        self.bus.clone()
     }
-    arrived
-}
 
-/// Per product, the first arrival of each version comes in version order 1, 2, 3, … with
-/// none missing.
-fn assert_in_order_per_product(arrived: &[Envelope], per_product: u64) {
-    let mut firsts: HashMap<Uuid, Vec<u64>> = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
-    for envelope in arrived {
-        if seen.insert(envelope.event_id) {
-            firsts
-                .entry(envelope.aggregate_id)
-                .or_default()
-                .push(envelope.aggregate_version);
-        }
+    async fn new_subscriber(&self) -> String {
+        format!("reader-{}", Uuid::new_v4().simple())
     }
-    for (id, versions) in firsts {
-        assert_eq!(
-            versions,
-            (1..=per_product).collect::<Vec<_>>(),
-            "product {id} arrived out of order"
-        );
+
+    async fn commit(&self, events: Vec<NewEvent>) -> Vec<Envelope> {
+        self.positions.commit(events)
+    }
+
+    fn quiet_period(&self) -> Duration {
+        Duration::from_secs(2)
     }
 }
 
-#[tokio::test]
-async fn published_events_arrive_once_each_in_order_per_product() {
-    let broker = Broker::start().await;
-    let bus = broker.bus();
-    let ids = products(20);
-    let sent = history(&ids, 10, 1);
-    bus.publish(&sent).await.expect("publish");
+mod event_bus_suite {
+    events::event_bus_suite!(super::Kafka::start());
+}
+
+/// Subscribes a new subscriber and reads until `count` distinct events arrived (see
+/// [`consume_distinct`]).
+async fn read_as_a_new_subscriber(bus: &KafkaBus, count: usize) -> Vec<Envelope> {
     let mut stream = bus
         .subscribe(&format!("reader-{}", Uuid::new_v4().simple()), 0)
         .await
         .expect("subscribe");
-    let arrived = consume(&mut stream, sent.len()).await;
-    assert_eq!(arrived.len(), sent.len(), "no duplicates without failures");
-    assert_in_order_per_product(&arrived, 10);
-    let sent_by_id: BTreeMap<Uuid, &Envelope> = sent.iter().map(|e| (e.event_id, e)).collect();
-    for envelope in &arrived {
-        assert_eq!(Some(&envelope), sent_by_id.get(&envelope.event_id));
-    }
+    consume_distinct(&mut stream, count).await
+}
+
+/// `per_product` events for each of `ids`, interleaved, at positions from 1.
+fn sent_history(ids: &[Uuid], per_product: u64) -> Vec<Envelope> {
+    numbered(history(ids, per_product), 1)
 }
 
 #[tokio::test]
 async fn messages_are_keyed_by_product_and_carry_the_metadata_in_headers() {
     let broker = Broker::start().await;
     let bus = broker.bus();
-    let sent = history(&products(3), 2, 1);
+    let sent = sent_history(&products(3), 2);
     bus.publish(&sent).await.expect("publish");
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.brokers)
@@ -234,43 +209,11 @@ async fn messages_are_keyed_by_product_and_carry_the_metadata_in_headers() {
 }
 
 #[tokio::test]
-async fn unacknowledged_events_are_delivered_again_after_a_restart_and_acknowledged_ones_are_not() {
-    let broker = Broker::start().await;
-    let bus = broker.bus();
-    let ids = products(1);
-    let sent = history(&ids, 10, 1);
-    // One record batch per event: tansu 0.6 answers a fetch from the middle of a record batch
-    // with nothing (Kafka returns the whole batch), and a restart resumes mid-stream.
-    for envelope in &sent {
-        bus.publish(std::slice::from_ref(envelope))
-            .await
-            .expect("publish");
-    }
-    let group = format!("restarting-{}", Uuid::new_v4().simple());
-    {
-        let mut stream = bus.subscribe(&group, 0).await.expect("subscribe");
-        // Apply and acknowledge 4, receive a 5th but crash before applying it.
-        consume(&mut stream, 4).await;
-        let unapplied = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("5th")
-            .expect("open")
-            .expect("ok");
-        assert_eq!(unapplied.envelope.aggregate_version, 5);
-        // Dropping the stream closes the consumer, which commits what was acknowledged.
-    }
-    let mut again = bus.subscribe(&group, 0).await.expect("subscribe");
-    let rest = consume(&mut again, 6).await;
-    let versions: Vec<u64> = rest.iter().map(|e| e.aggregate_version).collect();
-    assert_eq!(versions, (5..=10).collect::<Vec<_>>());
-}
-
-#[tokio::test]
 async fn a_rebalance_between_two_consumers_never_skips_an_event() {
     let broker = Broker::start().await;
     let bus = Arc::new(broker.bus());
     let ids = products(30);
-    let first_half = history(&ids, 4, 1);
+    let first_half = sent_history(&ids, 4);
     bus.publish(&first_half).await.expect("publish");
     let total = ids.len() * 8;
     let arrived = Arc::new(parking_lot::Mutex::new(Vec::<Envelope>::new()));
@@ -296,7 +239,7 @@ async fn a_rebalance_between_two_consumers_never_skips_an_event() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // A second member joins mid-stream: partitions move between them.
     let second = spawn_consumer("second");
-    let second_half: Vec<Envelope> = history(&ids, 8, 1)
+    let second_half: Vec<Envelope> = sent_history(&ids, 8)
         .into_iter()
         .filter(|e| e.aggregate_version > 4)
         .map(|mut e| {
@@ -327,18 +270,14 @@ async fn mock_cluster_injected_produce_errors_lose_nothing_and_keep_order() {
         ],
     );
     let ids = products(10);
-    let sent = history(&ids, 10, 1);
+    let sent = sent_history(&ids, 10);
     for chunk in sent.chunks(7) {
         bus.publish(chunk)
             .await
             .expect("retried through the injected errors");
     }
-    let mut stream = bus
-        .subscribe(&format!("reader-{}", Uuid::new_v4().simple()), 0)
-        .await
-        .expect("subscribe");
-    let arrived = consume(&mut stream, sent.len()).await;
-    assert_in_order_per_product(&arrived, 10);
+    let arrived = read_as_a_new_subscriber(&bus, sent.len()).await;
+    assert_in_order_per_product(&arrived, &ids, 10);
     assert_eq!(
         arrived.len(),
         sent.len(),
@@ -351,7 +290,7 @@ async fn mock_cluster_a_broker_going_down_and_coming_back_loses_nothing() {
     let broker = Broker::mock();
     let bus = Arc::new(broker.bus());
     let ids = products(12);
-    let sent = history(&ids, 6, 1);
+    let sent = sent_history(&ids, 6);
     bus.publish(&sent[..24])
         .await
         .expect("publish before the outage");
@@ -377,12 +316,8 @@ async fn mock_cluster_a_broker_going_down_and_coming_back_loses_nothing() {
         .await
         .expect("task")
         .expect("publish completes once the broker is back");
-    let mut stream = bus
-        .subscribe(&format!("reader-{}", Uuid::new_v4().simple()), 0)
-        .await
-        .expect("subscribe");
-    let arrived = consume(&mut stream, sent.len()).await;
-    assert_in_order_per_product(&arrived, 6);
+    let arrived = read_as_a_new_subscriber(&bus, sent.len()).await;
+    assert_in_order_per_product(&arrived, &ids, 6);
 }
 
 #[tokio::test]

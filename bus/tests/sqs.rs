@@ -1,16 +1,23 @@
 //! `SqsBus` against `moto_server` (real SNS and SQS APIs on loopback). Each test uses a topic
-//! and queues of its own.
+//! and queues of its own. The bus suite runs first; then what only SNS/SQS has (setup, group
+//! and deduplication ids, the visibility heartbeat, the dead-letter queue, the analytics
+//! topic).
 
 mod support;
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use bus::sqs::{SqsBus, SqsConfig};
-use chrono::Utc;
-use events::bus::{EventBus, EventStream};
-use events::{CatalogEvent, Envelope, EventMetadata, NewEvent, SaleRecorded};
+use events::bus::EventBus;
+use events::conformance::bus::{
+    assert_in_order_per_product, consume_distinct, history, next_delivery, numbered, products,
+    BusFixture, Positions,
+};
+use events::{Envelope, NewEvent};
 use futures::StreamExt;
 use uuid::Uuid;
 
@@ -31,27 +38,56 @@ async fn ready_bus() -> SqsBus {
     bus
 }
 
-fn history(products: &[Uuid], per_product: u64) -> Vec<Envelope> {
-    let mut envelopes = Vec::new();
-    let mut position = 1;
-    for version in 1..=per_product {
-        for id in products {
-            let event = CatalogEvent::SaleRecorded(SaleRecorded { quantity: 1 });
-            let new =
-                NewEvent::from_event(*id, version, &event, Utc::now(), EventMetadata::default());
-            envelopes.push(new.into_envelope(position));
-            position += 1;
-        }
-    }
-    envelopes
+/// `per_product` events for each of `ids`, interleaved, at positions from 1.
+fn sent_history(ids: &[Uuid], per_product: u64) -> Vec<Envelope> {
+    numbered(history(ids, per_product), 1)
 }
 
-async fn next(stream: &mut EventStream) -> events::bus::Delivery {
-    tokio::time::timeout(Duration::from_secs(20), stream.next())
-        .await
-        .expect("a delivery within 20 s")
-        .expect("stream open")
-        .expect("no bus error")
+/// A topic of its own on moto, as the bus suite's fixture; each subscriber gets its queue.
+struct Sqs {
+    bus: Arc<SqsBus>,
+    subscribers: AtomicUsize,
+    positions: Positions,
+}
+
+impl Sqs {
+    async fn start() -> Sqs {
+        Sqs {
+            bus: Arc::new(SqsBus::connect(config()).await.expect("connect")),
+            subscribers: AtomicUsize::new(0),
+            positions: Positions::default(),
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl BusFixture for Sqs {
+    fn bus(&self) -> Arc<dyn EventBus> {
+        self.bus.clone()
+    }
+
+    async fn new_subscriber(&self) -> String {
+        let name = format!("reader-{}", self.subscribers.fetch_add(1, Ordering::SeqCst));
+        self.bus.setup(&[&name]).await.expect("setup");
+        name
+    }
+
+    async fn commit(&self, events: Vec<NewEvent>) -> Vec<Envelope> {
+        self.positions.commit(events)
+    }
+
+    /// Past the 3 s visibility timeout: an unacknowledged message would be back by then.
+    fn quiet_period(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    fn redelivers_in_order(&self) -> bool {
+        false
+    }
+}
+
+mod event_bus_suite {
+    events::event_bus_suite!(super::Sqs::start());
 }
 
 fn raw_sqs() -> aws_sdk_sqs::Client {
@@ -115,10 +151,10 @@ async fn setup_creates_the_topic_queues_and_dead_letter_queues_and_verify_names_
 }
 
 #[tokio::test]
-async fn events_arrive_in_order_per_product_with_group_and_deduplication_ids() {
+async fn messages_carry_the_product_as_group_the_event_as_deduplication_id_and_the_metadata() {
     let bus = ready_bus().await;
-    let products: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
-    let sent = history(&products, 6);
+    let ids = products(4);
+    let sent = sent_history(&ids, 6);
     bus.publish(&sent).await.expect("publish");
 
     // What a consumer with another SDK sees: raw bodies, the group and dedup ids, attributes.
@@ -162,58 +198,20 @@ async fn events_arrive_in_order_per_product_with_group_and_deduplication_ids() {
         .await
         .expect("release");
 
+    // The released message keeps its place: still each once, in order per product.
     let mut stream = bus.subscribe(SUBSCRIBER, 0).await.expect("subscribe");
-    let mut versions: HashMap<Uuid, Vec<u64>> = HashMap::new();
-    for _ in 0..sent.len() {
-        let delivery = next(&mut stream).await;
-        versions
-            .entry(delivery.envelope.aggregate_id)
-            .or_default()
-            .push(delivery.envelope.aggregate_version);
-        delivery.ack().await.expect("ack");
-    }
-    for id in &products {
-        assert_eq!(versions[id], (1..=6).collect::<Vec<_>>(), "product {id}");
-    }
-}
-
-#[tokio::test]
-async fn an_unacknowledged_event_is_delivered_again_and_an_acknowledged_one_is_not() {
-    let bus = ready_bus().await;
-    let sent = history(&[Uuid::now_v7()], 4);
-    bus.publish(&sent).await.expect("publish");
-    {
-        let mut stream = bus.subscribe(SUBSCRIBER, 0).await.expect("subscribe");
-        let first = next(&mut stream).await;
-        assert_eq!(first.envelope.aggregate_version, 1);
-        first.ack().await.expect("ack");
-        let second = next(&mut stream).await;
-        assert_eq!(second.envelope.aggregate_version, 2);
-        // Crash before applying the second: dropped without an ack.
-    }
-    let mut stream = bus.subscribe(SUBSCRIBER, 0).await.expect("subscribe");
-    let mut versions = Vec::new();
-    for _ in 0..3 {
-        let delivery = next(&mut stream).await;
-        versions.push(delivery.envelope.aggregate_version);
-        delivery.ack().await.expect("ack");
-    }
-    // Real SQS FIFO redelivers a group in order; moto may hand back expired in-flight messages
-    // out of order, which the projector runner repairs from the store. What matters here:
-    // nothing acknowledged comes back and nothing unacknowledged is lost.
-    versions.sort_unstable();
-    assert_eq!(versions, vec![2, 3, 4]);
-    let extra = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
-    assert!(extra.is_err(), "an acknowledged event came back: {extra:?}");
+    let arrived = consume_distinct(&mut stream, sent.len()).await;
+    assert_eq!(arrived.len(), sent.len());
+    assert_in_order_per_product(&arrived, &ids, 6);
 }
 
 #[tokio::test]
 async fn a_held_event_stays_invisible_past_the_visibility_timeout_while_it_is_worked_on() {
     let bus = ready_bus().await;
-    let sent = history(&[Uuid::now_v7()], 1);
+    let sent = sent_history(&products(1), 1);
     bus.publish(&sent).await.expect("publish");
     let mut slow = bus.subscribe(SUBSCRIBER, 0).await.expect("subscribe");
-    let held = next(&mut slow).await;
+    let held = next_delivery(&mut slow).await;
     // Twice the 3 s visibility timeout: without the heartbeat, another consumer gets it.
     let mut other = bus.subscribe(SUBSCRIBER, 0).await.expect("subscribe");
     let stolen = tokio::time::timeout(Duration::from_secs(7), other.next()).await;
@@ -237,10 +235,10 @@ async fn a_message_that_is_not_an_envelope_ends_in_the_dead_letter_queue() {
         .send()
         .await
         .expect("send");
-    let good = history(&[Uuid::now_v7()], 1);
+    let good = sent_history(&products(1), 1);
     bus.publish(&good).await.expect("publish");
     let mut stream = bus.subscribe(SUBSCRIBER, 0).await.expect("subscribe");
-    let delivery = next(&mut stream).await;
+    let delivery = next_delivery(&mut stream).await;
     assert_eq!(
         delivery.envelope.event_id, good[0].event_id,
         "the good one still arrives"

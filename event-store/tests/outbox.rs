@@ -2,7 +2,6 @@
 //! cluster): at-least-once across a crash between publish and mark, order per product, one
 //! publishing leader among several relays, and a stand-by taking over.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +11,12 @@ use bus::kafka::{KafkaBus, KafkaConfig};
 use event_store::outbox::{backlog, OutboxRelay};
 use event_store::postgres::PostgresDatabase;
 use events::bus::{BusError, EventBus, EventStream};
+use events::conformance::bus::{
+    assert_in_order_per_product, consume_distinct, consume_until_quiet,
+};
 use events::conformance::sample_stream;
 use events::store::EventStore;
 use events::Envelope;
-use futures::StreamExt;
 use rdkafka::mocking::MockCluster;
 use testkit::TestDatabase;
 use uuid::Uuid;
@@ -83,52 +84,16 @@ async fn append(store: &dyn EventStore, products: usize, per_product: u64) -> Ve
     ids
 }
 
-/// Consumes until every one of `wanted` events arrived; returns arrivals (duplicates too).
+/// Consumes until every one of `wanted` events arrived, then whatever else is already on the
+/// topic (duplicates); returns arrivals, duplicates too.
 async fn consume(bus: &KafkaBus, wanted: usize) -> Vec<Envelope> {
     let mut stream = bus
         .subscribe(&format!("check-{}", Uuid::new_v4().simple()), 0)
         .await
         .expect("subscribe");
-    let mut seen = HashSet::new();
-    let mut arrived = Vec::new();
-    while seen.len() < wanted {
-        let delivery = tokio::time::timeout(Duration::from_secs(30), stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("{} of {wanted} events within 30 s", seen.len()))
-            .expect("open")
-            .expect("delivery");
-        seen.insert(delivery.envelope.event_id);
-        arrived.push(delivery.envelope.clone());
-        delivery.ack().await.expect("ack");
-    }
-    // Anything else already on the topic (duplicates) arrives shortly.
-    while let Ok(Some(Ok(delivery))) =
-        tokio::time::timeout(Duration::from_secs(2), stream.next()).await
-    {
-        arrived.push(delivery.envelope.clone());
-    }
+    let mut arrived = consume_distinct(&mut stream, wanted).await;
+    arrived.extend(consume_until_quiet(&mut stream, Duration::from_secs(2)).await);
     arrived
-}
-
-/// Per product, versions first arrive as 1, 2, 3, … with none missing.
-fn assert_ordered(arrived: &[Envelope], ids: &[Uuid], per_product: u64) {
-    let mut seen = HashSet::new();
-    let mut firsts: HashMap<Uuid, Vec<u64>> = HashMap::new();
-    for envelope in arrived {
-        if seen.insert(envelope.event_id) {
-            firsts
-                .entry(envelope.aggregate_id)
-                .or_default()
-                .push(envelope.aggregate_version);
-        }
-    }
-    for id in ids {
-        assert_eq!(
-            firsts.get(id).cloned().unwrap_or_default(),
-            (1..=per_product).collect::<Vec<_>>(),
-            "product {id}"
-        );
-    }
 }
 
 async fn wait_drained(pool: &sqlx::PgPool) {
@@ -174,7 +139,7 @@ async fn a_relay_that_dies_between_publish_and_mark_loses_nothing_and_the_next_o
         27,
         "the 7 published before the crash went twice"
     );
-    assert_ordered(&arrived, &ids, 5);
+    assert_in_order_per_product(&arrived, &ids, 5);
 }
 
 #[tokio::test]
@@ -219,7 +184,7 @@ async fn of_several_relays_one_publishes_in_order_and_a_stand_by_takes_over_when
     standby.abort();
 
     let arrived = consume(&kafka.bus, ids.len() * 6).await;
-    assert_ordered(&arrived, &ids, 6);
+    assert_in_order_per_product(&arrived, &ids, 6);
     assert_eq!(
         arrived.len(),
         ids.len() * 6,

@@ -16,18 +16,16 @@ async fn database(test: &TestDatabase) -> PostgresDatabase {
     database
 }
 
-#[tokio::test]
-async fn postgres_event_store_passes_the_conformance_suite() {
-    let mut databases = Vec::new();
-    let made = std::sync::Mutex::new(Vec::new());
-    events::conformance::run(|| async {
-        let test = TestDatabase::create().await;
-        let store = database(&test).await.event_store(false);
-        made.lock().expect("lock").push(test);
-        store
-    })
-    .await;
-    databases.append(&mut made.lock().expect("lock"));
+/// A fresh PostgreSQL store in a database of its own, which lives as long as the returned
+/// guard.
+async fn fresh_store() -> (TestDatabase, impl EventStore) {
+    let test = TestDatabase::create().await;
+    let store = database(&test).await.event_store(false);
+    (test, store)
+}
+
+mod event_store_suite {
+    events::event_store_suite!(super::fresh_store());
 }
 
 #[tokio::test]
@@ -102,5 +100,5 @@ async fn a_tail_reader_never_sees_a_gap_while_four_replicas_append() {
     for _ in 0..4 {
         stores.push(Arc::new(database(&test).await.event_store(true)));
     }
-    events::conformance::a_tail_reader_never_sees_a_gap_filled_later(stores).await;
+    events::conformance::store::a_tail_reader_never_sees_a_gap_filled_later_across(stores).await;
 }

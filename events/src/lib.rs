@@ -4,13 +4,15 @@
 //! - [`catalog_events`]: the typed product and category events, each with a schema version.
 //! - [`schema`]: JSON Schema generation for `schemas/`, checked for drift by a test.
 //! - [`store`]: the event store port ([`store::EventStore`]) and its error kinds.
-//! - [`conformance`]: the one behaviour suite every event store adapter must pass.
+//! - `conformance` (feature `testsuite`): the suites every event store and bus adapter must
+//!   pass, as macros that expand into one test per case.
 //! - [`bus`]: the bus port ([`bus::EventBus`]) and the embedded in-process adapter.
 //! - [`watermark`]: a view's applied position, and waiting until it reaches one.
 
 pub mod analytics;
 pub mod bus;
 pub mod catalog_events;
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 pub mod envelope;
 pub mod schema;

@@ -49,7 +49,7 @@ pub struct StreamAppend {
 
 /// An append-only log of envelopes with a dense global position.
 ///
-/// Contract, method by method, checked by [`crate::conformance::run`]:
+/// Contract, method by method, checked by the suite in `conformance::store` (feature `testsuite`):
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends every stream of `streams` in one transaction, all or nothing, and returns the

@@ -186,23 +186,19 @@ impl EventStore for SqliteEventStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn sqlite_event_store_passes_the_conformance_suite() {
+    /// A fresh SQLite store in a temporary directory, which lives as long as the returned
+    /// guard.
+    async fn fresh_store() -> (tempfile::TempDir, SqliteEventStore) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let counter = std::sync::atomic::AtomicUsize::new(0);
-        events::conformance::run(|| {
-            let path = dir.path().join(format!(
-                "store-{}.db",
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            ));
-            async move {
-                SqliteDatabase::open(&path)
-                    .await
-                    .expect("open sqlite")
-                    .event_store()
-            }
-        })
-        .await;
+        let store = SqliteDatabase::open(&dir.path().join("store.db"))
+            .await
+            .expect("open sqlite")
+            .event_store();
+        (dir, store)
+    }
+
+    mod event_store_suite {
+        events::event_store_suite!(super::fresh_store());
     }
 
     #[tokio::test]

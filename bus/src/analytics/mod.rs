@@ -13,51 +13,18 @@
 //! Either way a batch is acknowledged (offsets stored, messages deleted) only once the caller
 //! marks it applied: at least once.
 
-use std::collections::BTreeMap;
+pub(crate) mod batch;
+
 use std::time::Duration;
 
 use events::analytics::AnalyticsEnvelope;
 use events::bus::BusError;
 
+pub use self::batch::AnalyticsBatch;
+use self::batch::BatchAck;
 use crate::kafka::KafkaAnalyticsConsumer;
 use crate::sqs::SqsAnalyticsConsumer;
 use crate::ConfiguredBus;
-
-/// One batch of the analytics stream.
-#[derive(Debug, Default)]
-pub struct AnalyticsBatch {
-    pub envelopes: Vec<AnalyticsEnvelope>,
-    /// Messages in the batch that were not analytics envelopes (skipped, counted in
-    /// `catalog_bus_undecodable_total`, acknowledged with the batch).
-    pub undecodable: usize,
-    pub(crate) ack: BatchAck,
-}
-
-/// What acknowledges a batch.
-#[derive(Debug, Default)]
-pub(crate) enum BatchAck {
-    #[default]
-    Nothing,
-    /// The highest offset read per (topic, partition).
-    Kafka(BTreeMap<(String, i32), i64>),
-    /// Receipt handles to delete.
-    Sqs(Vec<String>),
-}
-
-impl AnalyticsBatch {
-    /// Adds a message's body; `origin` names it in the log when it is not an envelope.
-    pub(crate) fn add(&mut self, body: Option<&[u8]>, origin: impl FnOnce() -> String) {
-        match body.and_then(|body| serde_json::from_slice::<AnalyticsEnvelope>(body).ok()) {
-            Some(envelope) => self.envelopes.push(envelope),
-            None => {
-                tracing::error!(message = %origin(), "skipping a message that is not an analytics envelope");
-                metrics::counter!("catalog_bus_undecodable_total", "stream" => "analytics")
-                    .increment(1);
-                self.undecodable += 1;
-            }
-        }
-    }
-}
 
 /// Reads the analytics stream in batches for one consumer (group or queue).
 pub enum AnalyticsConsumer {

@@ -1,16 +1,8 @@
-//! The event store's behaviour as one suite, run against every adapter.
-//!
-//! An adapter's tests call [`run`] with a factory that makes a fresh, empty store per case:
-//!
-//! ```text
-//! #[tokio::test]
-//! async fn sqlite_event_store_passes_the_conformance_suite() {
-//!     events::conformance::run(|| async { SqliteEventStore::in_memory().await.unwrap() }).await;
-//! }
-//! ```
+//! The event store's behaviour as one suite, run against every adapter: each case a
+//! `pub async fn` taking a fresh, empty store, and [`event_store_suite!`](crate::event_store_suite)
+//! expanding them into one `#[tokio::test]` each.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{SubsecRound, Utc};
@@ -52,27 +44,7 @@ pub fn sample_stream(aggregate_id: Uuid, expected_version: u64, count: u64) -> S
     }
 }
 
-/// Runs every case, each against a fresh store from `make_store`. Panics on the first failure.
-pub async fn run<S, F, Fut>(make_store: F)
-where
-    S: EventStore,
-    F: Fn() -> Fut,
-    Fut: Future<Output = S>,
-{
-    an_empty_store_has_nothing(make_store().await).await;
-    appended_events_come_back_with_dense_positions(make_store().await).await;
-    read_all_pages_in_position_order(make_store().await).await;
-    a_stale_expected_version_is_a_conflict_and_writes_nothing(make_store().await).await;
-    malformed_appends_are_invalid(make_store().await).await;
-    a_batch_is_all_or_nothing(make_store().await).await;
-    a_unique_claim_is_held_by_one_aggregate(make_store().await).await;
-    concurrent_writers_to_one_aggregate_cannot_both_win(Arc::new(make_store().await)).await;
-    concurrent_writers_to_many_aggregates_get_dense_positions(Arc::new(make_store().await)).await;
-    let store: Arc<dyn EventStore> = Arc::new(make_store().await);
-    a_tail_reader_never_sees_a_gap_filled_later(vec![store]).await;
-}
-
-async fn an_empty_store_has_nothing(store: impl EventStore) {
+pub async fn an_empty_store_has_nothing(store: impl EventStore) {
     assert_eq!(store.head().await.expect("head"), 0);
     assert!(store.read_all(0, 10).await.expect("read_all").is_empty());
     assert!(store
@@ -83,7 +55,7 @@ async fn an_empty_store_has_nothing(store: impl EventStore) {
     store.ping().await.expect("ping");
 }
 
-async fn appended_events_come_back_with_dense_positions(store: impl EventStore) {
+pub async fn appended_events_come_back_with_dense_positions(store: impl EventStore) {
     let first = Uuid::now_v7();
     let second = Uuid::now_v7();
     let stream = sample_stream(first, 0, 3);
@@ -124,7 +96,7 @@ async fn appended_events_come_back_with_dense_positions(store: impl EventStore) 
     assert_eq!(read_back[..3], stored[..]);
 }
 
-async fn read_all_pages_in_position_order(store: impl EventStore) {
+pub async fn read_all_pages_in_position_order(store: impl EventStore) {
     for _ in 0..5 {
         store
             .append(vec![sample_stream(Uuid::now_v7(), 0, 2)])
@@ -144,7 +116,7 @@ async fn read_all_pages_in_position_order(store: impl EventStore) {
     assert!(store.read_all(10, 100).await.expect("read_all").is_empty());
 }
 
-async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: impl EventStore) {
+pub async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: impl EventStore) {
     let id = Uuid::now_v7();
     store
         .append(vec![sample_stream(id, 0, 2)])
@@ -161,7 +133,7 @@ async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(store: impl E
     assert_eq!(store.read_aggregate(id).await.expect("read").len(), 2);
 }
 
-async fn malformed_appends_are_invalid(store: impl EventStore) {
+pub async fn malformed_appends_are_invalid(store: impl EventStore) {
     let id = Uuid::now_v7();
     let mut gap = sample_stream(id, 0, 1);
     gap.events[0].aggregate_version = 2;
@@ -181,7 +153,7 @@ async fn malformed_appends_are_invalid(store: impl EventStore) {
     assert_eq!(store.head().await.expect("head"), 0);
 }
 
-async fn a_batch_is_all_or_nothing(store: impl EventStore) {
+pub async fn a_batch_is_all_or_nothing(store: impl EventStore) {
     let existing = Uuid::now_v7();
     store
         .append(vec![sample_stream(existing, 0, 1)])
@@ -207,7 +179,7 @@ async fn a_batch_is_all_or_nothing(store: impl EventStore) {
     assert_eq!(next[0].position, 2, "a failed batch must not leave a gap");
 }
 
-async fn a_unique_claim_is_held_by_one_aggregate(store: impl EventStore) {
+pub async fn a_unique_claim_is_held_by_one_aggregate(store: impl EventStore) {
     let claim = UniqueClaim {
         scope: "sku".into(),
         value: "ELEC-1".into(),
@@ -243,7 +215,8 @@ async fn a_unique_claim_is_held_by_one_aggregate(store: impl EventStore) {
     assert_eq!(store.head().await.expect("head"), 3);
 }
 
-async fn concurrent_writers_to_one_aggregate_cannot_both_win<S: EventStore>(store: Arc<S>) {
+pub async fn concurrent_writers_to_one_aggregate_cannot_both_win(store: impl EventStore) {
+    let store = Arc::new(store);
     let id = Uuid::now_v7();
     store
         .append(vec![sample_stream(id, 0, 1)])
@@ -268,7 +241,8 @@ async fn concurrent_writers_to_one_aggregate_cannot_both_win<S: EventStore>(stor
     assert_eq!(store.head().await.expect("head"), 2);
 }
 
-async fn concurrent_writers_to_many_aggregates_get_dense_positions<S: EventStore>(store: Arc<S>) {
+pub async fn concurrent_writers_to_many_aggregates_get_dense_positions(store: impl EventStore) {
+    let store = Arc::new(store);
     let writers: Vec<_> = (0..50)
         .map(|_| {
             let store = store.clone();
@@ -302,10 +276,14 @@ async fn concurrent_writers_to_many_aggregates_get_dense_positions<S: EventStore
 /// Positions are commit-ordered: a reader tailing the log while many appenders commit must
 /// find every batch it reads starting right after the last position it saw, with no hole a
 /// slower transaction could fill later (the reserved-before-commit gap).
-///
-/// `stores` are handles on one log (for a server store, one per simulated replica); the
-/// appenders use them in turn and the reader uses the first.
-pub async fn a_tail_reader_never_sees_a_gap_filled_later(stores: Vec<Arc<dyn EventStore>>) {
+pub async fn a_tail_reader_never_sees_a_gap_filled_later(store: impl EventStore) {
+    a_tail_reader_never_sees_a_gap_filled_later_across(vec![Arc::new(store)]).await;
+}
+
+/// [`a_tail_reader_never_sees_a_gap_filled_later`] with several handles on one log (for a
+/// server store, one per simulated replica): the appenders use them in turn and the reader
+/// uses the first.
+pub async fn a_tail_reader_never_sees_a_gap_filled_later_across(stores: Vec<Arc<dyn EventStore>>) {
     let store = stores[0].clone();
     const APPENDERS: u64 = 16;
     const APPENDS_EACH: u64 = 25;
@@ -362,4 +340,44 @@ pub async fn a_tail_reader_never_sees_a_gap_filled_later(stores: Vec<Arc<dyn Eve
     assert_eq!(head, expected);
     assert_eq!(last, head, "the reader saw everything up to the head");
     assert!(batches > 1, "the reader read while appenders wrote");
+}
+
+/// Expands into one `#[tokio::test]` per case of the event store suite
+/// ([`crate::conformance::store`]).
+///
+/// `$make` is an expression giving a future of `(guard, store)`: a fresh, empty store for one
+/// case, and whatever must live as long as it (a temporary directory, a test database; `()`
+/// when nothing). Invoke it inside a module of its own, so the tests are named
+/// `<module>::<case>`:
+///
+/// ```text
+/// mod event_store_suite {
+///     events::event_store_suite!(super::fresh_store());
+/// }
+/// ```
+#[macro_export]
+macro_rules! event_store_suite {
+    ($make:expr) => {
+        $crate::event_store_suite!(@cases $make;
+            an_empty_store_has_nothing,
+            appended_events_come_back_with_dense_positions,
+            read_all_pages_in_position_order,
+            a_stale_expected_version_is_a_conflict_and_writes_nothing,
+            malformed_appends_are_invalid,
+            a_batch_is_all_or_nothing,
+            a_unique_claim_is_held_by_one_aggregate,
+            concurrent_writers_to_one_aggregate_cannot_both_win,
+            concurrent_writers_to_many_aggregates_get_dense_positions,
+            a_tail_reader_never_sees_a_gap_filled_later,
+        );
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (_guard, store) = $make.await;
+                $crate::conformance::store::$case(store).await;
+            }
+        )+
+    };
 }
