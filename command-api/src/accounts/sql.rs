@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::{AccountError, User};
 
-pub(super) const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash, role, created_at) \
+pub(super) const INSERT_USER: &str =
+    "INSERT INTO users (id, email, password_hash, role, created_at) \
      VALUES ($1, $2, $3, $4, $5)";
 pub(super) const USER_BY_EMAIL: &str =
     "SELECT id, email, password_hash, role, created_at FROM users WHERE email = $1";

@@ -78,7 +78,10 @@ pub async fn a_new_key_starts_and_begins_again_while_it_runs_are_in_progress(
     store: &dyn IdempotencyStore,
 ) {
     assert_eq!(begin(store, "alice", "k1", "hash-a").await, Begin::Started);
-    assert_eq!(begin(store, "alice", "k1", "hash-a").await, Begin::InProgress);
+    assert_eq!(
+        begin(store, "alice", "k1", "hash-a").await,
+        Begin::InProgress
+    );
 }
 
 pub async fn a_completed_key_replays_its_response(store: &dyn IdempotencyStore) {
@@ -152,18 +155,24 @@ pub async fn purge_forgets_the_keys_created_before_the_cutoff_and_counts_them(
     let now = Utc::now();
     let old = now - Duration::hours(25);
     for key in ["old-1", "old-2"] {
-        let begun = store.begin("alice", key, "hash-a", old).await.expect("begin");
+        let begun = store
+            .begin("alice", key, "hash-a", old)
+            .await
+            .expect("begin");
         assert_eq!(begun, Begin::Started);
     }
     assert_eq!(begin(store, "alice", "new", "hash-a").await, Begin::Started);
-    let removed = store
-        .purge(now - Duration::hours(24))
-        .await
-        .expect("purge");
+    let removed = store.purge(now - Duration::hours(24)).await.expect("purge");
     assert_eq!(removed, 2);
     // A purged key is new again; a kept one is still held.
-    assert_eq!(begin(store, "alice", "old-1", "hash-b").await, Begin::Started);
-    assert_eq!(begin(store, "alice", "new", "hash-a").await, Begin::InProgress);
+    assert_eq!(
+        begin(store, "alice", "old-1", "hash-b").await,
+        Begin::Started
+    );
+    assert_eq!(
+        begin(store, "alice", "new", "hash-a").await,
+        Begin::InProgress
+    );
     assert_eq!(
         store
             .purge(now - Duration::hours(24))

@@ -102,9 +102,14 @@ pub async fn idempotency(
     next: Next,
 ) -> Response {
     let (caller, key) = match caller_and_key(&state, &request) {
-        Ok(Some(found)) => found,
-        Ok(None) => return next.run(request).await,
-        Err(refused) => return refused,
+        Keyed::Key { caller, key } => (caller, key),
+        Keyed::Unkeyed => return next.run(request).await,
+        Keyed::InvalidKey => {
+            return Problem::bad_request(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+            .into_response()
+        }
     };
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, web::middleware::BODY_LIMIT_BYTES).await {
@@ -124,30 +129,37 @@ pub async fn idempotency(
     remember(&state, &caller, &key, response).await
 }
 
-/// The caller and key of a POST that carries an `Idempotency-Key`; `None` for a request the
-/// middleware leaves alone; a 400 for a key it cannot use.
-fn caller_and_key(
-    state: &IdempotencyLayerState,
-    request: &Request,
-) -> Result<Option<(String, String)>, Response> {
+/// What the middleware makes of a request.
+enum Keyed {
+    /// Not a POST, no `Idempotency-Key`, or no valid caller: left alone.
+    Unkeyed,
+    Key {
+        caller: String,
+        key: String,
+    },
+    /// A key it cannot use: 400.
+    InvalidKey,
+}
+
+fn caller_and_key(state: &IdempotencyLayerState, request: &Request) -> Keyed {
     if request.method() != Method::POST {
-        return Ok(None);
+        return Keyed::Unkeyed;
     }
     let Some(key_value) = request.headers().get(&IDEMPOTENCY_KEY) else {
-        return Ok(None);
+        return Keyed::Unkeyed;
     };
     // Without a valid caller there is nothing to scope the key to; the handler answers 401
     // (before anything about the key is judged).
     let caller = match AuthUser::from_headers(request.headers(), &state.verifier) {
         Ok(Some(user)) => user.id.to_string(),
-        _ => return Ok(None),
+        _ => return Keyed::Unkeyed,
     };
     match key_value.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some((caller, key.to_owned()))),
-        _ => Err(
-            Problem::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
-                .into_response(),
-        ),
+        Ok(key) if !key.is_empty() && key.len() <= 255 => Keyed::Key {
+            caller,
+            key: key.to_owned(),
+        },
+        _ => Keyed::InvalidKey,
     }
 }
 

@@ -7,13 +7,15 @@
 use super::{Begin, IdempotencyError, StoredResponse};
 
 /// Reserves a key; affects no row when the caller already used it.
-pub(super) const INSERT_KEY: &str = "INSERT INTO idempotency_keys (caller, key, request_hash, created_at) \
+pub(super) const INSERT_KEY: &str =
+    "INSERT INTO idempotency_keys (caller, key, request_hash, created_at) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (caller, key) DO NOTHING";
 
 pub(super) const SELECT_KEY: &str = "SELECT request_hash, completed, status, headers, body \
      FROM idempotency_keys WHERE caller = $1 AND key = $2";
 
-pub(super) const COMPLETE_KEY: &str = "UPDATE idempotency_keys SET completed = TRUE, status = $1, headers = $2, body = $3 \
+pub(super) const COMPLETE_KEY: &str =
+    "UPDATE idempotency_keys SET completed = TRUE, status = $1, headers = $2, body = $3 \
      WHERE caller = $4 AND key = $5";
 
 pub(super) const DELETE_KEY: &str = "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2";

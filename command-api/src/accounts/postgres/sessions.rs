@@ -46,7 +46,10 @@ impl SessionStore for PostgresSessionStore {
             .bind(token_hash)
             .bind(session_id)
             .bind(expires_at);
-        token.execute(&mut *transaction).await.map_err(store_error)?;
+        token
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)
     }
 
@@ -93,7 +96,10 @@ impl SessionStore for PostgresSessionStore {
             .bind(new_hash)
             .bind(session_id)
             .bind(expires_at);
-        token.execute(&mut *transaction).await.map_err(store_error)?;
+        token
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)?;
         Ok(user_id)
     }

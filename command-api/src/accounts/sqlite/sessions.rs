@@ -45,7 +45,10 @@ impl SessionStore for SqliteSessionStore {
             .bind(token_hash)
             .bind(&session_id)
             .bind(expires_at.timestamp());
-        token.execute(&mut *transaction).await.map_err(store_error)?;
+        token
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)
     }
 
@@ -92,7 +95,10 @@ impl SessionStore for SqliteSessionStore {
             .bind(new_hash)
             .bind(&session_id)
             .bind(expires_at.timestamp());
-        token.execute(&mut *transaction).await.map_err(store_error)?;
+        token
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         transaction.commit().await.map_err(store_error)?;
         Uuid::parse_str(&user_id).map_err(unexpected)
     }
