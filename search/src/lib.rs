@@ -14,6 +14,7 @@
 //!   that can run here.
 //! - [`tantivy_index`] and [`opensearch_index`]: the adapters' earlier paths, kept for callers.
 
+mod answers;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 mod cursor;

@@ -2,6 +2,7 @@
 //! generation, checkpoint index), the index template (analysis and mappings), a product as a
 //! document.
 
+use opensearch::http::response::Response;
 use opensearch::{GetParts, OpenSearch};
 use projectors::read_model::ProductView;
 use serde_json::{json, Value};
@@ -44,13 +45,17 @@ pub(super) async fn get_json(
     if response.status_code().as_u16() == 404 {
         return Ok(None);
     }
-    let body: Value = response
+    json_body(response).await.map(Some)
+}
+
+/// The JSON body of a response, an error for a status that is not a success.
+pub(super) async fn json_body(response: Response) -> Result<Value, SearchError> {
+    response
         .error_for_status_code()
         .map_err(unavailable)?
         .json()
         .await
-        .map_err(unavailable)?;
-    Ok(Some(body))
+        .map_err(unavailable)
 }
 
 /// The index template (settings and mappings) every generation is created from.

@@ -33,13 +33,13 @@ use opensearch::indices::{
 };
 use opensearch::{GetParts, OpenSearch, SearchParts};
 use projectors::read_model::ProductView;
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
 
 use self::bulk::BulkWriter;
 use self::checkpoints::Checkpoints;
 pub use self::mapping::{document, endpoint, index_template, ALIAS, CHECKPOINTS, FIRST_GENERATION};
-use self::mapping::{get_json, unavailable};
+use self::mapping::{get_json, json_body, unavailable};
 pub use self::query::{parse_search, search_body};
 use crate::{SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter};
 
@@ -159,12 +159,7 @@ impl SearchIndex for OpenSearchIndex {
                 "OpenSearch refused a search: {body}"
             )));
         }
-        let body: Value = response
-            .error_for_status_code()
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)?;
+        let body = json_body(response).await?;
         parse_search(&body, query, position)
     }
 

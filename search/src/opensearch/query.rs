@@ -7,10 +7,10 @@ use std::sync::Arc;
 use projectors::read_model::ProductView;
 use serde_json::{json, Value};
 
+use crate::answers::price_buckets;
 use crate::cursor::{self, fingerprint};
 use crate::{
-    words, Facets, Highlight, PriceBucket, SearchError, SearchHit, SearchQuery, SearchResults,
-    SearchSort, PRICE_BUCKETS,
+    words, Facets, Highlight, SearchError, SearchHit, SearchQuery, SearchResults, SearchSort,
 };
 
 /// The filters of `query`, published only first.
@@ -133,15 +133,11 @@ fn facets(aggregations: &Value) -> Facets {
     facets.category = terms("category");
     facets.brand = terms("brand");
     if let Some(buckets) = aggregations["price"]["buckets"].as_array() {
-        facets.price = buckets
-            .iter()
-            .zip(PRICE_BUCKETS.iter())
-            .map(|(bucket, (from, to))| PriceBucket {
-                from: *from,
-                to: *to,
-                count: bucket["doc_count"].as_u64().unwrap_or(0),
-            })
-            .collect();
+        facets.price = price_buckets(
+            buckets
+                .iter()
+                .map(|bucket| bucket["doc_count"].as_u64().unwrap_or(0)),
+        );
     }
     facets
 }

@@ -6,7 +6,8 @@ use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::agg_result::{AggregationResult, AggregationResults, BucketResult};
 use tantivy::aggregation::Key;
 
-use crate::{Facets, PriceBucket, PRICE_BUCKETS};
+use crate::answers::price_buckets;
+use crate::Facets;
 
 /// The aggregations a search collects alongside its hits.
 pub(super) fn aggregations() -> Aggregations {
@@ -40,15 +41,7 @@ pub(super) fn facets(results: &AggregationResults) -> Facets {
     if let Some(AggregationResult::BucketResult(BucketResult::Range { buckets })) =
         results.0.get("price")
     {
-        facets.price = buckets
-            .iter()
-            .zip(PRICE_BUCKETS.iter())
-            .map(|(bucket, (from, to))| PriceBucket {
-                from: *from,
-                to: *to,
-                count: bucket.doc_count,
-            })
-            .collect();
+        facets.price = price_buckets(buckets.iter().map(|bucket| bucket.doc_count));
     }
     facets
 }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::accounts::sql::{self, rotation, unexpected, Rotation};
@@ -24,6 +24,23 @@ fn store_error(error: sqlx::Error) -> AccountError {
     classify(error).into()
 }
 
+async fn insert_token(
+    transaction: &mut Transaction<'_, Postgres>,
+    token_hash: &str,
+    session_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    let token = sqlx::query(sql::INSERT_TOKEN)
+        .bind(token_hash)
+        .bind(session_id)
+        .bind(expires_at);
+    token
+        .execute(&mut **transaction)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for PostgresSessionStore {
     async fn start(
@@ -42,14 +59,7 @@ impl SessionStore for PostgresSessionStore {
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
-        let token = sqlx::query(sql::INSERT_TOKEN)
-            .bind(token_hash)
-            .bind(session_id)
-            .bind(expires_at);
-        token
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        insert_token(&mut transaction, token_hash, session_id, expires_at).await?;
         transaction.commit().await.map_err(store_error)
     }
 
@@ -92,14 +102,7 @@ impl SessionStore for PostgresSessionStore {
             }
             Rotation::Rotate => {}
         }
-        let token = sqlx::query(sql::INSERT_TOKEN)
-            .bind(new_hash)
-            .bind(session_id)
-            .bind(expires_at);
-        token
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        insert_token(&mut transaction, new_hash, session_id, expires_at).await?;
         transaction.commit().await.map_err(store_error)?;
         Ok(user_id)
     }

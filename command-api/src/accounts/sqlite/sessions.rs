@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use crate::accounts::sql::{self, rotation, unexpected, Rotation};
@@ -23,6 +23,23 @@ fn store_error(error: sqlx::Error) -> AccountError {
     classify(error).into()
 }
 
+async fn insert_token(
+    transaction: &mut Transaction<'_, Sqlite>,
+    token_hash: &str,
+    session_id: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    let token = sqlx::query(sql::INSERT_TOKEN)
+        .bind(token_hash)
+        .bind(session_id)
+        .bind(expires_at.timestamp());
+    token
+        .execute(&mut **transaction)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for SqliteSessionStore {
     async fn start(
@@ -41,14 +58,7 @@ impl SessionStore for SqliteSessionStore {
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
-        let token = sqlx::query(sql::INSERT_TOKEN)
-            .bind(token_hash)
-            .bind(&session_id)
-            .bind(expires_at.timestamp());
-        token
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        insert_token(&mut transaction, token_hash, &session_id, expires_at).await?;
         transaction.commit().await.map_err(store_error)
     }
 
@@ -91,14 +101,7 @@ impl SessionStore for SqliteSessionStore {
             }
             Rotation::Rotate => {}
         }
-        let token = sqlx::query(sql::INSERT_TOKEN)
-            .bind(new_hash)
-            .bind(&session_id)
-            .bind(expires_at.timestamp());
-        token
-            .execute(&mut *transaction)
-            .await
-            .map_err(store_error)?;
+        insert_token(&mut transaction, new_hash, &session_id, expires_at).await?;
         transaction.commit().await.map_err(store_error)?;
         Uuid::parse_str(&user_id).map_err(unexpected)
     }
