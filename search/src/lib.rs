@@ -19,18 +19,10 @@ mod answers;
 pub mod conformance;
 mod cursor;
 pub mod opensearch;
+pub mod opensearch_index;
 pub mod projection;
 pub mod tantivy;
-
-/// The embedded adapter under its earlier path.
-pub mod tantivy_index {
-    pub use crate::tantivy::TantivyIndex;
-}
-
-/// The distributed adapter and its request shapes under their earlier path.
-pub mod opensearch_index {
-    pub use crate::opensearch::*;
-}
+pub mod tantivy_index;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

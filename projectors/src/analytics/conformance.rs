@@ -16,7 +16,7 @@ use events::{
 };
 use uuid::Uuid;
 
-use super::{AnalyticsProjection, SearchCount, Trending, Window};
+use super::view::{AnalyticsProjection, SearchCount, Trending, Window};
 use crate::Applied;
 
 /// Expands the analytics suite into a module `$module` of tests, one per case, each against

@@ -42,7 +42,7 @@ use redis::Script;
 use redis_client::{RedisConfig, RedisConnection};
 use uuid::Uuid;
 
-use super::{
+use super::view::{
     hour, minute, AnalyticsError, AnalyticsView, CatalogFacts, SearchCount, Searches, Trending,
     TrendingProduct, Window,
 };
