@@ -57,6 +57,16 @@ pub fn decode_event(envelope: &Envelope) -> Result<Option<events::CatalogEvent>,
     }
 }
 
+/// Decodes the event of `envelope` for a projection that follows products only: `None` for a
+/// category's event as for an unknown type (see [`decode_event`]), so the caller only moves
+/// its checkpoint.
+pub fn decode_product_event(
+    envelope: &Envelope,
+) -> Result<Option<events::CatalogEvent>, ProjectionError> {
+    Ok(decode_event(envelope)?
+        .filter(|event| !matches!(event, events::CatalogEvent::CategoryCreated(_))))
+}
+
 /// A view built from envelopes.
 ///
 /// Contract:

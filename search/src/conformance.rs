@@ -1,7 +1,11 @@
-//! The search port's behaviour as one suite, run against every adapter that can run here.
+//! The search port's behaviour as one suite, run against every adapter that can run here
+//! (tantivy; OpenSearch cannot run on these machines, see `tests/opensearch.rs`).
+//! [`search_index_suite!`](crate::search_index_suite) expands it into one test per case, each
+//! against a fresh, empty index. Built only with the `testsuite` feature (or for this crate's
+//! own tests).
 
+use std::any::Any;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +16,48 @@ use uuid::Uuid;
 
 use crate::{SearchError, SearchIndex, SearchQuery, SearchSort, SearchWriter};
 
-/// A search index under test and its writer (usually the same object).
-pub type Pair = (Arc<dyn SearchIndex>, Arc<dyn SearchWriter>);
+/// A search index under test, its writer (usually the same object), and whatever must outlive
+/// them (the index's directory).
+pub struct SearchFixture {
+    pub index: Arc<dyn SearchIndex>,
+    pub writer: Arc<dyn SearchWriter>,
+    pub keep: Box<dyn Any + Send>,
+}
+
+/// Expands the search suite into a module `$module` of tests, one per case, each against a
+/// fresh, empty index from `$make` (an async function or closure of no arguments returning a
+/// [`SearchFixture`]):
+///
+/// ```ignore
+/// search::search_index_suite!(the_tantivy_index_passes, tantivy_index);
+/// ```
+#[macro_export]
+macro_rules! search_index_suite {
+    ($module:ident, $make:expr) => {
+        $crate::search_index_suite!(@cases $module, $make;
+            words_match_with_typos_prefixes_plurals_and_accents,
+            every_word_must_match_unless_that_finds_nothing,
+            only_published_products_are_found,
+            filters_narrow_and_facets_count_the_filtered_results,
+            sorts_and_cursors_page_through_everything_once,
+            a_sku_is_found_first_and_matches_are_highlighted,
+            a_write_is_seen_by_current_at_once_and_by_search_within_a_second,
+        );
+    };
+    (@cases $module:ident, $make:expr; $($case:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fixture: $crate::conformance::SearchFixture = ($make)().await;
+                    $crate::conformance::$case(&fixture).await;
+                }
+            )+
+        }
+    };
+}
 
 /// A product for the suite.
 pub fn product(
@@ -56,43 +100,9 @@ struct Catalog {
     position: u64,
 }
 
-impl Catalog {
-    async fn put(&mut self, product: ProductView) {
-        self.position += 1;
-        self.writer.put(product, self.position).await.expect("put");
-    }
-
-    /// Waits until everything put is searchable (the contract: within a second).
-    async fn settle(&self) {
-        assert!(
-            self.index
-                .wait_for(self.position, Duration::from_secs(1))
-                .await,
-            "writes up to {} were not searchable within 1 s",
-            self.position
-        );
-    }
-
-    async fn skus(&self, query: &SearchQuery) -> Vec<String> {
-        self.index
-            .search(query)
-            .await
-            .expect("search")
-            .hits
-            .iter()
-            .map(|hit| hit.product.sku.clone())
-            .collect()
-    }
-}
-
-async fn standard(pair: Pair) -> Catalog {
-    let (index, writer) = pair;
-    let mut catalog = Catalog {
-        index,
-        writer,
-        position: 0,
-    };
-    for item in [
+/// The suite's catalog: eight published products in four categories and one draft.
+fn standard_products() -> Vec<ProductView> {
+    let mut products = vec![
         product(
             "HEAD-0001",
             "Wireless Headphones",
@@ -149,9 +159,7 @@ async fn standard(pair: Pair) -> Catalog {
         ),
         product("SPRT-0001", "Yoga Mats", "Flexa", "sports", 3_000, 4, 7),
         product("LAMP-0001", "Desk Lamp", "Lumen", "furniture", 10_000, 1, 8),
-    ] {
-        catalog.put(item).await;
-    }
+    ];
     let mut draft = product(
         "HEAD-0009",
         "Secret Headphones",
@@ -162,28 +170,54 @@ async fn standard(pair: Pair) -> Catalog {
         9,
     );
     draft.status = ProductStatus::Draft;
-    catalog.put(draft).await;
+    products.push(draft);
+    products
+}
+
+async fn standard(fixture: &SearchFixture) -> Catalog {
+    let mut catalog = Catalog {
+        index: fixture.index.clone(),
+        writer: fixture.writer.clone(),
+        position: 0,
+    };
+    for item in standard_products() {
+        catalog.put(item).await;
+    }
     catalog.settle().await;
     catalog
 }
 
-/// Runs every case, each against a fresh, empty index from `make`.
-pub async fn run<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Pair>,
-{
-    words_match_with_typos_prefixes_plurals_and_accents(make().await).await;
-    every_word_must_match_unless_that_finds_nothing(make().await).await;
-    only_published_products_are_found(make().await).await;
-    filters_narrow_and_facets_count_the_filtered_results(make().await).await;
-    sorts_and_cursors_page_through_everything_once(make().await).await;
-    a_sku_is_found_first_and_matches_are_highlighted(make().await).await;
-    a_write_is_seen_by_current_at_once_and_by_search_within_a_second(make().await).await;
+impl Catalog {
+    async fn put(&mut self, product: ProductView) {
+        self.position += 1;
+        self.writer.put(product, self.position).await.expect("put");
+    }
+
+    /// Waits until everything put is searchable (the contract: within a second).
+    async fn settle(&self) {
+        assert!(
+            self.index
+                .wait_for(self.position, Duration::from_secs(1))
+                .await,
+            "writes up to {} were not searchable within 1 s",
+            self.position
+        );
+    }
+
+    async fn skus(&self, query: &SearchQuery) -> Vec<String> {
+        self.index
+            .search(query)
+            .await
+            .expect("search")
+            .hits
+            .iter()
+            .map(|hit| hit.product.sku.clone())
+            .collect()
+    }
 }
 
-async fn words_match_with_typos_prefixes_plurals_and_accents(pair: Pair) {
-    let catalog = standard(pair).await;
+pub async fn words_match_with_typos_prefixes_plurals_and_accents(fixture: &SearchFixture) {
+    let catalog = standard(fixture).await;
     let first = |skus: Vec<String>| skus.first().cloned().unwrap_or_default();
     assert_eq!(
         first(catalog.skus(&SearchQuery::words("kettle")).await),
@@ -226,8 +260,8 @@ async fn words_match_with_typos_prefixes_plurals_and_accents(pair: Pair) {
     assert!(catalog.skus(&SearchQuery::words("lamb")).await.is_empty());
 }
 
-async fn every_word_must_match_unless_that_finds_nothing(pair: Pair) {
-    let catalog = standard(pair).await;
+pub async fn every_word_must_match_unless_that_finds_nothing(fixture: &SearchFixture) {
+    let catalog = standard(fixture).await;
     let both = catalog.skus(&SearchQuery::words("acme wireless")).await;
     assert_eq!(both, ["HEAD-0001"], "all words must match");
     // No product has both words: any word may match then.
@@ -239,8 +273,8 @@ async fn every_word_must_match_unless_that_finds_nothing(pair: Pair) {
     );
 }
 
-async fn only_published_products_are_found(pair: Pair) {
-    let mut catalog = standard(pair).await;
+pub async fn only_published_products_are_found(fixture: &SearchFixture) {
+    let mut catalog = standard(fixture).await;
     assert!(!catalog
         .skus(&SearchQuery::words("secret"))
         .await
@@ -268,8 +302,8 @@ async fn only_published_products_are_found(pair: Pair) {
     assert!(catalog.skus(&SearchQuery::words("kettle")).await.is_empty());
 }
 
-async fn filters_narrow_and_facets_count_the_filtered_results(pair: Pair) {
-    let catalog = standard(pair).await;
+pub async fn filters_narrow_and_facets_count_the_filtered_results(fixture: &SearchFixture) {
+    let catalog = standard(fixture).await;
     let mut query = SearchQuery::words("headphones");
     let results = catalog.index.search(&query).await.expect("search");
     assert_eq!(results.total, 3);
@@ -307,8 +341,8 @@ async fn filters_narrow_and_facets_count_the_filtered_results(pair: Pair) {
     assert_eq!(catalog.skus(&by_category).await.len(), 3);
 }
 
-async fn sorts_and_cursors_page_through_everything_once(pair: Pair) {
-    let catalog = standard(pair).await;
+pub async fn sorts_and_cursors_page_through_everything_once(fixture: &SearchFixture) {
+    let catalog = standard(fixture).await;
     let mut query = SearchQuery::words("");
     query.sort = SearchSort::PriceDesc;
     let prices: Vec<i64> = catalog
@@ -356,8 +390,8 @@ async fn sorts_and_cursors_page_through_everything_once(pair: Pair) {
     ));
 }
 
-async fn a_sku_is_found_first_and_matches_are_highlighted(pair: Pair) {
-    let catalog = standard(pair).await;
+pub async fn a_sku_is_found_first_and_matches_are_highlighted(fixture: &SearchFixture) {
+    let catalog = standard(fixture).await;
     assert_eq!(
         catalog
             .skus(&SearchQuery::words("head-0002"))
@@ -379,8 +413,10 @@ async fn a_sku_is_found_first_and_matches_are_highlighted(pair: Pair) {
     );
 }
 
-async fn a_write_is_seen_by_current_at_once_and_by_search_within_a_second(pair: Pair) {
-    let mut catalog = standard(pair).await;
+pub async fn a_write_is_seen_by_current_at_once_and_by_search_within_a_second(
+    fixture: &SearchFixture,
+) {
+    let mut catalog = standard(fixture).await;
     let new = product("GARD-0001", "Garden Hose", "Flora", "garden", 1_500, 3, 20);
     let id = new.id;
     catalog.put(new).await;

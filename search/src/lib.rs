@@ -4,14 +4,24 @@
 //! - The port: [`SearchIndex`] (what the query side asks) and [`SearchWriter`] (what the
 //!   search projection writes through), with the query model ([`SearchQuery`]) and the answer
 //!   ([`SearchResults`]).
-//! - [`tantivy_index::TantivyIndex`]: the embedded adapter, an index under the data dir.
-//! - [`opensearch_index::OpenSearchIndex`]: the distributed adapter (`CATALOG_SEARCH=opensearch://…`).
+//! - [`tantivy::TantivyIndex`]: the embedded adapter, an index under the data dir (folder
+//!   `tantivy/`: schema and analysis, query building, reader, aggregations, highlights,
+//!   writer thread).
+//! - [`opensearch::OpenSearchIndex`]: the distributed adapter (`CATALOG_SEARCH=opensearch://…`;
+//!   folder `opensearch/`: mapping, query DSL, bulk writer, checkpoints).
 //! - [`projection::SearchProjection`]: keeps either adapter in step with the events.
-//! - [`conformance`]: the port's behaviour suite, run against every adapter that can run here.
+//! - `conformance` (feature `testsuite`): the port's behaviour suite, run against every adapter
+//!   that can run here.
+//! - [`tantivy_index`] and [`opensearch_index`]: the adapters' earlier paths, kept for callers.
 
+mod answers;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
+mod cursor;
+pub mod opensearch;
 pub mod opensearch_index;
 pub mod projection;
+pub mod tantivy;
 pub mod tantivy_index;
 
 use std::collections::BTreeMap;
@@ -183,7 +193,7 @@ pub enum SearchError {
 
 /// What the query side asks of a search index.
 ///
-/// Contract, checked by [`conformance`]:
+/// Contract, checked by the `conformance` suite (feature `testsuite`):
 /// - only `published` products are found;
 /// - every word must match (in name, brand, SKU or description), a word of 5 or more letters
 ///   with up to one edit, the last word also as a prefix; when that finds nothing for several

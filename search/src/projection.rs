@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use events::{CatalogEvent, Envelope};
+use events::Envelope;
 use projectors::read_model::{evolve, Evolved};
 use projectors::{Applied, Projection, ProjectionError};
 
@@ -40,13 +40,10 @@ impl Projection for SearchProjection {
         envelope: &Envelope,
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
-        let event = match projectors::decode_event(envelope)? {
-            // Categories are not searched (products carry their slug).
-            Some(CatalogEvent::CategoryCreated(_)) | None => {
-                self.writer.advance(checkpoint).await.map_err(failed)?;
-                return Ok(Applied::Duplicate);
-            }
-            Some(event) => event,
+        // Categories are not searched (products carry their slug).
+        let Some(event) = projectors::decode_product_event(envelope)? else {
+            self.writer.advance(checkpoint).await.map_err(failed)?;
+            return Ok(Applied::Duplicate);
         };
         let current = self
             .writer

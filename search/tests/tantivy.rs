@@ -1,23 +1,21 @@
-//! The tantivy adapter against the search port's suite, each case in an index of its own.
+//! The tantivy adapter against the search port's suite, each case a test of its own in an
+//! index of its own.
 
 use std::sync::Arc;
 
 use search::tantivy_index::TantivyIndex;
 
-#[tokio::test]
-async fn the_tantivy_index_passes_the_search_suite() {
-    let directories = std::sync::Mutex::new(Vec::new());
-    search::conformance::run(|| async {
-        let directory = tempfile::tempdir().expect("dir");
-        let index = TantivyIndex::open(directory.path()).expect("open");
-        directories.lock().expect("lock").push(directory);
-        (
-            index.clone() as Arc<dyn search::SearchIndex>,
-            index as Arc<dyn search::SearchWriter>,
-        )
-    })
-    .await;
+async fn tantivy_index() -> search::conformance::SearchFixture {
+    let directory = tempfile::tempdir().expect("dir");
+    let index = TantivyIndex::open(directory.path()).expect("open");
+    search::conformance::SearchFixture {
+        index: index.clone() as Arc<dyn search::SearchIndex>,
+        writer: index as Arc<dyn search::SearchWriter>,
+        keep: Box::new(directory),
+    }
 }
+
+search::search_index_suite!(the_tantivy_index_passes, tantivy_index);
 
 #[tokio::test]
 async fn a_reopened_index_keeps_its_documents_and_checkpoint() {

@@ -1,94 +1,319 @@
-//! The session store's behaviour as one suite, run against every adapter (SQLite,
-//! PostgreSQL, Redis). Needs a user id that the store accepts (the SQL stores check it).
+//! The account ports' behaviour as suites, run against every adapter: the session store on
+//! SQLite, PostgreSQL, Redis and Redis Cluster; the user store on SQLite and PostgreSQL.
+//!
+//! Each suite is a macro that expands into one `#[tokio::test]` per case inside a module of
+//! its own, so one failing case never hides another:
+//!
+//! ```ignore
+//! command_api::session_store_suite!(sqlite, sqlite_sessions);
+//! command_api::user_store_suite!(postgres, postgres_users);
+//! ```
+//!
+//! The second argument is an async function (or closure) of no arguments making a fresh store
+//! for one case: a [`SessionFixture`] (the SQL stores only accept sessions for a user that
+//! exists, so the fixture names one) or a [`UserFixture`]. Built only with the `testsuite`
+//! feature (or for this crate's own tests).
 
+use std::any::Any;
+use std::sync::Arc;
+
+use auth::Role;
 use chrono::{Duration, Utc};
 use uuid::Uuid;
 
-use crate::accounts::{AccountError, SessionStore};
+use crate::accounts::{create_account, AccountError, SessionStore, User, UserStore};
 
-/// Runs every case against `store`, starting sessions for `user_id`.
-pub async fn run(store: &dyn SessionStore, user_id: Uuid) {
-    let token = |name: &str| format!("{name}-{}", Uuid::new_v4().simple());
-    let now = Utc::now();
-    let later = now + Duration::hours(24);
+/// Whatever must outlive the store of a case (a temporary directory, a test database).
+pub type Keep = Box<dyn Any + Send>;
 
-    // A token rotates once; the new one works; the user comes back.
-    let first = token("first");
-    store.start(user_id, &first, later).await.expect("start");
-    let second = token("second");
-    assert_eq!(
+/// A session store for one case, with a user id it accepts sessions for.
+pub struct SessionFixture {
+    pub store: Arc<dyn SessionStore>,
+    pub user_id: Uuid,
+    pub keep: Keep,
+}
+
+/// A fresh, empty user store for one case.
+pub struct UserFixture {
+    pub store: Arc<dyn UserStore>,
+    pub keep: Keep,
+}
+
+/// A user with a unique email, as the SQL session stores need one to exist.
+pub fn user() -> User {
+    User {
+        id: Uuid::now_v7(),
+        email: format!("{}@example.com", Uuid::new_v4().simple()),
+        password_hash: "not a real hash".into(),
+        role: Role::Shopper,
+        created_at: Utc::now(),
+    }
+}
+
+/// Expands the session store suite into a module `$module` of tests, each on a fresh
+/// [`SessionFixture`] from `$make`.
+#[macro_export]
+macro_rules! session_store_suite {
+    ($module:ident, $make:expr) => {
+        $crate::session_store_suite!(@cases $module, $make;
+            a_token_rotates_once_and_its_successor_works,
+            presenting_a_rotated_token_again_revokes_the_whole_session,
+            unknown_and_expired_tokens_are_invalid,
+            logout_revokes_the_session_and_ignores_unknown_tokens,
+            of_many_concurrent_refreshes_with_one_token_exactly_one_wins,
+        );
+    };
+    (@cases $module:ident, $make:expr; $($case:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fixture: $crate::accounts::conformance::SessionFixture = ($make)().await;
+                    $crate::accounts::conformance::sessions::$case(
+                        &*fixture.store,
+                        fixture.user_id,
+                    )
+                    .await;
+                }
+            )+
+        }
+    };
+}
+
+/// Expands the user store suite into a module `$module` of tests, each on a fresh
+/// [`UserFixture`] from `$make`.
+#[macro_export]
+macro_rules! user_store_suite {
+    ($module:ident, $make:expr) => {
+        $crate::user_store_suite!(@cases $module, $make;
+            a_created_user_is_found_by_id_and_by_email,
+            a_second_user_with_a_taken_email_is_a_duplicate_email,
+            an_account_is_stored_with_its_email_lower_cased,
+            an_unknown_id_or_email_finds_nobody,
+        );
+    };
+    (@cases $module:ident, $make:expr; $($case:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fixture: $crate::accounts::conformance::UserFixture = ($make)().await;
+                    $crate::accounts::conformance::users::$case(&*fixture.store).await;
+                }
+            )+
+        }
+    };
+}
+
+/// The session store's cases, each against a fresh store and a user it accepts.
+pub mod sessions {
+    use super::*;
+
+    fn token(name: &str) -> String {
+        format!("{name}-{}", Uuid::new_v4().simple())
+    }
+
+    pub async fn a_token_rotates_once_and_its_successor_works(
+        store: &dyn SessionStore,
+        user_id: Uuid,
+    ) {
+        rotate_twice(store, user_id).await;
+    }
+
+    /// Starts a session and rotates its token twice: `(first, third)`, the first token and
+    /// the current one.
+    async fn rotate_twice(store: &dyn SessionStore, user_id: Uuid) -> (String, String) {
+        let now = Utc::now();
+        let later = now + Duration::hours(24);
+        let first = token("first");
+        store.start(user_id, &first, later).await.expect("start");
+        let second = token("second");
+        assert_eq!(
+            store
+                .rotate(&first, &second, now, later)
+                .await
+                .expect("rotate"),
+            user_id
+        );
+        let third = token("third");
+        assert_eq!(
+            store
+                .rotate(&second, &third, now, later)
+                .await
+                .expect("rotate again"),
+            user_id
+        );
+        (first, third)
+    }
+
+    pub async fn presenting_a_rotated_token_again_revokes_the_whole_session(
+        store: &dyn SessionStore,
+        user_id: Uuid,
+    ) {
+        let now = Utc::now();
+        let later = now + Duration::hours(24);
+        let (first, third) = rotate_twice(store, user_id).await;
+        let reused = store.rotate(&first, &token("x"), now, later).await;
+        assert!(
+            matches!(reused, Err(AccountError::TokenReused)),
+            "{reused:?}"
+        );
+        // The newest token dies with the session.
+        let after = store.rotate(&third, &token("y"), now, later).await;
+        assert!(
+            matches!(after, Err(AccountError::InvalidToken)),
+            "{after:?}"
+        );
+    }
+
+    pub async fn unknown_and_expired_tokens_are_invalid(store: &dyn SessionStore, user_id: Uuid) {
+        let now = Utc::now();
+        let later = now + Duration::hours(24);
+        let unknown = store
+            .rotate(&token("unknown"), &token("z"), now, later)
+            .await;
+        assert!(matches!(unknown, Err(AccountError::InvalidToken)));
+        let short = token("short");
         store
-            .rotate(&first, &second, now, later)
+            .start(user_id, &short, now + Duration::seconds(60))
             .await
-            .expect("rotate"),
-        user_id
-    );
-    let third = token("third");
-    assert_eq!(
+            .expect("start");
+        let expired = store
+            .rotate(&short, &token("w"), now + Duration::seconds(120), later)
+            .await;
+        assert!(
+            matches!(expired, Err(AccountError::InvalidToken)),
+            "{expired:?}"
+        );
+    }
+
+    pub async fn logout_revokes_the_session_and_ignores_unknown_tokens(
+        store: &dyn SessionStore,
+        user_id: Uuid,
+    ) {
+        let now = Utc::now();
+        let later = now + Duration::hours(24);
+        let logged_in = token("logout");
         store
-            .rotate(&second, &third, now, later)
+            .start(user_id, &logged_in, later)
             .await
-            .expect("rotate again"),
-        user_id
-    );
+            .expect("start");
+        store.revoke(&logged_in).await.expect("revoke");
+        let revoked = store.rotate(&logged_in, &token("v"), now, later).await;
+        assert!(
+            matches!(revoked, Err(AccountError::InvalidToken)),
+            "{revoked:?}"
+        );
+        store
+            .revoke(&token("never-issued"))
+            .await
+            .expect("unknown tokens are ignored");
+    }
 
-    // Presenting a rotated token again revokes the session: the newest token dies too.
-    let reused = store.rotate(&first, &token("x"), now, later).await;
-    assert!(
-        matches!(reused, Err(AccountError::TokenReused)),
-        "{reused:?}"
-    );
-    let after = store.rotate(&third, &token("y"), now, later).await;
-    assert!(
-        matches!(after, Err(AccountError::InvalidToken)),
-        "{after:?}"
-    );
+    pub async fn of_many_concurrent_refreshes_with_one_token_exactly_one_wins(
+        store: &dyn SessionStore,
+        user_id: Uuid,
+    ) {
+        let now = Utc::now();
+        let later = now + Duration::hours(24);
+        let raced = token("raced");
+        store.start(user_id, &raced, later).await.expect("start");
+        let attempts: Vec<_> = (0..10)
+            .map(|index| {
+                let next = format!("raced-next-{index}-{}", Uuid::new_v4().simple());
+                let raced = raced.clone();
+                async move { store.rotate(&raced, &next, now, later).await }
+            })
+            .collect();
+        let results = futures::future::join_all(attempts).await;
+        assert_eq!(results.iter().filter(|result| result.is_ok()).count(), 1);
+    }
+}
 
-    // Unknown and expired tokens are invalid.
-    let unknown = store
-        .rotate(&token("unknown"), &token("z"), now, later)
+/// The user store's cases, each against a fresh, empty store.
+pub mod users {
+    use super::*;
+
+    fn assert_same_user(found: &User, stored: &User) {
+        assert_eq!(found.id, stored.id);
+        assert_eq!(found.email, stored.email);
+        assert_eq!(found.password_hash, stored.password_hash);
+        assert_eq!(found.role, stored.role);
+        // Stores keep microseconds.
+        assert_eq!(
+            found.created_at.timestamp_micros(),
+            stored.created_at.timestamp_micros()
+        );
+    }
+
+    pub async fn a_created_user_is_found_by_id_and_by_email(store: &dyn UserStore) {
+        let mut stored = user();
+        stored.role = Role::Admin;
+        store.create(&stored).await.expect("create");
+        let by_id = store.by_id(stored.id).await.expect("by id").expect("found");
+        assert_same_user(&by_id, &stored);
+        let by_email = store
+            .by_email(&stored.email)
+            .await
+            .expect("by email")
+            .expect("found");
+        assert_same_user(&by_email, &stored);
+    }
+
+    pub async fn a_second_user_with_a_taken_email_is_a_duplicate_email(store: &dyn UserStore) {
+        let first = user();
+        store.create(&first).await.expect("create");
+        let second = User {
+            id: Uuid::now_v7(),
+            ..first.clone()
+        };
+        let duplicate = store.create(&second).await;
+        assert!(
+            matches!(duplicate, Err(AccountError::DuplicateEmail)),
+            "{duplicate:?}"
+        );
+        assert!(store.by_id(second.id).await.expect("by id").is_none());
+    }
+
+    pub async fn an_account_is_stored_with_its_email_lower_cased(store: &dyn UserStore) {
+        let local = Uuid::new_v4().simple().to_string();
+        let typed = format!("  Mixed.{local}@Example.COM ");
+        let lower = format!("mixed.{local}@example.com");
+        let created = create_account(store, &typed, "correct horse battery", Role::Shopper)
+            .await
+            .expect("create");
+        assert_eq!(created.email, lower);
+        let found = store
+            .by_email(&lower)
+            .await
+            .expect("by email")
+            .expect("found by the lower-cased email");
+        assert_eq!(found.id, created.id);
+        // Another case of the same address is the same address.
+        let again = create_account(
+            store,
+            &lower.to_uppercase(),
+            "correct horse battery",
+            Role::Shopper,
+        )
         .await;
-    assert!(matches!(unknown, Err(AccountError::InvalidToken)));
-    let short = token("short");
-    store
-        .start(user_id, &short, now + Duration::seconds(60))
-        .await
-        .expect("start");
-    let expired = store
-        .rotate(&short, &token("w"), now + Duration::seconds(120), later)
-        .await;
-    assert!(
-        matches!(expired, Err(AccountError::InvalidToken)),
-        "{expired:?}"
-    );
+        assert!(
+            matches!(again, Err(AccountError::DuplicateEmail)),
+            "{again:?}"
+        );
+    }
 
-    // Logout revokes.
-    let logged_in = token("logout");
-    store
-        .start(user_id, &logged_in, later)
-        .await
-        .expect("start");
-    store.revoke(&logged_in).await.expect("revoke");
-    let revoked = store.rotate(&logged_in, &token("v"), now, later).await;
-    assert!(
-        matches!(revoked, Err(AccountError::InvalidToken)),
-        "{revoked:?}"
-    );
-    store
-        .revoke(&token("never-issued"))
-        .await
-        .expect("unknown tokens are ignored");
-
-    // Of many concurrent refreshes with one token, exactly one wins.
-    let raced = token("raced");
-    store.start(user_id, &raced, later).await.expect("start");
-    let attempts: Vec<_> = (0..10)
-        .map(|index| {
-            let next = format!("raced-next-{index}-{}", Uuid::new_v4().simple());
-            let raced = raced.clone();
-            async move { store.rotate(&raced, &next, now, later).await }
-        })
-        .collect();
-    let results = futures::future::join_all(attempts).await;
-    assert_eq!(results.iter().filter(|result| result.is_ok()).count(), 1);
+    pub async fn an_unknown_id_or_email_finds_nobody(store: &dyn UserStore) {
+        store.create(&user()).await.expect("create");
+        assert!(store.by_id(Uuid::now_v7()).await.expect("by id").is_none());
+        assert!(store
+            .by_email("nobody@example.com")
+            .await
+            .expect("by email")
+            .is_none());
+    }
 }

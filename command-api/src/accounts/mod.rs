@@ -4,9 +4,11 @@
 //! The HTTP handlers (`routes::auth`), `catalog users create` and the first-admin bootstrap all
 //! create accounts through [`create_account`]; none of them restates the rules.
 
+#[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 pub mod postgres;
 pub mod redis;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -51,7 +53,8 @@ impl From<events::store::StoreError> for AccountError {
     }
 }
 
-/// Users by id and email.
+/// Users by id and email. Contract, checked by the `conformance` suite (feature `testsuite`):
+/// what `create` stored, `by_id` and `by_email` give back as it was (times to the microsecond).
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// Stores a new user; [`AccountError::DuplicateEmail`] when the email is taken.
@@ -64,9 +67,10 @@ pub trait UserStore: Send + Sync + 'static {
 
 /// Refresh-token sessions. Tokens are stored as hashes only.
 ///
-/// Contract: a token is valid until it expires or is used once; using it rotates it
-/// (the next one is stored in the same session). Presenting a used token again revokes the
-/// whole session, so a stolen token that races its owner ends both.
+/// Contract, checked by the `conformance` suite (feature `testsuite`): a token is valid until
+/// it expires or is used once; using it rotates it (the next one is stored in the same
+/// session). Presenting a used token again revokes the whole session, so a stolen token that
+/// races its owner ends both. Of concurrent rotations with one token, exactly one succeeds.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Starts a session for `user_id` with its first refresh token.

@@ -2,7 +2,10 @@
 //! appends nothing; the same key with another body is 409; keys are scoped to the caller and
 //! kept at least [`KEY_LIFETIME`].
 
+#[cfg(any(test, feature = "testsuite"))]
+pub mod conformance;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -55,11 +58,15 @@ pub struct IdempotencyError(pub String);
 
 /// Idempotency keys per caller.
 ///
-/// Contract: `begin` reserves a new key atomically (of two concurrent requests with one key,
-/// one gets `Started`, the other `InProgress` or a replay); `complete` stores the response for
-/// replays; `abandon` frees a key whose request failed on the server side, so a retry can run.
+/// Contract, checked by the `conformance` suite (feature `testsuite`): keys are scoped to their caller
+/// (another caller's same key is another key).
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Reserves a new key atomically: of concurrent requests with one key, exactly one gets
+    /// [`Begin::Started`], the others [`Begin::InProgress`] (or a replay once it completed).
+    /// A key used with another `request_hash` is [`Begin::Mismatch`]; a completed one with the
+    /// same hash is [`Begin::Replay`] of the stored response, as often as asked. `now` is the
+    /// key's creation time, what [`IdempotencyStore::purge`] compares.
     async fn begin(
         &self,
         caller: &str,
@@ -67,14 +74,18 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         request_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Begin, IdempotencyError>;
+    /// Stores the response of a started key for its replays.
     async fn complete(
         &self,
         caller: &str,
         key: &str,
         response: &StoredResponse,
     ) -> Result<(), IdempotencyError>;
+    /// Frees a key whose request failed on the server side, so a retry (with any body) can
+    /// run; an unknown key changes nothing.
     async fn abandon(&self, caller: &str, key: &str) -> Result<(), IdempotencyError>;
-    /// Forgets keys created before `before`; returns how many.
+    /// Forgets keys created before `before` (begun or completed); returns how many. A purged
+    /// key is new again.
     async fn purge(&self, before: DateTime<Utc>) -> Result<u64, IdempotencyError>;
 }
 
@@ -90,21 +101,10 @@ pub async fn idempotency(
     request: Request,
     next: Next,
 ) -> Response {
-    if request.method() != Method::POST {
-        return next.run(request).await;
-    }
-    let Some(key_value) = request.headers().get(&IDEMPOTENCY_KEY).cloned() else {
-        return next.run(request).await;
-    };
-    // Without a valid caller there is nothing to scope the key to; the handler answers 401
-    // (before anything about the key is judged).
-    let caller = match AuthUser::from_headers(request.headers(), &state.verifier) {
-        Ok(Some(user)) => user.id.to_string(),
-        _ => return next.run(request).await,
-    };
-    let key = match key_value.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= 255 => key.to_owned(),
-        _ => {
+    let (caller, key) = match caller_and_key(&state, &request) {
+        Keyed::Key { caller, key } => (caller, key),
+        Keyed::Unkeyed => return next.run(request).await,
+        Keyed::InvalidKey => {
             return Problem::bad_request(
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
             )
@@ -120,49 +120,109 @@ pub async fn idempotency(
         }
     };
     let request_hash = hash_request(&parts, &bytes);
+    if let Some(answered) = answer_from_store(&state, &caller, &key, &request_hash).await {
+        return answered;
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    remember(&state, &caller, &key, response).await
+}
+
+/// What the middleware makes of a request.
+enum Keyed {
+    /// Not a POST, no `Idempotency-Key`, or no valid caller: left alone.
+    Unkeyed,
+    Key {
+        caller: String,
+        key: String,
+    },
+    /// A key it cannot use: 400.
+    InvalidKey,
+}
+
+fn caller_and_key(state: &IdempotencyLayerState, request: &Request) -> Keyed {
+    if request.method() != Method::POST {
+        return Keyed::Unkeyed;
+    }
+    let Some(key_value) = request.headers().get(&IDEMPOTENCY_KEY) else {
+        return Keyed::Unkeyed;
+    };
+    // Without a valid caller there is nothing to scope the key to; the handler answers 401
+    // (before anything about the key is judged).
+    let caller = match AuthUser::from_headers(request.headers(), &state.verifier) {
+        Ok(Some(user)) => user.id.to_string(),
+        _ => return Keyed::Unkeyed,
+    };
+    match key_value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => Keyed::Key {
+            caller,
+            key: key.to_owned(),
+        },
+        _ => Keyed::InvalidKey,
+    }
+}
+
+/// The answer the store gives for the key (a replay or a conflict), or `None` when the key is
+/// now reserved for this request and the handler runs.
+async fn answer_from_store(
+    state: &IdempotencyLayerState,
+    caller: &str,
+    key: &str,
+    request_hash: &str,
+) -> Option<Response> {
     let begun = state
         .store
-        .begin(&caller, &key, &request_hash, Utc::now())
+        .begin(caller, key, request_hash, Utc::now())
         .await;
     match begun {
         Err(error) => {
             tracing::warn!(%error, "idempotency store unavailable");
-            return Problem::unavailable(1, "cannot check the Idempotency-Key now; retry")
-                .into_response();
+            Some(
+                Problem::unavailable(1, "cannot check the Idempotency-Key now; retry")
+                    .into_response(),
+            )
         }
-        Ok(Begin::Mismatch) => {
-            return Problem::conflict(
+        Ok(Begin::Mismatch) => Some(
+            Problem::conflict(
                 "idempotency-key-reused",
                 "this Idempotency-Key was used with a different request",
             )
-            .into_response()
-        }
+            .into_response(),
+        ),
         Ok(Begin::InProgress) => {
             let mut problem = Problem::conflict(
                 "idempotency-key-in-progress",
                 "a request with this Idempotency-Key is still being processed; retry shortly",
             );
             problem.retry_after_seconds = Some(1);
-            return problem.into_response();
+            Some(problem.into_response())
         }
-        Ok(Begin::Replay(stored)) => return replay(stored),
-        Ok(Begin::Started) => {}
+        Ok(Begin::Replay(stored)) => Some(replay(stored)),
+        Ok(Begin::Started) => None,
     }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+}
+
+/// Stores the handler's response under the key for replays, or frees the key when the server
+/// failed; returns the response.
+async fn remember(
+    state: &IdempotencyLayerState,
+    caller: &str,
+    key: &str,
+    response: Response,
+) -> Response {
     let (response_parts, response_body) = response.into_parts();
     let body = match axum::body::to_bytes(response_body, usize::MAX).await {
         Ok(body) => body,
         Err(error) => {
-            let _ = state.store.abandon(&caller, &key).await;
+            let _ = state.store.abandon(caller, key).await;
             return Problem::internal_logged(&error).into_response();
         }
     };
     let status = response_parts.status;
     if status.is_server_error() {
         // Nothing was decided: let a retry with the same key run again.
-        if let Err(error) = state.store.abandon(&caller, &key).await {
+        if let Err(error) = state.store.abandon(caller, key).await {
             tracing::warn!(%error, "could not free an idempotency key");
         }
     } else {
@@ -177,7 +237,7 @@ pub async fn idempotency(
                 .collect(),
             body: body.to_vec(),
         };
-        if let Err(error) = state.store.complete(&caller, &key, &stored).await {
+        if let Err(error) = state.store.complete(caller, key, &stored).await {
             // The write itself succeeded; a retry will see InProgress until the key expires,
             // which is safer than running the command twice.
             tracing::error!(%error, "could not store an idempotent response");

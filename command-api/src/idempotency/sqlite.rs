@@ -1,10 +1,14 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use super::sql::{self, begin_outcome, store_error, StoredKey};
 use crate::idempotency::{Begin, IdempotencyError, IdempotencyStore, StoredResponse};
 use event_store::sqlite::SqliteDatabase;
 
+/// Idempotency keys in the embedded SQLite file (creation times in whole seconds, headers as
+/// JSON text).
 #[derive(Clone)]
 pub struct SqliteIdempotencyStore {
     database: SqliteDatabase,
@@ -16,8 +20,23 @@ impl SqliteIdempotencyStore {
     }
 }
 
-fn error(error: impl std::fmt::Display) -> IdempotencyError {
-    IdempotencyError(error.to_string())
+fn decode(row: &SqliteRow) -> Result<StoredKey, IdempotencyError> {
+    let completed: i64 = row.try_get("completed").map_err(store_error)?;
+    let response = if completed == 0 {
+        None
+    } else {
+        let status: i64 = row.try_get("status").map_err(store_error)?;
+        let headers: String = row.try_get("headers").map_err(store_error)?;
+        Some(StoredResponse {
+            status: status as u16,
+            headers: serde_json::from_str(&headers).map_err(store_error)?,
+            body: row.try_get("body").map_err(store_error)?,
+        })
+    };
+    Ok(StoredKey {
+        request_hash: row.try_get("request_hash").map_err(store_error)?,
+        response,
+    })
 }
 
 #[async_trait]
@@ -29,49 +48,26 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         request_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Begin, IdempotencyError> {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (caller, key, request_hash, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (caller, key) DO NOTHING",
-        )
-        .bind(caller)
-        .bind(key)
-        .bind(request_hash)
-        .bind(now.timestamp())
-        .execute(self.database.writer())
-        .await
-        .map_err(error)?
-        .rows_affected();
+        let inserted = sqlx::query(sql::INSERT_KEY)
+            .bind(caller)
+            .bind(key)
+            .bind(request_hash)
+            .bind(now.timestamp())
+            .execute(self.database.writer())
+            .await
+            .map_err(store_error)?
+            .rows_affected();
         if inserted == 1 {
             return Ok(Begin::Started);
         }
-        let row = sqlx::query(
-            "SELECT request_hash, completed, status, headers, body FROM idempotency_keys WHERE caller = ? AND key = ?",
-        )
-        .bind(caller)
-        .bind(key)
-        .fetch_optional(self.database.writer())
-        .await
-        .map_err(error)?;
-        let Some(row) = row else {
-            // Abandoned between our insert and read: the caller may retry.
-            return Ok(Begin::InProgress);
-        };
-        let stored_hash: String = row.try_get("request_hash").map_err(error)?;
-        if stored_hash != request_hash {
-            return Ok(Begin::Mismatch);
-        }
-        let completed: i64 = row.try_get("completed").map_err(error)?;
-        if completed == 0 {
-            return Ok(Begin::InProgress);
-        }
-        let status: i64 = row.try_get("status").map_err(error)?;
-        let headers: String = row.try_get("headers").map_err(error)?;
-        let body: Vec<u8> = row.try_get("body").map_err(error)?;
-        Ok(Begin::Replay(StoredResponse {
-            status: status as u16,
-            headers: serde_json::from_str(&headers).map_err(error)?,
-            body,
-        }))
+        let row = sqlx::query(sql::SELECT_KEY)
+            .bind(caller)
+            .bind(key)
+            .fetch_optional(self.database.writer())
+            .await
+            .map_err(store_error)?;
+        let stored = row.as_ref().map(decode).transpose()?;
+        Ok(begin_outcome(stored, request_hash))
     }
 
     async fn complete(
@@ -80,37 +76,34 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         key: &str,
         response: &StoredResponse,
     ) -> Result<(), IdempotencyError> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET completed = 1, status = ?, headers = ?, body = ? WHERE caller = ? AND key = ?",
-        )
-        .bind(i64::from(response.status))
-        .bind(serde_json::to_string(&response.headers).map_err(error)?)
-        .bind(&response.body)
-        .bind(caller)
-        .bind(key)
-        .execute(self.database.writer())
-        .await
-        .map_err(error)?;
-        Ok(())
-    }
-
-    async fn abandon(&self, caller: &str, key: &str) -> Result<(), IdempotencyError> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE caller = ? AND key = ?")
+        let headers = serde_json::to_string(&response.headers).map_err(store_error)?;
+        sqlx::query(sql::COMPLETE_KEY)
+            .bind(i64::from(response.status))
+            .bind(headers)
+            .bind(&response.body)
             .bind(caller)
             .bind(key)
             .execute(self.database.writer())
             .await
-            .map_err(error)?;
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn abandon(&self, caller: &str, key: &str) -> Result<(), IdempotencyError> {
+        let query = sqlx::query(sql::DELETE_KEY).bind(caller).bind(key);
+        query
+            .execute(self.database.writer())
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 
     async fn purge(&self, before: DateTime<Utc>) -> Result<u64, IdempotencyError> {
-        let removed = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-            .bind(before.timestamp())
+        let query = sqlx::query(sql::PURGE_KEYS).bind(before.timestamp());
+        let done = query
             .execute(self.database.writer())
             .await
-            .map_err(error)?
-            .rows_affected();
-        Ok(removed)
+            .map_err(store_error)?;
+        Ok(done.rows_affected())
     }
 }

@@ -1,11 +1,12 @@
-//! The analytics view's behaviour as one suite, run against every adapter (in memory, Redis).
+//! The analytics view's behaviour as one suite, run against every adapter (in memory, Redis,
+//! Redis Cluster): [`analytics_view_suite!`](crate::analytics_view_suite) expands it into one
+//! test per case. Built only with the `testsuite` feature (or for this crate's own tests).
 //!
 //! "Now" is the next half past the hour on the wall clock (within the coming hour, taken once
 //! per test process), so the cases place events at fixed distances from a bucket boundary
 //! while no bucket they expect to count has expired by the wall clock yet (the Redis view lets
 //! buckets expire by it).
 
-use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -15,19 +16,40 @@ use events::{
 };
 use uuid::Uuid;
 
-use super::{AnalyticsProjection, SearchCount, Trending, Window};
+use super::view::{AnalyticsProjection, SearchCount, Trending, Window};
 use crate::Applied;
 
-/// Runs every case, each against a fresh, empty view from `make`.
-pub async fn run<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn AnalyticsProjection>>,
-{
-    each_window_counts_the_buckets_it_covers_and_no_others(make().await).await;
-    sales_come_from_the_catalog_stream_once_per_version_and_filter_by_category(make().await).await;
-    searches_rank_by_count_and_zero_result_searches_are_listed_apart(make().await).await;
-    the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views(make().await).await;
+/// Expands the analytics suite into a module `$module` of tests, one per case, each against
+/// a fresh, empty view from `$make` (an async function or closure of no arguments returning
+/// an `Arc<dyn AnalyticsProjection>`):
+///
+/// ```ignore
+/// projectors::analytics_view_suite!(on_redis, redis_view);
+/// ```
+#[macro_export]
+macro_rules! analytics_view_suite {
+    ($module:ident, $make:expr) => {
+        $crate::analytics_view_suite!(@cases $module, $make;
+            each_window_counts_the_buckets_it_covers_and_no_others,
+            sales_come_from_the_catalog_stream_once_per_version_and_filter_by_category,
+            searches_rank_by_count_and_zero_result_searches_are_listed_apart,
+            the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views,
+        );
+    };
+    (@cases $module:ident, $make:expr; $($case:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let view: ::std::sync::Arc<dyn $crate::analytics::AnalyticsProjection> =
+                        ($make)().await;
+                    $crate::analytics::conformance::$case(view).await;
+                }
+            )+
+        }
+    };
 }
 
 /// Fixed at the first call, so a run that crosses half past the hour keeps one "now".
@@ -74,7 +96,7 @@ fn views_of(trending: &Trending) -> Vec<(Uuid, u64)> {
         .collect()
 }
 
-async fn each_window_counts_the_buckets_it_covers_and_no_others(
+pub async fn each_window_counts_the_buckets_it_covers_and_no_others(
     view: Arc<dyn AnalyticsProjection>,
 ) {
     let (recent, earlier, yesterday, last_week, too_old) = (
@@ -165,7 +187,7 @@ fn created(category: &str) -> CatalogEvent {
     })
 }
 
-async fn sales_come_from_the_catalog_stream_once_per_version_and_filter_by_category(
+pub async fn sales_come_from_the_catalog_stream_once_per_version_and_filter_by_category(
     view: Arc<dyn AnalyticsProjection>,
 ) {
     let product = Uuid::from_u128(9);
@@ -213,7 +235,7 @@ async fn sales_come_from_the_catalog_stream_once_per_version_and_filter_by_categ
     assert_eq!(view.checkpoint().await.expect("checkpoint"), 2);
 }
 
-async fn searches_rank_by_count_and_zero_result_searches_are_listed_apart(
+pub async fn searches_rank_by_count_and_zero_result_searches_are_listed_apart(
     view: Arc<dyn AnalyticsProjection>,
 ) {
     let at = now() - Duration::minutes(1);
@@ -261,7 +283,7 @@ async fn searches_rank_by_count_and_zero_result_searches_are_listed_apart(
     );
 }
 
-async fn the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views(
+pub async fn the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views(
     view: Arc<dyn AnalyticsProjection>,
 ) {
     let at = now() - Duration::minutes(2);

@@ -37,14 +37,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use events::analytics::{AnalyticsEvent, Observation};
-use events::{CatalogEvent, Envelope};
+use events::Envelope;
 use redis::Script;
 use redis_client::{RedisConfig, RedisConnection};
 use uuid::Uuid;
 
-use super::{
-    hour, minute, AnalyticsError, AnalyticsView, SearchCount, Searches, Trending, TrendingProduct,
-    Window,
+use super::view::{
+    hour, minute, AnalyticsError, AnalyticsView, CatalogFacts, SearchCount, Searches, Trending,
+    TrendingProduct, Window,
 };
 use crate::redis::{is_marked, mark, read_position, unavailable};
 use crate::{Applied, Projection, ProjectionError};
@@ -415,20 +415,13 @@ impl Projection for RedisAnalytics {
         envelope: &Envelope,
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
-        let event = match crate::decode_event(envelope)? {
-            Some(CatalogEvent::CategoryCreated(_)) | None => {
-                self.save_checkpoint(checkpoint).await?;
-                return Ok(Applied::Duplicate);
-            }
-            Some(event) => event,
+        let Some(event) = crate::decode_product_event(envelope)? else {
+            self.save_checkpoint(checkpoint).await?;
+            return Ok(Applied::Duplicate);
         };
         let id = envelope.aggregate_id;
-        let (category, units) = match &event {
-            CatalogEvent::ProductCreated(created) => (Some(created.category.clone()), 0),
-            CatalogEvent::ProductDetailsChanged(changed) => (changed.category.clone(), 0),
-            CatalogEvent::SaleRecorded(sale) => (None, u64::try_from(sale.quantity).unwrap_or(0)),
-            _ => (None, 0),
-        };
+        let facts = CatalogFacts::of(&event);
+        let (category, units) = (facts.category, facts.sold.unwrap_or(0));
         let mut connection = self.connection.clone();
         let mut buckets = Vec::new();
         // A sale older than every window (a rebuild replaying the log) only moves the version.

@@ -1,9 +1,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::accounts::sql::{self, rotation, unexpected, Rotation};
 use crate::accounts::{AccountError, SessionStore};
 use event_store::postgres::classify;
 
@@ -23,6 +24,23 @@ fn store_error(error: sqlx::Error) -> AccountError {
     classify(error).into()
 }
 
+async fn insert_token(
+    transaction: &mut Transaction<'_, Postgres>,
+    token_hash: &str,
+    session_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    let token = sqlx::query(sql::INSERT_TOKEN)
+        .bind(token_hash)
+        .bind(session_id)
+        .bind(expires_at);
+    token
+        .execute(&mut **transaction)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for PostgresSessionStore {
     async fn start(
@@ -33,21 +51,15 @@ impl SessionStore for PostgresSessionStore {
     ) -> Result<(), AccountError> {
         let session_id = Uuid::now_v7();
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, now())")
+        let session = sqlx::query(sql::INSERT_SESSION)
             .bind(session_id)
             .bind(user_id)
+            .bind(Utc::now());
+        session
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(token_hash)
-        .bind(session_id)
-        .bind(expires_at)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+        insert_token(&mut transaction, token_hash, session_id, expires_at).await?;
         transaction.commit().await.map_err(store_error)
     }
 
@@ -59,69 +71,45 @@ impl SessionStore for PostgresSessionStore {
         expires_at: DateTime<Utc>,
     ) -> Result<Uuid, AccountError> {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        // The conditional UPDATE takes the row lock: of two racing refreshes with one token,
-        // exactly one sees `used = false`.
-        let marked =
-            sqlx::query("UPDATE refresh_tokens SET used = TRUE WHERE token_hash = $1 AND NOT used")
-                .bind(old_hash)
-                .execute(&mut *transaction)
-                .await
-                .map_err(store_error)?
-                .rows_affected();
-        let row = sqlx::query(
-            "SELECT t.session_id, t.expires_at, s.revoked, s.user_id FROM refresh_tokens t \
-             JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
-        )
-        .bind(old_hash)
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(store_error)?;
-        let Some(row) = row else {
+        let mark = sqlx::query(sql::MARK_TOKEN_USED).bind(old_hash);
+        let marked = mark
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        let select = sqlx::query(sql::TOKEN_AND_SESSION).bind(old_hash);
+        let Some(row) = select
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(store_error)?
+        else {
             return Err(AccountError::InvalidToken);
         };
-        let unexpected = |error: sqlx::Error| AccountError::Unexpected(error.to_string());
         let session_id: Uuid = row.try_get("session_id").map_err(unexpected)?;
         let token_expires_at: DateTime<Utc> = row.try_get("expires_at").map_err(unexpected)?;
         let revoked: bool = row.try_get("revoked").map_err(unexpected)?;
         let user_id: Uuid = row.try_get("user_id").map_err(unexpected)?;
-        if marked == 0 {
-            // Reuse of a rotated token: end the session for everyone holding its tokens.
-            sqlx::query("UPDATE sessions SET revoked = TRUE WHERE id = $1")
-                .bind(session_id)
-                .execute(&mut *transaction)
-                .await
-                .map_err(store_error)?;
-            transaction.commit().await.map_err(store_error)?;
-            return Err(if revoked {
-                AccountError::InvalidToken
-            } else {
-                AccountError::TokenReused
-            });
+        match rotation(marked == 1, revoked, token_expires_at <= now) {
+            Rotation::Refuse => return Err(AccountError::InvalidToken),
+            Rotation::RevokeSession(answer) => {
+                let revoke = sqlx::query(sql::REVOKE_SESSION).bind(session_id);
+                revoke
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+                transaction.commit().await.map_err(store_error)?;
+                return Err(answer);
+            }
+            Rotation::Rotate => {}
         }
-        if revoked || token_expires_at <= now {
-            return Err(AccountError::InvalidToken);
-        }
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(new_hash)
-        .bind(session_id)
-        .bind(expires_at)
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+        insert_token(&mut transaction, new_hash, session_id, expires_at).await?;
         transaction.commit().await.map_err(store_error)?;
         Ok(user_id)
     }
 
     async fn revoke(&self, token_hash: &str) -> Result<(), AccountError> {
-        sqlx::query(
-            "UPDATE sessions SET revoked = TRUE WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)",
-        )
-        .bind(token_hash)
-        .execute(&self.pool)
-        .await
-        .map_err(store_error)?;
+        let revoke = sqlx::query(sql::REVOKE_SESSION_OF_TOKEN).bind(token_hash);
+        revoke.execute(&self.pool).await.map_err(store_error)?;
         Ok(())
     }
 }

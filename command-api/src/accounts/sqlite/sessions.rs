@@ -1,12 +1,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
+use crate::accounts::sql::{self, rotation, unexpected, Rotation};
 use crate::accounts::{AccountError, SessionStore};
 use event_store::sqlite::{classify, SqliteDatabase};
 
-/// Sessions in the embedded SQLite file.
+/// Sessions in the embedded SQLite file (ids as text, times as integer seconds).
 #[derive(Clone)]
 pub struct SqliteSessionStore {
     database: SqliteDatabase,
@@ -22,6 +23,23 @@ fn store_error(error: sqlx::Error) -> AccountError {
     classify(error).into()
 }
 
+async fn insert_token(
+    transaction: &mut Transaction<'_, Sqlite>,
+    token_hash: &str,
+    session_id: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    let token = sqlx::query(sql::INSERT_TOKEN)
+        .bind(token_hash)
+        .bind(session_id)
+        .bind(expires_at.timestamp());
+    token
+        .execute(&mut **transaction)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for SqliteSessionStore {
     async fn start(
@@ -32,22 +50,15 @@ impl SessionStore for SqliteSessionStore {
     ) -> Result<(), AccountError> {
         let session_id = Uuid::now_v7().to_string();
         let mut transaction = self.database.writer().begin().await.map_err(store_error)?;
-        sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, ?)")
+        let session = sqlx::query(sql::INSERT_SESSION)
             .bind(&session_id)
             .bind(user_id.to_string())
-            .bind(Utc::now().timestamp())
+            .bind(Utc::now().timestamp());
+        session
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?, ?, ?)",
-        )
-        .bind(token_hash)
-        .bind(&session_id)
-        .bind(expires_at.timestamp())
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+        insert_token(&mut transaction, token_hash, &session_id, expires_at).await?;
         transaction.commit().await.map_err(store_error)
     }
 
@@ -59,69 +70,48 @@ impl SessionStore for SqliteSessionStore {
         expires_at: DateTime<Utc>,
     ) -> Result<Uuid, AccountError> {
         let mut transaction = self.database.writer().begin().await.map_err(store_error)?;
-        // Mark the token used first: the write takes the lock, so of two racing refreshes
-        // exactly one sees `used = 0`.
-        let marked =
-            sqlx::query("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ? AND used = 0")
-                .bind(old_hash)
-                .execute(&mut *transaction)
-                .await
-                .map_err(store_error)?
-                .rows_affected();
-        let row = sqlx::query(
-            "SELECT t.session_id, t.expires_at, s.revoked, s.user_id FROM refresh_tokens t \
-             JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = ?",
-        )
-        .bind(old_hash)
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+        let marked = sqlx::query(sql::MARK_TOKEN_USED)
+            .bind(old_hash)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        let row = sqlx::query(sql::TOKEN_AND_SESSION)
+            .bind(old_hash)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(store_error)?;
         let Some(row) = row else {
             return Err(AccountError::InvalidToken);
         };
-        let unexpected = |error: sqlx::Error| AccountError::Unexpected(error.to_string());
         let session_id: String = row.try_get("session_id").map_err(unexpected)?;
         let token_expires_at: i64 = row.try_get("expires_at").map_err(unexpected)?;
-        let revoked: i64 = row.try_get("revoked").map_err(unexpected)?;
+        let revoked: bool = row.try_get("revoked").map_err(unexpected)?;
         let user_id: String = row.try_get("user_id").map_err(unexpected)?;
-        if marked == 0 {
-            // Reuse of a rotated token: end the session for everyone holding its tokens.
-            sqlx::query("UPDATE sessions SET revoked = 1 WHERE id = ?")
-                .bind(&session_id)
-                .execute(&mut *transaction)
-                .await
-                .map_err(store_error)?;
-            transaction.commit().await.map_err(store_error)?;
-            return Err(if revoked == 1 {
-                AccountError::InvalidToken
-            } else {
-                AccountError::TokenReused
-            });
+        match rotation(marked == 1, revoked, token_expires_at <= now.timestamp()) {
+            Rotation::Refuse => return Err(AccountError::InvalidToken),
+            Rotation::RevokeSession(answer) => {
+                let revoke = sqlx::query(sql::REVOKE_SESSION).bind(&session_id);
+                revoke
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(store_error)?;
+                transaction.commit().await.map_err(store_error)?;
+                return Err(answer);
+            }
+            Rotation::Rotate => {}
         }
-        if revoked == 1 || token_expires_at <= now.timestamp() {
-            return Err(AccountError::InvalidToken);
-        }
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES (?, ?, ?)",
-        )
-        .bind(new_hash)
-        .bind(&session_id)
-        .bind(expires_at.timestamp())
-        .execute(&mut *transaction)
-        .await
-        .map_err(store_error)?;
+        insert_token(&mut transaction, new_hash, &session_id, expires_at).await?;
         transaction.commit().await.map_err(store_error)?;
-        Uuid::parse_str(&user_id).map_err(|error| AccountError::Unexpected(error.to_string()))
+        Uuid::parse_str(&user_id).map_err(unexpected)
     }
 
     async fn revoke(&self, token_hash: &str) -> Result<(), AccountError> {
-        sqlx::query(
-            "UPDATE sessions SET revoked = 1 WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?)",
-        )
-        .bind(token_hash)
-        .execute(self.database.writer())
-        .await
-        .map_err(store_error)?;
+        let revoke = sqlx::query(sql::REVOKE_SESSION_OF_TOKEN).bind(token_hash);
+        revoke
+            .execute(self.database.writer())
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 }

@@ -1,0 +1,246 @@
+//! The analytics view in memory (the embedded mode): buckets in a map, pruned to an hour of
+//! minutes and a week of hours behind the newest.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use events::analytics::{AnalyticsEvent, Observation};
+use events::Envelope;
+use parking_lot::RwLock;
+use uuid::Uuid;
+
+use super::view::{
+    hour, minute, AnalyticsError, AnalyticsView, CatalogFacts, SearchCount, Searches, Trending,
+    TrendingProduct, Window,
+};
+use crate::{Applied, Projection, ProjectionError};
+
+#[derive(Default)]
+struct Bucket {
+    views: HashMap<Uuid, u64>,
+    sales: HashMap<Uuid, u64>,
+    searches: HashMap<String, u64>,
+    zero_results: HashMap<String, u64>,
+}
+
+#[derive(Default)]
+struct State {
+    minutes: BTreeMap<i64, Bucket>,
+    hours: BTreeMap<i64, Bucket>,
+    /// Each product's current category.
+    categories: HashMap<Uuid, String>,
+    /// Each product's applied version (the catalog stream is at-least-once).
+    versions: HashMap<Uuid, u64>,
+    position: u64,
+}
+
+impl State {
+    fn count(&mut self, at: DateTime<Utc>, add: impl Fn(&mut Bucket)) {
+        add(self.minutes.entry(minute(at)).or_default());
+        add(self.hours.entry(hour(at)).or_default());
+        // Keep an hour of minutes and a week of hours behind the newest bucket.
+        prune(&mut self.minutes, 59);
+        prune(&mut self.hours, 167);
+    }
+
+    /// One of the buckets' counts, summed over the buckets `window` covers at `now`.
+    fn sum<K: Clone + Eq + std::hash::Hash>(
+        &self,
+        window: Window,
+        now: DateTime<Utc>,
+        counts: impl Fn(&Bucket) -> &HashMap<K, u64>,
+    ) -> HashMap<K, u64> {
+        let (minutes, first, last) = window.buckets(now);
+        let map = if minutes { &self.minutes } else { &self.hours };
+        let mut sum: HashMap<K, u64> = HashMap::new();
+        for (_, bucket) in map.range(first..=last) {
+            for (key, count) in counts(bucket) {
+                *sum.entry(key.clone()).or_default() += count;
+            }
+        }
+        sum
+    }
+}
+
+/// Drops the buckets more than `keep` buckets older than the newest.
+fn prune(buckets: &mut BTreeMap<i64, Bucket>, keep: i64) {
+    let (Some(&oldest), Some(&newest)) = (buckets.keys().next(), buckets.keys().next_back()) else {
+        return;
+    };
+    if oldest < newest - keep {
+        *buckets = buckets.split_off(&(newest - keep));
+    }
+}
+
+/// The `limit` largest counts, ties by key.
+fn top<K: Clone + Ord>(counts: &HashMap<K, u64>, limit: usize) -> Vec<(K, u64)> {
+    let mut items: Vec<(&K, &u64)> = counts.iter().collect();
+    items.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    items
+        .into_iter()
+        .take(limit)
+        .map(|(key, count)| (key.clone(), *count))
+        .collect()
+}
+
+/// The analytics view in memory (the embedded mode): rebuilt from the event store at start
+/// for sales; shopper views and searches since the process started.
+#[derive(Default)]
+pub struct MemoryAnalytics {
+    state: RwLock<State>,
+}
+
+impl MemoryAnalytics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl AnalyticsView for MemoryAnalytics {
+    async fn record(&self, batch: &[Observation]) -> Result<(), AnalyticsError> {
+        let mut state = self.state.write();
+        for observation in batch {
+            match &observation.event {
+                AnalyticsEvent::ProductViewed(viewed) => {
+                    state
+                        .categories
+                        .entry(viewed.product_id)
+                        .or_insert_with(|| viewed.category.clone());
+                    state.count(observation.at, |bucket| {
+                        *bucket.views.entry(viewed.product_id).or_default() += 1;
+                    });
+                }
+                AnalyticsEvent::SearchPerformed(search) => {
+                    state.count(observation.at, |bucket| {
+                        *bucket.searches.entry(search.query.clone()).or_default() += 1;
+                        if search.result_count == 0 {
+                            *bucket.zero_results.entry(search.query.clone()).or_default() += 1;
+                        }
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn trending(
+        &self,
+        window: Window,
+        category: Option<&str>,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Trending, AnalyticsError> {
+        let state = self.state.read();
+        let mut views = state.sum(window, now, |bucket| &bucket.views);
+        let mut sales = state.sum(window, now, |bucket| &bucket.sales);
+        let in_category = |id: &Uuid| match category {
+            None => true,
+            Some(slug) => state.categories.get(id).map(String::as_str) == Some(slug),
+        };
+        views.retain(|id, _| in_category(id));
+        sales.retain(|id, _| in_category(id));
+        let item = |id: Uuid| TrendingProduct {
+            product_id: id,
+            category: state.categories.get(&id).cloned(),
+            views: views.get(&id).copied().unwrap_or(0),
+            units_sold: sales.get(&id).copied().unwrap_or(0),
+        };
+        let by_views = top(&views, limit)
+            .into_iter()
+            .map(|(id, _)| item(id))
+            .collect();
+        let by_sales = top(&sales, limit)
+            .into_iter()
+            .map(|(id, _)| item(id))
+            .collect();
+        Ok(Trending {
+            window: window.as_str().to_owned(),
+            category: category.map(str::to_owned),
+            by_views,
+            by_sales,
+        })
+    }
+
+    async fn searches(
+        &self,
+        window: Window,
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Searches, AnalyticsError> {
+        let state = self.state.read();
+        let all = state.sum(window, now, |bucket| &bucket.searches);
+        let zero = state.sum(window, now, |bucket| &bucket.zero_results);
+        let counts = |items: Vec<(String, u64)>| {
+            items
+                .into_iter()
+                .map(|(query, count)| SearchCount { query, count })
+                .collect()
+        };
+        Ok(Searches {
+            window: window.as_str().to_owned(),
+            top: counts(top(&all, limit)),
+            zero_results: counts(top(&zero, limit)),
+        })
+    }
+}
+
+#[async_trait]
+impl Projection for MemoryAnalytics {
+    fn name(&self) -> &str {
+        "analytics"
+    }
+
+    async fn apply(
+        &self,
+        envelope: &Envelope,
+        checkpoint: u64,
+    ) -> Result<Applied, ProjectionError> {
+        let event = crate::decode_product_event(envelope)?;
+        let mut state = self.state.write();
+        state.position = state.position.max(checkpoint);
+        let Some(event) = event else {
+            return Ok(Applied::Duplicate);
+        };
+        let id = envelope.aggregate_id;
+        let applied = state.versions.get(&id).copied().unwrap_or(0);
+        if envelope.aggregate_version <= applied {
+            return Ok(Applied::Duplicate);
+        }
+        if envelope.aggregate_version > applied + 1 {
+            return Ok(Applied::Gap {
+                applied_version: applied,
+            });
+        }
+        state.versions.insert(id, envelope.aggregate_version);
+        let facts = CatalogFacts::of(&event);
+        if let Some(category) = facts.category {
+            state.categories.insert(id, category);
+        }
+        if let Some(units) = facts.sold {
+            state.count(envelope.occurred_at, |bucket| {
+                *bucket.sales.entry(id).or_default() += units;
+            });
+        }
+        Ok(Applied::Applied)
+    }
+
+    async fn checkpoint(&self) -> Result<u64, ProjectionError> {
+        Ok(self.state.read().position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::analytics::view::AnalyticsProjection;
+
+    async fn memory_view() -> Arc<dyn AnalyticsProjection> {
+        Arc::new(MemoryAnalytics::new())
+    }
+
+    crate::analytics_view_suite!(the_memory_view_passes, memory_view);
+}

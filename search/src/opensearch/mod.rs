@@ -1,0 +1,209 @@
+//! `OpenSearchIndex`: the distributed search adapter (`CATALOG_SEARCH=opensearch://host:9200`).
+//!
+//! - **Index template** `catalog-products` for indices `catalog-products-*` (`mapping`): the
+//!   `catalog` analyzer (standard tokenizer, lowercase, ASCII folding, English stemmer), the
+//!   same fields as the embedded index, and keyword fields for filters and facets.
+//! - **Generations behind an alias**: documents are written and searched through the alias
+//!   `catalog-products`, created pointing at `catalog-products-v1`; a rebuild indexes into a new
+//!   generation and swaps the alias.
+//! - **Bulk indexing** (`bulk`): `put` buffers; a flusher sends a `_bulk` request every 200 ms
+//!   or 500 documents, with `refresh=wait_for` (a flushed write is searchable when the call
+//!   returns). Items refused with 429 or 5xx are retried with backoff; other refusals are
+//!   logged and counted (`catalog_search_rejected_total`). The projection's checkpoint is
+//!   stored in `catalog-checkpoints/_doc/search` after everything up to it is in
+//!   (`checkpoints`).
+//! - **Queries** (`query`): `multi_match` of type `bool_prefix` over name^3, brand^2,
+//!   description with `fuzziness: AUTO:5,100` (one edit from five letters) and
+//!   `operator: and`, or a SKU `term`; filters in `filter` context; `terms`/`range`
+//!   aggregations for facets; `search_after` cursors on `[sort value, id]`; highlights in
+//!   `<em>`.
+
+mod bulk;
+mod checkpoints;
+mod mapping;
+mod query;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opensearch::http::transport::Transport;
+use opensearch::indices::{
+    IndicesCreateParts, IndicesExistsAliasParts, IndicesPutIndexTemplateParts,
+};
+use opensearch::{GetParts, OpenSearch, SearchParts};
+use projectors::read_model::ProductView;
+use serde_json::json;
+use uuid::Uuid;
+
+use self::bulk::BulkWriter;
+use self::checkpoints::Checkpoints;
+pub use self::mapping::{document, endpoint, index_template, ALIAS, CHECKPOINTS, FIRST_GENERATION};
+use self::mapping::{get_json, json_body, unavailable};
+pub use self::query::{parse_search, search_body};
+use crate::{SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter};
+
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How often a query process reads the stored checkpoint.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+
+/// The OpenSearch adapter; see the module documentation.
+pub struct OpenSearchIndex {
+    client: OpenSearch,
+    writer: BulkWriter,
+    checkpoints: Checkpoints,
+}
+
+impl OpenSearchIndex {
+    /// A client for `url` (`opensearch://host:9200`); talks to the server only when used.
+    pub fn connect(url: &str) -> Result<Arc<Self>, SearchError> {
+        let transport = Transport::single_node(&endpoint(url)?).map_err(unavailable)?;
+        let client = OpenSearch::new(transport);
+        Ok(Arc::new(OpenSearchIndex {
+            writer: BulkWriter::new(client.clone()),
+            checkpoints: Checkpoints::new(client.clone()),
+            client,
+        }))
+    }
+
+    /// Creates the index template, and the first generation behind the alias when there is no
+    /// alias yet (`catalog search setup`, and the projector at start). Safe to run again.
+    pub async fn setup(&self) -> Result<Vec<String>, SearchError> {
+        let mut report = Vec::new();
+        self.client
+            .indices()
+            .put_index_template(IndicesPutIndexTemplateParts::Name(ALIAS))
+            .body(index_template())
+            .send()
+            .await
+            .map_err(unavailable)?
+            .error_for_status_code()
+            .map_err(unavailable)?;
+        report.push(format!("index template {ALIAS}"));
+        let exists = self
+            .client
+            .indices()
+            .exists_alias(IndicesExistsAliasParts::Name(&[ALIAS]))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if exists.status_code().is_success() {
+            report.push(format!("alias {ALIAS} exists"));
+            return Ok(report);
+        }
+        self.client
+            .indices()
+            .create(IndicesCreateParts::Index(FIRST_GENERATION))
+            .body(json!({"aliases": {ALIAS: {"is_write_index": true}}}))
+            .send()
+            .await
+            .map_err(unavailable)?
+            .error_for_status_code()
+            .map_err(unavailable)?;
+        report.push(format!("created {FIRST_GENERATION} behind alias {ALIAS}"));
+        Ok(report)
+    }
+
+    /// Starts the flusher (for the projector's writer). Stops when the index is dropped.
+    pub fn start_flushing(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FLUSH_EVERY).await;
+                let Some(strong) = weak.upgrade() else { return };
+                if let Err(error) = strong.flush().await {
+                    tracing::warn!(%error, "bulk indexing failed; retrying");
+                }
+            }
+        });
+    }
+
+    /// Starts following the stored checkpoint (for query processes, which do not write).
+    pub fn start_following(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(strong) = weak.upgrade() else { return };
+                let _ = strong.checkpoints.refresh().await;
+                drop(strong);
+                tokio::time::sleep(FOLLOW_EVERY).await;
+            }
+        });
+    }
+
+    /// Sends one bulk request of what is buffered; retries refusals worth retrying; stores the
+    /// checkpoint up to which everything is handled.
+    pub async fn flush(&self) -> Result<(), SearchError> {
+        self.writer.flush(&self.checkpoints).await
+    }
+}
+
+#[async_trait]
+impl SearchIndex for OpenSearchIndex {
+    async fn search(&self, query: &SearchQuery) -> Result<SearchResults, SearchError> {
+        let after = match &query.cursor {
+            Some(cursor) => Some(query::decode_cursor(cursor, query)?),
+            None => None,
+        };
+        let position = self.checkpoints.position().current();
+        let response = self
+            .client
+            .search(SearchParts::Index(&[ALIAS]))
+            .body(search_body(query, after.as_ref()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if response.status_code().as_u16() == 400 {
+            let body = response.text().await.unwrap_or_default();
+            return Err(SearchError::Unexpected(format!(
+                "OpenSearch refused a search: {body}"
+            )));
+        }
+        let body = json_body(response).await?;
+        parse_search(&body, query, position)
+    }
+
+    fn position(&self) -> u64 {
+        self.checkpoints.position().current()
+    }
+
+    async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        self.checkpoints
+            .position()
+            .wait_for(position, timeout)
+            .await
+    }
+}
+
+#[async_trait]
+impl SearchWriter for OpenSearchIndex {
+    async fn current(&self, id: Uuid) -> Result<Option<ProductView>, SearchError> {
+        if let Some(product) = self.writer.overlaid(id) {
+            return Ok(Some(product));
+        }
+        let id_text = id.to_string();
+        let Some(body) = get_json(&self.client, GetParts::IndexId(ALIAS, &id_text)).await? else {
+            return Ok(None);
+        };
+        if body["found"] != json!(true) {
+            return Ok(None);
+        }
+        serde_json::from_value(body["_source"]["doc"].clone())
+            .map(Some)
+            .map_err(|error| SearchError::Unexpected(format!("a stored document: {error}")))
+    }
+
+    async fn put(&self, product: ProductView, checkpoint: u64) -> Result<(), SearchError> {
+        self.writer.put(product, checkpoint);
+        Ok(())
+    }
+
+    async fn advance(&self, checkpoint: u64) -> Result<(), SearchError> {
+        self.writer.advance(checkpoint);
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<u64, SearchError> {
+        self.checkpoints.refresh().await
+    }
+}
