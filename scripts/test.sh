@@ -11,7 +11,10 @@
 # - a streaming replica of that PostgreSQL on 127.0.0.1:5433 (pg_basebackup -R, run as the
 #   postgres user under /var/lib/postgresql/catalog-test-replica);
 # - a Redis Cluster of three masters on free loopback ports (redis-server, redis-cli --cluster
-#   create), under target/redis-cluster.
+#   create), under target/redis-cluster;
+# - cargo-deny (deny.toml), installed once with cargo into ~/.cache/catalog-tools like tansu;
+#   it checks licences, duplicate versions and sources after clippy, and advisories when the
+#   RustSec database can be fetched from GitHub (a line says so when it cannot).
 #
 # Nothing is skipped silently: a missing engine that cannot be started stops the script with a
 # line that says which and how to start it.
@@ -170,6 +173,24 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo deny: licences, bans (duplicate versions), sources; advisories when the database can be fetched"
+CARGO_DENY_VERSION=0.20.2
+CARGO_DENY=$TOOLS_DIR/cargo-deny/bin/cargo-deny
+if ! "$CARGO_DENY" --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+    echo "installing cargo-deny $CARGO_DENY_VERSION into $TOOLS_DIR/cargo-deny (once; a few minutes)"
+    cargo install cargo-deny --locked --version "$CARGO_DENY_VERSION" --root "$TOOLS_DIR/cargo-deny" ||
+        fail "cannot install cargo-deny with cargo"
+fi
+"$CARGO_DENY" --locked check --hide-inclusion-graph --show-stats licenses bans sources
+# The advisory database is a git repository on GitHub (see deny.toml). Where it cannot be
+# fetched, cargo deny check advisories fails without checking anything; say so rather than
+# fail the run or pass silently.
+if timeout 300 "$CARGO_DENY" --locked fetch db >target/cargo-deny-fetch.log 2>&1; then
+    "$CARGO_DENY" --locked --offline check advisories
+else
+    printf 'test.sh: ADVISORIES NOT CHECKED: cannot fetch the RustSec advisory database (https://github.com/RustSec/advisory-db; see target/cargo-deny-fetch.log)\n' >&2
+fi
 
 step "cargo test (Kafka tests on librdkafka's mock cluster)"
 cargo test --workspace --locked --no-fail-fast

@@ -59,19 +59,34 @@ impl AuthUser {
     }
 }
 
-impl<S> FromRequestParts<S> for AuthUser
-where
-    S: Send + Sync,
-    Arc<TokenVerifier>: FromRef<S>,
-{
-    type Rejection = Problem;
+/// Writes the one `FromRequestParts` impl of a bearer-token extractor: the verifier from the
+/// state, the caller from the Authorization header (401 without one), then `$accept`, which
+/// turns the verified `$user` into the extractor or rejects it.
+macro_rules! bearer_extractor {
+    ($extractor:ty, |$user:ident| $accept:expr) => {
+        impl<S> FromRequestParts<S> for $extractor
+        where
+            S: Send + Sync,
+            Arc<TokenVerifier>: FromRef<S>,
+        {
+            type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let verifier = Arc::<TokenVerifier>::from_ref(state);
-        AuthUser::from_headers(&parts.headers, &verifier)?
-            .ok_or_else(|| Problem::unauthorized("this needs Authorization: Bearer <access token>"))
-    }
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                let verifier = Arc::<TokenVerifier>::from_ref(state);
+                let $user =
+                    AuthUser::from_headers(&parts.headers, &verifier)?.ok_or_else(|| {
+                        Problem::unauthorized("this needs Authorization: Bearer <access token>")
+                    })?;
+                $accept
+            }
+        }
+    };
 }
+
+bearer_extractor!(AuthUser, |user| Ok(user));
 
 /// The caller, who must have the role `admin`: 401 without a valid token, 403 with another
 /// role. As an extractor placed before the body, it answers those before any body is read, so
@@ -79,16 +94,7 @@ where
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminUser(pub AuthUser);
 
-impl<S> FromRequestParts<S> for AdminUser
-where
-    S: Send + Sync,
-    Arc<TokenVerifier>: FromRef<S>,
-{
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let user = AuthUser::from_request_parts(parts, state).await?;
-        user.require(&[Role::Admin])?;
-        Ok(AdminUser(user))
-    }
-}
+bearer_extractor!(AdminUser, |user| {
+    user.require(&[Role::Admin])?;
+    Ok(AdminUser(user))
+});

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -37,63 +38,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     let token = admin_session(&client, &args.url, &args.email, &args.password).await?;
-    let run_tag = uuid::Uuid::new_v4().simple().to_string();
-    let mut ids = Vec::with_capacity(args.products);
-    for chunk in (0..args.products).collect::<Vec<_>>().chunks(1000) {
-        let items: Vec<Value> = chunk
-            .iter()
-            .map(|index| {
-                json!({"sku": format!("BENCH-{}-{index}", &run_tag[..8]), "name": format!("Bench product {index}"),
-                       "category": "bench", "price_cents": 1000, "currency": "USD", "stock": 100,
-                       "status": "published"})
-            })
-            .collect();
-        ids.extend(bulk_create(&client, &args.url, &token, &items).await?);
-    }
-    let ids = Arc::new(ids);
+    let ids = Arc::new(create_products(&client, &args.url, &token, args.products).await?);
     println!(
         "price changes to {} products at {}, {} s per client count",
         ids.len(),
         args.url,
         args.seconds
     );
+    let target = Target {
+        client,
+        url: args.url.clone(),
+        token,
+        ids,
+    };
     for clients in &args.clients {
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
         let started = Instant::now();
         let tasks: Vec<_> = (0..*clients)
-            .map(|_| {
-                let client = client.clone();
-                let ids = ids.clone();
-                let token = token.clone();
-                let url = args.url.clone();
-                tokio::spawn(async move {
-                    let mut latencies = histogram();
-                    let mut errors = 0u64;
-                    while Instant::now() < deadline {
-                        let (id, price) = {
-                            let mut random = rand::thread_rng();
-                            (
-                                ids[random.gen_range(0..ids.len())].clone(),
-                                random.gen_range(100..100_000),
-                            )
-                        };
-                        let sent = Instant::now();
-                        let answer = client
-                            .put(format!("{url}/api/products/{id}/price"))
-                            .bearer_auth(&token)
-                            .json(&json!({"price_cents": price, "currency": "USD"}))
-                            .send()
-                            .await;
-                        match answer {
-                            Ok(response) if response.status().is_success() => {
-                                let _ = latencies.record(sent.elapsed().as_micros() as u64);
-                            }
-                            _ => errors += 1,
-                        }
-                    }
-                    (latencies, errors)
-                })
-            })
+            .map(|_| tokio::spawn(target.clone().price_changes_until(deadline)))
             .collect();
         let mut merged = histogram();
         let mut errors = 0;
@@ -110,4 +72,70 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `count` published products in the `bench` category, in one bulk request per 1,000; their
+/// ids.
+async fn create_products(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let run_tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut ids = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
+        let items: Vec<Value> = chunk
+            .iter()
+            .map(|index| {
+                json!({"sku": format!("BENCH-{}-{index}", &run_tag[..8]), "name": format!("Bench product {index}"),
+                       "category": "bench", "price_cents": 1000, "currency": "USD", "stock": 100,
+                       "status": "published"})
+            })
+            .collect();
+        ids.extend(bulk_create(client, url, token, &items).await?);
+    }
+    Ok(ids)
+}
+
+/// What one client needs to send price changes.
+#[derive(Clone)]
+struct Target {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    ids: Arc<Vec<String>>,
+}
+
+impl Target {
+    /// One client's closed loop: a price change to a random product, sent when the last one
+    /// was answered, until `deadline`; the latencies of the successes and the count of failures.
+    async fn price_changes_until(self, deadline: Instant) -> (Histogram<u64>, u64) {
+        let mut latencies = histogram();
+        let mut errors = 0u64;
+        while Instant::now() < deadline {
+            let (id, price) = {
+                let mut random = rand::thread_rng();
+                (
+                    self.ids[random.gen_range(0..self.ids.len())].clone(),
+                    random.gen_range(100..100_000),
+                )
+            };
+            let sent = Instant::now();
+            let answer = self
+                .client
+                .put(format!("{}/api/products/{id}/price", self.url))
+                .bearer_auth(&self.token)
+                .json(&json!({"price_cents": price, "currency": "USD"}))
+                .send()
+                .await;
+            match answer {
+                Ok(response) if response.status().is_success() => {
+                    let _ = latencies.record(sent.elapsed().as_micros() as u64);
+                }
+                _ => errors += 1,
+            }
+        }
+        (latencies, errors)
+    }
 }

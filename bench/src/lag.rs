@@ -17,11 +17,14 @@ use events::bus::EventBus;
 use events::{
     CategoryCreated, Envelope, EventMetadata, PriceChanged, ProductCreated, ProductStatus,
 };
+use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use projectors::read_model::postgres::{migrate, PostgresReadModelProjection};
 use projectors::runner::Projector;
 use projectors::{Applied, Projection, ProjectionError};
 use rand::Rng;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 
 use crate::report::{histogram, percentiles};
 
@@ -92,55 +95,105 @@ impl Projection for Timed {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let test_database = testkit::TestDatabase::create().await;
-    let database = PostgresDatabase::connect(&test_database.url, 20)
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
-    database
-        .migrate()
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
-    migrate(database.pool())
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
-
-    let mut _mock = None;
-    let bus: Arc<dyn EventBus> = match args.bus {
-        BusKind::KafkaMock => {
-            let mock = rdkafka::mocking::MockCluster::new(3)?;
-            mock.create_topic(bus::kafka::DEFAULT_TOPIC, 6, 3)?;
-            let mut config = bus::kafka::KafkaConfig::new(&mock.bootstrap_servers());
-            config.partitions = 6;
-            config.client_options = args.kafka_options.clone();
-            _mock = Some(mock);
-            Arc::new(bus::kafka::KafkaBus::connect(config).map_err(|e| anyhow::anyhow!("{e}"))?)
-        }
-        BusKind::SnsSqs => {
-            let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
-            let config = bus::sqs::SqsConfig::from_url(&format!(
-                "sns+sqs://{}?topic=lag-{tag}&queue_prefix=l{tag}-&wait_seconds=20",
-                testkit::moto_endpoint()
-            ))
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-            let sqs = bus::sqs::SqsBus::connect(config)
-                .await
-                .map_err(|error| anyhow::anyhow!("{error}"))?;
-            sqs.setup(&["read-model"])
-                .await
-                .map_err(|error| anyhow::anyhow!("{error}"))?;
-            Arc::new(sqs)
-        }
-    };
+    let database = migrated_database(&test_database.url).await?;
+    let bus = BusUnderTest::connect(&args).await?;
 
     let store: Arc<dyn events::store::EventStore> = Arc::new(database.event_store(true));
-    let commands = CommandService::new(store.clone(), None);
-    let relay = tokio::spawn(OutboxRelay::new(database.pool().clone(), bus.clone()).run());
+    let commands = Arc::new(CommandService::new(store.clone(), None));
+    let relay = tokio::spawn(OutboxRelay::new(database.pool().clone(), bus.bus.clone()).run());
     let timed = Arc::new(Timed {
         inner: PostgresReadModelProjection::new(database.pool().clone(), "read-model"),
         applied_at: Mutex::new(HashMap::new()),
     });
     let projector = Projector::new(timed.clone(), store.clone());
-    let running = tokio::spawn(projector.clone().run(bus.clone()));
+    let running = tokio::spawn(projector.clone().run(bus.bus.clone()));
 
+    let ids = create_products(&commands, args.products).await?;
+    wait_until_caught_up(&projector, store.as_ref()).await?;
+    let warm_up = args.commands / 10;
+    let answered = send_price_changes(&commands, &ids, args.rate, warm_up, args.commands).await?;
+    wait_until_applied(&timed, &answered).await?;
+    let lags = lags(&timed, &answered)?;
+    println!(
+        "{:?}: {} commands at {}/s (after {warm_up} warm-up), answer → applied: {}",
+        args.bus,
+        answered.len(),
+        args.rate,
+        percentiles(&lags)
+    );
+    running.abort();
+    relay.abort();
+    database.close().await;
+    Ok(())
+}
+
+/// The run's database with the event store's and the read model's tables.
+async fn migrated_database(url: &str) -> anyhow::Result<PostgresDatabase> {
+    let database = PostgresDatabase::connect(url, 20)
+        .await
+        .context("connect to the run's database")?;
+    database
+        .migrate()
+        .await
+        .context("migrate the event store")?;
+    migrate(database.pool())
+        .await
+        .context("migrate the read model")?;
+    Ok(database)
+}
+
+/// The bus of the run, with the mock cluster it runs on (kept alive for the run).
+struct BusUnderTest {
+    bus: Arc<dyn EventBus>,
+    _mock_cluster: Option<MockCluster<'static, DefaultProducerContext>>,
+}
+
+impl BusUnderTest {
+    async fn connect(args: &Args) -> anyhow::Result<BusUnderTest> {
+        match args.bus {
+            BusKind::KafkaMock => BusUnderTest::kafka_mock(&args.kafka_options),
+            BusKind::SnsSqs => BusUnderTest::sns_sqs().await,
+        }
+    }
+
+    fn kafka_mock(client_options: &[(String, String)]) -> anyhow::Result<BusUnderTest> {
+        let mock = MockCluster::new(3)?;
+        mock.create_topic(bus::kafka::DEFAULT_TOPIC, 6, 3)?;
+        let mut config = bus::kafka::KafkaConfig::new(&mock.bootstrap_servers());
+        config.partitions = 6;
+        config.client_options = client_options.to_vec();
+        let kafka = bus::kafka::KafkaBus::connect(config).context("connect to the mock cluster")?;
+        Ok(BusUnderTest {
+            bus: Arc::new(kafka),
+            _mock_cluster: Some(mock),
+        })
+    }
+
+    async fn sns_sqs() -> anyhow::Result<BusUnderTest> {
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+        let config = bus::sqs::SqsConfig::from_url(&format!(
+            "sns+sqs://{}?topic=lag-{tag}&queue_prefix=l{tag}-&wait_seconds=20",
+            testkit::moto_endpoint()
+        ))
+        .context("the SNS/SQS bus URL")?;
+        let sqs = bus::sqs::SqsBus::connect(config)
+            .await
+            .context("connect to SNS/SQS")?;
+        sqs.setup(&["read-model"])
+            .await
+            .context("set up the SNS topic and SQS queue")?;
+        Ok(BusUnderTest {
+            bus: Arc::new(sqs),
+            _mock_cluster: None,
+        })
+    }
+}
+
+/// The `bench` category and `count` published products in it; their ids.
+async fn create_products(
+    commands: &CommandService,
+    count: usize,
+) -> anyhow::Result<Vec<uuid::Uuid>> {
     let metadata = EventMetadata::default();
     commands
         .create_category(
@@ -152,7 +205,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             metadata.clone(),
         )
         .await?;
-    let products: Vec<ProductCreated> = (0..args.products)
+    let products: Vec<ProductCreated> = (0..count)
         .map(|index| ProductCreated {
             sku: format!("LAG-{index}"),
             name: format!("Lag product {index}"),
@@ -167,30 +220,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             images: Vec::new(),
         })
         .collect();
-    let ids: Vec<uuid::Uuid> = commands
-        .create_products(products, metadata.clone())
+    Ok(commands
+        .create_products(products, metadata)
         .await?
         .into_iter()
         .map(|accepted| accepted.id)
-        .collect();
+        .collect())
+}
 
-    // Start measuring only once the projector follows the bus (a consumer group join takes
-    // seconds): every product created above must have been applied.
-    let created_up_to = store
-        .head()
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+/// Measuring starts only once the projector follows the bus (a consumer group join takes
+/// seconds): every event written so far must have been applied.
+async fn wait_until_caught_up(
+    projector: &Projector,
+    store: &dyn events::store::EventStore,
+) -> anyhow::Result<()> {
+    let created_up_to = store.head().await.context("read the store's head")?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while projector.status().position < created_up_to {
         anyhow::ensure!(Instant::now() < deadline, "the projector never caught up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(())
+}
 
-    let warm_up = args.commands / 10;
-    let total = args.commands + warm_up;
-    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+/// Sends `warm_up + measured` price changes to random products at `rate` per second (an open
+/// loop: each command is sent on its tick, answered or not); the position of each answered
+/// command after the warm-up, with when it was answered.
+async fn send_price_changes(
+    commands: &Arc<CommandService>,
+    ids: &[uuid::Uuid],
+    rate: u64,
+    warm_up: usize,
+    measured: usize,
+) -> anyhow::Result<Vec<(u64, Instant)>> {
+    let total = measured + warm_up;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let answered_at: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
-    let commands = Arc::new(commands);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sent = Vec::with_capacity(total);
@@ -205,13 +270,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         };
         let commands = commands.clone();
         let answered_at = answered_at.clone();
-        let metadata = metadata.clone();
         sent.push(tokio::spawn(async move {
             let command = ProductCommand::ChangePrice(PriceChanged {
                 price_cents: price,
                 currency: "USD".into(),
                 previous_price_cents: None,
             });
+            let metadata = EventMetadata::default();
             if let Ok(accepted) = commands.execute(id, command, None, metadata).await {
                 if index >= warm_up {
                     answered_at.lock().push((accepted.position, Instant::now()));
@@ -223,6 +288,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         task.await?;
     }
     let answered = answered_at.lock().clone();
+    Ok(answered)
+}
+
+/// Waits (up to five minutes) until the projection applied every answered position.
+async fn wait_until_applied(timed: &Timed, answered: &[(u64, Instant)]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let missing = {
@@ -233,7 +303,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .count()
         };
         if missing == 0 {
-            break;
+            return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -241,24 +311,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// From each command's answer to its event applied, in microseconds.
+fn lags(timed: &Timed, answered: &[(u64, Instant)]) -> anyhow::Result<Histogram<u64>> {
     let mut lags = histogram();
-    {
-        let applied = timed.applied_at.lock();
-        for (position, answered) in &answered {
-            let applied = applied.get(position).context("applied")?;
-            let lag = applied.saturating_duration_since(*answered);
-            lags.record(lag.as_micros().max(1) as u64)?;
-        }
+    let applied = timed.applied_at.lock();
+    for (position, answered) in answered {
+        let applied = applied.get(position).context("applied")?;
+        let lag = applied.saturating_duration_since(*answered);
+        lags.record(lag.as_micros().max(1) as u64)?;
     }
-    println!(
-        "{:?}: {} commands at {}/s (after {warm_up} warm-up), answer → applied: {}",
-        args.bus,
-        answered.len(),
-        args.rate,
-        percentiles(&lags)
-    );
-    running.abort();
-    relay.abort();
-    database.close().await;
-    Ok(())
+    Ok(lags)
 }

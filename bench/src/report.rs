@@ -43,8 +43,6 @@ pub fn require_loopback(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs the admin in at `url` and makes sure the `bench` category exists; returns the access
-/// token.
 /// Creates `items` with one `POST /api/products/bulk`; their ids, in order. Fails when any
 /// item was not created.
 pub async fn bulk_create(
@@ -75,6 +73,8 @@ pub async fn bulk_create(
         .collect()
 }
 
+/// Logs the admin in at `url` and makes sure the `bench` category exists; returns the access
+/// token.
 pub async fn admin_session(
     client: &reqwest::Client,
     url: &str,

@@ -271,28 +271,71 @@ pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
 /// The worker process: holds its users' connections and reports one JSON line.
 pub async fn worker(config: std::path::PathBuf) -> anyhow::Result<()> {
     let args: Args = serde_json::from_slice(&std::fs::read(&config)?)?;
-    let target: SocketAddr = {
-        let parsed = url::Url::parse(&args.url)?;
-        let host = parsed.host_str().context("host")?.to_owned();
-        let port = parsed.port_or_known_default().context("port")?;
-        let mut addresses = tokio::net::lookup_host((host.as_str(), port)).await?;
-        addresses.next().context("address")?
-    };
-    let host_header = format!("{}:{}", target.ip(), target.port());
-    let args = Arc::new(args);
-    let connected = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let requests = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    // One histogram per process: one per user would cost tens of KB each.
-    let latencies = Arc::new(parking_lot::Mutex::new(histogram()));
+    let target = resolve(&args.url).await?;
     let ramp = Duration::from_secs(args.ramp_seconds);
     let measure_from = Instant::now() + ramp;
-    let measure_until = measure_from + Duration::from_secs(args.seconds);
-    let mut tasks = Vec::with_capacity(args.users);
-    for user in 0..args.users {
-        let delay = if args.users > 1 {
-            ramp.mul_f64(user as f64 / args.users as f64)
+    let window = Window {
+        from: measure_from,
+        until: measure_from + Duration::from_secs(args.seconds),
+    };
+    let worker = Arc::new(Worker {
+        host_header: format!("{}:{}", target.ip(), target.port()),
+        target,
+        window,
+        counters: Counters::new(),
+        args,
+    });
+    let tasks: Vec<_> = (0..worker.args.users)
+        .map(|user| tokio::spawn(worker.clone().user(user, ramp)))
+        .collect();
+    let mut connected_at_end = 0;
+    for task in tasks {
+        if let Ok(held) = task.await {
+            connected_at_end += usize::from(held);
+        }
+    }
+    let report = worker.counters.report(connected_at_end)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// The first address `url` resolves to.
+async fn resolve(url: &str) -> anyhow::Result<SocketAddr> {
+    let parsed = url::Url::parse(url)?;
+    let host = parsed.host_str().context("host")?.to_owned();
+    let port = parsed.port_or_known_default().context("port")?;
+    let mut addresses = tokio::net::lookup_host((host.as_str(), port)).await?;
+    addresses.next().context("address")
+}
+
+/// When requests count: sent from the end of the ramp-up until the end of the run.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: Instant,
+    until: Instant,
+}
+
+impl Window {
+    fn contains(&self, at: Instant) -> bool {
+        at >= self.from && at < self.until
+    }
+}
+
+/// One worker process: what its users share.
+struct Worker {
+    args: Args,
+    target: SocketAddr,
+    host_header: String,
+    window: Window,
+    counters: Counters,
+}
+
+impl Worker {
+    /// User number `user`: starts at its share of the ramp-up, from its source address in turn.
+    async fn user(self: Arc<Self>, user: usize, ramp: Duration) -> bool {
+        let users = self.args.users;
+        let delay = if users > 1 {
+            ramp.mul_f64(user as f64 / users as f64)
         } else {
             Duration::ZERO
         };
@@ -300,82 +343,190 @@ pub async fn worker(config: std::path::PathBuf) -> anyhow::Result<()> {
             127,
             0,
             0,
-            1 + ((user + args.worker_index) % args.source_addresses.max(1) as usize) as u8,
+            1 + ((user + self.args.worker_index) % self.args.source_addresses.max(1) as usize)
+                as u8,
         ]);
-        let shared = (
-            args.clone(),
-            connected.clone(),
-            peak.clone(),
-            requests.clone(),
-            errors.clone(),
-            host_header.clone(),
-            latencies.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let (args, connected, peak, requests, errors, host, latencies) = shared;
-            tokio::time::sleep(delay).await;
-            shopper(
-                &args,
-                source,
-                target,
-                &host,
-                (measure_from, measure_until),
-                Counters {
-                    connected: &connected,
-                    peak: &peak,
-                    requests: &requests,
-                    errors: &errors,
-                    latencies: &latencies,
-                },
-            )
-            .await
-        }));
+        tokio::time::sleep(delay).await;
+        self.shopper(source).await
     }
-    let mut connected_at_end = 0;
-    for task in tasks {
-        if let Ok(held) = task.await {
-            connected_at_end += usize::from(held);
+
+    /// One user: connect, then request and think until the end. Returns whether its
+    /// connection was still open at the end.
+    async fn shopper(&self, source: IpAddr) -> bool {
+        let mut sender = None;
+        let mut random = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
+        // The first request comes after a random part of a think time, so users do not march
+        // in step.
+        if self.args.think_ms > 0 {
+            let first = random.gen_range(0..self.args.think_ms.max(1));
+            tokio::time::sleep(Duration::from_millis(first)).await;
+        }
+        while Instant::now() < self.window.until {
+            if sender.is_none() {
+                sender = self.connect(source).await;
+                if sender.is_none() {
+                    continue;
+                }
+            }
+            let Some(connection) = sender.as_mut() else {
+                continue;
+            };
+            let path = next_path(&self.args, &mut random);
+            let request = hyper::Request::get(&path)
+                .header(hyper::header::HOST, &self.host_header)
+                .body(Empty::<Bytes>::new());
+            let Ok(request) = request else { continue };
+            let sent = Instant::now();
+            let outcome = send(connection, request).await;
+            if !self.counters.record(outcome, sent, self.window) {
+                sender = None;
+            }
+            self.think(&mut random).await;
+        }
+        sender.is_some()
+    }
+
+    /// A new connection from `source`, counted; `None` (after a pause) when it failed.
+    async fn connect(&self, source: IpAddr) -> Option<Sender> {
+        match connect(source, self.target).await {
+            Ok(connection) => {
+                self.counters.connection_opened();
+                Some(connection)
+            }
+            Err(_) => {
+                if Instant::now() >= self.window.from {
+                    self.counters.errors.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                None
+            }
         }
     }
-    let merged = latencies.lock().clone();
-    let mut bytes = Vec::new();
-    V2Serializer::new().serialize(&merged, &mut bytes)?;
-    let report = WorkerReport {
-        requests: requests.load(Ordering::SeqCst),
-        errors: errors.load(Ordering::SeqCst),
-        connected_peak: peak.load(Ordering::SeqCst),
-        connected_at_end,
-        histogram: base64::engine::general_purpose::STANDARD.encode(bytes),
-    };
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
+
+    /// Exponential think times with the given mean (none with `--think-ms 0`), never past the
+    /// end of the run.
+    async fn think(&self, random: &mut impl Rng) {
+        let think_ms = self.args.think_ms;
+        if think_ms == 0 {
+            return;
+        }
+        let u: f64 = random.gen_range(f64::EPSILON..1.0);
+        let think = (-(u.ln()) * think_ms as f64) as u64;
+        let wake = Instant::now() + Duration::from_millis(think.min(think_ms * 5));
+        tokio::time::sleep_until(wake.min(self.window.until).into()).await;
+    }
+}
+
+/// Sends one request and reads its whole body; the status.
+async fn send(
+    connection: &mut Sender,
+    request: hyper::Request<Empty<Bytes>>,
+) -> Result<hyper::StatusCode, hyper::Error> {
+    connection.ready().await?;
+    let response = connection.send_request(request).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status)
+}
+
+/// What the users of one worker process count. One histogram per process: one per user would
+/// cost tens of KB each.
+struct Counters {
+    connected: AtomicUsize,
+    peak: AtomicUsize,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    latencies: parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl Counters {
+    fn new() -> Self {
+        Counters {
+            connected: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latencies: parking_lot::Mutex::new(histogram()),
+        }
+    }
+
+    fn connection_opened(&self) {
+        let now = self.connected.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// Counts a request sent at `sent` if the window holds it (an answer other than 2xx or 304
+    /// is an error); returns whether its connection is still usable.
+    fn record(
+        &self,
+        outcome: Result<hyper::StatusCode, hyper::Error>,
+        sent: Instant,
+        window: Window,
+    ) -> bool {
+        let measuring = window.contains(sent);
+        match outcome {
+            Ok(status) if status.is_success() || status == hyper::StatusCode::NOT_MODIFIED => {
+                if measuring {
+                    self.requests.fetch_add(1, Ordering::Relaxed);
+                    let _ = self
+                        .latencies
+                        .lock()
+                        .record(sent.elapsed().as_micros().max(1) as u64);
+                }
+                true
+            }
+            Ok(_) => {
+                if measuring {
+                    self.requests.fetch_add(1, Ordering::Relaxed);
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            }
+            Err(_) => {
+                if measuring {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                self.connected.fetch_sub(1, Ordering::SeqCst);
+                false
+            }
+        }
+    }
+
+    fn report(&self, connected_at_end: usize) -> anyhow::Result<WorkerReport> {
+        let merged = self.latencies.lock().clone();
+        let mut bytes = Vec::new();
+        V2Serializer::new().serialize(&merged, &mut bytes)?;
+        Ok(WorkerReport {
+            requests: self.requests.load(Ordering::SeqCst),
+            errors: self.errors.load(Ordering::SeqCst),
+            connected_peak: self.peak.load(Ordering::SeqCst),
+            connected_at_end,
+            histogram: base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+    }
+}
+
+/// One of `items` at random (an empty string when there is none).
+fn pick(items: &[String], random: &mut dyn rand::RngCore) -> String {
+    items
+        .get(random.gen_range(0..items.len().max(1)))
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn next_path(args: &Args, random: &mut impl Rng) -> String {
     let product = |random: &mut dyn rand::RngCore| {
-        let id = args
-            .products
-            .get(random.gen_range(0..args.products.len().max(1)))
-            .cloned()
-            .unwrap_or_default();
+        let id = pick(&args.products, random);
         format!("/api/products/{id}")
     };
     let listing = |random: &mut dyn rand::RngCore| {
-        let category = args
-            .categories
-            .get(random.gen_range(0..args.categories.len().max(1)))
-            .cloned()
-            .unwrap_or_default();
+        let category = pick(&args.categories, random);
         let sort =
             ["newest", "price_asc", "price_desc", "bestselling", "name"][random.gen_range(0..5)];
         format!("/api/products?category={category}&sort={sort}&limit=20")
     };
     let search = |random: &mut dyn rand::RngCore| {
-        let text = args
-            .searches
-            .get(random.gen_range(0..args.searches.len().max(1)))
-            .cloned()
-            .unwrap_or_default();
+        let text = pick(&args.searches, random);
         format!("/api/search?q={}", text.replace(' ', "%20"))
     };
     match args.mix {
@@ -395,108 +546,6 @@ fn next_path(args: &Args, random: &mut impl Rng) -> String {
             }
         }
     }
-}
-
-/// What the users of one worker process share.
-struct Counters<'a> {
-    connected: &'a AtomicUsize,
-    peak: &'a AtomicUsize,
-    requests: &'a AtomicU64,
-    errors: &'a AtomicU64,
-    latencies: &'a parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
-}
-
-/// One user: connect, then request and think until the end. Returns whether its connection
-/// was still open at the end.
-async fn shopper(
-    args: &Args,
-    source: IpAddr,
-    target: SocketAddr,
-    host: &str,
-    (measure_from, measure_until): (Instant, Instant),
-    counters: Counters<'_>,
-) -> bool {
-    let Counters {
-        connected,
-        peak,
-        requests,
-        errors,
-        latencies,
-    } = counters;
-    let mut sender = None;
-    let mut random = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
-    // The first request comes after a random part of a think time, so users do not march in step.
-    if args.think_ms > 0 {
-        let first = random.gen_range(0..args.think_ms.max(1));
-        tokio::time::sleep(Duration::from_millis(first)).await;
-    }
-    while Instant::now() < measure_until {
-        if sender.is_none() {
-            match connect(source, target).await {
-                Ok(connection) => {
-                    let now = connected.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, Ordering::SeqCst);
-                    sender = Some(connection);
-                }
-                Err(_) => {
-                    if Instant::now() >= measure_from {
-                        errors.fetch_add(1, Ordering::SeqCst);
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            }
-        }
-        let Some(connection) = sender.as_mut() else {
-            continue;
-        };
-        let path = next_path(args, &mut random);
-        let request = hyper::Request::get(&path)
-            .header(hyper::header::HOST, host)
-            .body(Empty::<Bytes>::new());
-        let Ok(request) = request else { continue };
-        let sent = Instant::now();
-        let outcome = async {
-            connection.ready().await?;
-            let response = connection.send_request(request).await?;
-            let status = response.status();
-            response.into_body().collect().await?;
-            Ok::<_, hyper::Error>(status)
-        }
-        .await;
-        let measuring = sent >= measure_from && sent < measure_until;
-        match outcome {
-            Ok(status) if status.is_success() || status == hyper::StatusCode::NOT_MODIFIED => {
-                if measuring {
-                    requests.fetch_add(1, Ordering::Relaxed);
-                    let _ = latencies
-                        .lock()
-                        .record(sent.elapsed().as_micros().max(1) as u64);
-                }
-            }
-            Ok(_) => {
-                if measuring {
-                    requests.fetch_add(1, Ordering::Relaxed);
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Err(_) => {
-                if measuring {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-                connected.fetch_sub(1, Ordering::SeqCst);
-                sender = None;
-            }
-        }
-        if args.think_ms > 0 {
-            // Exponential think times with the given mean.
-            let u: f64 = random.gen_range(f64::EPSILON..1.0);
-            let think = (-(u.ln()) * args.think_ms as f64) as u64;
-            let wake = Instant::now() + Duration::from_millis(think.min(args.think_ms * 5));
-            tokio::time::sleep_until(wake.min(measure_until).into()).await;
-        }
-    }
-    sender.is_some()
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;

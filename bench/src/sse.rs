@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use rand::Rng;
 use serde_json::{json, Value};
@@ -49,6 +50,9 @@ struct ClientReport {
     lags: Vec<u64>,
 }
 
+/// When each written position was answered, shared by the writer and the stream readers.
+type Answered = Arc<Mutex<HashMap<u64, Instant>>>;
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     require_loopback(&args.url)?;
     let stream_url = args.stream_url.clone().unwrap_or_else(|| args.url.clone());
@@ -57,66 +61,135 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let token = admin_session(&client, &args.url, &args.email, &args.password).await?;
+    let ids = create_products(&client, &args.url, &token).await?;
+    let writer = Writer {
+        client,
+        url: args.url.clone(),
+        token,
+        ids,
+    };
+    let after = writer.stream_start().await?;
+
+    let answered: Answered = Arc::default();
+    let deadline = Instant::now() + Duration::from_secs(args.seconds) + Duration::from_secs(5);
+    let readers = open_streams(
+        &stream_url,
+        &writer.token,
+        args.clients,
+        after,
+        &answered,
+        deadline,
+    )
+    .await?;
+    println!(
+        "{} stream clients open at {stream_url}; writing {} events/s for {} s",
+        args.clients, args.rate, args.seconds
+    );
+    let (written, last_position) = writer
+        .write_at_rate(args.rate, args.seconds, after, &answered)
+        .await;
+    let expected = last_position - after;
+    let totals = Totals::collect(readers, expected).await;
+    let pids = crate::shoppers::server_pids(&args.server_pid);
+    let peak: u64 = pids
+        .iter()
+        .map(|pid| crate::shoppers::rss_kib(*pid, "VmHWM:"))
+        .sum();
+    println!(
+        "{} clients x {expected} events ({written} writes at {} /s): delivered {} of {}, \
+         clients dropped {}, with gaps {}, short {}; delivery lag {}; server peak RSS {} MiB",
+        args.clients,
+        args.rate,
+        totals.received,
+        expected * args.clients as u64,
+        totals.dropped,
+        totals.gaps,
+        totals.short,
+        percentiles(&totals.lags),
+        peak / 1024
+    );
+    Ok(())
+}
+
+/// 100 published products in the `bench` category; their ids.
+async fn create_products(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<Vec<String>> {
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let items: Vec<Value> = (0..100)
         .map(|index| json!({"sku": format!("SSE-{}-{index}", &tag[..8]), "name": format!("Stream product {index}"),
                             "category": "bench", "price_cents": 1000, "currency": "USD", "stock": 10, "status": "published"}))
         .collect();
-    let ids = bulk_create(&client, &args.url, &token, &items).await?;
+    let ids = bulk_create(client, url, token, &items).await?;
     anyhow::ensure!(!ids.is_empty(), "no products created");
-    // The position to stream after: the answer to one write.
-    let start: Value = client
-        .put(format!("{}/api/products/{}/price", args.url, ids[0]))
-        .bearer_auth(&token)
-        .json(&json!({"price_cents": 999, "currency": "USD"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let after = start["position"].as_u64().context("position")?;
+    Ok(ids)
+}
 
-    let answered: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let deadline = Instant::now() + Duration::from_secs(args.seconds) + Duration::from_secs(5);
-    let mut readers = Vec::with_capacity(args.clients);
-    let stream_client = reqwest::Client::builder().build()?;
-    for _ in 0..args.clients {
-        let response = stream_client
-            .get(format!("{stream_url}/api/events/stream"))
-            .bearer_auth(&token)
-            .header("Last-Event-ID", after.to_string())
+/// Writes price changes to the products of the run through the command API.
+struct Writer {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    ids: Vec<String>,
+}
+
+impl Writer {
+    /// The position to stream after: the answer to one write.
+    async fn stream_start(&self) -> anyhow::Result<u64> {
+        let start: Value = self
+            .client
+            .put(format!("{}/api/products/{}/price", self.url, self.ids[0]))
+            .bearer_auth(&self.token)
+            .json(&json!({"price_cents": 999, "currency": "USD"}))
             .send()
             .await?
-            .error_for_status()
-            .context("open a stream")?;
-        let answered = answered.clone();
-        readers.push(tokio::spawn(read_stream(
-            response, after, answered, deadline,
-        )));
+            .json()
+            .await?;
+        start["position"].as_u64().context("position")
     }
-    println!(
-        "{} stream clients open at {stream_url}; writing {} events/s for {} s",
-        args.clients, args.rate, args.seconds
-    );
 
-    // The writer: one price change every 1/rate s, paced by a ticker.
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate.max(1) as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let write_until = Instant::now() + Duration::from_secs(args.seconds);
-    let mut written = 0u64;
-    let mut last_position = after;
-    let mut writes = Vec::new();
-    while Instant::now() < write_until {
-        ticker.tick().await;
-        let client = client.clone();
-        let token = token.clone();
+    /// One price change to a random product every 1/rate s for `seconds`, paced by a ticker,
+    /// each answer noted in `answered`; how many were written and the highest position
+    /// answered (`after` when none was).
+    async fn write_at_rate(
+        &self,
+        rate: u64,
+        seconds: u64,
+        after: u64,
+        answered: &Answered,
+    ) -> (u64, u64) {
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let write_until = Instant::now() + Duration::from_secs(seconds);
+        let mut written = 0u64;
+        let mut writes = Vec::new();
+        while Instant::now() < write_until {
+            ticker.tick().await;
+            writes.push(tokio::spawn(self.write_one(answered.clone())));
+            written += 1;
+        }
+        let mut last_position = after;
+        for write in writes {
+            if let Ok(Some(position)) = write.await {
+                last_position = last_position.max(position);
+            }
+        }
+        (written, last_position)
+    }
+
+    /// One price change to a random product; its position, once answered.
+    fn write_one(&self, answered: Answered) -> impl std::future::Future<Output = Option<u64>> {
+        let client = self.client.clone();
+        let token = self.token.clone();
         let url = format!(
             "{}/api/products/{}/price",
-            args.url,
-            ids[rand::thread_rng().gen_range(0..ids.len())]
+            self.url,
+            self.ids[rand::thread_rng().gen_range(0..self.ids.len())]
         );
-        let answered = answered.clone();
         let price = rand::thread_rng().gen_range(100..100_000);
-        writes.push(tokio::spawn(async move {
+        async move {
             let answer: Value = client
                 .put(url)
                 .bearer_auth(token)
@@ -130,51 +203,80 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let position = answer["position"].as_u64()?;
             answered.lock().insert(position, Instant::now());
             Some(position)
-        }));
-        written += 1;
-    }
-    for write in writes {
-        if let Ok(Some(position)) = write.await {
-            last_position = last_position.max(position);
         }
     }
-    let expected = last_position - after;
-    let mut lags = histogram();
-    let (mut received, mut gaps, mut dropped, mut short) = (0u64, 0u64, 0u64, 0u64);
-    for reader in readers {
-        let report = reader.await.unwrap_or_default();
-        received += report.received;
-        gaps += report.gaps;
-        dropped += u64::from(report.dropped);
-        if report.received < expected {
-            short += 1;
-        }
-        for lag in report.lags {
-            let _ = lags.record(lag.max(1));
-        }
+}
+
+/// Opens `clients` streams after position `after`, each read by a task until `deadline`.
+async fn open_streams(
+    stream_url: &str,
+    token: &str,
+    clients: usize,
+    after: u64,
+    answered: &Answered,
+    deadline: Instant,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<ClientReport>>> {
+    let mut readers = Vec::with_capacity(clients);
+    let stream_client = reqwest::Client::builder().build()?;
+    for _ in 0..clients {
+        let response = stream_client
+            .get(format!("{stream_url}/api/events/stream"))
+            .bearer_auth(token)
+            .header("Last-Event-ID", after.to_string())
+            .send()
+            .await?
+            .error_for_status()
+            .context("open a stream")?;
+        readers.push(tokio::spawn(read_stream(
+            response,
+            after,
+            answered.clone(),
+            deadline,
+        )));
     }
-    let pids = crate::shoppers::server_pids(&args.server_pid);
-    let peak: u64 = pids
-        .iter()
-        .map(|pid| crate::shoppers::rss_kib(*pid, "VmHWM:"))
-        .sum();
-    println!(
-        "{} clients x {expected} events ({written} writes at {} /s): delivered {received} of {}, \
-         clients dropped {dropped}, with gaps {gaps}, short {short}; delivery lag {}; server peak RSS {} MiB",
-        args.clients,
-        args.rate,
-        expected * args.clients as u64,
-        percentiles(&lags),
-        peak / 1024
-    );
-    Ok(())
+    Ok(readers)
+}
+
+/// The reports of every client, added up.
+struct Totals {
+    received: u64,
+    gaps: u64,
+    dropped: u64,
+    /// Clients that received fewer than the events expected.
+    short: u64,
+    lags: Histogram<u64>,
+}
+
+impl Totals {
+    async fn collect(readers: Vec<tokio::task::JoinHandle<ClientReport>>, expected: u64) -> Totals {
+        let mut totals = Totals {
+            received: 0,
+            gaps: 0,
+            dropped: 0,
+            short: 0,
+            lags: histogram(),
+        };
+        for reader in readers {
+            let report = reader.await.unwrap_or_default();
+            totals.received += report.received;
+            totals.gaps += report.gaps;
+            totals.dropped += u64::from(report.dropped);
+            if report.received < expected {
+                totals.short += 1;
+            }
+            for lag in report.lags {
+                let _ = totals.lags.record(lag.max(1));
+            }
+        }
+        totals
+    }
 }
 
 /// Reads one stream until `deadline`; lags in microseconds.
 async fn read_stream(
     mut response: reqwest::Response,
     mut last: u64,
-    answered: Arc<Mutex<HashMap<u64, Instant>>>,
+    answered: Answered,
     deadline: Instant,
 ) -> ClientReport {
     let mut report = ClientReport::default();

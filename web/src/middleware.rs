@@ -132,7 +132,7 @@ async fn problem_fallback(request: Request, next: Next) -> Response {
     let mut problem = Problem::new(status, kind, reason, detail);
     if status == StatusCode::SERVICE_UNAVAILABLE && !parts.headers.contains_key(header::RETRY_AFTER)
     {
-        problem.retry_after_seconds = Some(1);
+        problem = problem.with_retry_after(1);
     }
     let rendered = problem.into_response();
     let (new_parts, body) = rendered.into_parts();

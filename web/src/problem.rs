@@ -129,25 +129,29 @@ impl Problem {
     }
 
     pub fn too_many_requests(retry_after_seconds: u64, detail: impl Into<String>) -> Self {
-        let mut problem = Problem::new(
+        Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
             "Too many requests",
             detail,
-        );
-        problem.retry_after_seconds = Some(retry_after_seconds.max(1));
-        problem
+        )
+        .with_retry_after(retry_after_seconds)
     }
 
     pub fn unavailable(retry_after_seconds: u64, detail: impl Into<String>) -> Self {
-        let mut problem = Problem::new(
+        Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
             detail,
-        );
-        problem.retry_after_seconds = Some(retry_after_seconds.max(1));
-        problem
+        )
+        .with_retry_after(retry_after_seconds)
+    }
+
+    /// The problem with a `Retry-After` header of `seconds` (at least one).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds.max(1));
+        self
     }
 
     /// An opaque 500. Log the cause with [`Problem::internal_logged`] instead where there is one.

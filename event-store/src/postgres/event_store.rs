@@ -3,7 +3,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use events::store::{validate_streams, EventStore, StoreError, StreamAppend};
-use events::Envelope;
+use events::{Envelope, NewEvent};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -123,6 +123,41 @@ struct EventColumns {
     data: Vec<String>,
 }
 
+impl EventColumns {
+    fn push(&mut self, position: i64, event: &NewEvent) {
+        self.position.push(position);
+        self.event_id.push(event.event_id);
+        self.event_type.push(event.event_type.clone());
+        self.schema_version.push(event.schema_version as i32);
+        self.aggregate_id.push(event.aggregate_id);
+        self.aggregate_version.push(event.aggregate_version as i64);
+        self.occurred_at.push(event.occurred_at);
+        self.actor.push(event.metadata.actor.clone());
+        self.correlation_id
+            .push(event.metadata.correlation_id.clone());
+        self.causation_id.push(event.metadata.causation_id.clone());
+        self.data.push(event.data.to_string());
+    }
+}
+
+/// The unique claims a group takes for the first time, one column per array.
+#[derive(Default)]
+struct ClaimColumns {
+    scope: Vec<String>,
+    value: Vec<String>,
+    aggregate_id: Vec<Uuid>,
+}
+
+/// What a group writes, decided in Rust before anything is written: the rows of its accepted
+/// appends and each append's answer, in the group's order.
+struct GroupPlan {
+    results: Vec<Result<Vec<Envelope>, StoreError>>,
+    events: EventColumns,
+    new_claims: ClaimColumns,
+    /// The head after the group: the last position it takes.
+    last_position: i64,
+}
+
 /// Writes every acceptable append of the group in one transaction. `Err` only when the
 /// transaction itself failed (then nothing of the group was written).
 async fn commit_group(
@@ -131,15 +166,46 @@ async fn commit_group(
     outbox: bool,
 ) -> Result<Vec<Result<Vec<Envelope>, StoreError>>, StoreError> {
     let mut transaction = pool.begin().await.map_err(classify)?;
-    let head: i64 = sqlx::query_scalar("SELECT position FROM event_head WHERE id FOR UPDATE")
-        .fetch_one(&mut *transaction)
+    let head = lock_head(&mut transaction).await?;
+    let (versions, claims) = current_state(&mut transaction, group).await?;
+    let plan = plan_group(group, head, versions, claims);
+    if plan.events.position.is_empty() {
+        transaction.rollback().await.map_err(classify)?;
+        return Ok(plan.results);
+    }
+    insert_events(&mut transaction, &plan.events).await?;
+    insert_claims(&mut transaction, &plan.new_claims).await?;
+    if outbox {
+        insert_outbox(&mut transaction, &plan.events).await?;
+    }
+    sqlx::query("UPDATE event_head SET position = $1 WHERE id")
+        .bind(plan.last_position)
+        .execute(&mut *transaction)
         .await
         .map_err(classify)?;
+    transaction.commit().await.map_err(classify)?;
+    Ok(plan.results)
+}
 
-    let (mut versions, mut claims) = current_state(&mut transaction, group).await?;
+/// Locks the one `event_head` row until the transaction ends; the current head.
+async fn lock_head(transaction: &mut Transaction<'_, Postgres>) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT position FROM event_head WHERE id FOR UPDATE")
+        .fetch_one(&mut **transaction)
+        .await
+        .map_err(classify)
+}
+
+/// Checks each append of the group against the state read under the head lock, as updated by
+/// the appends accepted before it, and gives the accepted ones the positions after `head`.
+fn plan_group(
+    group: &[&[StreamAppend]],
+    head: i64,
+    mut versions: Versions,
+    mut claims: Claims,
+) -> GroupPlan {
     let mut next_position = head + 1;
-    let mut columns = EventColumns::default();
-    let mut new_claims: (Vec<String>, Vec<String>, Vec<Uuid>) = Default::default();
+    let mut events = EventColumns::default();
+    let mut new_claims = ClaimColumns::default();
     let mut results = Vec::with_capacity(group.len());
     for streams in group {
         if let Err(error) = check_append(streams, &versions, &claims) {
@@ -155,40 +221,31 @@ async fn commit_group(
             for claim in &stream.unique_claims {
                 let key = (claim.scope.clone(), claim.value.clone());
                 if claims.insert(key, stream.aggregate_id).is_none() {
-                    new_claims.0.push(claim.scope.clone());
-                    new_claims.1.push(claim.value.clone());
-                    new_claims.2.push(stream.aggregate_id);
+                    new_claims.scope.push(claim.scope.clone());
+                    new_claims.value.push(claim.value.clone());
+                    new_claims.aggregate_id.push(stream.aggregate_id);
                 }
             }
             for event in &stream.events {
-                columns.position.push(next_position);
-                columns.event_id.push(event.event_id);
-                columns.event_type.push(event.event_type.clone());
-                columns.schema_version.push(event.schema_version as i32);
-                columns.aggregate_id.push(event.aggregate_id);
-                columns
-                    .aggregate_version
-                    .push(event.aggregate_version as i64);
-                columns.occurred_at.push(event.occurred_at);
-                columns.actor.push(event.metadata.actor.clone());
-                columns
-                    .correlation_id
-                    .push(event.metadata.correlation_id.clone());
-                columns
-                    .causation_id
-                    .push(event.metadata.causation_id.clone());
-                columns.data.push(event.data.to_string());
+                events.push(next_position, event);
                 stored.push(event.clone().into_envelope(next_position as u64));
                 next_position += 1;
             }
         }
         results.push(Ok(stored));
     }
-    if columns.position.is_empty() {
-        transaction.rollback().await.map_err(classify)?;
-        return Ok(results);
+    GroupPlan {
+        results,
+        events,
+        new_claims,
+        last_position: next_position - 1,
     }
+}
 
+async fn insert_events(
+    transaction: &mut Transaction<'_, Postgres>,
+    columns: &EventColumns,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO events (position, event_id, event_type, schema_version, aggregate_id, \
          aggregate_version, occurred_at, actor, correlation_id, causation_id, data) \
@@ -207,10 +264,11 @@ async fn commit_group(
     .bind(&columns.correlation_id)
     .bind(&columns.causation_id)
     .bind(&columns.data)
-    .execute(&mut *transaction)
+    .execute(&mut **transaction)
     .await
     .map_err(|error| {
-        // The checks above ran under the head lock; a constraint failing here is a bug.
+        // The checks of `plan_group` ran under the head lock; a constraint failing here is a
+        // bug.
         if super::is_unique_violation(&error) {
             StoreError::Unexpected(format!(
                 "constraint failed after the checks passed: {error}"
@@ -219,40 +277,48 @@ async fn commit_group(
             classify(error)
         }
     })?;
-    if !new_claims.0.is_empty() {
-        sqlx::query(
-            "INSERT INTO unique_claims (scope, value, aggregate_id) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[])",
-        )
-        .bind(&new_claims.0)
-        .bind(&new_claims.1)
-        .bind(&new_claims.2)
-        .execute(&mut *transaction)
-        .await
-        .map_err(classify)?;
+    Ok(())
+}
+
+async fn insert_claims(
+    transaction: &mut Transaction<'_, Postgres>,
+    new_claims: &ClaimColumns,
+) -> Result<(), StoreError> {
+    if new_claims.scope.is_empty() {
+        return Ok(());
     }
-    if outbox {
-        sqlx::query(
-            "INSERT INTO outbox (position, aggregate_id) SELECT * FROM UNNEST($1::bigint[], $2::uuid[])",
-        )
-        .bind(&columns.position)
-        .bind(&columns.aggregate_id)
-        .execute(&mut *transaction)
+    sqlx::query(
+        "INSERT INTO unique_claims (scope, value, aggregate_id) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[])",
+    )
+    .bind(&new_claims.scope)
+    .bind(&new_claims.value)
+    .bind(&new_claims.aggregate_id)
+    .execute(&mut **transaction)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// An outbox row per event, and a notification the relays receive at commit.
+async fn insert_outbox(
+    transaction: &mut Transaction<'_, Postgres>,
+    columns: &EventColumns,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (position, aggregate_id) SELECT * FROM UNNEST($1::bigint[], $2::uuid[])",
+    )
+    .bind(&columns.position)
+    .bind(&columns.aggregate_id)
+    .execute(&mut **transaction)
+    .await
+    .map_err(classify)?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(OUTBOX_CHANNEL)
+        .execute(&mut **transaction)
         .await
         .map_err(classify)?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(&mut *transaction)
-            .await
-            .map_err(classify)?;
-    }
-    sqlx::query("UPDATE event_head SET position = $1 WHERE id")
-        .bind(next_position - 1)
-        .execute(&mut *transaction)
-        .await
-        .map_err(classify)?;
-    transaction.commit().await.map_err(classify)?;
-    Ok(results)
+    Ok(())
 }
 
 type Versions = HashMap<Uuid, u64>;
