@@ -6,6 +6,8 @@
 //! - [`store`]: the event store port ([`store::EventStore`]) and its error kinds.
 //! - [`conformance`]: the one behaviour suite every event store adapter must pass.
 //! - [`bus`]: the bus port ([`bus::EventBus`]) and the embedded in-process adapter.
+//! - [`values`]: the value types (`Sku`, `Slug`, `Currency`, `PriceCents`, `Quantity`, …) the
+//!   write side's commands and the read side's filters parse through.
 //! - [`watermark`]: a view's applied position, and waiting until it reaches one.
 
 pub mod analytics;
@@ -15,6 +17,7 @@ pub mod conformance;
 pub mod envelope;
 pub mod schema;
 pub mod store;
+pub mod values;
 pub mod watermark;
 
 pub use catalog_events::{
