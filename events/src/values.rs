@@ -24,6 +24,8 @@ pub enum ValueError {
     Name,
     #[error("must be 1 to 100 characters, or null")]
     Brand,
+    #[error("must be one of draft, published, archived")]
+    Status,
     #[error("must be at most {max} characters")]
     TooLong { max: usize },
     #[error("must be between {min} and {max}")]
@@ -189,9 +191,15 @@ impl Brand {
 }
 
 text_value!(
-    /// A product's description: at most 10,000 characters (may be empty).
+    /// A product's description: at most 10,000 characters (may be empty, the default).
     Description
 );
+
+impl Default for Description {
+    fn default() -> Self {
+        Description(String::new())
+    }
+}
 
 impl Description {
     pub const MAX_CHARS: usize = 10_000;
@@ -231,6 +239,13 @@ integer_value!(
     /// A stock level: 0 to 1,000,000,000 units. A product's stock never leaves this range.
     Quantity
 );
+
+/// No stock, a new product's default.
+impl Default for Quantity {
+    fn default() -> Self {
+        Quantity(0)
+    }
+}
 
 impl Quantity {
     pub const MAX: i64 = 1_000_000_000;
