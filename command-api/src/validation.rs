@@ -94,6 +94,15 @@ impl<'a> Body<'a> {
             .ok()
     }
 
+    /// The field's value; when it is missing and `required`, that is its error.
+    fn field(&mut self, field: &str, required: bool) -> Option<&'a Value> {
+        let value = self.object.get(field);
+        if value.is_none() && required {
+            self.error(field, "is required");
+        }
+        value
+    }
+
     /// A required (or, with `required = false`, optional) string, through `parse`.
     fn string<T>(
         &mut self,
@@ -101,14 +110,9 @@ impl<'a> Body<'a> {
         required: bool,
         parse: fn(&str) -> Result<T, ValueError>,
     ) -> Option<T> {
-        match self.object.get(field) {
-            None if required => {
-                self.error(field, "is required");
-                None
-            }
-            None => None,
-            Some(Value::String(text)) => self.checked(field, parse(text)),
-            Some(_) => {
+        match self.field(field, required)? {
+            Value::String(text) => self.checked(field, parse(text)),
+            _ => {
                 self.error(field, "must be a string");
                 None
             }
@@ -122,19 +126,12 @@ impl<'a> Body<'a> {
         required: bool,
         parse: fn(i64) -> Result<T, ValueError>,
     ) -> Option<T> {
-        match self.object.get(field) {
-            None if required => {
-                self.error(field, "is required");
+        match self.field(field, required)?.as_i64() {
+            Some(number) => self.checked(field, parse(number)),
+            None => {
+                self.error(field, "must be an integer");
                 None
             }
-            None => None,
-            Some(value) => match value.as_i64() {
-                Some(number) => self.checked(field, parse(number)),
-                None => {
-                    self.error(field, "must be an integer");
-                    None
-                }
-            },
         }
     }
 
@@ -440,5 +437,106 @@ mod tests {
             new_category(&json!({"slug": "audio", "name": "Audio", "parent": "audio"})).is_err()
         );
         assert!(new_category(&json!({"slug": "Audio!", "name": "Audio"})).is_err());
+    }
+
+    #[test]
+    fn each_rule_answers_the_message_api_clients_see() {
+        let errors = new_product(&json!({"sku": "", "name": " ", "category": "A",
+            "price_cents": 10_000_000_000_001_i64, "currency": "EURO", "stock": -1,
+            "status": "gone", "description": "x".repeat(10_001), "brand": ""}))
+        .expect_err("invalid");
+        let message = |field: &str| errors[field].join("; ");
+        assert_eq!(
+            message("sku"),
+            "must be 1 to 64 of the characters A-Z a-z 0-9 . _ -"
+        );
+        assert_eq!(
+            message("name"),
+            "must be 1 to 200 characters, not all blank"
+        );
+        assert_eq!(
+            message("category"),
+            "must be a slug: 1 to 64 of the characters a-z 0-9 -"
+        );
+        assert_eq!(
+            message("price_cents"),
+            "must be between 0 and 10000000000000"
+        );
+        assert_eq!(
+            message("currency"),
+            "must be an ISO 4217 code: 3 upper-case letters"
+        );
+        assert_eq!(message("stock"), "must be between 0 and 1000000000");
+        assert_eq!(
+            message("status"),
+            "must be one of draft, published, archived"
+        );
+        assert_eq!(message("description"), "must be at most 10000 characters");
+        assert_eq!(message("brand"), "must be 1 to 100 characters, or null");
+        let delta = |body| stock_adjustment(&body).expect_err("invalid")["delta"].join("; ");
+        assert_eq!(delta(json!({"delta": 0})), "must not be 0");
+        assert_eq!(
+            delta(json!({"delta": 1_000_000_001})),
+            "must be between -1000000000 and 1000000000"
+        );
+        assert_eq!(
+            sale(&json!({"quantity": "2"})).expect_err("invalid")["quantity"],
+            vec!["must be an integer".to_owned()]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_body_of_valid_values_becomes_a_command_holding_them(
+            sku in "[A-Za-z0-9._-]{1,64}",
+            name in "[A-Za-z][A-Za-z ]{0,40}",
+            category in "[a-z0-9-]{1,64}",
+            price_cents in 0..=PriceCents::MAX,
+            currency in "[A-Z]{3}",
+            stock in 0..=Quantity::MAX,
+        ) {
+            let body = json!({"sku": sku, "name": name, "category": category,
+                "price_cents": price_cents, "currency": currency, "stock": stock});
+            let command = new_product(&body).expect("valid");
+            proptest::prop_assert_eq!(
+                (command.sku.as_str(), command.name.as_str(), command.category.as_str()),
+                (sku.as_str(), name.as_str(), category.as_str())
+            );
+            proptest::prop_assert_eq!(
+                (command.price_cents.get(), command.currency.as_str(), command.stock.get()),
+                (price_cents, currency.as_str(), stock)
+            );
+        }
+
+        #[test]
+        fn one_bad_value_is_reported_under_its_field_alone(
+            field in proptest::sample::select(vec!["sku", "name", "category", "price_cents", "currency", "stock"]),
+            bad in proptest::prop_oneof![
+                proptest::strategy::Just(json!("")),
+                proptest::strategy::Just(json!(-1)),
+                proptest::strategy::Just(json!(true)),
+                proptest::strategy::Just(json!(1.5)),
+            ],
+        ) {
+            let mut body = valid_product();
+            body[field] = bad;
+            let errors = new_product(&body).expect_err("invalid");
+            proptest::prop_assert_eq!(errors.keys().collect::<Vec<_>>(), vec![field]);
+        }
+
+        #[test]
+        fn any_json_body_is_answered_without_a_panic(body in proptest::arbitrary::any::<(Option<i64>, Option<String>, bool)>()) {
+            let (number, text, flag) = body;
+            for field in ["sku", "name", "price_cents", "delta", "quantity", "slug", "parent", "brand"] {
+                for value in [json!(number), json!(text), json!(flag), json!({field: number})] {
+                    let body = json!({field: value});
+                    let _ = new_product(&body);
+                    let _ = details_change(&body);
+                    let _ = stock_adjustment(&body);
+                    let _ = sale(&body);
+                    let _ = new_category(&body);
+                }
+            }
+        }
     }
 }
