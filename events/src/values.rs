@@ -34,7 +34,8 @@ pub enum ValueError {
     Zero,
 }
 
-/// A text value type: parsed from `&str`, read back as `&str`.
+/// A text value type: parsed from `&str`, read back as `&str`. Attributes given (docs, an
+/// extra derive) go on the struct.
 macro_rules! text_value {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -65,7 +66,8 @@ macro_rules! text_value {
     };
 }
 
-/// An integer value type: parsed from `i64`, read back with `get`.
+/// An integer value type: parsed from `i64`, read back with `get`. Attributes given go on the
+/// struct.
 macro_rules! integer_value {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -192,14 +194,9 @@ impl Brand {
 
 text_value!(
     /// A product's description: at most 10,000 characters (may be empty, the default).
+    #[derive(Default)]
     Description
 );
-
-impl Default for Description {
-    fn default() -> Self {
-        Description(String::new())
-    }
-}
 
 impl Description {
     pub const MAX_CHARS: usize = 10_000;
@@ -237,15 +234,10 @@ impl PriceCents {
 
 integer_value!(
     /// A stock level: 0 to 1,000,000,000 units. A product's stock never leaves this range.
+    /// The default, no stock, is a new product's.
+    #[derive(Default)]
     Quantity
 );
-
-/// No stock, a new product's default.
-impl Default for Quantity {
-    fn default() -> Self {
-        Quantity(0)
-    }
-}
 
 impl Quantity {
     pub const MAX: i64 = 1_000_000_000;
