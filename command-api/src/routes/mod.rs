@@ -69,7 +69,7 @@ impl AdminCommand {
     }
 }
 
-/// A command's answer: `status` with the position in `X-Position` and `{"id","version","position"}`.
+/// A command's answer: `status`, the position in `X-Position`, `{"id","version","position"}`.
 pub fn accepted(status: StatusCode, accepted: Accepted) -> Response {
     (
         status,
