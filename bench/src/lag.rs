@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use command_api::aggregate::ProductCommand;
+use command_api::commands::{ChangePrice, CreateCategory, CreateProduct, ProductCommand};
 use command_api::service::CommandService;
 use event_store::outbox::OutboxRelay;
 use event_store::postgres::PostgresDatabase;
 use events::bus::EventBus;
-use events::{
-    CategoryCreated, Envelope, EventMetadata, PriceChanged, ProductCreated, ProductStatus,
-};
+use events::values::{Currency, PriceCents, ValueError};
+use events::{CategoryCreated, Envelope, EventMetadata, ProductCreated, ProductStatus};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use projectors::read_model::postgres::{migrate, PostgresReadModelProjection};
@@ -197,29 +196,31 @@ async fn create_products(
     let metadata = EventMetadata::default();
     commands
         .create_category(
-            CategoryCreated {
+            CreateCategory::try_from(CategoryCreated {
                 slug: "bench".into(),
                 name: "Bench".into(),
                 parent: None,
-            },
+            })?,
             metadata.clone(),
         )
         .await?;
-    let products: Vec<ProductCreated> = (0..count)
-        .map(|index| ProductCreated {
-            sku: format!("LAG-{index}"),
-            name: format!("Lag product {index}"),
-            description: String::new(),
-            category: "bench".into(),
-            brand: None,
-            price_cents: 1000,
-            currency: "USD".into(),
-            stock: 10,
-            status: ProductStatus::Published,
-            attributes: Default::default(),
-            images: Vec::new(),
+    let products = (0..count)
+        .map(|index| {
+            CreateProduct::try_from(ProductCreated {
+                sku: format!("LAG-{index}"),
+                name: format!("Lag product {index}"),
+                description: String::new(),
+                category: "bench".into(),
+                brand: None,
+                price_cents: 1000,
+                currency: "USD".into(),
+                stock: 10,
+                status: ProductStatus::Published,
+                attributes: Default::default(),
+                images: Vec::new(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ValueError>>()?;
     Ok(commands
         .create_products(products, metadata)
         .await?
@@ -268,14 +269,13 @@ async fn send_price_changes(
                 random.gen_range(100..100_000),
             )
         };
+        let command = ProductCommand::ChangePrice(ChangePrice {
+            price_cents: PriceCents::parse(price)?,
+            currency: Currency::parse("USD")?,
+        });
         let commands = commands.clone();
         let answered_at = answered_at.clone();
         sent.push(tokio::spawn(async move {
-            let command = ProductCommand::ChangePrice(PriceChanged {
-                price_cents: price,
-                currency: "USD".into(),
-                previous_price_cents: None,
-            });
             let metadata = EventMetadata::default();
             if let Ok(accepted) = commands.execute(id, command, None, metadata).await {
                 if index >= warm_up {

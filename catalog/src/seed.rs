@@ -2,7 +2,7 @@
 //! store. The products themselves come from [`crate::demo`].
 
 use anyhow::Context;
-use command_api::aggregate::ProductCommand;
+use command_api::commands::{CreateCategory, CreateProduct, ProductCommand, RecordSale};
 use command_api::service::CommandService;
 use events::EventMetadata;
 
@@ -20,6 +20,7 @@ pub fn system_metadata(purpose: &str) -> EventMetadata {
 /// Creates the demo categories that do not exist yet.
 pub async fn ensure_demo_categories(commands: &CommandService) -> anyhow::Result<()> {
     for category in demo::categories() {
+        let category = CreateCategory::try_from(category).context("a demo category is invalid")?;
         match commands
             .create_category(category, system_metadata("demo-categories"))
             .await
@@ -41,20 +42,20 @@ pub async fn seed_products(
     ensure_demo_categories(commands).await?;
     let products = demo::products(seed, count);
     let sales = demo::sales(seed, &products);
-    let with_sales: Vec<(events::ProductCreated, Vec<ProductCommand>)> = products
+    let with_sales = products
         .into_iter()
         .zip(sales)
         .map(|(created, units)| {
             let commands = if units > 0 && created.status == events::ProductStatus::Published {
-                vec![ProductCommand::RecordSale(events::SaleRecorded {
-                    quantity: units,
-                })]
+                let quantity = events::values::SaleQuantity::parse(units)?;
+                vec![ProductCommand::RecordSale(RecordSale { quantity })]
             } else {
                 Vec::new()
             };
-            (created, commands)
+            Ok((CreateProduct::try_from(created)?, commands))
         })
-        .collect();
+        .collect::<Result<Vec<_>, events::values::ValueError>>()
+        .context("a generated product is invalid")?;
     for batch in with_sales.chunks(1000) {
         commands
             .create_products_with_history(batch.to_vec(), system_metadata("seed"))

@@ -1,7 +1,10 @@
 //! The write side: the product aggregate, command handling, accounts, idempotency keys, the
 //! auth endpoints and the command HTTP routes.
 //!
-//! - [`aggregate`]: the product aggregate and its rules.
+//! - [`commands`]: the commands (`CreateProduct`, `ChangePrice`, `AdjustStock`, …), made of
+//!   the value types of `events::values`.
+//! - [`aggregate`]: the product and category aggregates: given their events, which events a
+//!   command produces, or why it is refused.
 //! - [`validation`]: request bodies → commands, with per-field errors.
 //! - [`service`]: load, decide, append (optimistic concurrency), publish.
 //! - [`accounts`]: account rules and creation, the user and session ports and their adapters
@@ -11,6 +14,7 @@
 
 pub mod accounts;
 pub mod aggregate;
+pub mod commands;
 pub mod idempotency;
 pub mod routes;
 pub mod service;

@@ -8,12 +8,14 @@ use chrono::Utc;
 use events::bus::EventBus;
 use events::catalog_events::category_aggregate_id;
 use events::store::{EventStore, StoreError, StreamAppend, UniqueClaim};
-use events::{CatalogEvent, CategoryCreated, Envelope, EventMetadata, NewEvent, ProductCreated};
+use events::values::Slug;
+use events::{CatalogEvent, Envelope, EventMetadata, NewEvent};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 use web::Problem;
 
-use crate::aggregate::{DomainError, Product, ProductCommand};
+use crate::aggregate::{Category, DomainError, Product};
+use crate::commands::{CreateCategory, CreateProduct, ProductCommand};
 
 /// A command's answer: API.md's `{"id","version","position"}`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -136,12 +138,23 @@ impl CommandService {
         }
     }
 
-    async fn category_exists(&self, slug: &str) -> Result<bool, CommandError> {
+    async fn category_exists(&self, slug: &Slug) -> Result<bool, CommandError> {
         Ok(!self
             .store
-            .read_aggregate(category_aggregate_id(slug))
+            .read_aggregate(category_aggregate_id(slug.as_str()))
             .await?
             .is_empty())
+    }
+
+    /// 422 on `field` unless category `slug` exists.
+    async fn require_category(&self, field: &'static str, slug: &Slug) -> Result<(), CommandError> {
+        if self.category_exists(slug).await? {
+            return Ok(());
+        }
+        Err(CommandError::UnknownCategory {
+            field,
+            slug: slug.to_string(),
+        })
     }
 
     async fn append(&self, stream: StreamAppend) -> Result<Accepted, StoreError> {
@@ -159,23 +172,18 @@ impl CommandService {
     }
 
     /// Creates a product after checking its category exists; the SKU is claimed atomically.
-    #[tracing::instrument(skip_all, fields(sku = %created.sku))]
+    #[tracing::instrument(skip_all, fields(sku = %command.sku))]
     pub async fn create_product(
         &self,
-        created: ProductCreated,
+        command: CreateProduct,
         metadata: EventMetadata,
     ) -> Result<Accepted, CommandError> {
-        if !self.category_exists(&created.category).await? {
-            return Err(CommandError::UnknownCategory {
-                field: "category",
-                slug: created.category,
-            });
-        }
-        let id = Uuid::now_v7();
-        let sku = created.sku.clone();
-        let stream = product_stream(id, created, metadata);
+        self.require_category("category", &command.category).await?;
+        let stream = product_stream(Uuid::now_v7(), &command, &[], &metadata)?;
         match self.append(stream).await {
-            Err(StoreError::UniqueViolation { .. }) => Err(CommandError::DuplicateSku(sku)),
+            Err(StoreError::UniqueViolation { .. }) => {
+                Err(CommandError::DuplicateSku(command.sku.into_string()))
+            }
             other => Ok(other?),
         }
     }
@@ -184,12 +192,12 @@ impl CommandService {
     /// exist; SKUs must be unique.
     pub async fn create_products(
         &self,
-        products: Vec<ProductCreated>,
+        products: Vec<CreateProduct>,
         metadata: EventMetadata,
     ) -> Result<Vec<Accepted>, CommandError> {
         let products = products
             .into_iter()
-            .map(|created| (created, Vec::new()))
+            .map(|command| (command, Vec::new()))
             .collect();
         self.create_products_with_history(products, metadata).await
     }
@@ -198,48 +206,20 @@ impl CommandService {
     /// decided by the aggregate as they would be one by one. Answers the last event of each.
     pub async fn create_products_with_history(
         &self,
-        products: Vec<(ProductCreated, Vec<ProductCommand>)>,
+        products: Vec<(CreateProduct, Vec<ProductCommand>)>,
         metadata: EventMetadata,
     ) -> Result<Vec<Accepted>, CommandError> {
-        let categories: BTreeSet<&str> = products
+        let categories: BTreeSet<&Slug> = products
             .iter()
-            .map(|(created, _)| created.category.as_str())
+            .map(|(create, _)| &create.category)
             .collect();
         for category in categories {
-            if !self.category_exists(category).await? {
-                return Err(CommandError::UnknownCategory {
-                    field: "category",
-                    slug: category.to_owned(),
-                });
-            }
+            self.require_category("category", category).await?;
         }
-        let mut streams = Vec::with_capacity(products.len());
-        for (created, commands) in products {
-            let mut stream = product_stream(Uuid::now_v7(), created, metadata.clone());
-            let mut product = Product::default();
-            for event in stream
-                .events
-                .iter()
-                .map(|new| CatalogEvent::decode(&new.event_type, new.schema_version, &new.data))
-            {
-                product.apply(&event.map_err(|error| CommandError::Corrupt(error.to_string()))?);
-            }
-            product.version = stream.events.len() as u64;
-            for command in &commands {
-                for event in product.decide(command)? {
-                    product.apply(&event);
-                    product.version += 1;
-                    stream.events.push(NewEvent::from_event(
-                        stream.aggregate_id,
-                        product.version,
-                        &event,
-                        Utc::now(),
-                        metadata.clone(),
-                    ));
-                }
-            }
-            streams.push(stream);
-        }
+        let streams = products
+            .iter()
+            .map(|(create, commands)| product_stream(Uuid::now_v7(), create, commands, &metadata))
+            .collect::<Result<Vec<_>, _>>()?;
         let stored = match self.store.append(streams).await {
             Err(StoreError::UniqueViolation { value, .. }) => {
                 return Err(CommandError::DuplicateSku(value))
@@ -266,28 +246,23 @@ impl CommandService {
     /// Creates a category; its parent, when given, must exist.
     pub async fn create_category(
         &self,
-        created: CategoryCreated,
+        command: CreateCategory,
         metadata: EventMetadata,
     ) -> Result<Accepted, CommandError> {
-        if let Some(parent) = &created.parent {
-            if !self.category_exists(parent).await? {
-                return Err(CommandError::UnknownCategory {
-                    field: "parent",
-                    slug: parent.clone(),
-                });
-            }
+        if let Some(parent) = &command.parent {
+            self.require_category("parent", parent).await?;
         }
-        let id = category_aggregate_id(&created.slug);
-        let slug = created.slug.clone();
-        let event = CatalogEvent::CategoryCreated(created);
+        let id = category_aggregate_id(command.slug.as_str());
         let stream = StreamAppend {
             aggregate_id: id,
             expected_version: 0,
-            events: vec![NewEvent::from_event(id, 1, &event, Utc::now(), metadata)],
+            events: new_events(id, 0, &Category::create(&command), &metadata),
             unique_claims: Vec::new(),
         };
         match self.append(stream).await {
-            Err(StoreError::Conflict { .. }) => Err(CommandError::DuplicateCategory(slug)),
+            Err(StoreError::Conflict { .. }) => {
+                Err(CommandError::DuplicateCategory(command.slug.into_string()))
+            }
             other => Ok(other?),
         }
     }
@@ -321,33 +296,14 @@ impl CommandService {
             }
             if let ProductCommand::ChangeDetails(change) = &command {
                 if let Some(category) = &change.category {
-                    if !self.category_exists(category).await? {
-                        return Err(CommandError::UnknownCategory {
-                            field: "category",
-                            slug: category.clone(),
-                        });
-                    }
+                    self.require_category("category", category).await?;
                 }
             }
             let decided = product.decide(&command)?;
-            let now = Utc::now();
-            let events = decided
-                .iter()
-                .enumerate()
-                .map(|(offset, event)| {
-                    NewEvent::from_event(
-                        id,
-                        product.version + offset as u64 + 1,
-                        event,
-                        now,
-                        metadata.clone(),
-                    )
-                })
-                .collect();
             let stream = StreamAppend {
                 aggregate_id: id,
                 expected_version: product.version,
-                events,
+                events: new_events(id, product.version, &decided, &metadata),
                 unique_claims: Vec::new(),
             };
             match self.append(stream).await {
@@ -369,22 +325,52 @@ impl CommandService {
     }
 }
 
-fn product_stream(id: Uuid, created: ProductCreated, metadata: EventMetadata) -> StreamAppend {
-    let claim = UniqueClaim {
-        scope: "sku".to_owned(),
-        value: created.sku.clone(),
-    };
-    let events = Product::create(created)
+/// `events` as the envelopes that follow version `after` of aggregate `id`.
+fn new_events(
+    id: Uuid,
+    after: u64,
+    events: &[CatalogEvent],
+    metadata: &EventMetadata,
+) -> Vec<NewEvent> {
+    let now = Utc::now();
+    events
         .iter()
         .enumerate()
         .map(|(offset, event)| {
-            NewEvent::from_event(id, offset as u64 + 1, event, Utc::now(), metadata.clone())
+            NewEvent::from_event(id, after + offset as u64 + 1, event, now, metadata.clone())
         })
-        .collect();
-    StreamAppend {
+        .collect()
+}
+
+/// A new product's stream: its creation, then `commands` decided one after another by the
+/// aggregate (as they would be if sent one by one); the SKU is claimed with it.
+fn product_stream(
+    id: Uuid,
+    create: &CreateProduct,
+    commands: &[ProductCommand],
+    metadata: &EventMetadata,
+) -> Result<StreamAppend, DomainError> {
+    let mut product = Product::default();
+    let mut events = Vec::new();
+    let created = Product::create(create);
+    for event in &created {
+        product.apply(event);
+    }
+    events.extend(created);
+    for command in commands {
+        let decided = product.decide(command)?;
+        for event in &decided {
+            product.apply(event);
+        }
+        events.extend(decided);
+    }
+    Ok(StreamAppend {
         aggregate_id: id,
         expected_version: 0,
-        events,
-        unique_claims: vec![claim],
-    }
+        events: new_events(id, 0, &events, metadata),
+        unique_claims: vec![UniqueClaim {
+            scope: "sku".to_owned(),
+            value: create.sku.to_string(),
+        }],
+    })
 }

@@ -1,22 +1,39 @@
-//! Request bodies → typed commands, with every field's errors collected (API.md's rules).
+//! Request bodies → commands ([`crate::commands`]), with every field's errors collected (API.md's
+//! rules, through the value types of `events::values`).
 //!
 //! Bodies are read as `serde_json::Value` first, so a well-formed body with wrong fields is a
 //! 422 naming each field (dotted for nested ones), not a serde message about the first one.
 
 use std::collections::BTreeMap;
 
-use events::{
-    AttributeValue, CategoryCreated, PriceChanged, ProductCreated, ProductDetailsChanged,
-    ProductStatus, SaleRecorded, StockAdjusted,
+use events::values::{
+    Brand, Currency, Description, Name, PriceCents, Quantity, Reason, SaleQuantity, Sku, Slug,
+    StockDelta, ValueError,
 };
+use events::{AttributeValue, ProductStatus};
 use serde_json::{Map, Value};
 use web::FieldErrors;
 
-pub const MAX_PRICE_CENTS: i64 = 10_000_000_000_000;
-pub const MAX_STOCK: i64 = 1_000_000_000;
-pub const MAX_SALE_QUANTITY: i64 = 1_000_000;
+use crate::commands::{
+    AdjustStock, ChangeDetails, ChangePrice, CreateCategory, CreateProduct, RecordSale,
+};
+
 const MAX_ATTRIBUTES: usize = 50;
 const MAX_IMAGES: usize = 50;
+
+/// Fields the server sets on every product; a body that gives one is refused.
+const SERVER_SET: [&str; 5] = ["id", "version", "sales", "created_at", "updated_at"];
+/// The fields a `PATCH` may change.
+const DETAIL_FIELDS: [&str; 6] = [
+    "name",
+    "description",
+    "category",
+    "brand",
+    "attributes",
+    "images",
+];
+/// The product's other fields: given on create, each with its own command afterwards.
+const NON_DETAIL_FIELDS: [&str; 5] = ["sku", "price_cents", "currency", "stock", "status"];
 
 struct Body<'a> {
     object: &'a Map<String, Value>,
@@ -24,7 +41,12 @@ struct Body<'a> {
 }
 
 impl<'a> Body<'a> {
-    fn new(value: &'a Value, allowed: &[&str], server_set: &[&str]) -> Result<Self, FieldErrors> {
+    /// `allowed` and `server_set` are lists of field lists (a key may be in either).
+    fn new(
+        value: &'a Value,
+        allowed: &[&[&str]],
+        server_set: &[&[&str]],
+    ) -> Result<Self, FieldErrors> {
         let Some(object) = value.as_object() else {
             return Err(FieldErrors::from([(
                 "body".to_owned(),
@@ -35,10 +57,11 @@ impl<'a> Body<'a> {
             object,
             errors: FieldErrors::new(),
         };
+        let listed = |lists: &[&[&str]], key: &str| lists.iter().any(|list| list.contains(&key));
         for key in object.keys() {
-            if server_set.contains(&key.as_str()) {
+            if listed(server_set, key) {
                 body.error(key, "is set by the server and cannot be given");
-            } else if !allowed.contains(&key.as_str()) {
+            } else if !listed(allowed, key) {
                 body.error(key, "is not a known field");
             }
         }
@@ -64,51 +87,63 @@ impl<'a> Body<'a> {
         }
     }
 
-    /// A required (or, with `required = false`, optional) string passing `check`.
-    fn string(
+    /// Records `parsed`'s error under `field`.
+    fn checked<T>(&mut self, field: &str, parsed: Result<T, ValueError>) -> Option<T> {
+        parsed
+            .map_err(|error| self.error(field, &error.to_string()))
+            .ok()
+    }
+
+    /// The field's value; when it is missing and `required`, that is its error.
+    fn field(&mut self, field: &str, required: bool) -> Option<&'a Value> {
+        let value = self.object.get(field);
+        if value.is_none() && required {
+            self.error(field, "is required");
+        }
+        value
+    }
+
+    /// A required (or, with `required = false`, optional) string, through `parse`.
+    fn string<T>(
         &mut self,
         field: &str,
         required: bool,
-        check: fn(&str) -> Result<(), String>,
-    ) -> Option<String> {
-        match self.object.get(field) {
-            None if required => {
-                self.error(field, "is required");
-                None
-            }
-            None => None,
-            Some(Value::String(text)) => match check(text) {
-                Ok(()) => Some(text.clone()),
-                Err(message) => {
-                    self.error(field, &message);
-                    None
-                }
-            },
-            Some(_) => {
+        parse: fn(&str) -> Result<T, ValueError>,
+    ) -> Option<T> {
+        match self.field(field, required)? {
+            Value::String(text) => self.checked(field, parse(text)),
+            _ => {
                 self.error(field, "must be a string");
                 None
             }
         }
     }
 
-    fn integer(&mut self, field: &str, required: bool, min: i64, max: i64) -> Option<i64> {
-        match self.object.get(field) {
-            None if required => {
-                self.error(field, "is required");
+    /// A required (or optional) integer, through `parse`.
+    fn integer<T>(
+        &mut self,
+        field: &str,
+        required: bool,
+        parse: fn(i64) -> Result<T, ValueError>,
+    ) -> Option<T> {
+        match self.field(field, required)?.as_i64() {
+            Some(number) => self.checked(field, parse(number)),
+            None => {
+                self.error(field, "must be an integer");
                 None
             }
-            None => None,
-            Some(value) => match value.as_i64() {
-                Some(number) if (min..=max).contains(&number) => Some(number),
-                Some(_) => {
-                    self.error(field, &format!("must be between {min} and {max}"));
-                    None
-                }
-                None => {
-                    self.error(field, "must be an integer");
-                    None
-                }
-            },
+        }
+    }
+
+    /// An optional string field where `null` means not given.
+    fn nullable_string<T>(
+        &mut self,
+        field: &str,
+        parse: fn(&str) -> Result<T, ValueError>,
+    ) -> Option<T> {
+        match self.object.get(field) {
+            Some(Value::Null) => None,
+            _ => self.string(field, false, parse),
         }
     }
 
@@ -174,16 +209,10 @@ impl<'a> Body<'a> {
     }
 
     /// `brand`: a string, or null for none.
-    fn nullable_brand(&mut self) -> Option<Option<String>> {
+    fn nullable_brand(&mut self) -> Option<Option<Brand>> {
         match self.object.get("brand")? {
             Value::Null => Some(None),
-            Value::String(text) => match check_brand(text) {
-                Ok(()) => Some(Some(text.clone())),
-                Err(message) => {
-                    self.error("brand", &message);
-                    None
-                }
-            },
+            Value::String(text) => self.checked("brand", Brand::parse(text)).map(Some),
             _ => {
                 self.error("brand", "must be a string or null");
                 None
@@ -199,103 +228,22 @@ fn is_image_url(url: &str) -> bool {
         && !url.chars().any(char::is_whitespace)
 }
 
-pub fn check_sku(sku: &str) -> Result<(), String> {
-    let valid_chars = sku
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if (1..=64).contains(&sku.len()) && valid_chars {
-        Ok(())
-    } else {
-        Err("must be 1 to 64 of the characters A-Z a-z 0-9 . _ -".into())
-    }
-}
-
-pub fn check_slug(slug: &str) -> Result<(), String> {
-    let valid_chars = slug
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if (1..=64).contains(&slug.len()) && valid_chars {
-        Ok(())
-    } else {
-        Err("must be a slug: 1 to 64 of the characters a-z 0-9 -".into())
-    }
-}
-
-fn check_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() || name.chars().count() > 200 {
-        Err("must be 1 to 200 characters, not all blank".into())
-    } else {
-        Ok(())
-    }
-}
-
-fn check_description(description: &str) -> Result<(), String> {
-    if description.chars().count() > 10_000 {
-        Err("must be at most 10000 characters".into())
-    } else {
-        Ok(())
-    }
-}
-
-fn check_brand(brand: &str) -> Result<(), String> {
-    if brand.trim().is_empty() || brand.chars().count() > 100 {
-        Err("must be 1 to 100 characters, or null".into())
-    } else {
-        Ok(())
-    }
-}
-
-fn check_currency(currency: &str) -> Result<(), String> {
-    if currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()) {
-        Ok(())
-    } else {
-        Err("must be an ISO 4217 code: 3 upper-case letters".into())
-    }
-}
-
-fn check_status(status: &str) -> Result<(), String> {
-    match ProductStatus::parse(status) {
-        Some(_) => Ok(()),
-        None => Err("must be one of draft, published, archived".into()),
-    }
-}
-
-fn check_reason(reason: &str) -> Result<(), String> {
-    if reason.chars().count() > 200 {
-        Err("must be at most 200 characters".into())
-    } else {
-        Ok(())
-    }
+fn parse_status(status: &str) -> Result<ProductStatus, ValueError> {
+    ProductStatus::parse(status).ok_or(ValueError::Status)
 }
 
 /// `POST /api/products` (and each bulk item).
-pub fn new_product(value: &Value) -> Result<ProductCreated, FieldErrors> {
-    let mut body = Body::new(
-        value,
-        &[
-            "sku",
-            "name",
-            "description",
-            "category",
-            "brand",
-            "price_cents",
-            "currency",
-            "stock",
-            "status",
-            "attributes",
-            "images",
-        ],
-        &["id", "version", "sales", "created_at", "updated_at"],
-    )?;
-    let sku = body.string("sku", true, check_sku);
-    let name = body.string("name", true, check_name);
-    let description = body.string("description", false, check_description);
-    let category = body.string("category", true, check_slug);
+pub fn new_product(value: &Value) -> Result<CreateProduct, FieldErrors> {
+    let mut body = Body::new(value, &[&NON_DETAIL_FIELDS, &DETAIL_FIELDS], &[&SERVER_SET])?;
+    let sku = body.string("sku", true, Sku::parse);
+    let name = body.string("name", true, Name::parse);
+    let description = body.string("description", false, Description::parse);
+    let category = body.string("category", true, Slug::parse);
     let brand = body.nullable_brand().flatten();
-    let price_cents = body.integer("price_cents", true, 0, MAX_PRICE_CENTS);
-    let currency = body.string("currency", true, check_currency);
-    let stock = body.integer("stock", false, 0, MAX_STOCK);
-    let status = body.string("status", false, check_status);
+    let price_cents = body.integer("price_cents", true, PriceCents::parse);
+    let currency = body.string("currency", true, Currency::parse);
+    let stock = body.integer("stock", false, Quantity::parse);
+    let status = body.string("status", false, parse_status);
     let attributes = body.attributes("attributes");
     let images = body.images("images");
     let (Some(sku), Some(name), Some(category), Some(price_cents), Some(currency)) =
@@ -303,7 +251,7 @@ pub fn new_product(value: &Value) -> Result<ProductCreated, FieldErrors> {
     else {
         return Err(body.errors);
     };
-    let created = ProductCreated {
+    let command = CreateProduct {
         sku,
         name,
         description: description.unwrap_or_default(),
@@ -311,58 +259,32 @@ pub fn new_product(value: &Value) -> Result<ProductCreated, FieldErrors> {
         brand,
         price_cents,
         currency,
-        stock: stock.unwrap_or(0),
-        status: status
-            .as_deref()
-            .and_then(ProductStatus::parse)
-            .unwrap_or(ProductStatus::Draft),
+        stock: stock.unwrap_or_default(),
+        status: status.unwrap_or(ProductStatus::Draft),
         attributes: attributes.unwrap_or_default(),
         images: images.unwrap_or_default(),
     };
-    body.finish(created)
+    body.finish(command)
 }
 
 /// `PATCH /api/products/{id}`: at least one of the descriptive fields.
-pub fn details_change(value: &Value) -> Result<ProductDetailsChanged, FieldErrors> {
-    const FIELDS: [&str; 6] = [
-        "name",
-        "description",
-        "category",
-        "brand",
-        "attributes",
-        "images",
-    ];
-    let mut body = Body::new(
-        value,
-        &FIELDS,
-        &[
-            "id",
-            "version",
-            "sales",
-            "created_at",
-            "updated_at",
-            "sku",
-            "price_cents",
-            "currency",
-            "stock",
-            "status",
-        ],
-    )?;
+pub fn details_change(value: &Value) -> Result<ChangeDetails, FieldErrors> {
+    let mut body = Body::new(value, &[&DETAIL_FIELDS], &[&SERVER_SET, &NON_DETAIL_FIELDS])?;
     for field in ["name", "description", "category", "attributes", "images"] {
         if body.object.get(field).is_some_and(Value::is_null) {
             body.error(field, "cannot be null");
         }
     }
-    if !FIELDS.iter().any(|field| body.present(field)) && body.errors.is_empty() {
+    if !DETAIL_FIELDS.iter().any(|field| body.present(field)) && body.errors.is_empty() {
         body.error(
             "body",
             "give at least one of name, description, category, brand, attributes, images",
         );
     }
-    let change = ProductDetailsChanged {
-        name: body.string("name", false, check_name),
-        description: body.string("description", false, check_description),
-        category: body.string("category", false, check_slug),
+    let change = ChangeDetails {
+        name: body.string("name", false, Name::parse),
+        description: body.string("description", false, Description::parse),
+        category: body.string("category", false, Slug::parse),
         brand: body.nullable_brand(),
         attributes: body.attributes("attributes"),
         images: body.images("images"),
@@ -371,61 +293,50 @@ pub fn details_change(value: &Value) -> Result<ProductDetailsChanged, FieldError
 }
 
 /// `PUT /api/products/{id}/price`.
-pub fn price_change(value: &Value) -> Result<PriceChanged, FieldErrors> {
-    let mut body = Body::new(value, &["price_cents", "currency"], &[])?;
-    let price_cents = body.integer("price_cents", true, 0, MAX_PRICE_CENTS);
-    let currency = body.string("currency", true, check_currency);
+pub fn price_change(value: &Value) -> Result<ChangePrice, FieldErrors> {
+    let mut body = Body::new(value, &[&["price_cents", "currency"]], &[])?;
+    let price_cents = body.integer("price_cents", true, PriceCents::parse);
+    let currency = body.string("currency", true, Currency::parse);
     match (price_cents, currency) {
-        (Some(price_cents), Some(currency)) => body.finish(PriceChanged {
+        (Some(price_cents), Some(currency)) => body.finish(ChangePrice {
             price_cents,
             currency,
-            // Filled in by the aggregate, which knows the current price.
-            previous_price_cents: None,
         }),
         _ => Err(body.errors),
     }
 }
 
 /// `POST /api/products/{id}/stock`.
-pub fn stock_adjustment(value: &Value) -> Result<StockAdjusted, FieldErrors> {
-    let mut body = Body::new(value, &["delta", "reason"], &[])?;
-    let delta = body.integer("delta", true, -MAX_STOCK, MAX_STOCK);
-    if delta == Some(0) {
-        body.error("delta", "must not be 0");
-    }
-    let reason = match body.object.get("reason") {
-        Some(Value::Null) => None,
-        _ => body.string("reason", false, check_reason),
-    };
+pub fn stock_adjustment(value: &Value) -> Result<AdjustStock, FieldErrors> {
+    let mut body = Body::new(value, &[&["delta", "reason"]], &[])?;
+    let delta = body.integer("delta", true, StockDelta::parse);
+    let reason = body.nullable_string("reason", Reason::parse);
     match delta {
-        Some(delta) => body.finish(StockAdjusted { delta, reason }),
+        Some(delta) => body.finish(AdjustStock { delta, reason }),
         None => Err(body.errors),
     }
 }
 
 /// `POST /api/products/{id}/sales`.
-pub fn sale(value: &Value) -> Result<SaleRecorded, FieldErrors> {
-    let mut body = Body::new(value, &["quantity"], &[])?;
-    match body.integer("quantity", true, 1, MAX_SALE_QUANTITY) {
-        Some(quantity) => body.finish(SaleRecorded { quantity }),
+pub fn sale(value: &Value) -> Result<RecordSale, FieldErrors> {
+    let mut body = Body::new(value, &[&["quantity"]], &[])?;
+    match body.integer("quantity", true, SaleQuantity::parse) {
+        Some(quantity) => body.finish(RecordSale { quantity }),
         None => Err(body.errors),
     }
 }
 
 /// `POST /api/categories`.
-pub fn new_category(value: &Value) -> Result<CategoryCreated, FieldErrors> {
-    let mut body = Body::new(value, &["slug", "name", "parent"], &["product_count"])?;
-    let slug = body.string("slug", true, check_slug);
-    let name = body.string("name", true, check_name);
-    let parent = match body.object.get("parent") {
-        Some(Value::Null) | None => None,
-        Some(_) => body.string("parent", false, check_slug),
-    };
+pub fn new_category(value: &Value) -> Result<CreateCategory, FieldErrors> {
+    let mut body = Body::new(value, &[&["slug", "name", "parent"]], &[&["product_count"]])?;
+    let slug = body.string("slug", true, Slug::parse);
+    let name = body.string("name", true, Name::parse);
+    let parent = body.nullable_string("parent", Slug::parse);
     if parent.is_some() && parent == slug {
         body.error("parent", "a category cannot be its own parent");
     }
     match (slug, name) {
-        (Some(slug), Some(name)) => body.finish(CategoryCreated { slug, name, parent }),
+        (Some(slug), Some(name)) => body.finish(CreateCategory { slug, name, parent }),
         _ => Err(body.errors),
     }
 }
@@ -446,7 +357,11 @@ mod tests {
         let created = new_product(&valid_product()).expect("valid");
         assert_eq!(created.status, ProductStatus::Draft);
         assert_eq!(
-            (created.stock, created.brand, created.description.as_str()),
+            (
+                created.stock.get(),
+                created.brand,
+                created.description.as_str()
+            ),
             (0, None, "")
         );
     }
@@ -522,5 +437,106 @@ mod tests {
             new_category(&json!({"slug": "audio", "name": "Audio", "parent": "audio"})).is_err()
         );
         assert!(new_category(&json!({"slug": "Audio!", "name": "Audio"})).is_err());
+    }
+
+    #[test]
+    fn each_rule_answers_the_message_api_clients_see() {
+        let errors = new_product(&json!({"sku": "", "name": " ", "category": "A",
+            "price_cents": 10_000_000_000_001_i64, "currency": "EURO", "stock": -1,
+            "status": "gone", "description": "x".repeat(10_001), "brand": ""}))
+        .expect_err("invalid");
+        let message = |field: &str| errors[field].join("; ");
+        assert_eq!(
+            message("sku"),
+            "must be 1 to 64 of the characters A-Z a-z 0-9 . _ -"
+        );
+        assert_eq!(
+            message("name"),
+            "must be 1 to 200 characters, not all blank"
+        );
+        assert_eq!(
+            message("category"),
+            "must be a slug: 1 to 64 of the characters a-z 0-9 -"
+        );
+        assert_eq!(
+            message("price_cents"),
+            "must be between 0 and 10000000000000"
+        );
+        assert_eq!(
+            message("currency"),
+            "must be an ISO 4217 code: 3 upper-case letters"
+        );
+        assert_eq!(message("stock"), "must be between 0 and 1000000000");
+        assert_eq!(
+            message("status"),
+            "must be one of draft, published, archived"
+        );
+        assert_eq!(message("description"), "must be at most 10000 characters");
+        assert_eq!(message("brand"), "must be 1 to 100 characters, or null");
+        let delta = |body| stock_adjustment(&body).expect_err("invalid")["delta"].join("; ");
+        assert_eq!(delta(json!({"delta": 0})), "must not be 0");
+        assert_eq!(
+            delta(json!({"delta": 1_000_000_001})),
+            "must be between -1000000000 and 1000000000"
+        );
+        assert_eq!(
+            sale(&json!({"quantity": "2"})).expect_err("invalid")["quantity"],
+            vec!["must be an integer".to_owned()]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_body_of_valid_values_becomes_a_command_holding_them(
+            sku in "[A-Za-z0-9._-]{1,64}",
+            name in "[A-Za-z][A-Za-z ]{0,40}",
+            category in "[a-z0-9-]{1,64}",
+            price_cents in 0..=PriceCents::MAX,
+            currency in "[A-Z]{3}",
+            stock in 0..=Quantity::MAX,
+        ) {
+            let body = json!({"sku": sku, "name": name, "category": category,
+                "price_cents": price_cents, "currency": currency, "stock": stock});
+            let command = new_product(&body).expect("valid");
+            proptest::prop_assert_eq!(
+                (command.sku.as_str(), command.name.as_str(), command.category.as_str()),
+                (sku.as_str(), name.as_str(), category.as_str())
+            );
+            proptest::prop_assert_eq!(
+                (command.price_cents.get(), command.currency.as_str(), command.stock.get()),
+                (price_cents, currency.as_str(), stock)
+            );
+        }
+
+        #[test]
+        fn one_bad_value_is_reported_under_its_field_alone(
+            field in proptest::sample::select(vec!["sku", "name", "category", "price_cents", "currency", "stock"]),
+            bad in proptest::prop_oneof![
+                proptest::strategy::Just(json!("")),
+                proptest::strategy::Just(json!(-1)),
+                proptest::strategy::Just(json!(true)),
+                proptest::strategy::Just(json!(1.5)),
+            ],
+        ) {
+            let mut body = valid_product();
+            body[field] = bad;
+            let errors = new_product(&body).expect_err("invalid");
+            proptest::prop_assert_eq!(errors.keys().collect::<Vec<_>>(), vec![field]);
+        }
+
+        #[test]
+        fn any_json_body_is_answered_without_a_panic(body in proptest::arbitrary::any::<(Option<i64>, Option<String>, bool)>()) {
+            let (number, text, flag) = body;
+            for field in ["sku", "name", "price_cents", "delta", "quantity", "slug", "parent", "brand"] {
+                for value in [json!(number), json!(text), json!(flag), json!({field: number})] {
+                    let body = json!({field: value});
+                    let _ = new_product(&body);
+                    let _ = details_change(&body);
+                    let _ = stock_adjustment(&body);
+                    let _ = sale(&body);
+                    let _ = new_category(&body);
+                }
+            }
+        }
     }
 }

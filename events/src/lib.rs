@@ -7,6 +7,8 @@
 //! - `conformance` (feature `testsuite`): the suites every event store and bus adapter must
 //!   pass, as macros that expand into one test per case.
 //! - [`bus`]: the bus port ([`bus::EventBus`]) and the embedded in-process adapter.
+//! - [`values`]: the value types (`Sku`, `Slug`, `Currency`, `PriceCents`, `Quantity`, …) the
+//!   write side's commands and the read side's filters parse through.
 //! - [`watermark`]: a view's applied position, and waiting until it reaches one.
 
 pub mod analytics;
@@ -17,6 +19,7 @@ pub mod conformance;
 pub mod envelope;
 pub mod schema;
 pub mod store;
+pub mod values;
 pub mod watermark;
 
 pub use catalog_events::{

@@ -1,17 +1,15 @@
 //! Category commands.
 
-use ::auth::{AdminUser, Role};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::Value;
 use web::extract::Json;
 use web::Problem;
 
 use super::schemas::CategoryInput;
-use super::{metadata, X_POSITION};
+use super::{accepted, AdminCommand};
 use crate::service::Accepted;
-use crate::{validation, CommandState};
+use crate::validation;
 
 /// Create a category; `parent`, when given, must exist.
 #[utoipa::path(post, path = "/api/categories", tag = "commands", request_body = CategoryInput,
@@ -19,21 +17,14 @@ use crate::{validation, CommandState};
         (status = 409, description = "Slug taken", body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn create_category(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
+    admin: AdminCommand,
     Json(body): Json<Value>,
 ) -> Result<Response, Problem> {
-    user.require(&[Role::Admin])?;
-    let created = validation::new_category(&body).map_err(Problem::validation)?;
-    let result = state
+    let command = validation::new_category(&body).map_err(Problem::validation)?;
+    let result = admin
+        .state
         .commands
-        .create_category(created, metadata(&user, &headers))
+        .create_category(command, admin.metadata())
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        [(X_POSITION, result.position.to_string())],
-        axum::Json(result),
-    )
-        .into_response())
+    Ok(accepted(StatusCode::CREATED, result))
 }

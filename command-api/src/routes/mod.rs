@@ -5,13 +5,79 @@ pub mod categories;
 pub mod products;
 pub mod schemas;
 
-use ::auth::AuthUser;
-use axum::http::HeaderMap;
+use ::auth::{AdminUser, AuthUser};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use events::EventMetadata;
 use uuid::Uuid;
-use web::Problem;
+use web::{FieldErrors, Problem};
+
+use crate::commands::ProductCommand;
+use crate::service::Accepted;
+use crate::CommandState;
 
 pub const X_POSITION: &str = "x-position";
+
+/// What every command handler starts from: the state, the admin sending the command (401 or
+/// 403 before the body is read) and the request's headers (`If-Match`, the request id).
+pub struct AdminCommand {
+    pub state: CommandState,
+    pub user: AuthUser,
+    pub headers: HeaderMap,
+}
+
+impl FromRequestParts<CommandState> for AdminCommand {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &CommandState,
+    ) -> Result<Self, Self::Rejection> {
+        let AdminUser(user) = AdminUser::from_request_parts(parts, state).await?;
+        Ok(AdminCommand {
+            state: state.clone(),
+            user,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl AdminCommand {
+    /// The envelope metadata of the events this command produces.
+    pub fn metadata(&self) -> EventMetadata {
+        metadata(&self.user, &self.headers)
+    }
+
+    /// Runs `command` (or answers its field errors) on the product with path segment `id`,
+    /// under the request's `If-Match`. An unknown id is 404 and a bad `If-Match` 400 before the
+    /// body's errors (422).
+    pub async fn on_product(
+        &self,
+        id: &str,
+        command: Result<ProductCommand, FieldErrors>,
+    ) -> Result<Accepted, Problem> {
+        let id = parse_product_id(id)?;
+        let expected = if_match(&self.headers)?;
+        let command = command.map_err(Problem::validation)?;
+        Ok(self
+            .state
+            .commands
+            .execute(id, command, expected, self.metadata())
+            .await?)
+    }
+}
+
+/// A command's answer: `status`, the position in `X-Position`, `{"id","version","position"}`.
+pub fn accepted(status: StatusCode, accepted: Accepted) -> Response {
+    (
+        status,
+        [(X_POSITION, accepted.position.to_string())],
+        axum::Json(accepted),
+    )
+        .into_response()
+}
 
 /// Who issued a command and which request carried it, for the events' envelopes.
 pub fn metadata(user: &AuthUser, headers: &HeaderMap) -> EventMetadata {

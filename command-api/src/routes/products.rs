@@ -1,7 +1,5 @@
 //! Product commands.
 
-use ::auth::{AdminUser, AuthUser, Role};
-use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,22 +10,13 @@ use web::Problem;
 use super::schemas::{
     BulkItemResult, BulkResults, PriceInput, ProductInput, ProductPatch, SaleInput, StockInput,
 };
-use super::{if_match, metadata, parse_product_id, X_POSITION};
-use crate::aggregate::ProductCommand;
+use super::{accepted, AdminCommand, X_POSITION};
+use crate::commands::ProductCommand;
 use crate::service::Accepted;
-use crate::{validation, CommandState};
+use crate::validation;
 
 /// The most items one bulk request may hold.
 pub const MAX_BULK_ITEMS: usize = 1000;
-
-fn accepted(status: StatusCode, accepted: Accepted) -> Response {
-    (
-        status,
-        [(X_POSITION, accepted.position.to_string())],
-        axum::Json(accepted),
-    )
-        .into_response()
-}
 
 /// Create a product.
 #[utoipa::path(post, path = "/api/products", tag = "commands",
@@ -43,39 +32,20 @@ fn accepted(status: StatusCode, accepted: Accepted) -> Response {
     ),
     security(("bearer" = [])))]
 pub async fn create_product(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
+    admin: AdminCommand,
     Json(body): Json<Value>,
 ) -> Result<Response, Problem> {
-    user.require(&[Role::Admin])?;
-    let created = validation::new_product(&body).map_err(Problem::validation)?;
-    let result = state
+    let command = validation::new_product(&body).map_err(Problem::validation)?;
+    let result = admin
+        .state
         .commands
-        .create_product(created, metadata(&user, &headers))
+        .create_product(command, admin.metadata())
         .await?;
     let mut response = accepted(StatusCode::CREATED, result);
     if let Ok(location) = format!("/api/products/{}", result.id).parse() {
         response.headers_mut().insert(LOCATION, location);
     }
     Ok(response)
-}
-
-async fn run(
-    state: &CommandState,
-    user: &AuthUser,
-    headers: &HeaderMap,
-    id: &str,
-    command: Result<ProductCommand, web::FieldErrors>,
-) -> Result<Accepted, Problem> {
-    user.require(&[Role::Admin])?;
-    let id = parse_product_id(id)?;
-    let expected = if_match(headers)?;
-    let command = command.map_err(Problem::validation)?;
-    Ok(state
-        .commands
-        .execute(id, command, expected, metadata(user, headers))
-        .await?)
 }
 
 /// Change a product's descriptive fields.
@@ -85,15 +55,15 @@ async fn run(
         (status = 412, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn change_details(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
+    admin: AdminCommand,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Response, Problem> {
     let command = validation::details_change(&body).map(ProductCommand::ChangeDetails);
-    let result = run(&state, &user, &headers, &id, command).await?;
-    Ok(accepted(StatusCode::OK, result))
+    Ok(accepted(
+        StatusCode::OK,
+        admin.on_product(&id, command).await?,
+    ))
 }
 
 /// Change a product's price.
@@ -102,15 +72,15 @@ pub async fn change_details(
     responses((status = 200, body = Accepted), (status = 404, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn change_price(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
+    admin: AdminCommand,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Response, Problem> {
     let command = validation::price_change(&body).map(ProductCommand::ChangePrice);
-    let result = run(&state, &user, &headers, &id, command).await?;
-    Ok(accepted(StatusCode::OK, result))
+    Ok(accepted(
+        StatusCode::OK,
+        admin.on_product(&id, command).await?,
+    ))
 }
 
 /// Adjust a product's stock by a delta.
@@ -120,15 +90,15 @@ pub async fn change_price(
         (status = 412, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn adjust_stock(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
+    admin: AdminCommand,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Response, Problem> {
     let command = validation::stock_adjustment(&body).map(ProductCommand::AdjustStock);
-    let result = run(&state, &user, &headers, &id, command).await?;
-    Ok(accepted(StatusCode::OK, result))
+    Ok(accepted(
+        StatusCode::OK,
+        admin.on_product(&id, command).await?,
+    ))
 }
 
 /// Record a sale: stock goes down and sales up by the quantity.
@@ -138,15 +108,15 @@ pub async fn adjust_stock(
         (status = 412, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn record_sale(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
+    admin: AdminCommand,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Response, Problem> {
     let command = validation::sale(&body).map(ProductCommand::RecordSale);
-    let result = run(&state, &user, &headers, &id, command).await?;
-    Ok(accepted(StatusCode::OK, result))
+    Ok(accepted(
+        StatusCode::OK,
+        admin.on_product(&id, command).await?,
+    ))
 }
 
 /// Publish a product: shoppers can see it.
@@ -154,13 +124,8 @@ pub async fn record_sale(
     params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = Accepted), (status = 404, body = Problem), (status = 409, description = "Already published or archived", body = Problem), (status = 412, body = Problem)),
     security(("bearer" = [])))]
-pub async fn publish(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let result = run(&state, &user, &headers, &id, Ok(ProductCommand::Publish)).await?;
+pub async fn publish(admin: AdminCommand, Path(id): Path<String>) -> Result<Response, Problem> {
+    let result = admin.on_product(&id, Ok(ProductCommand::Publish)).await?;
     Ok(accepted(StatusCode::OK, result))
 }
 
@@ -169,13 +134,8 @@ pub async fn publish(
     params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = Accepted), (status = 404, body = Problem), (status = 409, description = "Not published", body = Problem), (status = 412, body = Problem)),
     security(("bearer" = [])))]
-pub async fn unpublish(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let result = run(&state, &user, &headers, &id, Ok(ProductCommand::Unpublish)).await?;
+pub async fn unpublish(admin: AdminCommand, Path(id): Path<String>) -> Result<Response, Problem> {
+    let result = admin.on_product(&id, Ok(ProductCommand::Unpublish)).await?;
     Ok(accepted(StatusCode::OK, result))
 }
 
@@ -185,13 +145,8 @@ pub async fn unpublish(
     responses((status = 204, description = "Archived", headers(("X-Position" = u64))), (status = 404, body = Problem),
         (status = 409, description = "Already archived", body = Problem), (status = 412, body = Problem)),
     security(("bearer" = [])))]
-pub async fn archive(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let result = run(&state, &user, &headers, &id, Ok(ProductCommand::Archive)).await?;
+pub async fn archive(admin: AdminCommand, Path(id): Path<String>) -> Result<Response, Problem> {
+    let result = admin.on_product(&id, Ok(ProductCommand::Archive)).await?;
     Ok((
         StatusCode::NO_CONTENT,
         [(X_POSITION, result.position.to_string())],
@@ -206,51 +161,10 @@ pub async fn archive(
         (status = 400, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn bulk_create(
-    State(state): State<CommandState>,
-    AdminUser(user): AdminUser,
-    headers: HeaderMap,
+    admin: AdminCommand,
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
-    user.require(&[Role::Admin])?;
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let items: Vec<Result<Value, Problem>> = match media_type.as_str() {
-        "application/json" => match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Array(items)) => items.into_iter().map(Ok).collect(),
-            Ok(_) => {
-                return Err(Problem::invalid_field(
-                    "body",
-                    "must be a JSON array of products",
-                ))
-            }
-            Err(error) => return Err(Problem::bad_request(format!("malformed JSON: {error}"))),
-        },
-        "application/x-ndjson" => {
-            let text = std::str::from_utf8(&body)
-                .map_err(|_| Problem::bad_request("NDJSON must be UTF-8"))?;
-            text.lines()
-                .filter(|line| !line.trim().is_empty())
-                .map(|line| {
-                    serde_json::from_str::<Value>(line).map_err(|error| {
-                        Problem::bad_request(format!("malformed JSON line: {error}"))
-                    })
-                })
-                .collect()
-        }
-        _ => {
-            return Err(Problem::unsupported_media_type(
-                "expected application/json (an array) or application/x-ndjson",
-            ))
-        }
-    };
+    let items = bulk_items(&admin.headers, &body)?;
     if items.is_empty() {
         return Err(Problem::invalid_field(
             "body",
@@ -266,42 +180,87 @@ pub async fn bulk_create(
             ),
         ));
     }
-    let metadata = metadata(&user, &headers);
+    let metadata = admin.metadata();
     let mut results = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        let outcome = match item {
+        let outcome = match item
+            .and_then(|value| validation::new_product(&value).map_err(Problem::validation))
+        {
             Err(problem) => Err(problem),
-            Ok(value) => match validation::new_product(&value) {
-                Err(errors) => Err(Problem::validation(errors)),
-                Ok(created) => state
-                    .commands
-                    .create_product(created, metadata.clone())
-                    .await
-                    .map_err(Problem::from),
-            },
+            Ok(command) => admin
+                .state
+                .commands
+                .create_product(command, metadata.clone())
+                .await
+                .map_err(Problem::from),
         };
-        results.push(match outcome {
-            Ok(accepted) => BulkItemResult {
-                index,
-                status: StatusCode::CREATED.as_u16(),
-                id: Some(accepted.id),
-                version: Some(accepted.version),
-                position: Some(accepted.position),
-                problem: None,
-            },
-            Err(problem) => BulkItemResult {
-                index,
-                status: problem.status,
-                id: None,
-                version: None,
-                position: None,
-                problem: serde_json::to_value(&problem).ok(),
-            },
-        });
+        results.push(bulk_item_result(index, outcome));
     }
     Ok((
         StatusCode::MULTI_STATUS,
         axum::Json(BulkResults { results }),
     )
         .into_response())
+}
+
+/// The items of a bulk body: a JSON array, or NDJSON (a line that is not JSON is that item's
+/// 400, not the whole request's). 400 for a malformed array, 415 for another media type.
+fn bulk_items(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<Value, Problem>>, Problem> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media_type.as_str() {
+        "application/json" => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
+            Ok(_) => Err(Problem::invalid_field(
+                "body",
+                "must be a JSON array of products",
+            )),
+            Err(error) => Err(Problem::bad_request(format!("malformed JSON: {error}"))),
+        },
+        "application/x-ndjson" => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| Problem::bad_request("NDJSON must be UTF-8"))?;
+            Ok(text
+                .lines()
+                .filter(|line| !line.trim().is_empty())
+                .map(|line| {
+                    serde_json::from_str::<Value>(line).map_err(|error| {
+                        Problem::bad_request(format!("malformed JSON line: {error}"))
+                    })
+                })
+                .collect())
+        }
+        _ => Err(Problem::unsupported_media_type(
+            "expected application/json (an array) or application/x-ndjson",
+        )),
+    }
+}
+
+fn bulk_item_result(index: usize, outcome: Result<Accepted, Problem>) -> BulkItemResult {
+    match outcome {
+        Ok(accepted) => BulkItemResult {
+            index,
+            status: StatusCode::CREATED.as_u16(),
+            id: Some(accepted.id),
+            version: Some(accepted.version),
+            position: Some(accepted.position),
+            problem: None,
+        },
+        Err(problem) => BulkItemResult {
+            index,
+            status: problem.status,
+            id: None,
+            version: None,
+            position: None,
+            problem: serde_json::to_value(&problem).ok(),
+        },
+    }
 }

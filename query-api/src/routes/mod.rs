@@ -9,12 +9,14 @@ use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use projectors::read_model::{
-    CategoryView, Cursor, ListQuery, ProductView, ReadModelError, SortOrder,
+    CategoryView, Cursor, ListQuery, ProductView, ReadModelError, SortKey, SortOrder,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use web::extract::{Path, Query};
 use web::Problem;
+
+use events::values::{Brand, Slug};
 
 use crate::consistency::X_POSITION;
 use crate::QueryState;
@@ -198,24 +200,20 @@ pub(crate) fn bad(message: String) -> QueryProblem {
     Problem::bad_request(message).into()
 }
 
+/// A category filter: a [`Slug`], the same rule a category's own slug passes.
 pub(crate) fn parse_slug(
     field: &str,
     value: Option<String>,
 ) -> Result<Option<String>, QueryProblem> {
-    match value {
-        None => Ok(None),
-        Some(slug) if command_slug_ok(&slug) => Ok(Some(slug)),
-        Some(slug) => Err(bad(format!(
-            "{field}={slug:?} is not a category slug ([a-z0-9-]{{1,64}})"
+    let Some(text) = value else {
+        return Ok(None);
+    };
+    match Slug::parse(&text) {
+        Ok(slug) => Ok(Some(slug.into_string())),
+        Err(_) => Err(bad(format!(
+            "{field}={text:?} is not a category slug ([a-z0-9-]{{1,64}})"
         ))),
     }
-}
-
-fn command_slug_ok(slug: &str) -> bool {
-    (1..=64).contains(&slug.len())
-        && slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 pub(crate) fn parse_price(field: &str, value: Option<String>) -> Result<Option<i64>, QueryProblem> {
@@ -256,22 +254,34 @@ pub(crate) fn given(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
 }
 
-/// Parses and checks the listing parameters.
-pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> {
-    let params = ListParams {
-        category: given(params.category),
-        brand: given(params.brand),
-        min_price: given(params.min_price),
-        max_price: given(params.max_price),
-        in_stock: given(params.in_stock),
-        sort: given(params.sort),
-        limit: given(params.limit),
-        cursor: given(params.cursor),
-    };
+/// The filters listing and search share, as given (empty values already dropped).
+pub(crate) struct FilterParams {
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    pub min_price: Option<String>,
+    pub max_price: Option<String>,
+    pub in_stock: Option<String>,
+}
+
+/// [`FilterParams`] checked: the fields both `ListQuery` and `SearchQuery` carry.
+pub(crate) struct Filters {
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub in_stock: bool,
+}
+
+/// Checks the shared filters, in the order their errors are reported. A price bound is any
+/// non-negative integer (a bound above every price is no error), so it is not a `PriceCents`.
+pub(crate) fn parse_filters(params: FilterParams) -> Result<Filters, QueryProblem> {
     let category = parse_slug("category", params.category)?;
     let brand = match params.brand {
-        Some(brand) if brand.chars().count() > 100 => {
-            return Err(bad("brand must be 1 to 100 characters".into()))
+        Some(brand) if brand.chars().count() > Brand::MAX_CHARS => {
+            return Err(bad(format!(
+                "brand must be 1 to {} characters",
+                Brand::MAX_CHARS
+            )))
         }
         other => other,
     };
@@ -291,7 +301,25 @@ pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> 
             )))
         }
     };
-    let sort = match params.sort.as_deref() {
+    Ok(Filters {
+        category,
+        brand,
+        min_price,
+        max_price,
+        in_stock,
+    })
+}
+
+/// Parses and checks the listing parameters.
+pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> {
+    let filters = parse_filters(FilterParams {
+        category: given(params.category),
+        brand: given(params.brand),
+        min_price: given(params.min_price),
+        max_price: given(params.max_price),
+        in_stock: given(params.in_stock),
+    })?;
+    let sort = match given(params.sort).as_deref() {
         None => SortOrder::Newest,
         Some(text) => SortOrder::parse(text).ok_or_else(|| {
             bad(format!(
@@ -299,33 +327,36 @@ pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> 
             ))
         })?,
     };
-    let limit = parse_limit(params.limit, 20)?;
-    let after = match params.cursor {
+    let limit = parse_limit(given(params.limit), 20)?;
+    let after = match given(params.cursor) {
         None => None,
-        Some(text) => {
-            let cursor = Cursor::decode(&text)
-                .ok_or_else(|| bad("cursor is not one this API gave out".into()))?;
-            if cursor.sort != sort {
-                return Err(bad(
-                    "cursor belongs to another sort order; start again without it".into(),
-                ));
-            }
-            if !cursor.is_well_formed() {
-                return Err(bad("cursor is not one this API gave out".into()));
-            }
-            Some(cursor.after)
-        }
+        Some(text) => Some(parse_cursor(&text, sort)?),
     };
     Ok(ListQuery {
-        category,
-        brand,
-        min_price,
-        max_price,
-        in_stock,
+        category: filters.category,
+        brand: filters.brand,
+        min_price: filters.min_price,
+        max_price: filters.max_price,
+        in_stock: filters.in_stock,
         sort,
         limit,
         after,
     })
+}
+
+/// A listing cursor: one this API gave out, for the same sort order.
+fn parse_cursor(text: &str, sort: SortOrder) -> Result<SortKey, QueryProblem> {
+    let cursor =
+        Cursor::decode(text).ok_or_else(|| bad("cursor is not one this API gave out".into()))?;
+    if cursor.sort != sort {
+        return Err(bad(
+            "cursor belongs to another sort order; start again without it".into(),
+        ));
+    }
+    if !cursor.is_well_formed() {
+        return Err(bad("cursor is not one this API gave out".into()));
+    }
+    Ok(cursor.after)
 }
 
 /// Published products, filtered and sorted, a page at a time.

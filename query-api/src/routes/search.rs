@@ -10,7 +10,7 @@ use web::extract::Query;
 use web::Problem;
 
 use super::{
-    bad, given, parse_limit, parse_price, parse_slug, with_position, QueryProblem, QueryResult,
+    bad, given, parse_filters, parse_limit, with_position, FilterParams, QueryProblem, QueryResult,
 };
 use crate::QueryState;
 
@@ -82,29 +82,13 @@ pub fn parse_search_params(params: SearchParams) -> Result<SearchQuery, QueryPro
             text.chars().count()
         )));
     }
-    let category = parse_slug("category", given(params.category))?;
-    let brand = match given(params.brand) {
-        Some(brand) if brand.chars().count() > 100 => {
-            return Err(bad("brand must be 1 to 100 characters".into()))
-        }
-        other => other,
-    };
-    let min_price = parse_price("min_price", given(params.min_price))?;
-    let max_price = parse_price("max_price", given(params.max_price))?;
-    if let (Some(min), Some(max)) = (min_price, max_price) {
-        if min > max {
-            return Err(bad(format!("min_price ({min}) is above max_price ({max})")));
-        }
-    }
-    let in_stock = match given(params.in_stock).as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(bad(format!(
-                "in_stock must be true or false; got {other:?}"
-            )))
-        }
-    };
+    let filters = parse_filters(FilterParams {
+        category: given(params.category),
+        brand: given(params.brand),
+        min_price: given(params.min_price),
+        max_price: given(params.max_price),
+        in_stock: given(params.in_stock),
+    })?;
     let sort = match given(params.sort).as_deref() {
         None => SearchSort::Relevance,
         Some(text) => SearchSort::parse(text).ok_or_else(|| {
@@ -116,11 +100,11 @@ pub fn parse_search_params(params: SearchParams) -> Result<SearchQuery, QueryPro
     let limit = parse_limit(given(params.limit), 20)?;
     Ok(SearchQuery {
         text,
-        category,
-        brand,
-        min_price,
-        max_price,
-        in_stock,
+        category: filters.category,
+        brand: filters.brand,
+        min_price: filters.min_price,
+        max_price: filters.max_price,
+        in_stock: filters.in_stock,
         sort,
         limit,
         cursor: given(params.cursor),

@@ -1,0 +1,116 @@
+//! The commands: what an admin asks, imperative and made of value types, so a command that
+//! exists has already passed API.md's field rules. Which events it produces (or why it is
+//! refused) is the aggregate's decision ([`crate::aggregate`]), not the request parser's.
+
+use std::collections::BTreeMap;
+
+use events::values::{
+    Brand, Currency, Description, Name, PriceCents, Quantity, Reason, SaleQuantity, Sku, Slug,
+    StockDelta, ValueError,
+};
+use events::{AttributeValue, CategoryCreated, ProductCreated, ProductStatus};
+
+/// Add a product to the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateProduct {
+    pub sku: Sku,
+    pub name: Name,
+    pub description: Description,
+    pub category: Slug,
+    pub brand: Option<Brand>,
+    pub price_cents: PriceCents,
+    pub currency: Currency,
+    pub stock: Quantity,
+    pub status: ProductStatus,
+    pub attributes: BTreeMap<String, AttributeValue>,
+    pub images: Vec<String>,
+}
+
+impl TryFrom<ProductCreated> for CreateProduct {
+    type Error = ValueError;
+
+    /// A generated product (demo seeding, benchmarks) through the value rules a request's
+    /// fields pass; attributes and images are taken as given.
+    fn try_from(created: ProductCreated) -> Result<Self, Self::Error> {
+        Ok(CreateProduct {
+            sku: Sku::parse(&created.sku)?,
+            name: Name::parse(&created.name)?,
+            description: Description::parse(&created.description)?,
+            category: Slug::parse(&created.category)?,
+            brand: created.brand.as_deref().map(Brand::parse).transpose()?,
+            price_cents: PriceCents::parse(created.price_cents)?,
+            currency: Currency::parse(&created.currency)?,
+            stock: Quantity::parse(created.stock)?,
+            status: created.status,
+            attributes: created.attributes,
+            images: created.images,
+        })
+    }
+}
+
+/// Change some of a product's descriptive fields; `None` keeps a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangeDetails {
+    pub name: Option<Name>,
+    pub description: Option<Description>,
+    pub category: Option<Slug>,
+    /// `Some(None)` clears the brand.
+    pub brand: Option<Option<Brand>>,
+    /// Replaces the whole attribute set.
+    pub attributes: Option<BTreeMap<String, AttributeValue>>,
+    /// Replaces the whole image list.
+    pub images: Option<Vec<String>>,
+}
+
+/// Set a product's price.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangePrice {
+    pub price_cents: PriceCents,
+    pub currency: Currency,
+}
+
+/// Add units to (or, negative, take them from) a product's stock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdjustStock {
+    pub delta: StockDelta,
+    pub reason: Option<Reason>,
+}
+
+/// Sell units of a product: its stock goes down and its sales up by the quantity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordSale {
+    pub quantity: SaleQuantity,
+}
+
+/// What an admin asks of an existing product.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProductCommand {
+    ChangeDetails(ChangeDetails),
+    ChangePrice(ChangePrice),
+    AdjustStock(AdjustStock),
+    RecordSale(RecordSale),
+    Publish,
+    Unpublish,
+    Archive,
+}
+
+/// Add a category; `parent`, when given, must be an existing category.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateCategory {
+    pub slug: Slug,
+    pub name: Name,
+    pub parent: Option<Slug>,
+}
+
+impl TryFrom<CategoryCreated> for CreateCategory {
+    type Error = ValueError;
+
+    /// A generated category (demo seeding, benchmarks) through the rules a request passes.
+    fn try_from(created: CategoryCreated) -> Result<Self, Self::Error> {
+        Ok(CreateCategory {
+            slug: Slug::parse(&created.slug)?,
+            name: Name::parse(&created.name)?,
+            parent: created.parent.as_deref().map(Slug::parse).transpose()?,
+        })
+    }
+}
