@@ -895,8 +895,8 @@ impl Application {
                             analytics
                         }
                     });
-                    read_model = Some(query_api::layers::LayeredReadModel::new(
-                        query_api::layers::LayerConfig::default(),
+                    read_model = Some(query_api::read_path::LayeredReadModel::new(
+                        query_api::read_path::LayerConfig::default(),
                         replica,
                         primary,
                         redis,

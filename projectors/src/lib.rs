@@ -24,6 +24,15 @@ pub enum ProjectionError {
     Unavailable(String),
 }
 
+impl ProjectionError {
+    /// Another projector worker changed the same aggregate in between (possible for a moment
+    /// during a consumer-group rebalance): the write was refused, and a retry finds the
+    /// aggregate applied. `what` says what the other worker did ("updated the product").
+    pub fn concurrent_write(what: &str) -> ProjectionError {
+        ProjectionError::Unavailable(format!("a concurrent projector {what}; retrying"))
+    }
+}
+
 /// What [`Projection::apply`] did with an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
