@@ -31,6 +31,15 @@ impl ProjectionError {
     pub fn concurrent_write(what: &str) -> ProjectionError {
         ProjectionError::Unavailable(format!("a concurrent projector {what}; retrying"))
     }
+
+    /// [`Applied::Applied`] when a guarded write changed something (`written` rows or script
+    /// results above 0), else [`ProjectionError::concurrent_write`].
+    pub fn unless_concurrent(written: u64, what: &str) -> Result<Applied, ProjectionError> {
+        if written == 0 {
+            return Err(ProjectionError::concurrent_write(what));
+        }
+        Ok(Applied::Applied)
+    }
 }
 
 /// What [`Projection::apply`] did with an envelope.

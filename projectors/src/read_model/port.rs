@@ -64,13 +64,19 @@ pub trait CatalogReadModel: Send + Sync + 'static {
     /// its cursor; `next_cursor` is set when more follow. Keyset pagination: a product that
     /// does not change is never shown twice nor skipped across pages.
     async fn list(&self, query: &ListQuery, at: MinPosition) -> Result<Page, ReadModelError>;
-    /// The top `limit` published products by sales (ties by id), optionally in one category.
+    /// The top `limit` published products by sales (ties by id), optionally in one category:
+    /// by default the first page of that listing.
     async fn bestsellers(
         &self,
         category: Option<&str>,
         limit: usize,
         at: MinPosition,
-    ) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError>;
+    ) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError> {
+        let page = self
+            .list(&ListQuery::bestsellers(category, limit), at)
+            .await?;
+        Ok((page.items, page.position))
+    }
     /// Every category, by slug, with counts of published products.
     async fn categories(&self, at: MinPosition)
         -> Result<(Vec<CategoryView>, u64), ReadModelError>;

@@ -187,10 +187,7 @@ impl RedisProjection {
         let written = self
             .write_product(current.as_ref(), &product, document, checkpoint)
             .await?;
-        if written == 0 {
-            return Err(ProjectionError::concurrent_write("updated the product"));
-        }
-        Ok(Applied::Applied)
+        ProjectionError::unless_concurrent(written as u64, "updated the product")
     }
 
     /// Runs the product script: `current` is what the view held (the version it checks),
@@ -290,10 +287,7 @@ impl RedisProjection {
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
-        if written == 0 {
-            return Err(ProjectionError::concurrent_write("created the category"));
-        }
-        Ok(Applied::Applied)
+        ProjectionError::unless_concurrent(written as u64, "created the category")
     }
 }
 

@@ -28,47 +28,10 @@ impl Database {
             name,
         }
     }
-
-    /// Runs `read` once this database has reached `required`.
-    async fn read<T, F, Fut>(
-        &self,
-        required: u64,
-        position_wait: Duration,
-        timeout: Duration,
-        read: &F,
-    ) -> Result<Cached<T>, ReadModelError>
-    where
-        F: Fn(Arc<dyn CatalogReadModel>) -> Fut,
-        Fut: Future<Output = Result<T, ReadModelError>>,
-    {
-        let model = self.model.clone();
-        let reached = model.position() >= required || model.wait_for(required, position_wait).await;
-        if !reached {
-            return Err(ReadModelError::Unavailable(format!(
-                "the {} has not reached position {required}",
-                self.name
-            )));
-        }
-        let position = model.position();
-        match self.breaker.call(timeout, read(model)).await {
-            Ok(value) => {
-                record(self.name, "hit");
-                Ok(Cached {
-                    value,
-                    position,
-                    watched: false,
-                })
-            }
-            Err(error) => {
-                record(self.name, "error");
-                tracing::warn!(database = self.name, %error, "read failed");
-                Err(ReadModelError::Unavailable(error.to_string()))
-            }
-        }
-    }
 }
 
-/// Runs `read` on the first of `databases` (the replica, then the primary) that answers.
+/// Runs `read` on the first of `databases` (the replica, then the primary) that has reached
+/// `required` and answers.
 pub(super) async fn read_first<'a, T, F, Fut>(
     databases: impl Iterator<Item = &'a Database>,
     required: u64,
@@ -82,9 +45,30 @@ where
 {
     let mut last_error = None;
     for database in databases {
-        match database.read(required, position_wait, timeout, read).await {
-            Ok(cached) => return Ok(cached),
-            Err(error) => last_error = Some(error),
+        let model = database.model.clone();
+        let reached = model.position() >= required || model.wait_for(required, position_wait).await;
+        if !reached {
+            last_error = Some(ReadModelError::Unavailable(format!(
+                "the {} has not reached position {required}",
+                database.name
+            )));
+            continue;
+        }
+        let position = model.position();
+        match database.breaker.call(timeout, read(model)).await {
+            Ok(value) => {
+                record(database.name, "hit");
+                return Ok(Cached {
+                    value,
+                    position,
+                    watched: false,
+                });
+            }
+            Err(error) => {
+                record(database.name, "error");
+                tracing::warn!(database = database.name, %error, "read failed");
+                last_error = Some(ReadModelError::Unavailable(error.to_string()));
+            }
         }
     }
     Err(last_error

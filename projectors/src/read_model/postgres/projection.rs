@@ -153,10 +153,7 @@ impl PostgresReadModelProjection {
         .await
         .map_err(unavailable)?
         .rows_affected();
-        if inserted == 0 {
-            return Err(ProjectionError::concurrent_write("created the category"));
-        }
-        Ok(Applied::Applied)
+        ProjectionError::unless_concurrent(inserted, "created the category")
     }
 }
 

@@ -152,18 +152,6 @@ impl CatalogReadModel for PostgresReadModel {
         Ok(Page::cut(items, query, position))
     }
 
-    async fn bestsellers(
-        &self,
-        category: Option<&str>,
-        limit: usize,
-        at: MinPosition,
-    ) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError> {
-        let page = self
-            .list(&ListQuery::bestsellers(category, limit), at)
-            .await?;
-        Ok((page.items, page.position))
-    }
-
     async fn categories(
         &self,
         _at: MinPosition,
