@@ -2,8 +2,13 @@
 //!
 //! - [`Projection`]: the trait every view implements (idempotent apply, checkpoint).
 //! - [`runner`]: catch-up from the store, then live from the bus; status and metrics.
-//! - [`read_model`]: the catalog read model port ([`read_model::CatalogReadModel`]) and its
-//!   embedded in-memory adapter ([`read_model::MemoryReadModel`]).
+//! - [`read_model`]: the catalog read model port ([`read_model::CatalogReadModel`]), its
+//!   embedded in-memory adapter ([`read_model::MemoryReadModel`]) and the PostgreSQL one
+//!   (`read_model/postgres/{projection,reader}.rs`); its conformance suite behind the
+//!   `testsuite` feature (`read_model_conformance_suite!`).
+//! - [`redis`]: the Redis views (`redis/{layout,projection,reader}.rs`) that the query side's
+//!   layered read path asks before PostgreSQL.
+//! - [`analytics`]: shopper analytics views; [`status`]: projector heartbeats.
 
 pub mod analytics;
 pub mod read_model;

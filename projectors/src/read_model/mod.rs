@@ -2,7 +2,7 @@
 //!
 //! - [`view`]: the documents (`ProductView`, `CategoryView`), listing orders, cursors, pages.
 //! - [`port`]: the port, [`CatalogReadModel`], and what a read must reflect ([`MinPosition`]).
-//! - [`evolve`]: what one event does to a product, shared by every engine.
+//! - [`mod@evolve`]: what one event does to a product, shared by every engine.
 //! - one adapter per engine: [`MemoryReadModel`] (embedded), [`postgres`] (projection on the
 //!   primary, reader on a replica); the Redis views are in [`crate::redis`].
 //! - [`polled`]: the position of a view kept by another process, polled from its server.

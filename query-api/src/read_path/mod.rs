@@ -1,22 +1,22 @@
 //! The query side's read path in the distributed mode, layer by layer:
 //!
-//! 1. **L1** ([`l1`]), in this process (moka): product documents, whole listing pages,
+//! 1. **L1** (`l1.rs`), in this process (moka): product documents, whole listing pages,
 //!    bestseller lists, the category list. A miss on one key is loaded once, however many
 //!    requests wait for it (moka coalesces concurrent loads), so 1,000 concurrent misses make
 //!    one query.
-//! 2. **Redis** views ([`redis`], when `REDIS_URL` is set), kept by the Redis projector.
-//! 3. **PostgreSQL** read model ([`database`]) through the replica (`DATABASE_READ_URL`), and,
+//! 2. **Redis** views (`redis.rs`, when `REDIS_URL` is set), kept by the Redis projector.
+//! 3. **PostgreSQL** read model (`database.rs`) through the replica (`DATABASE_READ_URL`), and,
 //!    when configured, the primary if the replica is down; otherwise 503 with `Retry-After`.
 //!
 //! Every call to Redis and PostgreSQL has a timeout and goes through a circuit breaker
-//! ([`breaker`]). Every read goes through one function, [`LayeredReadModel::read_through`]:
+//! ([`breaker`]). Every read goes through one function, `LayeredReadModel::read_through`:
 //! L1, else Redis, else PostgreSQL, and the answer cached.
 //!
 //! # Freshness, made precise by events
 //!
 //! The Redis projector publishes, atomically with each event it applies, what changed (the
 //! product, the listing scopes, the category list) and its checkpoint. This process
-//! subscribes ([`invalidations`]): it drops exactly those L1 entries and moves its
+//! subscribes (`invalidations.rs`): it drops exactly those L1 entries and moves its
 //! *watermark* to that checkpoint. An entry loaded from Redis while the subscription was live,
 //! and not touched by an invalidation during its load, is therefore correct up to the
 //! watermark, and lives up to its TTL (the safety net for a lost message). Anything else
