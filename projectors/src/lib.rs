@@ -2,8 +2,13 @@
 //!
 //! - [`Projection`]: the trait every view implements (idempotent apply, checkpoint).
 //! - [`runner`]: catch-up from the store, then live from the bus; status and metrics.
-//! - [`read_model`]: the catalog read model port ([`read_model::CatalogReadModel`]) and its
-//!   embedded in-memory adapter ([`read_model::MemoryReadModel`]).
+//! - [`read_model`]: the catalog read model port ([`read_model::CatalogReadModel`]), its
+//!   embedded in-memory adapter ([`read_model::MemoryReadModel`]) and the PostgreSQL one
+//!   (`read_model/postgres/{projection,reader}.rs`); its conformance suite behind the
+//!   `testsuite` feature (`read_model_conformance_suite!`).
+//! - [`redis`]: the Redis views (`redis/{layout,projection,reader}.rs`) that the query side's
+//!   layered read path asks before PostgreSQL.
+//! - [`analytics`]: shopper analytics views; [`status`]: projector heartbeats.
 
 pub mod analytics;
 pub mod read_model;
@@ -22,6 +27,24 @@ pub enum ProjectionError {
     Invalid { position: u64, message: String },
     #[error("projection store unavailable: {0}")]
     Unavailable(String),
+}
+
+impl ProjectionError {
+    /// Another projector worker changed the same aggregate in between (possible for a moment
+    /// during a consumer-group rebalance): the write was refused, and a retry finds the
+    /// aggregate applied. `what` says what the other worker did ("updated the product").
+    pub fn concurrent_write(what: &str) -> ProjectionError {
+        ProjectionError::Unavailable(format!("a concurrent projector {what}; retrying"))
+    }
+
+    /// [`Applied::Applied`] when a guarded write changed something (`written` rows or script
+    /// results above 0), else [`ProjectionError::concurrent_write`].
+    pub fn unless_concurrent(written: u64, what: &str) -> Result<Applied, ProjectionError> {
+        if written == 0 {
+            return Err(ProjectionError::concurrent_write(what));
+        }
+        Ok(Applied::Applied)
+    }
 }
 
 /// What [`Projection::apply`] did with an envelope.

@@ -6,44 +6,31 @@ use std::sync::Arc;
 use projectors::redis::{RedisProjection, RedisReadModel};
 use redis_client::{RedisConfig, RedisConnection};
 
-#[tokio::test]
-async fn the_redis_read_model_passes_the_conformance_suite() {
-    projectors::read_model::conformance::run(|| async {
-        let config = Arc::new(RedisConfig::from_url(&testkit::redis_url()).expect("url"));
-        let connection = RedisConnection::connect(&config).await.expect("connect");
-        let projection = Arc::new(RedisProjection::new(
-            config.clone(),
-            connection.clone(),
-            "redis",
-        ));
-        // A fresh view is complete (the runner marks it so after its catch-up).
-        projectors::Projection::mark_intact(projection.as_ref())
-            .await
-            .expect("mark");
-        let model = Arc::new(RedisReadModel::new(config, connection));
-        (projection as _, model as _)
-    })
-    .await;
+/// A fresh, complete Redis view under `url`'s key prefix: its projection and its reader.
+async fn fresh_view(url: &str) -> projectors::read_model::conformance::Pair {
+    let config = Arc::new(RedisConfig::from_url(url).expect("url"));
+    let connection = RedisConnection::connect(&config).await.expect("connect");
+    let projection = Arc::new(RedisProjection::new(
+        config.clone(),
+        connection.clone(),
+        "redis",
+    ));
+    // A fresh view is complete (the runner marks it so after its catch-up).
+    projectors::Projection::mark_intact(projection.as_ref())
+        .await
+        .expect("mark");
+    let model = Arc::new(RedisReadModel::new(config, connection));
+    (projection as _, model as _)
 }
 
-#[tokio::test]
-async fn the_redis_read_model_passes_the_suite_on_a_redis_cluster() {
-    projectors::read_model::conformance::run(|| async {
-        let config = Arc::new(RedisConfig::from_url(&testkit::redis_cluster_url()).expect("url"));
-        let connection = RedisConnection::connect(&config).await.expect("connect");
-        let projection = Arc::new(RedisProjection::new(
-            config.clone(),
-            connection.clone(),
-            "redis",
-        ));
-        // A fresh view is complete (the runner marks it so after its catch-up).
-        projectors::Projection::mark_intact(projection.as_ref())
-            .await
-            .expect("mark");
-        let model = Arc::new(RedisReadModel::new(config, connection));
-        (projection as _, model as _)
-    })
-    .await;
+/// The suite on the local Redis.
+mod on_a_single_redis {
+    projectors::read_model_conformance_suite!(super::fresh_view(&testkit::redis_url()));
+}
+
+/// The suite on the three-master Redis Cluster the test script starts.
+mod on_a_redis_cluster {
+    projectors::read_model_conformance_suite!(super::fresh_view(&testkit::redis_cluster_url()));
 }
 
 #[tokio::test]
@@ -52,7 +39,9 @@ async fn a_very_selective_filter_is_too_costly_for_redis() {
     use events::{
         CatalogEvent, CategoryCreated, EventMetadata, NewEvent, ProductCreated, ProductStatus,
     };
-    use projectors::read_model::{CatalogReadModel, ListQuery, ReadModelError, SortOrder};
+    use projectors::read_model::{
+        CatalogReadModel, ListQuery, MinPosition, ReadModelError, SortOrder,
+    };
     use projectors::Projection;
 
     let config = Arc::new(RedisConfig::from_url(&testkit::redis_url()).expect("url"));
@@ -111,29 +100,37 @@ async fn a_very_selective_filter_is_too_costly_for_redis() {
         after: None,
     };
     assert!(matches!(
-        model.list(&query).await,
+        model.list(&query, MinPosition::ANY).await,
         Err(ReadModelError::TooCostly)
     ));
     let unfiltered = ListQuery {
         brand: None,
         ..query
     };
-    assert_eq!(model.list(&unfiltered).await.expect("list").items.len(), 10);
+    assert_eq!(
+        model
+            .list(&unfiltered, MinPosition::ANY)
+            .await
+            .expect("list")
+            .items
+            .len(),
+        10
+    );
 }
 
 #[tokio::test]
 async fn a_view_without_its_intact_marker_refuses_to_answer_rather_than_say_not_found() {
-    use projectors::read_model::{CatalogReadModel, ReadModelError};
+    use projectors::read_model::{CatalogReadModel, MinPosition, ReadModelError};
     let config = Arc::new(RedisConfig::from_url(&testkit::redis_url()).expect("url"));
     let connection = RedisConnection::connect(&config).await.expect("connect");
     let model = RedisReadModel::new(config, connection);
-    let answer = model.product(uuid::Uuid::now_v7()).await;
+    let answer = model.product(uuid::Uuid::now_v7(), MinPosition::ANY).await;
     assert!(
         matches!(answer, Err(ReadModelError::Unavailable(_))),
         "{answer:?}"
     );
     assert!(matches!(
-        model.categories().await,
+        model.categories(MinPosition::ANY).await,
         Err(ReadModelError::Unavailable(_))
     ));
 }

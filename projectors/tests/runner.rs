@@ -17,7 +17,7 @@ use events::{
     ProductStatus, SaleRecorded,
 };
 use futures::StreamExt;
-use projectors::read_model::{CatalogReadModel, MemoryReadModel};
+use projectors::read_model::{CatalogReadModel, MemoryReadModel, MinPosition};
 use projectors::runner::Projector;
 use uuid::Uuid;
 
@@ -116,7 +116,7 @@ async fn gaps_are_repaired_at_once_and_holes_after_the_grace_period() {
     // The gap is repaired as soon as version 3 arrives.
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     loop {
-        let (product, _) = model.product(a).await.expect("read");
+        let (product, _) = model.product(a, MinPosition::ANY).await.expect("read");
         if product.is_some_and(|view| view.version == 3 && view.sales == 2) {
             break;
         }
@@ -135,7 +135,7 @@ async fn gaps_are_repaired_at_once_and_holes_after_the_grace_period() {
         model.wait_for(6, Duration::from_secs(5)).await,
         "the hole at position 5 was never repaired"
     );
-    let (product, _) = model.product(b).await.expect("read");
+    let (product, _) = model.product(b, MinPosition::ANY).await.expect("read");
     assert_eq!(product.expect("B").sales, 1);
     assert_eq!(projector.status().position, 6);
     running.abort();

@@ -1,16 +1,23 @@
 //! Read-your-writes: `X-Min-Position: <n>` waits until the views have applied position `n`
 //! (up to [`QueryState::min_position_wait`], then 503 with `Retry-After`); every answer says
 //! the position its views had reached in `X-Position`.
+//!
+//! The position a request needs is handed to its handler as a [`RequiredPosition`] (the
+//! middleware puts it in the request's extensions), and the handler passes it to every read
+//! model call: read models with caches use it to decide whether a cached answer will do.
+//!
+//! [`QueryState::min_position_wait`]: crate::QueryState::min_position_wait
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use projectors::read_model::CatalogReadModel;
+use projectors::read_model::{CatalogReadModel, MinPosition};
 use web::Problem;
 
 /// The views a group of routes reads, as far as read-your-writes is concerned.
@@ -59,23 +66,28 @@ pub struct Consistency {
 
 pub const X_MIN_POSITION: HeaderName = HeaderName::from_static("x-min-position");
 
-tokio::task_local! {
-    /// The position the current request needs its answer to reflect (`X-Min-Position`).
-    static REQUIRED_POSITION: u64;
-}
-
-/// The position the request being served needs (0 without `X-Min-Position`): read models
-/// with caches use it to decide whether a cached answer will do.
-pub fn required_position() -> u64 {
-    REQUIRED_POSITION
-        .try_with(|position| *position)
-        .unwrap_or(0)
-}
 pub const X_POSITION: HeaderName = HeaderName::from_static("x-position");
+
+/// The position the request being served needs its answer to reflect (`X-Min-Position`,
+/// [`MinPosition::ANY`] without it), as [`read_your_writes`] checked it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequiredPosition(pub MinPosition);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequiredPosition {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequiredPosition>()
+            .copied()
+            .unwrap_or_default())
+    }
+}
 
 pub async fn read_your_writes(
     State(state): State<Consistency>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let position_now = || HeaderValue::from(state.views.position());
@@ -107,7 +119,10 @@ pub async fn read_your_writes(
         }
         required = wanted;
     }
-    let mut response = REQUIRED_POSITION.scope(required, next.run(request)).await;
+    request
+        .extensions_mut()
+        .insert(RequiredPosition(MinPosition(required)));
+    let mut response = next.run(request).await;
     if !response.headers().contains_key(&X_POSITION) {
         response.headers_mut().insert(X_POSITION, position_now());
     }

@@ -3,16 +3,15 @@
 //!
 //! - [`routes`]: the handlers and their query-string parsing; [`routes::search`] for
 //!   `/api/search`.
-//! - [`layers`]: the distributed read path (L1, Redis, replica).
+//! - [`read_path`]: the distributed read path (L1, Redis, replica, invalidations, breakers).
 //! - [`consistency`]: the `X-Min-Position` / `X-Position` middleware.
 //! - [`events_api`]: `/api/events` and its Server-Sent Events stream (analysts).
 //! - [`analytics`]: shopper analytics capture and `/api/analytics/*` (analysts).
 
 pub mod analytics;
-pub mod breaker;
 pub mod consistency;
 pub mod events_api;
-pub mod layers;
+pub mod read_path;
 pub mod routes;
 
 use std::sync::Arc;

@@ -152,8 +152,8 @@ fn layered_read_model(
             )),
         )
     });
-    query_api::layers::LayeredReadModel::new(
-        query_api::layers::LayerConfig::default(),
+    query_api::read_path::LayeredReadModel::new(
+        query_api::read_path::LayerConfig::default(),
         replica,
         primary,
         redis,

@@ -1,6 +1,15 @@
-//! The read model's behaviour as one suite, run against every adapter (in memory, PostgreSQL).
+//! The read model's behaviour as one suite, run against every adapter (in memory,
+//! PostgreSQL, Redis, and query-api's layered read path): [`read_model_conformance_suite!`]
+//! expands into one `#[tokio::test]` per case, so one failure does not hide the others.
+//!
+//! Every read asks for the position the suite has written up to ([`MinPosition`]), as a
+//! client that just wrote would with `X-Min-Position`: a read model with caches must then
+//! answer with what was written, not with an older copy.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use events::{
@@ -9,30 +18,46 @@ use events::{
 };
 use uuid::Uuid;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
-
-use super::{CatalogReadModel, ListQuery, SortOrder};
+use super::port::{CatalogReadModel, MinPosition};
+use super::view::{ListQuery, SortOrder};
 use crate::{Applied, Projection};
 
 /// A read model under test: the projection that writes it and the port that reads it.
 pub type Pair = (Arc<dyn Projection>, Arc<dyn CatalogReadModel>);
 
-/// Runs every case, each against a fresh, empty read model from `make`.
-pub async fn run<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Pair>,
-{
-    a_replayed_event_changes_nothing(make().await).await;
-    listings_follow_each_sort_order_with_ties_by_id(make().await).await;
-    filters_combine_and_price_bounds_are_inclusive(make().await).await;
-    pages_continue_after_the_cursor_and_unpublished_products_leave(make().await).await;
-    bestsellers_rank_by_sales(make().await).await;
-    waiting_for_a_position_returns_once_it_is_applied(make().await).await;
-    an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing(make().await).await;
+/// Expands into one `#[tokio::test]` per case of the suite, each against a fresh, empty read
+/// model made by the given future (a [`Pair`]). With `keeping`, the future yields the pair
+/// and something to keep alive until the case ends (a test database, say).
+///
+/// ```ignore
+/// projectors::read_model_conformance_suite!(async { make_pair().await });
+/// projectors::read_model_conformance_suite!(keeping async { (make_pair().await, database) });
+/// ```
+#[macro_export]
+macro_rules! read_model_conformance_suite {
+    (keeping $make:expr) => {
+        $crate::read_model_conformance_suite!(@cases keeping $make;
+            a_replayed_event_changes_nothing,
+            listings_follow_each_sort_order_with_ties_by_id,
+            filters_combine_and_price_bounds_are_inclusive,
+            pages_continue_after_the_cursor_and_unpublished_products_leave,
+            bestsellers_rank_by_sales,
+            waiting_for_a_position_returns_once_it_is_applied,
+            an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing
+        );
+    };
+    ($make:expr) => {
+        $crate::read_model_conformance_suite!(keeping async { ($make.await, ()) });
+    };
+    (@cases keeping $make:expr; $($case:ident),+) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (pair, _kept): ($crate::read_model::conformance::Pair, _) = $make.await;
+                $crate::read_model::conformance::$case(pair).await;
+            }
+        )+
+    };
 }
 
 struct Log {
@@ -78,6 +103,11 @@ impl Log {
             envelope.position
         );
         envelope
+    }
+
+    /// What a client that wrote everything so far asks its reads to reflect.
+    fn at(&self) -> MinPosition {
+        MinPosition(self.position)
     }
 
     async fn category(&mut self, slug: &str) {
@@ -134,9 +164,9 @@ fn query(sort: SortOrder, limit: usize) -> ListQuery {
     }
 }
 
-async fn skus(model: &Arc<dyn CatalogReadModel>, query: &ListQuery) -> Vec<String> {
-    model
-        .list(query)
+async fn skus(log: &Log, query: &ListQuery) -> Vec<String> {
+    log.model
+        .list(query, log.at())
         .await
         .expect("list")
         .items
@@ -145,7 +175,7 @@ async fn skus(model: &Arc<dyn CatalogReadModel>, query: &ListQuery) -> Vec<Strin
         .collect()
 }
 
-async fn a_replayed_event_changes_nothing(pair: Pair) {
+pub async fn a_replayed_event_changes_nothing(pair: Pair) {
     let mut log = Log::new(pair);
     log.category("tools").await;
     let id = log.product("A", "tools", 100, 10, 1).await;
@@ -162,7 +192,7 @@ async fn a_replayed_event_changes_nothing(pair: Pair) {
         .await
         .expect("replay");
     assert_eq!(replayed, Applied::Duplicate);
-    let (product, position) = log.model.product(id).await.expect("read");
+    let (product, position) = log.model.product(id, log.at()).await.expect("read");
     let product = product.expect("visible");
     assert_eq!(
         (product.stock, product.sales, product.version, position),
@@ -170,31 +200,31 @@ async fn a_replayed_event_changes_nothing(pair: Pair) {
     );
 }
 
-async fn listings_follow_each_sort_order_with_ties_by_id(pair: Pair) {
+pub async fn listings_follow_each_sort_order_with_ties_by_id(pair: Pair) {
     let mut log = Log::new(pair);
     log.category("tools").await;
     log.product("CHEAP", "tools", 100, 1, 3).await;
     log.product("DEAR", "tools", 900, 1, 1).await;
     log.product("MID", "tools", 500, 1, 2).await;
     assert_eq!(
-        skus(&log.model, &query(SortOrder::Newest, 10)).await,
+        skus(&log, &query(SortOrder::Newest, 10)).await,
         ["CHEAP", "MID", "DEAR"]
     );
     assert_eq!(
-        skus(&log.model, &query(SortOrder::PriceAsc, 10)).await,
+        skus(&log, &query(SortOrder::PriceAsc, 10)).await,
         ["CHEAP", "MID", "DEAR"]
     );
     assert_eq!(
-        skus(&log.model, &query(SortOrder::PriceDesc, 10)).await,
+        skus(&log, &query(SortOrder::PriceDesc, 10)).await,
         ["DEAR", "MID", "CHEAP"]
     );
     assert_eq!(
-        skus(&log.model, &query(SortOrder::Name, 10)).await,
+        skus(&log, &query(SortOrder::Name, 10)).await,
         ["CHEAP", "DEAR", "MID"]
     );
 }
 
-async fn filters_combine_and_price_bounds_are_inclusive(pair: Pair) {
+pub async fn filters_combine_and_price_bounds_are_inclusive(pair: Pair) {
     let mut log = Log::new(pair);
     log.category("tools").await;
     log.category("garden").await;
@@ -206,18 +236,18 @@ async fn filters_combine_and_price_bounds_are_inclusive(pair: Pair) {
     filtered.category = Some("tools".into());
     filtered.min_price = Some(100);
     filtered.max_price = Some(200);
-    assert_eq!(skus(&log.model, &filtered).await, ["T100", "T200"]);
+    assert_eq!(skus(&log, &filtered).await, ["T100", "T200"]);
     filtered.in_stock = true;
-    assert_eq!(skus(&log.model, &filtered).await, ["T200"]);
+    assert_eq!(skus(&log, &filtered).await, ["T200"]);
     let mut by_brand = query(SortOrder::PriceAsc, 10);
     by_brand.brand = Some("acme".into());
     assert_eq!(
-        skus(&log.model, &by_brand).await,
+        skus(&log, &by_brand).await,
         ["T100", "T200", "G200", "T300"]
     );
 }
 
-async fn pages_continue_after_the_cursor_and_unpublished_products_leave(pair: Pair) {
+pub async fn pages_continue_after_the_cursor_and_unpublished_products_leave(pair: Pair) {
     let mut log = Log::new(pair);
     log.category("tools").await;
     let mut ids = Vec::new();
@@ -228,7 +258,7 @@ async fn pages_continue_after_the_cursor_and_unpublished_products_leave(pair: Pa
         );
     }
     let mut page_query = query(SortOrder::PriceAsc, 2);
-    let first = log.model.list(&page_query).await.expect("page");
+    let first = log.model.list(&page_query, log.at()).await.expect("page");
     assert_eq!(first.items.len(), 2);
     let cursor = first.next_cursor.expect("more");
     // A product on the first page changes price; one on a later page is unpublished.
@@ -249,15 +279,19 @@ async fn pages_continue_after_the_cursor_and_unpublished_products_leave(pair: Pa
     )
     .await;
     page_query.after = Some(cursor.after);
-    assert_eq!(skus(&log.model, &page_query).await, ["P2", "P4"]);
-    let (categories, _) = log.model.categories().await.expect("categories");
+    assert_eq!(skus(&log, &page_query).await, ["P2", "P4"]);
+    let (categories, _) = log.model.categories(log.at()).await.expect("categories");
     assert_eq!(categories[0].product_count, 4);
-    let (hidden, _) = log.model.product(ids[3]).await.expect("read");
+    let (hidden, _) = log.model.product(ids[3], log.at()).await.expect("read");
     assert!(
         hidden.is_none(),
         "an unpublished product is not visible to shoppers"
     );
-    let (for_admin, _) = log.model.product_any_status(ids[3]).await.expect("read");
+    let (for_admin, _) = log
+        .model
+        .product_any_status(ids[3], log.at())
+        .await
+        .expect("read");
     assert_eq!(
         for_admin.expect("visible to admins").status,
         ProductStatus::Draft
@@ -268,11 +302,11 @@ async fn pages_continue_after_the_cursor_and_unpublished_products_leave(pair: Pa
         10,
     )
     .await;
-    let (categories, _) = log.model.categories().await.expect("categories");
+    let (categories, _) = log.model.categories(log.at()).await.expect("categories");
     assert_eq!(categories[0].product_count, 5);
 }
 
-async fn bestsellers_rank_by_sales(pair: Pair) {
+pub async fn bestsellers_rank_by_sales(pair: Pair) {
     let mut log = Log::new(pair);
     log.category("tools").await;
     let a = log.product("A", "tools", 100, 50, 1).await;
@@ -292,7 +326,7 @@ async fn bestsellers_rank_by_sales(pair: Pair) {
     .await;
     let (top, _) = log
         .model
-        .bestsellers(Some("tools"), 2)
+        .bestsellers(Some("tools"), 2, log.at())
         .await
         .expect("bestsellers");
     assert_eq!(
@@ -301,14 +335,14 @@ async fn bestsellers_rank_by_sales(pair: Pair) {
     );
 }
 
-async fn waiting_for_a_position_returns_once_it_is_applied(pair: Pair) {
+pub async fn waiting_for_a_position_returns_once_it_is_applied(pair: Pair) {
     let mut log = Log::new(pair);
     assert!(!log.model.wait_for(1, Duration::from_millis(200)).await);
     log.category("tools").await;
     assert!(log.model.wait_for(1, Duration::from_millis(500)).await);
 }
 
-async fn an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing(pair: Pair) {
+pub async fn an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing(pair: Pair) {
     let mut log = Log::new(pair);
     log.category("tools").await;
     let id = log.product("A", "tools", 100, 10, 1).await;
@@ -326,7 +360,7 @@ async fn an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing(pair: P
     .into_envelope(9);
     let applied = log.projection.apply(&skipped, 3).await.expect("apply");
     assert_eq!(applied, Applied::Gap { applied_version: 1 });
-    let (product, _) = log.model.product(id).await.expect("read");
+    let (product, _) = log.model.product(id, log.at()).await.expect("read");
     assert_eq!(product.expect("visible").stock, 10);
 
     let unknown = Uuid::now_v7();

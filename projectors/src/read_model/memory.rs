@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use events::Watermark;
 use events::{CatalogEvent, Envelope, ProductStatus};
 use parking_lot::RwLock;
-use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{
-    evolve, CatalogReadModel, CategoryView, Cursor, Evolved, ListQuery, Page, ProductView,
-    ReadModelError, SortKey, SortOrder,
-};
+use super::evolve::{category_out_of_order, evolve, Evolved};
+use super::port::{CatalogReadModel, MinPosition, ReadModelError};
+use super::view::{CategoryView, ListQuery, Page, ProductView, SortKey, SortOrder};
 use crate::{Applied, Projection, ProjectionError};
 
 type IndexKey = (Option<String>, SortOrder);
@@ -76,13 +75,8 @@ impl State {
             .category_versions
             .entry(envelope.aggregate_id)
             .or_insert(0);
-        if envelope.aggregate_version <= *applied {
-            return Applied::Duplicate;
-        }
-        if envelope.aggregate_version > *applied + 1 {
-            return Applied::Gap {
-                applied_version: *applied,
-            };
+        if let Some(answer) = category_out_of_order(*applied, envelope) {
+            return answer;
         }
         *applied = envelope.aggregate_version;
         let product_count = self
@@ -105,7 +99,7 @@ impl State {
 /// The in-memory catalog read model. It is both a [`Projection`] and a [`CatalogReadModel`].
 pub struct MemoryReadModel {
     state: RwLock<State>,
-    position: watch::Sender<u64>,
+    position: Watermark,
 }
 
 impl Default for MemoryReadModel {
@@ -118,26 +112,8 @@ impl MemoryReadModel {
     pub fn new() -> Self {
         MemoryReadModel {
             state: RwLock::new(State::default()),
-            position: watch::channel(0).0,
+            position: Watermark::new(0),
         }
-    }
-
-    fn matches(query: &ListQuery, product: &ProductView) -> bool {
-        if let Some(brand) = &query.brand {
-            let same = product.brand.as_deref().is_some_and(|own| {
-                own.eq_ignore_ascii_case(brand) || own.to_lowercase() == brand.to_lowercase()
-            });
-            if !same {
-                return false;
-            }
-        }
-        if query.min_price.is_some_and(|min| product.price_cents < min) {
-            return false;
-        }
-        if query.max_price.is_some_and(|max| product.price_cents > max) {
-            return false;
-        }
-        !(query.in_stock && product.stock <= 0)
     }
 }
 
@@ -178,20 +154,17 @@ impl MemoryReadModel {
             let mut state = self.state.write();
             state.position = state.position.max(position);
         }
-        self.position.send_if_modified(|current| {
-            if position > *current {
-                *current = position;
-                true
-            } else {
-                false
-            }
-        });
+        self.position.advance(position);
     }
 }
 
 #[async_trait]
 impl CatalogReadModel for MemoryReadModel {
-    async fn product(&self, id: Uuid) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
+    async fn product(
+        &self,
+        id: Uuid,
+        _at: MinPosition,
+    ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
         let state = self.state.read();
         let product = state
             .products
@@ -204,12 +177,13 @@ impl CatalogReadModel for MemoryReadModel {
     async fn product_any_status(
         &self,
         id: Uuid,
+        _at: MinPosition,
     ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
         let state = self.state.read();
         Ok((state.products.get(&id).cloned(), state.position))
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Page, ReadModelError> {
+    async fn list(&self, query: &ListQuery, _at: MinPosition) -> Result<Page, ReadModelError> {
         let state = self.state.read();
         let mut items = Vec::with_capacity(query.limit + 1);
         if let Some(index) = state.indexes.get(&(query.category.clone(), query.sort)) {
@@ -221,7 +195,7 @@ impl CatalogReadModel for MemoryReadModel {
                 let Some(product) = state.products.get(&key.id) else {
                     continue;
                 };
-                if Self::matches(query, product) {
+                if query.matches(product) {
                     items.push(product.clone());
                     if items.len() > query.limit {
                         break;
@@ -229,26 +203,14 @@ impl CatalogReadModel for MemoryReadModel {
                 }
             }
         }
-        let next_cursor = if items.len() > query.limit {
-            items.truncate(query.limit);
-            items.last().map(|last| Cursor {
-                sort: query.sort,
-                after: query.sort.key(last),
-            })
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            position: state.position,
-        })
+        Ok(Page::cut(items, query, state.position))
     }
 
     async fn bestsellers(
         &self,
         category: Option<&str>,
         limit: usize,
+        _at: MinPosition,
     ) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError> {
         let state = self.state.read();
         let items = state
@@ -265,20 +227,20 @@ impl CatalogReadModel for MemoryReadModel {
         Ok((items, state.position))
     }
 
-    async fn categories(&self) -> Result<(Vec<CategoryView>, u64), ReadModelError> {
+    async fn categories(
+        &self,
+        _at: MinPosition,
+    ) -> Result<(Vec<CategoryView>, u64), ReadModelError> {
         let state = self.state.read();
         Ok((state.categories.values().cloned().collect(), state.position))
     }
 
     fn position(&self) -> u64 {
-        *self.position.borrow()
+        self.position.current()
     }
 
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
-        let mut receiver = self.position.subscribe();
-        let reached =
-            tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
-        matches!(reached, Ok(Ok(_)))
+        self.position.wait_for(position, timeout).await
     }
 }
 
@@ -288,12 +250,8 @@ mod tests {
 
     use super::MemoryReadModel;
 
-    #[tokio::test]
-    async fn the_memory_read_model_passes_the_conformance_suite() {
-        crate::read_model::conformance::run(|| async {
-            let model = Arc::new(MemoryReadModel::new());
-            (model.clone() as _, model as _)
-        })
-        .await;
-    }
+    crate::read_model_conformance_suite!(async {
+        let model = Arc::new(MemoryReadModel::new());
+        (model.clone() as _, model as _)
+    });
 }

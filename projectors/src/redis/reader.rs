@@ -1,19 +1,18 @@
 //! Reads the Redis views.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use events::ProductStatus;
 use redis_client::{RedisConfig, RedisConnection};
-use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{encode_member, index_key, member_id, StoredCategory};
-use crate::read_model::{
-    CatalogReadModel, CategoryView, Cursor, ListQuery, Page, ProductView, ReadModelError, SortOrder,
-};
+use super::layout::{encode_member, index_key, member_id, StoredCategory};
+use crate::read_model::polled::PolledWatermark;
+use crate::read_model::port::{CatalogReadModel, MinPosition, ReadModelError};
+use crate::read_model::view::{CategoryView, ListQuery, Page, ProductView};
 
 /// How many index entries a filtered listing may look at before it gives up (and the caller
 /// asks the PostgreSQL read model, which has indexes for filters).
@@ -24,18 +23,10 @@ const SCAN_CHUNK: usize = 200;
 pub struct RedisReadModel {
     config: Arc<RedisConfig>,
     connection: RedisConnection,
-    position: watch::Sender<u64>,
+    /// The checkpoint, polled together with the `intact` marker.
+    position: PolledWatermark,
     /// Whether the view is complete (its `intact` marker exists), as last read.
-    intact: Arc<std::sync::atomic::AtomicBool>,
-    waiters: Arc<AtomicUsize>,
-    wake: Arc<tokio::sync::Notify>,
-    refresher: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RedisReadModel {
-    fn drop(&mut self) {
-        self.refresher.abort();
-    }
+    intact: Arc<AtomicBool>,
 }
 
 fn unavailable(error: redis::RedisError) -> ReadModelError {
@@ -50,26 +41,18 @@ fn decode(text: &str) -> Result<Arc<ProductView>, ReadModelError> {
 
 impl RedisReadModel {
     pub fn new(config: Arc<RedisConfig>, connection: RedisConnection) -> Self {
-        let (position, _) = watch::channel(0);
-        let waiters = Arc::new(AtomicUsize::new(0));
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let intact = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let refresher = tokio::spawn(refresh_position(
-            config.clone(),
-            connection.clone(),
-            position.clone(),
-            intact.clone(),
-            waiters.clone(),
-            wake.clone(),
-        ));
+        let intact = Arc::new(AtomicBool::new(false));
+        let position = PolledWatermark::spawn({
+            let config = config.clone();
+            let connection = connection.clone();
+            let intact = intact.clone();
+            move || poll_checkpoint(config.clone(), connection.clone(), intact.clone())
+        });
         RedisReadModel {
             config,
             connection,
             position,
             intact,
-            waiters,
-            wake,
-            refresher,
         }
     }
 
@@ -152,76 +135,34 @@ impl RedisReadModel {
             ))
         }
     }
-
-    fn matches(query: &ListQuery, product: &ProductView) -> bool {
-        if let Some(brand) = &query.brand {
-            let same = product
-                .brand
-                .as_deref()
-                .is_some_and(|own| own.to_lowercase() == brand.to_lowercase());
-            if !same {
-                return false;
-            }
-        }
-        if query.min_price.is_some_and(|min| product.price_cents < min) {
-            return false;
-        }
-        if query.max_price.is_some_and(|max| product.price_cents > max) {
-            return false;
-        }
-        !(query.in_stock && product.stock <= 0)
-    }
-
-    fn is_filtered(query: &ListQuery) -> bool {
-        query.brand.is_some()
-            || query.min_price.is_some()
-            || query.max_price.is_some()
-            || query.in_stock
-    }
 }
 
-async fn refresh_position(
+/// Reads the checkpoint and the `intact` marker in one round trip; records the marker.
+async fn poll_checkpoint(
     config: Arc<RedisConfig>,
-    connection: RedisConnection,
-    position: watch::Sender<u64>,
-    intact: Arc<std::sync::atomic::AtomicBool>,
-    waiters: Arc<AtomicUsize>,
-    wake: Arc<tokio::sync::Notify>,
-) {
-    loop {
-        let mut connection = connection.clone();
-        let read: Result<(Option<u64>, bool), _> = redis::pipe()
-            .cmd("GET")
-            .arg(config.key("checkpoint"))
-            .cmd("EXISTS")
-            .arg(config.key("intact"))
-            .query_async(&mut connection)
-            .await;
-        if let Ok((read, marked)) = read {
-            intact.store(marked, Ordering::SeqCst);
-            let read = read.unwrap_or(0);
-            position.send_if_modified(|current| {
-                let moved = read > *current;
-                *current = (*current).max(read);
-                moved
-            });
-        }
-        let pause = if waiters.load(Ordering::Relaxed) > 0 {
-            Duration::from_millis(5)
-        } else {
-            Duration::from_millis(100)
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = wake.notified() => {}
-        }
-    }
+    mut connection: RedisConnection,
+    intact: Arc<AtomicBool>,
+) -> Option<u64> {
+    let read: Result<(Option<u64>, bool), _> = redis::pipe()
+        .cmd("GET")
+        .arg(config.key("checkpoint"))
+        .cmd("EXISTS")
+        .arg(config.key("intact"))
+        .query_async(&mut connection)
+        .await;
+    let (checkpoint, marked) = read.ok()?;
+    intact.store(marked, Ordering::SeqCst);
+    Some(checkpoint.unwrap_or(0))
 }
 
 #[async_trait]
 impl CatalogReadModel for RedisReadModel {
-    async fn product(&self, id: Uuid) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
-        let (product, position) = self.product_any_status(id).await?;
+    async fn product(
+        &self,
+        id: Uuid,
+        at: MinPosition,
+    ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
+        let (product, position) = self.product_any_status(id, at).await?;
         Ok((
             product.filter(|view| view.status == ProductStatus::Published),
             position,
@@ -231,6 +172,7 @@ impl CatalogReadModel for RedisReadModel {
     async fn product_any_status(
         &self,
         id: Uuid,
+        _at: MinPosition,
     ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
         let position = self.position();
         let mut connection = self.connection.clone();
@@ -246,11 +188,11 @@ impl CatalogReadModel for RedisReadModel {
         Ok((text.as_deref().map(decode).transpose()?, position))
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Page, ReadModelError> {
+    async fn list(&self, query: &ListQuery, _at: MinPosition) -> Result<Page, ReadModelError> {
         let position = self.position();
         let key = index_key(&self.config, query.category.as_deref(), query.sort);
         let mut after = query.after.as_ref().map(encode_member);
-        let filtered = Self::is_filtered(query);
+        let filtered = query.is_filtered();
         let mut items = Vec::with_capacity(query.limit + 1);
         let mut scanned = 0;
         loop {
@@ -272,7 +214,7 @@ impl CatalogReadModel for RedisReadModel {
                         .category
                         .as_ref()
                         .is_none_or(|category| *category == product.category)
-                    && Self::matches(query, &product)
+                    && query.matches(&product)
                 {
                     items.push(product);
                     if items.len() > query.limit {
@@ -287,43 +229,13 @@ impl CatalogReadModel for RedisReadModel {
                 return Err(ReadModelError::TooCostly);
             }
         }
-        let next_cursor = if items.len() > query.limit {
-            items.truncate(query.limit);
-            items.last().map(|last| Cursor {
-                sort: query.sort,
-                after: query.sort.key(last),
-            })
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_cursor,
-            position,
-        })
+        Ok(Page::cut(items, query, position))
     }
 
-    async fn bestsellers(
+    async fn categories(
         &self,
-        category: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError> {
-        let page = self
-            .list(&ListQuery {
-                category: category.map(str::to_owned),
-                brand: None,
-                min_price: None,
-                max_price: None,
-                in_stock: false,
-                sort: SortOrder::Bestselling,
-                limit,
-                after: None,
-            })
-            .await?;
-        Ok((page.items, page.position))
-    }
-
-    async fn categories(&self) -> Result<(Vec<CategoryView>, u64), ReadModelError> {
+        _at: MinPosition,
+    ) -> Result<(Vec<CategoryView>, u64), ReadModelError> {
         let position = self.position();
         let mut connection = self.connection.clone();
         let (intact, categories, counts): (bool, Vec<(String, String)>, Vec<(String, i64)>) =
@@ -356,19 +268,10 @@ impl CatalogReadModel for RedisReadModel {
     }
 
     fn position(&self) -> u64 {
-        *self.position.borrow()
+        self.position.current()
     }
 
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
-        if self.position() >= position {
-            return true;
-        }
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        self.wake.notify_one();
-        let mut receiver = self.position.subscribe();
-        let reached =
-            tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
-        matches!(reached, Ok(Ok(_)))
+        self.position.wait_for(position, timeout).await
     }
 }

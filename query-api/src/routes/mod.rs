@@ -18,7 +18,7 @@ use web::Problem;
 
 use events::values::{Brand, Slug};
 
-use crate::consistency::X_POSITION;
+use crate::consistency::{RequiredPosition, X_POSITION};
 use crate::QueryState;
 
 impl From<ReadModelError> for QueryProblem {
@@ -104,6 +104,7 @@ fn caller_is_admin(state: &QueryState, headers: &HeaderMap) -> Result<bool, Prob
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn get_product(
     State(state): State<QueryState>,
+    RequiredPosition(at): RequiredPosition,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> QueryResult {
@@ -112,9 +113,9 @@ pub async fn get_product(
     };
     let admin = caller_is_admin(&state, &headers)?;
     let (product, position) = if admin {
-        state.read_model.product_any_status(id).await?
+        state.read_model.product_any_status(id, at).await?
     } else {
-        state.read_model.product(id).await?
+        state.read_model.product(id, at).await?
     };
     let Some(product) = product else {
         let response = Problem::not_found(format!("no product with id {id}")).into_response();
@@ -364,10 +365,11 @@ fn parse_cursor(text: &str, sort: SortOrder) -> Result<SortKey, QueryProblem> {
     responses((status = 200, body = ProductPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn list_products(
     State(state): State<QueryState>,
+    RequiredPosition(at): RequiredPosition,
     Query(params): Query<ListParams>,
 ) -> QueryResult {
     let query = parse_list_params(params)?;
-    let page = state.read_model.list(&query).await?;
+    let page = state.read_model.list(&query, at).await?;
     let body = ProductPage {
         items: page.items,
         next_cursor: page.next_cursor.map(|cursor| cursor.encode()),
@@ -392,13 +394,14 @@ pub struct BestsellerParams {
     responses((status = 200, body = ProductList), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn bestsellers(
     State(state): State<QueryState>,
+    RequiredPosition(at): RequiredPosition,
     Query(params): Query<BestsellerParams>,
 ) -> QueryResult {
     let category = parse_slug("category", given(params.category))?;
     let limit = parse_limit(given(params.limit), 10)?;
     let (items, position) = state
         .read_model
-        .bestsellers(category.as_deref(), limit)
+        .bestsellers(category.as_deref(), limit, at)
         .await?;
     let body = ProductList { items };
     Ok(with_position(axum::Json(body).into_response(), position))
@@ -407,8 +410,11 @@ pub async fn bestsellers(
 /// Every category with its number of published products.
 #[utoipa::path(get, path = "/api/categories", tag = "queries", params(("X-Min-Position" = Option<u64>, Header)),
     responses((status = 200, body = CategoryList), (status = 400, body = Problem), (status = 503, body = Problem)))]
-pub async fn list_categories(State(state): State<QueryState>) -> QueryResult {
-    let (items, position) = state.read_model.categories().await?;
+pub async fn list_categories(
+    State(state): State<QueryState>,
+    RequiredPosition(at): RequiredPosition,
+) -> QueryResult {
+    let (items, position) = state.read_model.categories(at).await?;
     Ok(with_position(
         axum::Json(CategoryList { items }).into_response(),
         position,

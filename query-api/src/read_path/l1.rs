@@ -1,0 +1,143 @@
+//! L1: the caches in this process (moka), and what each entry knows about its freshness.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+use projectors::read_model::{CategoryView, Page, ProductView};
+use projectors::redis::Invalidation;
+use uuid::Uuid;
+
+/// A cached answer and how far it can be trusted.
+#[derive(Clone)]
+pub(super) struct Cached<T> {
+    pub value: T,
+    /// The position the layer that answered had reached before the read.
+    pub position: u64,
+    /// Loaded from Redis while invalidations were watched, none arriving during the load.
+    pub watched: bool,
+}
+
+/// Watched entries live their TTL (an invalidation drops them sooner); the others 2 s.
+struct Ttl {
+    watched: Duration,
+    unwatched: Duration,
+}
+
+impl<K, T> Expiry<K, Cached<T>> for Ttl {
+    fn expire_after_create(
+        &self,
+        _key: &K,
+        value: &Cached<T>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(if value.watched {
+            self.watched
+        } else {
+            self.unwatched
+        })
+    }
+}
+
+/// A listing page's cache key: its scope (for invalidation) and the whole query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct PageKey {
+    pub category: Option<String>,
+    pub query: String,
+}
+
+/// A bestseller list, cached at its longest.
+pub(super) type Bestsellers = Arc<Vec<Arc<ProductView>>>;
+
+/// How long entries live and how many there may be.
+pub(super) struct L1Config {
+    pub product_ttl: Duration,
+    pub page_ttl: Duration,
+    pub unwatched_ttl: Duration,
+    pub capacity: u64,
+}
+
+/// The four caches: product documents, listing pages, bestseller lists, the category list.
+pub(super) struct L1 {
+    pub products: Cache<Uuid, Cached<Option<Arc<ProductView>>>>,
+    pub pages: Cache<PageKey, Cached<Arc<Page>>>,
+    pub bestsellers: Cache<Option<String>, Cached<Bestsellers>>,
+    pub categories: Cache<(), Cached<Arc<Vec<CategoryView>>>>,
+}
+
+impl L1 {
+    pub fn new(config: &L1Config) -> Self {
+        let ttl = |watched| Ttl {
+            watched,
+            unwatched: config.unwatched_ttl,
+        };
+        L1 {
+            products: Cache::builder()
+                .max_capacity(config.capacity)
+                .expire_after(ttl(config.product_ttl))
+                .build(),
+            pages: Cache::builder()
+                .max_capacity(config.capacity / 10)
+                .expire_after(ttl(config.page_ttl))
+                .support_invalidation_closures()
+                .build(),
+            bestsellers: Cache::builder()
+                .max_capacity(1_000)
+                .expire_after(ttl(config.page_ttl))
+                .build(),
+            categories: Cache::builder()
+                .max_capacity(1)
+                .expire_after(ttl(config.page_ttl))
+                .build(),
+        }
+    }
+
+    pub fn drop_everything(&self) {
+        self.products.invalidate_all();
+        self.pages.invalidate_all();
+        self.bestsellers.invalidate_all();
+        self.categories.invalidate_all();
+    }
+
+    /// Drops what `invalidation` names: the product, the pages of its scopes (and the
+    /// all-products pages), the bestseller lists, the category list.
+    pub fn drop_changed(&self, invalidation: &Invalidation) {
+        if let Some(id) = invalidation.product {
+            invalidate_now(&self.products, id);
+        }
+        if !invalidation.scopes.is_empty() {
+            let scopes = invalidation.scopes.clone();
+            let dropped = self
+                .pages
+                .invalidate_entries_if(move |key, _| match &key.category {
+                    None => true,
+                    Some(category) => scopes.iter().any(|scope| scope == category),
+                });
+            if dropped.is_err() {
+                self.pages.invalidate_all();
+            }
+            self.bestsellers.invalidate_all();
+        }
+        if invalidation.categories {
+            self.categories.invalidate_all();
+        }
+    }
+}
+
+/// `invalidate` without awaiting, for the subscriber's hot loop: dropping an entry is cheap,
+/// so it is done right away on the runtime.
+fn invalidate_now<K, V>(cache: &Cache<K, V>, key: K)
+where
+    K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let cache = cache.clone();
+    tokio::spawn(async move { cache.invalidate(&key).await });
+}
+
+/// Counts a request per layer and result (`catalog_cache_requests_total`).
+pub(super) fn record(layer: &'static str, result: &'static str) {
+    metrics::counter!("catalog_cache_requests_total", "layer" => layer, "result" => result)
+        .increment(1);
+}
