@@ -12,10 +12,7 @@ use event_store::sqlite::SqliteDatabase;
 use events::bus::{BusError, Delivery, EventBus, EventStream};
 use events::catalog_events::category_aggregate_id;
 use events::store::{EventStore, StreamAppend};
-use events::{
-    CatalogEvent, CategoryCreated, Envelope, EventMetadata, NewEvent, ProductCreated,
-    ProductStatus, SaleRecorded,
-};
+use events::{CatalogEvent, CategoryCreated, Envelope, EventMetadata, NewEvent, SaleRecorded};
 use futures::StreamExt;
 use projectors::read_model::{CatalogReadModel, MemoryReadModel, MinPosition};
 use projectors::runner::Projector;
@@ -61,19 +58,7 @@ async fn append(store: &dyn EventStore, id: Uuid, version: u64, event: CatalogEv
 }
 
 fn created(sku: &str) -> CatalogEvent {
-    CatalogEvent::ProductCreated(ProductCreated {
-        sku: sku.into(),
-        name: sku.into(),
-        description: String::new(),
-        category: "tools".into(),
-        brand: None,
-        price_cents: 100,
-        currency: "USD".into(),
-        stock: 10,
-        status: ProductStatus::Published,
-        attributes: Default::default(),
-        images: Vec::new(),
-    })
+    CatalogEvent::ProductCreated(events::conformance::published_product(sku, sku, "tools"))
 }
 
 fn sale() -> CatalogEvent {

@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use chrono::Utc;
 use events::analytics::{AnalyticsEvent, Observation};
-use projectors::analytics::{AnalyticsView, Searches, Trending, Window};
+use projectors::analytics::{AnalyticsView, Searches, Trending, TrendingQuery, Window};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use web::extract::Query;
@@ -156,7 +156,12 @@ pub async fn trending(
     let limit = parse_limit(given(params.limit), 10)?;
     let trending = state
         .view
-        .trending(window, category.as_deref(), limit, Utc::now())
+        .trending(TrendingQuery {
+            window,
+            category: category.as_deref(),
+            limit,
+            now: Utc::now(),
+        })
         .await
         .map_err(unavailable)?;
     Ok(axum::Json(trending).into_response())

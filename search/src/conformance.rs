@@ -309,12 +309,7 @@ pub async fn filters_narrow_and_facets_count_the_filtered_results(fixture: &Sear
     assert_eq!(results.total, 3);
     assert_eq!(results.facets.category.get("headphones"), Some(&3));
     assert_eq!(results.facets.brand.get("Acme"), Some(&2));
-    let buckets: Vec<u64> = results
-        .facets
-        .price
-        .iter()
-        .map(|bucket| bucket.count)
-        .collect();
+    let buckets = results.facets.price_counts();
     assert_eq!(buckets, [1, 0, 2], "below 25.00, 25.00–100.00, from 100.00");
 
     query.brand = Some("ACME".into());

@@ -151,6 +151,11 @@ pub struct Facets {
 }
 
 impl Facets {
+    /// The count of each price bucket, cheapest first.
+    pub fn price_counts(&self) -> Vec<u64> {
+        self.price.iter().map(|bucket| bucket.count).collect()
+    }
+
     pub fn empty() -> Facets {
         Facets {
             category: BTreeMap::new(),

@@ -351,12 +351,7 @@ async fn a_search_sends_the_query_dsl_and_reads_hits_facets_highlights_and_curso
         Some("<em>Wireless</em> <em>Headphones</em>")
     );
     assert_eq!(results.facets.brand.get("Acme"), Some(&2));
-    let buckets: Vec<u64> = results
-        .facets
-        .price
-        .iter()
-        .map(|bucket| bucket.count)
-        .collect();
+    let buckets = results.facets.price_counts();
     assert_eq!(buckets, [1, 0, 2]);
 
     // The next page continues after the last hit's sort values.

@@ -21,7 +21,7 @@ use auth::Role;
 use chrono::{Duration, Utc};
 use uuid::Uuid;
 
-use crate::accounts::{create_account, AccountError, SessionStore, User, UserStore};
+use crate::accounts::{create_account, AccountError, Rotation, SessionStore, User, UserStore};
 
 /// Whatever must outlive the store of a case (a temporary directory, a test database).
 pub type Keep = Box<dyn Any + Send>;
@@ -134,7 +134,12 @@ pub mod sessions {
         let second = token("second");
         assert_eq!(
             store
-                .rotate(&first, &second, now, later)
+                .rotate(Rotation {
+                    old_hash: &first,
+                    new_hash: &second,
+                    now,
+                    expires_at: later
+                })
                 .await
                 .expect("rotate"),
             user_id
@@ -142,7 +147,12 @@ pub mod sessions {
         let third = token("third");
         assert_eq!(
             store
-                .rotate(&second, &third, now, later)
+                .rotate(Rotation {
+                    old_hash: &second,
+                    new_hash: &third,
+                    now,
+                    expires_at: later
+                })
                 .await
                 .expect("rotate again"),
             user_id
@@ -157,13 +167,27 @@ pub mod sessions {
         let now = Utc::now();
         let later = now + Duration::hours(24);
         let (first, third) = rotate_twice(store, user_id).await;
-        let reused = store.rotate(&first, &token("x"), now, later).await;
+        let reused = store
+            .rotate(Rotation {
+                old_hash: &first,
+                new_hash: &token("x"),
+                now,
+                expires_at: later,
+            })
+            .await;
         assert!(
             matches!(reused, Err(AccountError::TokenReused)),
             "{reused:?}"
         );
         // The newest token dies with the session.
-        let after = store.rotate(&third, &token("y"), now, later).await;
+        let after = store
+            .rotate(Rotation {
+                old_hash: &third,
+                new_hash: &token("y"),
+                now,
+                expires_at: later,
+            })
+            .await;
         assert!(
             matches!(after, Err(AccountError::InvalidToken)),
             "{after:?}"
@@ -174,7 +198,12 @@ pub mod sessions {
         let now = Utc::now();
         let later = now + Duration::hours(24);
         let unknown = store
-            .rotate(&token("unknown"), &token("z"), now, later)
+            .rotate(Rotation {
+                old_hash: &token("unknown"),
+                new_hash: &token("z"),
+                now,
+                expires_at: later,
+            })
             .await;
         assert!(matches!(unknown, Err(AccountError::InvalidToken)));
         let short = token("short");
@@ -183,7 +212,12 @@ pub mod sessions {
             .await
             .expect("start");
         let expired = store
-            .rotate(&short, &token("w"), now + Duration::seconds(120), later)
+            .rotate(Rotation {
+                old_hash: &short,
+                new_hash: &token("w"),
+                now: now + Duration::seconds(120),
+                expires_at: later,
+            })
             .await;
         assert!(
             matches!(expired, Err(AccountError::InvalidToken)),
@@ -203,7 +237,14 @@ pub mod sessions {
             .await
             .expect("start");
         store.revoke(&logged_in).await.expect("revoke");
-        let revoked = store.rotate(&logged_in, &token("v"), now, later).await;
+        let revoked = store
+            .rotate(Rotation {
+                old_hash: &logged_in,
+                new_hash: &token("v"),
+                now,
+                expires_at: later,
+            })
+            .await;
         assert!(
             matches!(revoked, Err(AccountError::InvalidToken)),
             "{revoked:?}"
@@ -226,7 +267,16 @@ pub mod sessions {
             .map(|index| {
                 let next = format!("raced-next-{index}-{}", Uuid::new_v4().simple());
                 let raced = raced.clone();
-                async move { store.rotate(&raced, &next, now, later).await }
+                async move {
+                    store
+                        .rotate(Rotation {
+                            old_hash: &raced,
+                            new_hash: &next,
+                            now,
+                            expires_at: later,
+                        })
+                        .await
+                }
             })
             .collect();
         let results = futures::future::join_all(attempts).await;

@@ -65,6 +65,16 @@ pub trait UserStore: Send + Sync + 'static {
     async fn by_id(&self, id: Uuid) -> Result<Option<User>, AccountError>;
 }
 
+/// One use of a refresh token: `old_hash` presented at `now`, to be exchanged for `new_hash`,
+/// which then lives until `expires_at`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation<'a> {
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Refresh-token sessions. Tokens are stored as hashes only.
 ///
 /// Contract, checked by the `conformance` suite (feature `testsuite`): a token is valid until
@@ -81,13 +91,7 @@ pub trait SessionStore: Send + Sync + 'static {
         expires_at: DateTime<Utc>,
     ) -> Result<(), AccountError>;
     /// Exchanges `old_hash` for `new_hash` and returns the session's user id.
-    async fn rotate(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<Uuid, AccountError>;
+    async fn rotate(&self, rotation: Rotation<'_>) -> Result<Uuid, AccountError>;
     /// Revokes the session holding `token_hash`; unknown tokens are ignored.
     async fn revoke(&self, token_hash: &str) -> Result<(), AccountError>;
 }

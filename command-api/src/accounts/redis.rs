@@ -6,7 +6,7 @@ use redis::Script;
 use redis_client::{RedisConfig, RedisConnection};
 use uuid::Uuid;
 
-use crate::accounts::{AccountError, SessionStore};
+use crate::accounts::{AccountError, Rotation, SessionStore};
 
 /// How long a session lives in Redis after its last rotation.
 pub const SESSION_TTL_SECONDS: i64 = 24 * 60 * 60;
@@ -117,20 +117,14 @@ impl SessionStore for RedisSessionStore {
         Ok(())
     }
 
-    async fn rotate(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<Uuid, AccountError> {
+    async fn rotate(&self, rotation: Rotation<'_>) -> Result<Uuid, AccountError> {
         let mut connection = self.connection.clone();
         let answer: Vec<String> = self
             .rotate
-            .key(self.token_key(old_hash))
-            .key(self.token_key(new_hash))
-            .arg(now.timestamp())
-            .arg(expires_at.timestamp())
+            .key(self.token_key(rotation.old_hash))
+            .key(self.token_key(rotation.new_hash))
+            .arg(rotation.now.timestamp())
+            .arg(rotation.expires_at.timestamp())
             .arg(SESSION_TTL_SECONDS)
             .arg(self.session_prefix())
             .invoke_async(&mut connection)

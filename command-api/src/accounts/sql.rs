@@ -56,7 +56,7 @@ pub(super) fn user(
 
 /// What `rotate` does with a presented token, once it is marked used (or found used).
 #[derive(Debug)]
-pub(super) enum Rotation {
+pub(super) enum RotationOutcome {
     /// Store the next token in the session.
     Rotate,
     /// A rotated token came again: revoke its session (for everyone holding its tokens), then
@@ -68,16 +68,16 @@ pub(super) enum Rotation {
 
 /// The rotation rule: `marked` is whether this call marked the token used (it was unused);
 /// `revoked` and `expired` describe the token's session and the token.
-pub(super) fn rotation(marked: bool, revoked: bool, expired: bool) -> Rotation {
+pub(super) fn rotation_outcome(marked: bool, revoked: bool, expired: bool) -> RotationOutcome {
     if !marked {
-        return Rotation::RevokeSession(if revoked {
+        return RotationOutcome::RevokeSession(if revoked {
             AccountError::InvalidToken
         } else {
             AccountError::TokenReused
         });
     }
     if revoked || expired {
-        return Rotation::Refuse;
+        return RotationOutcome::Refuse;
     }
-    Rotation::Rotate
+    RotationOutcome::Rotate
 }

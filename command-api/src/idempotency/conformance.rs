@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 
-use crate::idempotency::{Begin, IdempotencyStore, StoredResponse};
+use crate::idempotency::{Begin, IdempotencyStore, KeyedRequest, StoredResponse};
 
 /// A fresh, empty idempotency store for one case, and whatever must outlive it.
 pub struct IdempotencyFixture {
@@ -69,7 +69,12 @@ fn response() -> StoredResponse {
 
 async fn begin(store: &dyn IdempotencyStore, caller: &str, key: &str, hash: &str) -> Begin {
     store
-        .begin(caller, key, hash, Utc::now())
+        .begin(KeyedRequest {
+            caller,
+            key,
+            request_hash: hash,
+            now: Utc::now(),
+        })
         .await
         .expect("begin")
 }
@@ -133,7 +138,14 @@ pub async fn an_abandoned_key_starts_again(store: &dyn IdempotencyStore) {
 
 pub async fn of_concurrent_begins_with_one_key_exactly_one_starts(store: &dyn IdempotencyStore) {
     let attempts: Vec<_> = (0..10)
-        .map(|_| store.begin("alice", "raced", "hash-a", Utc::now()))
+        .map(|_| {
+            store.begin(KeyedRequest {
+                caller: "alice",
+                key: "raced",
+                request_hash: "hash-a",
+                now: Utc::now(),
+            })
+        })
         .collect();
     let results = futures::future::join_all(attempts).await;
     let started = results
@@ -156,7 +168,12 @@ pub async fn purge_forgets_the_keys_created_before_the_cutoff_and_counts_them(
     let old = now - Duration::hours(25);
     for key in ["old-1", "old-2"] {
         let begun = store
-            .begin("alice", key, "hash-a", old)
+            .begin(KeyedRequest {
+                caller: "alice",
+                key,
+                request_hash: "hash-a",
+                now: old,
+            })
             .await
             .expect("begin");
         assert_eq!(begun, Begin::Started);

@@ -39,6 +39,16 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
+/// A request that carries an `Idempotency-Key`, as [`IdempotencyStore::begin`] is asked about
+/// it: the caller it is scoped to, the key, a hash of the request, and when it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedRequest<'a> {
+    pub caller: &'a str,
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub now: DateTime<Utc>,
+}
+
 /// What [`IdempotencyStore::begin`] found for a key.
 #[derive(Debug, PartialEq)]
 pub enum Begin {
@@ -67,13 +77,7 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// A key used with another `request_hash` is [`Begin::Mismatch`]; a completed one with the
     /// same hash is [`Begin::Replay`] of the stored response, as often as asked. `now` is the
     /// key's creation time, what [`IdempotencyStore::purge`] compares.
-    async fn begin(
-        &self,
-        caller: &str,
-        key: &str,
-        request_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Begin, IdempotencyError>;
+    async fn begin(&self, request: KeyedRequest<'_>) -> Result<Begin, IdempotencyError>;
     /// Stores the response of a started key for its replays.
     async fn complete(
         &self,
@@ -173,7 +177,12 @@ async fn answer_from_store(
 ) -> Option<Response> {
     let begun = state
         .store
-        .begin(caller, key, request_hash, Utc::now())
+        .begin(KeyedRequest {
+            caller,
+            key,
+            request_hash,
+            now: Utc::now(),
+        })
         .await;
     match begun {
         Err(error) => {

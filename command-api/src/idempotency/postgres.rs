@@ -5,7 +5,7 @@ use sqlx::types::Json;
 use sqlx::Row;
 
 use super::sql::{self, begin_outcome, store_error, StoredKey};
-use crate::idempotency::{Begin, IdempotencyError, IdempotencyStore, StoredResponse};
+use crate::idempotency::{Begin, IdempotencyError, IdempotencyStore, KeyedRequest, StoredResponse};
 
 /// Idempotency keys in PostgreSQL: a retry may reach any command-api replica.
 #[derive(Clone)]
@@ -40,18 +40,12 @@ fn decode(row: &PgRow) -> Result<StoredKey, IdempotencyError> {
 
 #[async_trait]
 impl IdempotencyStore for PostgresIdempotencyStore {
-    async fn begin(
-        &self,
-        caller: &str,
-        key: &str,
-        request_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Begin, IdempotencyError> {
+    async fn begin(&self, request: KeyedRequest<'_>) -> Result<Begin, IdempotencyError> {
         let insert = sqlx::query(sql::INSERT_KEY)
-            .bind(caller)
-            .bind(key)
-            .bind(request_hash)
-            .bind(now);
+            .bind(request.caller)
+            .bind(request.key)
+            .bind(request.request_hash)
+            .bind(request.now);
         let inserted = insert
             .execute(&self.pool)
             .await
@@ -60,13 +54,15 @@ impl IdempotencyStore for PostgresIdempotencyStore {
         if inserted == 1 {
             return Ok(Begin::Started);
         }
-        let select = sqlx::query(sql::SELECT_KEY).bind(caller).bind(key);
+        let select = sqlx::query(sql::SELECT_KEY)
+            .bind(request.caller)
+            .bind(request.key);
         let row = select
             .fetch_optional(&self.pool)
             .await
             .map_err(store_error)?;
         let stored = row.as_ref().map(decode).transpose()?;
-        Ok(begin_outcome(stored, request_hash))
+        Ok(begin_outcome(stored, request.request_hash))
     }
 
     async fn complete(

@@ -4,7 +4,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::sql::{self, begin_outcome, store_error, StoredKey};
-use crate::idempotency::{Begin, IdempotencyError, IdempotencyStore, StoredResponse};
+use crate::idempotency::{Begin, IdempotencyError, IdempotencyStore, KeyedRequest, StoredResponse};
 use event_store::sqlite::SqliteDatabase;
 
 /// Idempotency keys in the embedded SQLite file (creation times in whole seconds, headers as
@@ -41,18 +41,12 @@ fn decode(row: &SqliteRow) -> Result<StoredKey, IdempotencyError> {
 
 #[async_trait]
 impl IdempotencyStore for SqliteIdempotencyStore {
-    async fn begin(
-        &self,
-        caller: &str,
-        key: &str,
-        request_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Begin, IdempotencyError> {
+    async fn begin(&self, request: KeyedRequest<'_>) -> Result<Begin, IdempotencyError> {
         let inserted = sqlx::query(sql::INSERT_KEY)
-            .bind(caller)
-            .bind(key)
-            .bind(request_hash)
-            .bind(now.timestamp())
+            .bind(request.caller)
+            .bind(request.key)
+            .bind(request.request_hash)
+            .bind(request.now.timestamp())
             .execute(self.database.writer())
             .await
             .map_err(store_error)?
@@ -61,13 +55,13 @@ impl IdempotencyStore for SqliteIdempotencyStore {
             return Ok(Begin::Started);
         }
         let row = sqlx::query(sql::SELECT_KEY)
-            .bind(caller)
-            .bind(key)
+            .bind(request.caller)
+            .bind(request.key)
             .fetch_optional(self.database.writer())
             .await
             .map_err(store_error)?;
         let stored = row.as_ref().map(decode).transpose()?;
-        Ok(begin_outcome(stored, request_hash))
+        Ok(begin_outcome(stored, request.request_hash))
     }
 
     async fn complete(

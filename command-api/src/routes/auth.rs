@@ -16,7 +16,7 @@ use web::extract::Json;
 use web::{FieldErrors, Problem};
 
 use super::schemas::{LoginInput, NewUserInput, RefreshInput, TokenPair, UserOutput};
-use crate::accounts::{check_email, check_password, create_account, AccountError, User};
+use crate::accounts::{check_email, check_password, create_account, AccountError, Rotation, User};
 use crate::CommandState;
 
 /// How long a refresh token (and so an idle session) lives.
@@ -187,12 +187,12 @@ pub async fn refresh(
     let now = Utc::now();
     let user_id = state
         .sessions
-        .rotate(
-            &hash_secret(&old),
-            &hash_secret(&next),
+        .rotate(Rotation {
+            old_hash: &hash_secret(&old),
+            new_hash: &hash_secret(&next),
             now,
-            now + REFRESH_TOKEN_LIFETIME,
-        )
+            expires_at: now + REFRESH_TOKEN_LIFETIME,
+        })
         .await?;
     let user = state
         .users

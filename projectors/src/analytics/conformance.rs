@@ -11,12 +11,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use events::analytics::{AnalyticsEvent, Observation, ProductViewed, SearchPerformed};
-use events::{
-    CatalogEvent, Envelope, EventMetadata, NewEvent, ProductCreated, ProductStatus, SaleRecorded,
-};
+use events::{CatalogEvent, Envelope, EventMetadata, NewEvent, SaleRecorded};
 use uuid::Uuid;
 
-use super::view::{AnalyticsProjection, SearchCount, Trending, Window};
+use super::view::{AnalyticsProjection, SearchCount, Trending, TrendingQuery, Window};
 use crate::Applied;
 
 /// Expands the analytics suite into a module `$module` of tests, one per case, each against
@@ -123,13 +121,23 @@ pub async fn each_window_counts_the_buckets_it_covers_and_no_others(
     ];
     view.record(&batch).await.expect("record");
     let hour = view
-        .trending(Window::Hour, None, 10, now())
+        .trending(TrendingQuery {
+            window: Window::Hour,
+            category: None,
+            limit: 10,
+            now: now(),
+        })
         .await
         .expect("1h");
     assert_eq!(views_of(&hour), vec![(recent, 2)]);
     assert_eq!(hour.window, "1h");
     let day = view
-        .trending(Window::Day, None, 10, now())
+        .trending(TrendingQuery {
+            window: Window::Day,
+            category: None,
+            limit: 10,
+            now: now(),
+        })
         .await
         .expect("24h");
     assert_eq!(
@@ -137,7 +145,12 @@ pub async fn each_window_counts_the_buckets_it_covers_and_no_others(
         vec![(recent, 2), (earlier, 1), (yesterday, 1)]
     );
     let week = view
-        .trending(Window::Week, None, 10, now())
+        .trending(TrendingQuery {
+            window: Window::Week,
+            category: None,
+            limit: 10,
+            now: now(),
+        })
         .await
         .expect("7d");
     assert_eq!(
@@ -148,7 +161,12 @@ pub async fn each_window_counts_the_buckets_it_covers_and_no_others(
     assert!(week.by_sales.is_empty());
     // A minute later the hour has slid past `recent`'s first view.
     let later = view
-        .trending(Window::Hour, None, 10, now() + Duration::minutes(1))
+        .trending(TrendingQuery {
+            window: Window::Hour,
+            category: None,
+            limit: 10,
+            now: now() + Duration::minutes(1),
+        })
         .await
         .expect("1h later");
     assert_eq!(views_of(&later), vec![(recent, 1)]);
@@ -172,19 +190,9 @@ fn envelopes(product: Uuid, events: &[CatalogEvent], at: DateTime<Utc>) -> Vec<E
 }
 
 fn created(category: &str) -> CatalogEvent {
-    CatalogEvent::ProductCreated(ProductCreated {
-        sku: "A-1".into(),
-        name: "Speaker".into(),
-        description: String::new(),
-        category: category.into(),
-        brand: None,
-        price_cents: 100,
-        currency: "USD".into(),
-        stock: 10,
-        status: ProductStatus::Published,
-        attributes: Default::default(),
-        images: Vec::new(),
-    })
+    CatalogEvent::ProductCreated(events::conformance::published_product(
+        "A-1", "Speaker", category,
+    ))
 }
 
 pub async fn sales_come_from_the_catalog_stream_once_per_version_and_filter_by_category(
@@ -218,7 +226,12 @@ pub async fn sales_come_from_the_catalog_stream_once_per_version_and_filter_by_c
         Applied::Gap { applied_version: 2 }
     );
     let audio = view
-        .trending(Window::Hour, Some("audio"), 10, now())
+        .trending(TrendingQuery {
+            window: Window::Hour,
+            category: Some("audio"),
+            limit: 10,
+            now: now(),
+        })
         .await
         .expect("trending");
     assert_eq!(audio.category.as_deref(), Some("audio"));
@@ -228,7 +241,12 @@ pub async fn sales_come_from_the_catalog_stream_once_per_version_and_filter_by_c
     assert_eq!(audio.by_sales[0].views, 0);
     assert_eq!(audio.by_sales[0].category.as_deref(), Some("audio"));
     let kitchen = view
-        .trending(Window::Hour, Some("kitchen"), 10, now())
+        .trending(TrendingQuery {
+            window: Window::Hour,
+            category: Some("kitchen"),
+            limit: 10,
+            now: now(),
+        })
         .await
         .expect("trending");
     assert!(kitchen.by_sales.is_empty());
@@ -303,7 +321,12 @@ pub async fn the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views(
     view.record(first).await.expect("record");
     view.record(second).await.expect("record");
     let all = view
-        .trending(Window::Day, None, 4, now())
+        .trending(TrendingQuery {
+            window: Window::Day,
+            category: None,
+            limit: 4,
+            now: now(),
+        })
         .await
         .expect("trending");
     assert_eq!(
@@ -316,7 +339,12 @@ pub async fn the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views(
         ]
     );
     let audio = view
-        .trending(Window::Day, Some("audio"), 3, now())
+        .trending(TrendingQuery {
+            window: Window::Day,
+            category: Some("audio"),
+            limit: 3,
+            now: now(),
+        })
         .await
         .expect("trending");
     assert_eq!(
@@ -328,13 +356,23 @@ pub async fn the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views(
         ]
     );
     let kitchen = view
-        .trending(Window::Day, Some("kitchen"), 10, now())
+        .trending(TrendingQuery {
+            window: Window::Day,
+            category: Some("kitchen"),
+            limit: 10,
+            now: now(),
+        })
         .await
         .expect("trending");
     assert_eq!(views_of(&kitchen), vec![(Uuid::from_u128(30), 3)]);
     assert_eq!(kitchen.by_views[0].category.as_deref(), Some("kitchen"));
     let none = view
-        .trending(Window::Day, Some("garden"), 10, now())
+        .trending(TrendingQuery {
+            window: Window::Day,
+            category: Some("garden"),
+            limit: 10,
+            now: now(),
+        })
         .await
         .expect("trending");
     assert!(none.by_views.is_empty() && none.by_sales.is_empty());

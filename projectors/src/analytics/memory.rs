@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::view::{
     hour, minute, AnalyticsError, AnalyticsView, CatalogFacts, SearchCount, Searches, Trending,
-    TrendingProduct, Window,
+    TrendingProduct, TrendingQuery, Window,
 };
 use crate::{Applied, Projection, ProjectionError};
 
@@ -125,17 +125,11 @@ impl AnalyticsView for MemoryAnalytics {
         Ok(())
     }
 
-    async fn trending(
-        &self,
-        window: Window,
-        category: Option<&str>,
-        limit: usize,
-        now: DateTime<Utc>,
-    ) -> Result<Trending, AnalyticsError> {
+    async fn trending(&self, query: TrendingQuery<'_>) -> Result<Trending, AnalyticsError> {
         let state = self.state.read();
-        let mut views = state.sum(window, now, |bucket| &bucket.views);
-        let mut sales = state.sum(window, now, |bucket| &bucket.sales);
-        let in_category = |id: &Uuid| match category {
+        let mut views = state.sum(query.window, query.now, |bucket| &bucket.views);
+        let mut sales = state.sum(query.window, query.now, |bucket| &bucket.sales);
+        let in_category = |id: &Uuid| match query.category {
             None => true,
             Some(slug) => state.categories.get(id).map(String::as_str) == Some(slug),
         };
@@ -147,17 +141,17 @@ impl AnalyticsView for MemoryAnalytics {
             views: views.get(&id).copied().unwrap_or(0),
             units_sold: sales.get(&id).copied().unwrap_or(0),
         };
-        let by_views = top(&views, limit)
+        let by_views = top(&views, query.limit)
             .into_iter()
             .map(|(id, _)| item(id))
             .collect();
-        let by_sales = top(&sales, limit)
+        let by_sales = top(&sales, query.limit)
             .into_iter()
             .map(|(id, _)| item(id))
             .collect();
         Ok(Trending {
-            window: window.as_str().to_owned(),
-            category: category.map(str::to_owned),
+            window: query.window.as_str().to_owned(),
+            category: query.category.map(str::to_owned),
             by_views,
             by_sales,
         })

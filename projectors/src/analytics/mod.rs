@@ -19,5 +19,5 @@ pub use self::memory::MemoryAnalytics;
 pub use self::redis::RedisAnalytics;
 pub use self::view::{
     AnalyticsError, AnalyticsProjection, AnalyticsView, SearchCount, Searches, Trending,
-    TrendingProduct, Window,
+    TrendingProduct, TrendingQuery, Window,
 };

@@ -44,7 +44,7 @@ use uuid::Uuid;
 
 use super::view::{
     hour, minute, AnalyticsError, AnalyticsView, CatalogFacts, SearchCount, Searches, Trending,
-    TrendingProduct, Window,
+    TrendingProduct, TrendingQuery, Window,
 };
 use crate::redis::{is_marked, mark, read_position, unavailable};
 use crate::{Applied, Projection, ProjectionError};
@@ -334,19 +334,19 @@ impl AnalyticsView for RedisAnalytics {
             .map_err(view_error)
     }
 
-    async fn trending(
-        &self,
-        window: Window,
-        category: Option<&str>,
-        limit: usize,
-        now: DateTime<Utc>,
-    ) -> Result<Trending, AnalyticsError> {
-        let kinds = match category {
+    async fn trending(&self, query: TrendingQuery<'_>) -> Result<Trending, AnalyticsError> {
+        let kinds = match query.category {
             None => ("v".to_owned(), "s".to_owned()),
             Some(slug) => (format!("v:c:{slug}"), format!("s:c:{slug}")),
         };
         let (views_best, views_ties, sales_best, sales_ties, extra) = self
-            .top(window, now, (&kinds.0, &kinds.1), limit, true)
+            .top(
+                query.window,
+                query.now,
+                (&kinds.0, &kinds.1),
+                query.limit,
+                true,
+            )
             .await?;
         let mut known: HashMap<Uuid, TrendingProduct> = HashMap::new();
         for row in extra.chunks_exact(4) {
@@ -365,7 +365,7 @@ impl AnalyticsView for RedisAnalytics {
             );
         }
         let items = |best: &[String], ties: &[String]| -> Vec<TrendingProduct> {
-            ranked(best, ties, limit)
+            ranked(best, ties, query.limit)
                 .into_iter()
                 .filter_map(|(member, _)| {
                     Uuid::parse_str(&member)
@@ -375,8 +375,8 @@ impl AnalyticsView for RedisAnalytics {
                 .collect()
         };
         Ok(Trending {
-            window: window.as_str().to_owned(),
-            category: category.map(str::to_owned),
+            window: query.window.as_str().to_owned(),
+            category: query.category.map(str::to_owned),
             by_views: items(&views_best, &views_ties),
             by_sales: items(&sales_best, &sales_ties),
         })

@@ -108,18 +108,23 @@ pub struct Searches {
 #[error("analytics view unavailable: {0}")]
 pub struct AnalyticsError(pub String);
 
+/// What [`AnalyticsView::trending`] is asked: the top `limit` products over `window` ending
+/// at `now`, in one `category` (by slug) or across all.
+#[derive(Debug, Clone, Copy)]
+pub struct TrendingQuery<'a> {
+    pub window: Window,
+    pub category: Option<&'a str>,
+    pub limit: usize,
+    pub now: DateTime<Utc>,
+}
+
 /// The analytics view, whatever keeps it.
 #[async_trait]
 pub trait AnalyticsView: Send + Sync + 'static {
     /// Counts a batch of shopper analytics events.
     async fn record(&self, batch: &[Observation]) -> Result<(), AnalyticsError>;
-    async fn trending(
-        &self,
-        window: Window,
-        category: Option<&str>,
-        limit: usize,
-        now: DateTime<Utc>,
-    ) -> Result<Trending, AnalyticsError>;
+    /// The most viewed and best selling products of `query.window` up to `query.now`.
+    async fn trending(&self, query: TrendingQuery<'_>) -> Result<Trending, AnalyticsError>;
     async fn searches(
         &self,
         window: Window,

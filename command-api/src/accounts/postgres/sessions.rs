@@ -4,8 +4,8 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::accounts::sql::{self, rotation, unexpected, Rotation};
-use crate::accounts::{AccountError, SessionStore};
+use crate::accounts::sql::{self, rotation_outcome, unexpected, RotationOutcome};
+use crate::accounts::{AccountError, Rotation, SessionStore};
 use event_store::postgres::classify;
 
 /// Refresh-token sessions in PostgreSQL, shared by every command-api replica.
@@ -63,21 +63,15 @@ impl SessionStore for PostgresSessionStore {
         transaction.commit().await.map_err(store_error)
     }
 
-    async fn rotate(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<Uuid, AccountError> {
+    async fn rotate(&self, rotation: Rotation<'_>) -> Result<Uuid, AccountError> {
         let mut transaction = self.pool.begin().await.map_err(store_error)?;
-        let mark = sqlx::query(sql::MARK_TOKEN_USED).bind(old_hash);
+        let mark = sqlx::query(sql::MARK_TOKEN_USED).bind(rotation.old_hash);
         let marked = mark
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?
             .rows_affected();
-        let select = sqlx::query(sql::TOKEN_AND_SESSION).bind(old_hash);
+        let select = sqlx::query(sql::TOKEN_AND_SESSION).bind(rotation.old_hash);
         let Some(row) = select
             .fetch_optional(&mut *transaction)
             .await
@@ -89,9 +83,9 @@ impl SessionStore for PostgresSessionStore {
         let token_expires_at: DateTime<Utc> = row.try_get("expires_at").map_err(unexpected)?;
         let revoked: bool = row.try_get("revoked").map_err(unexpected)?;
         let user_id: Uuid = row.try_get("user_id").map_err(unexpected)?;
-        match rotation(marked == 1, revoked, token_expires_at <= now) {
-            Rotation::Refuse => return Err(AccountError::InvalidToken),
-            Rotation::RevokeSession(answer) => {
+        match rotation_outcome(marked == 1, revoked, token_expires_at <= rotation.now) {
+            RotationOutcome::Refuse => return Err(AccountError::InvalidToken),
+            RotationOutcome::RevokeSession(answer) => {
                 let revoke = sqlx::query(sql::REVOKE_SESSION).bind(session_id);
                 revoke
                     .execute(&mut *transaction)
@@ -100,9 +94,15 @@ impl SessionStore for PostgresSessionStore {
                 transaction.commit().await.map_err(store_error)?;
                 return Err(answer);
             }
-            Rotation::Rotate => {}
+            RotationOutcome::Rotate => {}
         }
-        insert_token(&mut transaction, new_hash, session_id, expires_at).await?;
+        insert_token(
+            &mut transaction,
+            rotation.new_hash,
+            session_id,
+            rotation.expires_at,
+        )
+        .await?;
         transaction.commit().await.map_err(store_error)?;
         Ok(user_id)
     }

@@ -3,8 +3,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use crate::accounts::sql::{self, rotation, unexpected, Rotation};
-use crate::accounts::{AccountError, SessionStore};
+use crate::accounts::sql::{self, rotation_outcome, unexpected, RotationOutcome};
+use crate::accounts::{AccountError, Rotation, SessionStore};
 use event_store::sqlite::{classify, SqliteDatabase};
 
 /// Sessions in the embedded SQLite file (ids as text, times as integer seconds).
@@ -62,22 +62,16 @@ impl SessionStore for SqliteSessionStore {
         transaction.commit().await.map_err(store_error)
     }
 
-    async fn rotate(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> Result<Uuid, AccountError> {
+    async fn rotate(&self, rotation: Rotation<'_>) -> Result<Uuid, AccountError> {
         let mut transaction = self.database.writer().begin().await.map_err(store_error)?;
         let marked = sqlx::query(sql::MARK_TOKEN_USED)
-            .bind(old_hash)
+            .bind(rotation.old_hash)
             .execute(&mut *transaction)
             .await
             .map_err(store_error)?
             .rows_affected();
         let row = sqlx::query(sql::TOKEN_AND_SESSION)
-            .bind(old_hash)
+            .bind(rotation.old_hash)
             .fetch_optional(&mut *transaction)
             .await
             .map_err(store_error)?;
@@ -88,9 +82,13 @@ impl SessionStore for SqliteSessionStore {
         let token_expires_at: i64 = row.try_get("expires_at").map_err(unexpected)?;
         let revoked: bool = row.try_get("revoked").map_err(unexpected)?;
         let user_id: String = row.try_get("user_id").map_err(unexpected)?;
-        match rotation(marked == 1, revoked, token_expires_at <= now.timestamp()) {
-            Rotation::Refuse => return Err(AccountError::InvalidToken),
-            Rotation::RevokeSession(answer) => {
+        match rotation_outcome(
+            marked == 1,
+            revoked,
+            token_expires_at <= rotation.now.timestamp(),
+        ) {
+            RotationOutcome::Refuse => return Err(AccountError::InvalidToken),
+            RotationOutcome::RevokeSession(answer) => {
                 let revoke = sqlx::query(sql::REVOKE_SESSION).bind(&session_id);
                 revoke
                     .execute(&mut *transaction)
@@ -99,9 +97,15 @@ impl SessionStore for SqliteSessionStore {
                 transaction.commit().await.map_err(store_error)?;
                 return Err(answer);
             }
-            Rotation::Rotate => {}
+            RotationOutcome::Rotate => {}
         }
-        insert_token(&mut transaction, new_hash, &session_id, expires_at).await?;
+        insert_token(
+            &mut transaction,
+            rotation.new_hash,
+            &session_id,
+            rotation.expires_at,
+        )
+        .await?;
         transaction.commit().await.map_err(store_error)?;
         Uuid::parse_str(&user_id).map_err(unexpected)
     }
