@@ -1,6 +1,7 @@
 //! Latency histograms (HdrHistogram, microseconds), loopback checks, and the admin session
 //! the write tools share.
 
+use anyhow::Context;
 use hdrhistogram::Histogram;
 
 /// A histogram of 1 µs to 60 s with three significant digits.
@@ -29,7 +30,7 @@ pub fn percentiles(histogram: &Histogram<u64>) -> String {
 
 /// Refuses URLs that do not point at a loopback address.
 pub fn require_loopback(url: &str) -> anyhow::Result<()> {
-    let parsed = url::Url::parse(url).map_err(|error| anyhow::anyhow!("{url}: {error}"))?;
+    let parsed = url::Url::parse(url).with_context(|| url.to_owned())?;
     let loopback = match parsed.host() {
         Some(url::Host::Ipv4(address)) => address.is_loopback(),
         Some(url::Host::Ipv6(address)) => address.is_loopback(),

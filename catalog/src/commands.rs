@@ -47,22 +47,17 @@ pub async fn bus_setup(engines: &EngineConfig, projectors: Vec<String>) -> anyho
     let Some(url) = &engines.bus_url else {
         bail!("CATALOG_BUS is not set: name the bus to set up (kafka://… or sns+sqs://…)");
     };
-    let bus = bus::ConfiguredBus::connect(url)
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let bus = bus::ConfiguredBus::connect(url).await?;
     let names: Vec<&str> = if projectors.is_empty() {
         PROJECTORS.to_vec()
     } else {
         projectors.iter().map(String::as_str).collect()
     };
-    let report = bus
-        .setup(&names)
-        .await
-        .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?;
+    let report = bus.setup(&names).await.context("CATALOG_BUS")?;
     let analytics = bus
         .setup_analytics(ANALYTICS_EVENTS)
         .await
-        .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?;
+        .context("CATALOG_BUS")?;
     for line in report.into_iter().chain(analytics) {
         println!("{line}");
     }

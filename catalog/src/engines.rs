@@ -30,13 +30,10 @@ pub type Redis = (
 
 /// Applies every component's PostgreSQL migrations (`catalog migrate`, and every start).
 pub async fn migrate(database: &PostgresDatabase) -> anyhow::Result<()> {
-    database
-        .migrate()
-        .await
-        .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+    database.migrate().await.context("DATABASE_URL")?;
     projectors::read_model::postgres::migrate(database.pool())
         .await
-        .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+        .context("DATABASE_URL")?;
     Ok(())
 }
 
@@ -92,14 +89,10 @@ impl Engines {
     async fn open_distributed(url: &str, config: &EngineConfig) -> anyhow::Result<Self> {
         let database = PostgresDatabase::connect(url, config.database_pool_size)
             .await
-            .map_err(|error| anyhow::anyhow!("DATABASE_URL: {error}"))?;
+            .context("DATABASE_URL")?;
         migrate(&database).await?;
         let configured_bus = match &config.bus_url {
-            Some(url) => Some(
-                ConfiguredBus::connect(url)
-                    .await
-                    .map_err(|error| anyhow::anyhow!("{error}"))?,
-            ),
+            Some(url) => Some(ConfiguredBus::connect(url).await?),
             None => None,
         };
         let (store, bus, commands) = match &configured_bus {
@@ -123,13 +116,12 @@ impl Engines {
         };
         let redis = match &config.redis_url {
             Some(url) => {
-                let redis_config = Arc::new(
-                    redis_client::RedisConfig::from_url(url)
-                        .map_err(|error| anyhow::anyhow!(error))?,
-                );
+                let redis_config =
+                    Arc::new(redis_client::RedisConfig::from_url(url).map_err(anyhow::Error::msg)?);
                 let connection = redis_client::RedisConnection::connect(&redis_config)
                     .await
-                    .map_err(|error| anyhow::anyhow!("REDIS_URL: {error}"))?;
+                    .map_err(anyhow::Error::msg)
+                    .context("REDIS_URL")?;
                 Some((redis_config, connection))
             }
             None => None,

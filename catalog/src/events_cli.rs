@@ -52,7 +52,7 @@ pub async fn open_store(
         (Some(url), _) | (None, Some(url)) => {
             let database = event_store::postgres::PostgresDatabase::connect(url, 2)
                 .await
-                .map_err(|error| anyhow::anyhow!("cannot reach the event store: {error}"))?;
+                .context("cannot reach the event store")?;
             Ok(Arc::new(database.event_store(false)))
         }
         (None, None) => {

@@ -27,13 +27,13 @@ impl EngineConfig {
     /// Refuses combinations that cannot work, with one line saying why.
     pub fn check(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.redis_url {
-            redis_client::RedisConfig::from_url(url).map_err(|error| anyhow::anyhow!(error))?;
+            redis_client::RedisConfig::from_url(url).map_err(anyhow::Error::msg)?;
             if self.database_url.is_none() {
                 bail!("REDIS_URL needs DATABASE_URL: the embedded mode keeps its views in memory");
             }
         }
         if let Some(url) = &self.search_url {
-            search::opensearch_index::endpoint(url).map_err(|error| anyhow::anyhow!("{error}"))?;
+            search::opensearch_index::endpoint(url)?;
             if self.database_url.is_none() {
                 bail!("CATALOG_SEARCH needs DATABASE_URL: the embedded mode searches with its own index");
             }

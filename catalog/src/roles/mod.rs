@@ -101,7 +101,7 @@ pub async fn verify_bus(
     configured
         .verify(&parts.subscribers(engines, config))
         .await
-        .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))
+        .context("CATALOG_BUS")
 }
 
 /// What a role adds to the process.

@@ -46,7 +46,7 @@ pub async fn mount(
             let consumer = configured
                 .analytics_consumer(ANALYTICS_EVENTS)
                 .await
-                .map_err(|error| anyhow::anyhow!("CATALOG_BUS: {error}"))?;
+                .context("CATALOG_BUS")?;
             mounted
                 .background
                 .push(tokio::spawn(analytics::count_analytics_events(
