@@ -51,6 +51,16 @@ pub async fn spawn_app() -> TestApp {
     app
 }
 
+/// [`spawn_app`], with no other test's app running beside it (see the `alone` module): for a
+/// test that counts a process-wide metric.
+pub async fn spawn_app_alone() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = ServeConfig::embedded(dir.path().to_path_buf(), "127.0.0.1:0");
+    let mut app = spawn_in_slot(config, AppSlot::alone().await).await;
+    app._temp_dir = Some(dir);
+    app
+}
+
 /// Starts a fresh catalog (as [`spawn_app`]) with the `electronics` category and one product
 /// made of `overrides` on [`product_body`]; returns it with the product's id.
 pub async fn spawn_app_with_product(overrides: serde_json::Value) -> (TestApp, String) {
