@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// A view's applied position: starts where the view starts, only ever moves forward (unless
-/// [`Watermark::reset`] is called for a view rebuilt from scratch), and can be waited on.
+/// A view's applied position: starts where the view starts, only ever moves forward, and can be
+/// waited on.
 #[derive(Debug)]
 pub struct Watermark {
     position: watch::Sender<u64>,
@@ -42,12 +42,6 @@ impl Watermark {
         })
     }
 
-    /// Sets the position whatever it was: for a view that now reads a store (or a generation)
-    /// whose checkpoint is authoritative, even when it is behind what was seen before.
-    pub fn reset(&self, position: u64) {
-        self.position.send_replace(position);
-    }
-
     /// Waits until the position is at least `position`: `true` as soon as it is (at once when
     /// it already is), `false` once `timeout` has passed without it.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
@@ -58,11 +52,6 @@ impl Watermark {
         let reached =
             tokio::time::timeout(timeout, receiver.wait_for(|current| *current >= position)).await;
         matches!(reached, Ok(Ok(_)))
-    }
-
-    /// A receiver that sees every move (for a task that follows the position).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.position.subscribe()
     }
 }
 
@@ -110,7 +99,5 @@ mod tests {
         assert!(!watermark.advance(6));
         assert!(!watermark.advance(7));
         assert_eq!(watermark.current(), 7);
-        watermark.reset(2);
-        assert_eq!(watermark.current(), 2);
     }
 }

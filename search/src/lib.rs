@@ -12,17 +12,14 @@
 //! - [`projection::SearchProjection`]: keeps either adapter in step with the events.
 //! - `conformance` (feature `testsuite`): the port's behaviour suite, run against every adapter
 //!   that can run here.
-//! - [`tantivy_index`] and [`opensearch_index`]: the adapters' earlier paths, kept for callers.
 
 mod answers;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 mod cursor;
 pub mod opensearch;
-pub mod opensearch_index;
 pub mod projection;
 pub mod tantivy;
-pub mod tantivy_index;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

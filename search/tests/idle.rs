@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use search::tantivy_index::TantivyIndex;
+use search::tantivy::TantivyIndex;
 use search::{SearchIndex, SearchWriter};
 
 /// CPU time (user + system, in clock ticks) of this process's `search-writer` threads.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{Method, StatusCode, Uri};
 use parking_lot::Mutex;
-use search::opensearch_index::{self, OpenSearchIndex};
+use search::opensearch::{self, OpenSearchIndex};
 use search::{SearchError, SearchIndex, SearchQuery, SearchSort, SearchWriter};
 use serde_json::{json, Value};
 
@@ -168,7 +168,7 @@ async fn setup_puts_the_template_and_creates_the_first_generation_behind_the_ali
         ]
     );
     let template: Value = serde_json::from_str(&requests[0].body).expect("json");
-    assert_eq!(template, opensearch_index::index_template());
+    assert_eq!(template, opensearch::index_template());
     assert_eq!(template["index_patterns"], json!(["catalog-products-*"]));
     let analyzer = &template["template"]["settings"]["analysis"]["analyzer"]["catalog"];
     assert_eq!(
@@ -225,7 +225,7 @@ async fn puts_go_out_as_one_bulk_ndjson_request_then_the_checkpoint_is_stored() 
         .flat_map(|product| {
             [
                 json!({"index": {"_index": "catalog-products", "_id": product.id}}).to_string(),
-                opensearch_index::document(product).to_string(),
+                opensearch::document(product).to_string(),
             ]
         })
         .map(|line| line + "\n")
@@ -296,7 +296,7 @@ async fn a_partial_bulk_failure_retries_the_rejected_item_and_leaves_out_the_inv
 async fn a_search_sends_the_query_dsl_and_reads_hits_facets_highlights_and_cursor() {
     let items = products();
     let ids: Vec<String> = items.iter().map(|product| product.id.to_string()).collect();
-    let docs: Vec<Value> = items.iter().map(opensearch_index::document).collect();
+    let docs: Vec<Value> = items.iter().map(opensearch::document).collect();
     let response = filled("search-hits-aggregations.json", &ids, &docs);
     let stub = Stub::start(Box::new(move |request, _| {
         match (request.method.as_str(), request.path.as_str()) {
@@ -317,7 +317,7 @@ async fn a_search_sends_the_query_dsl_and_reads_hits_facets_highlights_and_curso
     let results = index.search(&query).await.expect("search");
     let requests = stub.requests();
     let body: Value = serde_json::from_str(&requests[0].body).expect("json");
-    assert_eq!(body, opensearch_index::search_body(&query, None));
+    assert_eq!(body, opensearch::search_body(&query, None));
     let should = &body["query"]["bool"]["should"];
     assert_eq!(
         should[0]["multi_match"],
@@ -379,7 +379,7 @@ async fn a_search_sends_the_query_dsl_and_reads_hits_facets_highlights_and_curso
 async fn current_reads_the_document_in_real_time_and_missing_ones_are_none() {
     let items = products();
     let ids: Vec<String> = items.iter().map(|product| product.id.to_string()).collect();
-    let docs: Vec<Value> = items.iter().map(opensearch_index::document).collect();
+    let docs: Vec<Value> = items.iter().map(opensearch::document).collect();
     let found = filled("get-found.json", &ids, &docs);
     let missing_id = uuid::Uuid::now_v7();
     let not_found = filled("get-not-found.json", &[missing_id.to_string()], &[]);

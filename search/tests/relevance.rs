@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use events::ProductStatus;
 use projectors::read_model::ProductView;
-use search::tantivy_index::TantivyIndex;
+use search::tantivy::TantivyIndex;
 use search::{SearchIndex, SearchQuery, SearchWriter};
 use serde::Deserialize;
 use uuid::Uuid;

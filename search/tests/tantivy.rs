@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use search::tantivy_index::TantivyIndex;
+use search::tantivy::TantivyIndex;
 
 async fn tantivy_index() -> search::conformance::SearchFixture {
     let directory = tempfile::tempdir().expect("dir");

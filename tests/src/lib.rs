@@ -14,7 +14,8 @@ pub use telemetry::DEFAULT_FILTER;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use catalog::startup::{Application, ServeConfig};
+use catalog::config::ServeConfig;
+use catalog::startup::Application;
 use reqwest::{Client, Method, RequestBuilder};
 use secrecy::SecretString;
 use tokio::sync::oneshot;
@@ -44,21 +45,13 @@ pub struct TestApp {
 
 /// Starts a fresh catalog with an empty store in a new temporary data dir.
 pub async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().to_path_buf();
-    let mut app = spawn_app_in(&path).await;
-    app._temp_dir = Some(dir);
-    app
+    spawn_fresh(None, AppSlot::shared().await).await
 }
 
 /// [`spawn_app`], with no other test's app running beside it (see the `alone` module): for a
 /// test that counts a process-wide metric.
 pub async fn spawn_app_alone() -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = ServeConfig::embedded(dir.path().to_path_buf(), "127.0.0.1:0");
-    let mut app = spawn_in_slot(config, AppSlot::alone().await).await;
-    app._temp_dir = Some(dir);
-    app
+    spawn_fresh(None, AppSlot::alone().await).await
 }
 
 /// Starts a fresh catalog (as [`spawn_app`]) with the `electronics` category and one product
@@ -78,23 +71,23 @@ pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
 
 /// Starts the all-in-one catalog on the distributed engines of `engines`, in this process,
 /// with a data dir of its own (for the token key).
-pub async fn spawn_distributed(engines: catalog::startup::EngineConfig) -> TestApp {
-    spawn_distributed_in_slot(engines, AppSlot::shared().await).await
+pub async fn spawn_distributed(engines: catalog::config::EngineConfig) -> TestApp {
+    spawn_fresh(Some(engines), AppSlot::shared().await).await
 }
 
 /// [`spawn_distributed`], but with no other test's app running beside it while it runs: for a
 /// test that counts a process-wide metric (see the `alone` module). One app per such test.
-pub async fn spawn_distributed_alone(engines: catalog::startup::EngineConfig) -> TestApp {
-    spawn_distributed_in_slot(engines, AppSlot::alone().await).await
+pub async fn spawn_distributed_alone(engines: catalog::config::EngineConfig) -> TestApp {
+    spawn_fresh(Some(engines), AppSlot::alone().await).await
 }
 
-async fn spawn_distributed_in_slot(
-    engines: catalog::startup::EngineConfig,
-    slot: AppSlot,
-) -> TestApp {
+/// A catalog in a new temporary data dir, on the embedded engines or on `engines`.
+async fn spawn_fresh(engines: Option<catalog::config::EngineConfig>, slot: AppSlot) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = ServeConfig::embedded(dir.path().to_path_buf(), "127.0.0.1:0");
-    config.engines = engines;
+    if let Some(engines) = engines {
+        config.engines = engines;
+    }
     let mut app = spawn_in_slot(config, slot).await;
     app._temp_dir = Some(dir);
     app

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use catalog::startup::ServeConfig;
+use catalog::config::ServeConfig;
 use catalog_tests::sse::Stream;
 use catalog_tests::{spawn_configured, TestApp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

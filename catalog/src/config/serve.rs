@@ -33,7 +33,7 @@ impl EngineConfig {
             }
         }
         if let Some(url) = &self.search_url {
-            search::opensearch_index::endpoint(url)?;
+            search::opensearch::endpoint(url)?;
             if self.database_url.is_none() {
                 bail!("CATALOG_SEARCH needs DATABASE_URL: the embedded mode searches with its own index");
             }

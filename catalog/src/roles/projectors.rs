@@ -12,7 +12,7 @@ use projectors::analytics::RedisAnalytics;
 use projectors::read_model::postgres::PostgresReadModelProjection;
 use projectors::redis::RedisProjection;
 use projectors::Projection;
-use search::opensearch_index::OpenSearchIndex;
+use search::opensearch::OpenSearchIndex;
 use search::projection::SearchProjection;
 
 use super::{analytics, Mounted, ANALYTICS, ANALYTICS_EVENTS, READ_MODEL, REDIS_VIEWS, SEARCH};

@@ -21,9 +21,9 @@ use projectors::read_model::{CatalogReadModel, MemoryReadModel};
 use query_api::analytics::Capture;
 use query_api::events_api::{EventFeed, FeedConfig};
 use query_api::QueryState;
-use search::opensearch_index::OpenSearchIndex;
+use search::opensearch::OpenSearchIndex;
 use search::projection::SearchProjection;
-use search::tantivy_index::TantivyIndex;
+use search::tantivy::TantivyIndex;
 use search::SearchIndex;
 
 use super::{analytics, Mounted, ANALYTICS, READ_MODEL, SEARCH};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use catalog::startup::ServeConfig;
+use catalog::config::ServeConfig;
 use catalog_tests::sse::Stream;
 use catalog_tests::{assert_problem, json_body, send, spawn_app, spawn_configured, TestApp};
 use serde_json::{json, Value};

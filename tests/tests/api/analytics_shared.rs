@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use catalog::startup::EngineConfig;
+use catalog::config::EngineConfig;
 use catalog_tests::{spawn_distributed, TestApp, USER_PASSWORD};
 use serde_json::{json, Value};
 use testkit::TestDatabase;
@@ -43,11 +43,11 @@ async fn shoppers_of_one_replica_show_up_in_the_analytics_of_another_on_sns_sqs(
     // What `catalog bus setup` makes.
     let configured = bus::ConfiguredBus::connect(&bus).await.expect("bus");
     configured
-        .setup(&catalog::startup::PROJECTORS)
+        .setup(&catalog::roles::PROJECTORS)
         .await
         .expect("setup");
     configured
-        .setup_analytics(catalog::startup::ANALYTICS_EVENTS)
+        .setup_analytics(catalog::roles::ANALYTICS_EVENTS)
         .await
         .expect("analytics setup");
     within_three_minutes(two_replicas_share_one_view(&database, bus)).await;
@@ -105,12 +105,14 @@ async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
         assert_eq!(response.status(), 200);
     }
 
-    // Asynchronous all the way (capture queue, Kafka, the projectors role): poll.
+    // Asynchronous all the way (capture queue, Kafka, the projectors role): poll, for up to a
+    // minute (in the one api binary it shares two cores with the other tests; 30 s ran out
+    // once there, with the view still filling).
     let trending = other
         .poll_json(
             &analyst,
             "/api/analytics/trending?window=1h",
-            300,
+            600,
             |status, trending| {
                 assert_eq!(status, 200, "trending");
                 trending["by_views"][0]["views"] == 3 && trending["by_sales"][0]["units_sold"] == 4

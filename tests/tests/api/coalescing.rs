@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use catalog::startup::EngineConfig;
+use catalog::config::EngineConfig;
 use catalog_tests::spawn_distributed_alone;
 use serde_json::json;
 use testkit::TestDatabase;

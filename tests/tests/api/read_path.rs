@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use catalog::startup::EngineConfig;
+use catalog::config::EngineConfig;
 use catalog_tests::{json_body, spawn_distributed, spawn_distributed_alone, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;

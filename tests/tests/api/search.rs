@@ -129,10 +129,10 @@ async fn bad_searches_get_a_clear_answer_never_a_5xx() {
 #[tokio::test]
 async fn a_query_process_without_a_search_engine_searches_its_own_index_of_the_store() {
     let database = testkit::TestDatabase::create().await;
-    let app = catalog_tests::spawn_distributed(catalog::startup::EngineConfig {
+    let app = catalog_tests::spawn_distributed(catalog::config::EngineConfig {
         database_url: Some(database.url.clone()),
         database_pool_size: 6,
-        ..catalog::startup::EngineConfig::default()
+        ..catalog::config::EngineConfig::default()
     })
     .await;
     app.create_category("kitchen").await;
