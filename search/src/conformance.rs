@@ -312,7 +312,7 @@ pub async fn filters_narrow_and_facets_count_the_filtered_results(fixture: &Sear
     let buckets = results.facets.price_counts();
     assert_eq!(buckets, [1, 0, 2], "below 25.00, 25.00–100.00, from 100.00");
 
-    query.brand = Some("ACME".into());
+    query.brands = vec!["ACME".into()];
     assert_eq!(
         catalog.skus(&query).await.len(),
         2,
@@ -332,7 +332,7 @@ pub async fn filters_narrow_and_facets_count_the_filtered_results(fixture: &Sear
     assert_eq!(filtered.facets.brand.get("Sonora"), None);
 
     let mut by_category = SearchQuery::words("");
-    by_category.category = Some("kitchen".into());
+    by_category.categories = vec!["kitchen".into()];
     assert_eq!(catalog.skus(&by_category).await.len(), 3);
 }
 

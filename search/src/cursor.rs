@@ -15,8 +15,8 @@ pub(crate) fn fingerprint(query: &SearchQuery) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (
         &query.text,
-        &query.category,
-        &query.brand,
+        &query.categories,
+        &query.brands,
         query.min_price,
         query.max_price,
         query.in_stock,

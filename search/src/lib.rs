@@ -52,14 +52,20 @@ impl SearchSort {
     }
 }
 
+/// At most this many words of a query are used (API.md); the rest are ignored, so the cost of
+/// one search is bounded whatever its text.
+pub const MAX_QUERY_WORDS: usize = 10;
+
 /// A search, already validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchQuery {
-    /// The words, as typed (may be empty: every published product).
+    /// The words, as typed (may be empty: every published product). Only the first
+    /// [`MAX_QUERY_WORDS`] are used.
     pub text: String,
-    pub category: Option<String>,
-    /// Case-insensitive exact brand.
-    pub brand: Option<String>,
+    /// Category slugs, any of which matches (empty: every category).
+    pub categories: Vec<String>,
+    /// Exact brands, case-insensitive, any of which matches (empty: every brand).
+    pub brands: Vec<String>,
     /// Inclusive.
     pub min_price: Option<i64>,
     pub max_price: Option<i64>,
@@ -74,11 +80,11 @@ impl SearchQuery {
     /// The filters given, by query parameter name (for analytics).
     pub fn filters(&self) -> std::collections::BTreeMap<String, String> {
         let mut filters = std::collections::BTreeMap::new();
-        if let Some(category) = &self.category {
-            filters.insert("category".into(), category.clone());
+        if !self.categories.is_empty() {
+            filters.insert("category".into(), self.categories.join(","));
         }
-        if let Some(brand) = &self.brand {
-            filters.insert("brand".into(), brand.clone());
+        if !self.brands.is_empty() {
+            filters.insert("brand".into(), self.brands.join(","));
         }
         if let Some(min) = self.min_price {
             filters.insert("min_price".into(), min.to_string());
@@ -96,8 +102,8 @@ impl SearchQuery {
     pub fn words(text: &str) -> SearchQuery {
         SearchQuery {
             text: text.to_owned(),
-            category: None,
-            brand: None,
+            categories: Vec::new(),
+            brands: Vec::new(),
             min_price: None,
             max_price: None,
             in_stock: false,
@@ -180,6 +186,49 @@ pub struct SearchResults {
     pub next_cursor: Option<String>,
     /// The position the index had applied when it answered.
     pub position: u64,
+    /// For a search that found nothing: the query with its likely typos corrected to words
+    /// of the catalog, when there is such a correction.
+    pub did_you_mean: Option<String>,
+}
+
+/// An autocomplete request: what the shopper has typed so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuggestQuery {
+    pub text: String,
+    /// How many completions and how many products, each (1–20).
+    pub limit: usize,
+}
+
+/// Completions of a partly typed query and the products it already matches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Suggestions {
+    /// Whole queries: the typed words with the last one completed from the catalog's names
+    /// and brands, most frequent first.
+    pub queries: Vec<String>,
+    pub products: Vec<Arc<ProductView>>,
+}
+
+/// Groups of words that mean the same to a shopper ("tv", "television"): a query word of a
+/// group also matches the group's other words. Set by admins as `SynonymsChanged` events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Synonyms {
+    /// Each group: lower-cased single words, at least two.
+    pub groups: Vec<Vec<String>>,
+}
+
+impl Synonyms {
+    /// The other words of every group `word` (lower-cased) is in.
+    pub fn alternatives<'a>(&'a self, word: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.groups
+            .iter()
+            .filter(move |group| group.iter().any(|term| term == word))
+            .flat_map(move |group| {
+                group
+                    .iter()
+                    .map(String::as_str)
+                    .filter(move |term| *term != word)
+            })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,15 +246,23 @@ pub enum SearchError {
 ///
 /// Contract, checked by the `conformance` suite (feature `testsuite`):
 /// - only `published` products are found;
-/// - every word must match (in name, brand, SKU or description), a word of 5 or more letters
-///   with up to one edit, the last word also as a prefix; when that finds nothing for several
-///   words, any word may match;
-/// - filters are exact (category, case-insensitive brand, inclusive price bounds, in stock);
-/// - facets count the whole result set with its filters;
+/// - the first [`MAX_QUERY_WORDS`] words are used; every one must match (in name, brand or
+///   description; or a synonym of it), a word of 5 or more letters with up to one edit, the
+///   last word also as a prefix (and with its edit); when that finds nothing for several
+///   words, any word may match; a query equal to a SKU finds that product first;
+/// - filters are exact (any of the categories, any of the case-insensitive brands, inclusive
+///   price bounds, in stock);
+/// - facets count the whole result set with its filters, except that the category and brand
+///   counts ignore their own filter (disjunctive facets: the other brands a shopper could add);
+/// - a search that finds nothing may say `did_you_mean`;
 /// - a write is searchable within a second of `put`.
 #[async_trait]
 pub trait SearchIndex: Send + Sync + 'static {
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults, SearchError>;
+    /// Completions and matching products for a partly typed query (autocomplete).
+    async fn suggest(&self, query: &SuggestQuery) -> Result<Suggestions, SearchError>;
+    /// The synonyms searches use now.
+    async fn synonyms(&self) -> Result<Synonyms, SearchError>;
     /// The position the index has applied everything up to.
     fn position(&self) -> u64;
     /// Waits until the index has applied `position` and made it searchable.
@@ -224,6 +281,9 @@ pub trait SearchWriter: Send + Sync + 'static {
     async fn put(&self, product: ProductView, checkpoint: u64) -> Result<(), SearchError>;
     /// Remembers `checkpoint` when an event changed nothing here.
     async fn advance(&self, checkpoint: u64) -> Result<(), SearchError>;
+    /// Replaces the synonyms (a `SynonymsChanged` event at `checkpoint`); searches use them
+    /// once the write is searchable, like a `put`.
+    async fn set_synonyms(&self, synonyms: Synonyms, checkpoint: u64) -> Result<(), SearchError>;
     /// The last durable checkpoint.
     async fn checkpoint(&self) -> Result<u64, SearchError>;
 }
@@ -235,6 +295,13 @@ pub fn words(text: &str) -> Vec<String> {
         .filter(|word| !word.is_empty())
         .map(str::to_lowercase)
         .collect()
+}
+
+/// The words of a query that are used: the first [`MAX_QUERY_WORDS`] of [`words`].
+pub fn query_words(text: &str) -> Vec<String> {
+    let mut typed = words(text);
+    typed.truncate(MAX_QUERY_WORDS);
+    typed
 }
 
 /// How many edits a word may be off: one for words of five letters or more (API.md).

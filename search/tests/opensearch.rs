@@ -307,7 +307,7 @@ async fn a_search_sends_the_query_dsl_and_reads_hits_facets_highlights_and_curso
     .await;
     let index = OpenSearchIndex::connect(&stub.url).expect("client");
     let query = SearchQuery {
-        brand: Some("ACME".into()),
+        brands: vec!["ACME".into()],
         in_stock: true,
         min_price: Some(1_000),
         max_price: Some(20_000),
@@ -328,7 +328,7 @@ async fn a_search_sends_the_query_dsl_and_reads_hits_facets_highlights_and_curso
         body["query"]["bool"]["filter"],
         json!([
             {"term": {"status": "published"}},
-            {"term": {"brand_key": "acme"}},
+            {"terms": {"brand_key": ["acme"]}},
             {"range": {"price_cents": {"gte": 1000, "lte": 20000}}},
             {"range": {"stock": {"gt": 0}}}
         ])

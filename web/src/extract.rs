@@ -17,6 +17,29 @@ pub struct Json<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(Problem))]
 pub struct Query<T>(pub T);
 
+/// A query string whose repeated parameters fill a `Vec` field (`brand=acme&brand=sonora`),
+/// parsed by `serde_html_form` (what HTML forms send), with a 400 problem when it is malformed.
+#[derive(Debug)]
+pub struct MultiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for MultiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_html_form::from_str(query)
+            .map(MultiQuery)
+            .map_err(|error| Problem::bad_request(format!("malformed query: {error}")))
+    }
+}
+
 /// `axum::extract::Path` with a 404 problem when a segment does not parse.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(Problem))]

@@ -160,10 +160,14 @@ pub async fn get_product(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// A category slug.
-    pub category: Option<String>,
-    /// Exact brand, case-insensitive.
-    pub brand: Option<String>,
+    /// Category slugs, any of which matches: repeat the parameter (`category=a&category=b`).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub category: Vec<String>,
+    /// Exact brands, case-insensitive, any of which matches: repeat the parameter.
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub brand: Vec<String>,
     /// Inclusive lower bound on `price_cents`.
     pub min_price: Option<String>,
     /// Inclusive upper bound on `price_cents`.
@@ -255,10 +259,13 @@ pub(crate) fn given(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
 }
 
+/// How many values one multi-valued filter (`category`, `brand`) may have.
+pub const MAX_FILTER_VALUES: usize = 20;
+
 /// The filters listing and search share, as given (empty values already dropped).
 pub(crate) struct FilterParams {
-    pub category: Option<String>,
-    pub brand: Option<String>,
+    pub category: Vec<String>,
+    pub brand: Vec<String>,
     pub min_price: Option<String>,
     pub max_price: Option<String>,
     pub in_stock: Option<String>,
@@ -266,8 +273,10 @@ pub(crate) struct FilterParams {
 
 /// [`FilterParams`] checked: the fields both `ListQuery` and `SearchQuery` carry.
 pub(crate) struct Filters {
-    pub category: Option<String>,
-    pub brand: Option<String>,
+    /// Distinct slugs, in the order given.
+    pub category: Vec<String>,
+    /// Distinct brands (case-insensitively), in the order given.
+    pub brand: Vec<String>,
     pub min_price: Option<i64>,
     pub max_price: Option<i64>,
     pub in_stock: bool,
@@ -276,16 +285,34 @@ pub(crate) struct Filters {
 /// Checks the shared filters, in the order their errors are reported. A price bound is any
 /// non-negative integer (a bound above every price is no error), so it is not a `PriceCents`.
 pub(crate) fn parse_filters(params: FilterParams) -> Result<Filters, QueryProblem> {
-    let category = parse_slug("category", params.category)?;
-    let brand = match params.brand {
-        Some(brand) if brand.chars().count() > Brand::MAX_CHARS => {
+    for (name, values) in [("category", &params.category), ("brand", &params.brand)] {
+        if values.len() > MAX_FILTER_VALUES {
+            return Err(bad(format!(
+                "{name} may be given at most {MAX_FILTER_VALUES} times; got {}",
+                values.len()
+            )));
+        }
+    }
+    let mut category: Vec<String> = Vec::new();
+    for text in params.category.into_iter().filter(|text| !text.is_empty()) {
+        if let Some(slug) = parse_slug("category", Some(text))? {
+            if !category.contains(&slug) {
+                category.push(slug);
+            }
+        }
+    }
+    let mut brand: Vec<String> = Vec::new();
+    for text in params.brand.into_iter().filter(|text| !text.is_empty()) {
+        if text.chars().count() > Brand::MAX_CHARS {
             return Err(bad(format!(
                 "brand must be 1 to {} characters",
                 Brand::MAX_CHARS
-            )))
+            )));
         }
-        other => other,
-    };
+        if !brand.iter().any(|known| known.to_lowercase() == text.to_lowercase()) {
+            brand.push(text);
+        }
+    }
     let min_price = parse_price("min_price", params.min_price)?;
     let max_price = parse_price("max_price", params.max_price)?;
     if let (Some(min), Some(max)) = (min_price, max_price) {
@@ -314,8 +341,8 @@ pub(crate) fn parse_filters(params: FilterParams) -> Result<Filters, QueryProble
 /// Parses and checks the listing parameters.
 pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> {
     let filters = parse_filters(FilterParams {
-        category: given(params.category),
-        brand: given(params.brand),
+        category: params.category,
+        brand: params.brand,
         min_price: given(params.min_price),
         max_price: given(params.max_price),
         in_stock: given(params.in_stock),
@@ -333,9 +360,17 @@ pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> 
         None => None,
         Some(text) => Some(parse_cursor(&text, sort)?),
     };
+    // Transitional: the read models take one category and one brand until their multi-value
+    // filters land.
+    let single = |name: &str, values: Vec<String>| -> Result<Option<String>, QueryProblem> {
+        match values.len() {
+            0 | 1 => Ok(values.into_iter().next()),
+            _ => Err(bad(format!("{name} takes one value on this route"))),
+        }
+    };
     Ok(ListQuery {
-        category: filters.category,
-        brand: filters.brand,
+        category: single("category", filters.category)?,
+        brand: single("brand", filters.brand)?,
         min_price: filters.min_price,
         max_price: filters.max_price,
         in_stock: filters.in_stock,
@@ -366,7 +401,7 @@ fn parse_cursor(text: &str, sort: SortOrder) -> Result<SortKey, QueryProblem> {
 pub async fn list_products(
     State(state): State<QueryState>,
     RequiredPosition(at): RequiredPosition,
-    Query(params): Query<ListParams>,
+    web::extract::MultiQuery(params): web::extract::MultiQuery<ListParams>,
 ) -> QueryResult {
     let query = parse_list_params(params)?;
     let page = state.read_model.list(&query, at).await?;

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use search::{SearchError, SearchQuery, SearchSort};
 use serde::{Deserialize, Serialize};
-use web::extract::Query;
+use web::extract::MultiQuery;
 use web::Problem;
 
 use super::{
@@ -22,12 +22,18 @@ pub const MAX_QUERY_CHARS: usize = 500;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// The words (up to 500 characters); empty: every published product.
+    /// The words (up to 500 characters; the first 10 words are used); empty: every published
+    /// product.
     pub q: Option<String>,
-    /// A category slug.
-    pub category: Option<String>,
-    /// Exact brand, case-insensitive.
-    pub brand: Option<String>,
+    /// Category slugs, any of which matches: repeat the parameter (`category=a&category=b`).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub category: Vec<String>,
+    /// Exact brands, case-insensitive, any of which matches: repeat the parameter
+    /// (`brand=acme&brand=sonora`).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub brand: Vec<String>,
     /// Inclusive lower bound on `price_cents`.
     pub min_price: Option<String>,
     /// Inclusive upper bound on `price_cents`.
@@ -83,8 +89,8 @@ pub fn parse_search_params(params: SearchParams) -> Result<SearchQuery, QueryPro
         )));
     }
     let filters = parse_filters(FilterParams {
-        category: given(params.category),
-        brand: given(params.brand),
+        category: params.category,
+        brand: params.brand,
         min_price: given(params.min_price),
         max_price: given(params.max_price),
         in_stock: given(params.in_stock),
@@ -100,8 +106,8 @@ pub fn parse_search_params(params: SearchParams) -> Result<SearchQuery, QueryPro
     let limit = parse_limit(given(params.limit), 20)?;
     Ok(SearchQuery {
         text,
-        category: filters.category,
-        brand: filters.brand,
+        categories: filters.category,
+        brands: filters.brand,
         min_price: filters.min_price,
         max_price: filters.max_price,
         in_stock: filters.in_stock,
@@ -116,7 +122,7 @@ pub fn parse_search_params(params: SearchParams) -> Result<SearchQuery, QueryPro
     responses((status = 200, body = SearchPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn search(
     State(state): State<QueryState>,
-    Query(params): Query<SearchParams>,
+    MultiQuery(params): MultiQuery<SearchParams>,
 ) -> QueryResult {
     let Some(index) = &state.search else {
         return Err(Problem::unavailable(5, "search is not configured on this process").into());

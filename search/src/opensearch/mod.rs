@@ -41,7 +41,10 @@ use self::checkpoints::Checkpoints;
 pub use self::mapping::{document, endpoint, index_template, ALIAS, CHECKPOINTS, FIRST_GENERATION};
 use self::mapping::{get_json, json_body, unavailable};
 pub use self::query::{parse_search, search_body};
-use crate::{SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter};
+use crate::{
+    SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter, SuggestQuery, Suggestions,
+    Synonyms,
+};
 
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// How often a query process reads the stored checkpoint.
@@ -163,6 +166,16 @@ impl SearchIndex for OpenSearchIndex {
         parse_search(&body, query, position)
     }
 
+    async fn suggest(&self, _query: &SuggestQuery) -> Result<Suggestions, SearchError> {
+        Err(SearchError::Unavailable(
+            "suggestions are not implemented for OpenSearch yet".into(),
+        ))
+    }
+
+    async fn synonyms(&self) -> Result<Synonyms, SearchError> {
+        Ok(Synonyms::default())
+    }
+
     fn position(&self) -> u64 {
         self.checkpoints.position().current()
     }
@@ -199,6 +212,11 @@ impl SearchWriter for OpenSearchIndex {
     }
 
     async fn advance(&self, checkpoint: u64) -> Result<(), SearchError> {
+        self.writer.advance(checkpoint);
+        Ok(())
+    }
+
+    async fn set_synonyms(&self, _synonyms: Synonyms, checkpoint: u64) -> Result<(), SearchError> {
         self.writer.advance(checkpoint);
         Ok(())
     }

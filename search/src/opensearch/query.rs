@@ -16,11 +16,12 @@ use crate::{
 /// The filters of `query`, published only first.
 fn filters(query: &SearchQuery) -> Vec<Value> {
     let mut filter = vec![json!({"term": {"status": "published"}})];
-    if let Some(category) = &query.category {
-        filter.push(json!({"term": {"category": category}}));
+    if !query.categories.is_empty() {
+        filter.push(json!({"terms": {"category": query.categories}}));
     }
-    if let Some(brand) = &query.brand {
-        filter.push(json!({"term": {"brand_key": brand.to_lowercase()}}));
+    if !query.brands.is_empty() {
+        let keys: Vec<String> = query.brands.iter().map(|brand| brand.to_lowercase()).collect();
+        filter.push(json!({"terms": {"brand_key": keys}}));
     }
     if query.min_price.is_some() || query.max_price.is_some() {
         let mut range = serde_json::Map::new();
@@ -168,6 +169,7 @@ pub fn parse_search(
         facets: facets(&response["aggregations"]),
         next_cursor,
         position,
+        did_you_mean: None,
     })
 }
 

@@ -41,7 +41,10 @@ use uuid::Uuid;
 use self::reader::{run_search, unavailable};
 use self::schema::{register_analyzers, stored};
 use self::writer::{write_loop, Command, Shared};
-use crate::{SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter};
+use crate::{
+    SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter, SuggestQuery, Suggestions,
+    Synonyms,
+};
 
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
@@ -140,6 +143,14 @@ impl SearchIndex for TantivyIndex {
         result
     }
 
+    async fn suggest(&self, _query: &SuggestQuery) -> Result<Suggestions, SearchError> {
+        Ok(Suggestions::default())
+    }
+
+    async fn synonyms(&self) -> Result<Synonyms, SearchError> {
+        Ok(Synonyms::default())
+    }
+
     fn position(&self) -> u64 {
         self.shared.committed.current()
     }
@@ -183,6 +194,10 @@ impl SearchWriter for TantivyIndex {
         self.commands
             .send(Command::Advance(checkpoint))
             .map_err(writer_stopped)
+    }
+
+    async fn set_synonyms(&self, _synonyms: Synonyms, checkpoint: u64) -> Result<(), SearchError> {
+        self.advance(checkpoint).await
     }
 
     async fn checkpoint(&self) -> Result<u64, SearchError> {

@@ -134,11 +134,20 @@ fn filters(fields: &Fields, query: &SearchQuery) -> Vec<Clause> {
         fields.status,
         ProductStatus::Published.as_str(),
     ))];
-    if let Some(category) = &query.category {
-        filters.push(constant(term(fields.category, category)));
+    let any_of = |field: Field, values: Vec<String>| -> Box<dyn Query> {
+        Box::new(BooleanQuery::new(
+            values
+                .iter()
+                .map(|value| (Occur::Should, term(field, value)))
+                .collect(),
+        ))
+    };
+    if !query.categories.is_empty() {
+        filters.push(constant(any_of(fields.category, query.categories.clone())));
     }
-    if let Some(brand) = &query.brand {
-        filters.push(constant(term(fields.brand_key, &brand.to_lowercase())));
+    if !query.brands.is_empty() {
+        let keys = query.brands.iter().map(|brand| brand.to_lowercase()).collect();
+        filters.push(constant(any_of(fields.brand_key, keys)));
     }
     if query.min_price.is_some() || query.max_price.is_some() {
         let lower = query.min_price.map_or(Bound::Unbounded, |min| {

@@ -65,6 +65,7 @@ pub(super) fn run_search(
         facets: facets(&aggregated),
         next_cursor,
         position,
+        did_you_mean: None,
     })
 }
 
