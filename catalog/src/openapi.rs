@@ -51,6 +51,7 @@ impl Modify for BearerAuth {
         query_api::routes::bestsellers,
         query_api::routes::list_categories,
         query_api::routes::search::search,
+        query_api::routes::search::suggest,
         query_api::events_api::list_events,
         query_api::events_api::stream_events,
         query_api::analytics::trending,
@@ -118,7 +119,7 @@ impl<'a> OperationKind<'a> {
             path,
             method,
             command: is_write && catalog,
-            query: method == "get" && (catalog || path == "/api/search"),
+            query: method == "get" && (catalog || path.starts_with("/api/search")),
         }
     }
 }
@@ -293,6 +294,9 @@ fn add_header_parameters(kind: &OperationKind, parameters: &mut Vec<Value>) {
 /// The exact schema of a query parameter whose Rust type says less than the contract.
 fn parameter_schema(path: &str, name: Option<&str>) -> Option<Value> {
     let schema = match name? {
+        "limit" if path == "/api/search/suggest" => {
+            json!({"type": "integer", "minimum": 1, "maximum": 20, "default": 5})
+        }
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 100}),
         "min_price" | "max_price" => json!({"type": "integer", "format": "int64", "minimum": 0}),
         "in_stock" => json!({"type": "boolean"}),
@@ -359,6 +363,7 @@ mod tests {
             ("/api/categories", "get"),
             ("/api/categories", "post"),
             ("/api/search", "get"),
+            ("/api/search/suggest", "get"),
             ("/api/auth/login", "post"),
             ("/api/auth/refresh", "post"),
             ("/api/auth/logout", "post"),

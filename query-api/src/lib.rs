@@ -13,6 +13,7 @@ pub mod consistency;
 pub mod events_api;
 pub mod read_path;
 pub mod routes;
+pub mod search_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub struct QueryState {
     pub min_position_wait: Duration,
     /// The search index behind `/api/search`; without it the route is not served.
     pub search: Option<Arc<dyn search::SearchIndex>>,
+    /// First pages of searches, valid while the index stays at the position that answered.
+    pub search_cache: Arc<search_cache::SearchCache>,
     /// The event log behind `/api/events*`; without it those routes are not served.
     pub events: Option<Arc<events_api::EventFeed>>,
     /// The analytics view behind `/api/analytics/*`.
@@ -75,6 +78,7 @@ impl QueryState {
             product_max_age_seconds: 30,
             min_position_wait: Duration::from_secs(2),
             search: None,
+            search_cache: Default::default(),
             events: None,
             analytics: None,
             capture: None,
@@ -106,6 +110,7 @@ pub fn router(state: QueryState) -> Router {
         router = router.merge(
             Router::new()
                 .route("/api/search", get(routes::search::search))
+                .route("/api/search/suggest", get(routes::search::suggest))
                 .route_layer(axum::middleware::from_fn_with_state(
                     searched,
                     consistency::read_your_writes,

@@ -5,7 +5,7 @@
 //!   search projection writes through), with the query model ([`SearchQuery`]) and the answer
 //!   ([`SearchResults`]).
 //! - [`tantivy::TantivyIndex`]: the embedded adapter, an index under the data dir (folder
-//!   `tantivy/`: schema and analysis, query building, reader, aggregations, highlights,
+//!   `tantivy/`: schema and analysis, query building, reader, facets, highlights, suggestions,
 //!   writer thread).
 //! - [`opensearch::OpenSearchIndex`]: the distributed adapter (`CATALOG_SEARCH=opensearch://…`;
 //!   folder `opensearch/`: mapping, query DSL, bulk writer, checkpoints).

@@ -2,17 +2,18 @@
 
 use std::collections::BTreeMap;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use search::{SearchError, SearchQuery, SearchSort};
 use serde::{Deserialize, Serialize};
-use web::extract::MultiQuery;
+use web::extract::{MultiQuery, Query};
 use web::Problem;
 
 use super::{
     bad, given, parse_filters, parse_limit, with_position, FilterParams, QueryProblem, QueryResult,
 };
-use crate::QueryState;
+use crate::{search_cache, QueryState};
 
 /// The longest query text accepted.
 pub const MAX_QUERY_CHARS: usize = 500;
@@ -69,7 +70,9 @@ pub struct SearchFacets {
 }
 
 /// A search page: products (each with `highlight`: name and description fragments, the
-/// matched words in `<em>`), the total, facets over the whole result set, the next cursor.
+/// matched words in `<em>`), the total, facets over the whole result set (the category and
+/// brand counts ignore their own filter), the next cursor, and for a search that found nothing
+/// a corrected query when one is likely.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchPage {
     #[schema(value_type = Vec<Object>)]
@@ -77,6 +80,74 @@ pub struct SearchPage {
     pub total: u64,
     pub facets: SearchFacets,
     pub next_cursor: Option<String>,
+    /// Only on a search that found nothing: the query with likely typos corrected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub did_you_mean: Option<String>,
+}
+
+/// [`SearchPage`] as it is encoded: products borrowed, serialised once, straight to bytes.
+#[derive(Serialize)]
+struct EncodedPage<'a> {
+    items: Vec<EncodedItem<'a>>,
+    total: u64,
+    facets: &'a search::Facets,
+    next_cursor: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    did_you_mean: &'a Option<String>,
+}
+
+#[derive(Serialize)]
+struct EncodedItem<'a> {
+    #[serde(flatten)]
+    product: &'a projectors::read_model::ProductView,
+    highlight: &'a search::Highlight,
+}
+
+/// The JSON of a page of results.
+fn encode(results: &search::SearchResults) -> Result<Bytes, QueryProblem> {
+    let page = EncodedPage {
+        items: results
+            .hits
+            .iter()
+            .map(|hit| EncodedItem {
+                product: hit.product.as_ref(),
+                highlight: &hit.highlight,
+            })
+            .collect(),
+        total: results.total,
+        facets: &results.facets,
+        next_cursor: &results.next_cursor,
+        did_you_mean: &results.did_you_mean,
+    };
+    serde_json::to_vec(&page).map(Bytes::from).map_err(|error| {
+        tracing::error!(%error, "cannot encode a search page");
+        QueryProblem(Problem::unavailable(1, "search is unavailable; retry shortly"))
+    })
+}
+
+fn json_response(body: Bytes, position: u64) -> axum::response::Response {
+    let response = (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    with_position(response, position)
+}
+
+fn search_problem(error: SearchError) -> QueryProblem {
+    match error {
+        SearchError::Invalid(message) => bad(message),
+        other => {
+            tracing::warn!(error = %other, "search unavailable");
+            QueryProblem(Problem::unavailable(
+                1,
+                "search is unavailable or busy; retry shortly",
+            ))
+        }
+    }
 }
 
 /// Parses and checks the search parameters.
@@ -117,9 +188,10 @@ pub fn parse_search_params(params: SearchParams) -> Result<SearchQuery, QueryPro
     })
 }
 
-/// Full-text search over published products.
+/// Full-text search over published products. At most 10 words are used; a search that cannot
+/// start within its time budget (every search worker busy) answers 503 with `Retry-After`.
 #[utoipa::path(get, path = "/api/search", tag = "queries", params(SearchParams, ("X-Min-Position" = Option<u64>, Header)),
-    responses((status = 200, body = SearchPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    responses((status = 200, body = SearchPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem, headers(("Retry-After" = u64)))))]
 pub async fn search(
     State(state): State<QueryState>,
     MultiQuery(params): MultiQuery<SearchParams>,
@@ -129,16 +201,26 @@ pub async fn search(
     };
     let query = parse_search_params(params)?;
     let first_page = query.cursor.is_none();
-    let results = index.search(&query).await.map_err(|error| match error {
-        SearchError::Invalid(message) => bad(message),
-        other => {
-            tracing::warn!(error = %other, "search unavailable");
-            QueryProblem(Problem::unavailable(
-                1,
-                "search is unavailable; retry shortly",
-            ))
+    let key = search_cache::key(&query);
+    let cached = key.and_then(|key| state.search_cache.get(key, index.position()));
+    let (body, position, total) = match cached {
+        Some(page) => (page.body.clone(), page.position, page.total),
+        None => {
+            let results = index.search(&query).await.map_err(search_problem)?;
+            let body = encode(&results)?;
+            if let Some(key) = key {
+                state.search_cache.put(
+                    key,
+                    search_cache::CachedPage {
+                        position: results.position,
+                        body: body.clone(),
+                        total: results.total,
+                    },
+                );
+            }
+            (body, results.position, results.total)
         }
-    })?;
+    };
     if let (Some(capture), true) = (&state.capture, first_page) {
         // Only a search's first page counts as a search; later pages are the same one.
         let text = events::analytics::normalise_query(&query.text);
@@ -147,46 +229,71 @@ pub async fn search(
                 events::analytics::SearchPerformed {
                     query: text,
                     filters: query.filters(),
-                    result_count: results.total,
+                    result_count: total,
                 },
             ));
         }
     }
-    let items = results
-        .hits
-        .iter()
-        .map(|hit| {
-            let mut item = serde_json::to_value(hit.product.as_ref()).unwrap_or_default();
-            if let Some(object) = item.as_object_mut() {
-                object.insert(
-                    "highlight".into(),
-                    serde_json::to_value(&hit.highlight).unwrap_or_default(),
-                );
-            }
-            item
-        })
-        .collect();
-    let page = SearchPage {
-        items,
-        total: results.total,
-        facets: SearchFacets {
-            category: results.facets.category,
-            brand: results.facets.brand,
-            price: results
-                .facets
-                .price
-                .into_iter()
-                .map(|bucket| PriceFacet {
-                    from: bucket.from,
-                    to: bucket.to,
-                    count: bucket.count,
-                })
-                .collect(),
-        },
-        next_cursor: results.next_cursor,
+    Ok(json_response(body, position))
+}
+
+/// The longest text `/api/search/suggest` takes.
+pub const MAX_SUGGEST_CHARS: usize = 100;
+
+/// Query string of `GET /api/search/suggest`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SuggestParams {
+    /// What the shopper has typed so far (up to 100 characters); the last word is completed.
+    pub q: Option<String>,
+    /// 1–20, default 5: how many completions and how many products.
+    pub limit: Option<String>,
+}
+
+/// Completions and products for a partly typed search.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SuggestPage {
+    /// Whole queries: the typed words with the last one completed from the catalog's product
+    /// names and brands, the most used first.
+    pub queries: Vec<String>,
+    /// Published products matching what is typed (the last word as a prefix).
+    #[schema(value_type = Vec<projectors::read_model::ProductView>)]
+    pub products: Vec<std::sync::Arc<projectors::read_model::ProductView>>,
+}
+
+/// Autocomplete: completions of the last typed word and the products already matching.
+#[utoipa::path(get, path = "/api/search/suggest", tag = "queries", params(SuggestParams, ("X-Min-Position" = Option<u64>, Header)),
+    responses((status = 200, body = SuggestPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem, headers(("Retry-After" = u64)))))]
+pub async fn suggest(
+    State(state): State<QueryState>,
+    Query(params): Query<SuggestParams>,
+) -> QueryResult {
+    let Some(index) = &state.search else {
+        return Err(Problem::unavailable(5, "search is not configured on this process").into());
     };
-    Ok(with_position(
-        axum::Json(page).into_response(),
-        results.position,
-    ))
+    let text = params.q.unwrap_or_default();
+    if text.chars().count() > MAX_SUGGEST_CHARS {
+        return Err(bad(format!(
+            "q must be at most {MAX_SUGGEST_CHARS} characters; got {}",
+            text.chars().count()
+        )));
+    }
+    let limit = match given(params.limit) {
+        None => 5,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit @ 1..=20) => limit,
+            _ => return Err(bad(format!("limit must be an integer from 1 to 20; got {text:?}"))),
+        },
+    };
+    let position = index.position();
+    let suggestions = index
+        .suggest(&search::SuggestQuery { text, limit })
+        .await
+        .map_err(search_problem)?;
+    let page = SuggestPage {
+        queries: suggestions.queries,
+        products: suggestions.products,
+    };
+    Ok(with_position(axum::Json(page).into_response(), position))
 }

@@ -8,18 +8,29 @@
 //!   exact one); the last word also matches as a prefix (search as you type). A query equal to
 //!   a SKU finds it first. When all-words finds nothing for several words, any word may match.
 //! - **Filters** (category, brand, price range, in stock, published only) do not change scores.
-//! - **Answers** ([`reader`], [`aggregations`], [`highlight`]): the page, facets, highlights.
+//! - **Answers** ([`reader`], [`facets`], [`highlight`], [`suggest`]): the page, the total and
+//!   the facets in one collector pass (a ticked category or brand counted again without its
+//!   filter), highlights of the page only, suggestions and did-you-mean from the name and brand
+//!   words.
+//! - **Cost**: a search runs on tokio's blocking pool behind a semaphore of one permit per core,
+//!   so a slow search never holds an async worker (or `/healthz`) and searches beyond the cores
+//!   queue instead of competing; one that cannot start within its budget answers
+//!   `Unavailable` (503 with `Retry-After`), and one that runs past its budget skips the work
+//!   it has not started ([`reader::Deadline`]).
+//! - **Synonyms**: a document of its own in the index (never found), written like a product and
+//!   read back at each commit; a typed word also matches the other words of its groups.
 //! - **Writes** ([`writer`]): one thread owns the `IndexWriter`; `put` hands it the document
 //!   and returns. It commits every 200 ms when something changed, with the projection's
 //!   checkpoint as the commit payload (so a restart resumes after exactly what is durable),
 //!   then reloads the reader: a write is searchable within about a quarter of a second. Until
 //!   then `current` answers from an overlay of pending documents.
 
-mod aggregations;
+mod facets;
 mod highlight;
 mod query;
 mod reader;
 mod schema;
+mod suggest;
 mod writer;
 
 use std::path::Path;
@@ -38,8 +49,9 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{DocAddress, Index, IndexWriter, ReloadPolicy, Score, Term};
 use uuid::Uuid;
 
-use self::reader::{run_search, unavailable};
-use self::schema::{register_analyzers, stored};
+use self::query::Context;
+use self::reader::{run_search, unavailable, Deadline, Snapshot};
+use self::schema::{register_analyzers, stored, SCHEMA_VERSION};
 use self::writer::{write_loop, Command, Shared};
 use crate::{
     SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter, SuggestQuery, Suggestions,
@@ -48,17 +60,78 @@ use crate::{
 
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
+/// How long a search may take, waiting for a permit included.
+pub const SEARCH_BUDGET: Duration = Duration::from_millis(500);
+
+/// The file in the index directory naming the schema version its index was written with.
+const SCHEMA_FILE: &str = "catalog-schema-version";
+
+/// Ranking switches, all on in the product. The relevance test turns one off to show that its
+/// thresholds would catch a ranking without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Name ×3, brand ×2, description ×1 (off: every field ×1).
+    pub field_boosts: bool,
+    /// One edit for words of five letters or more (off: exact words and prefixes only).
+    pub typo_tolerance: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            field_boosts: true,
+            typo_tolerance: true,
+        }
+    }
+}
+
 /// The embedded search index; see the module documentation.
 pub struct TantivyIndex {
     shared: Arc<Shared>,
     commands: Sender<Command>,
     sequence: AtomicU64,
+    permits: Arc<tokio::sync::Semaphore>,
+    tuning: Tuning,
+}
+
+/// Empties `directory` when it holds an index of another schema version (it is rebuilt from the
+/// events: its checkpoint goes with it), and records the current version.
+fn check_schema_version(directory: &Path) -> Result<(), SearchError> {
+    let marker = directory.join(SCHEMA_FILE);
+    let current = SCHEMA_VERSION.to_string();
+    let recorded = std::fs::read_to_string(&marker).ok();
+    if recorded.as_deref().map(str::trim) == Some(current.as_str()) {
+        return Ok(());
+    }
+    if directory.join("meta.json").exists() {
+        tracing::warn!(
+            directory = %directory.display(),
+            found = recorded.as_deref().unwrap_or("none"),
+            wanted = SCHEMA_VERSION,
+            "the search index has another schema version; rebuilding it from the events"
+        );
+        for entry in std::fs::read_dir(directory).map_err(unavailable)? {
+            let path = entry.map_err(unavailable)?.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).map_err(unavailable)?;
+            } else {
+                std::fs::remove_file(&path).map_err(unavailable)?;
+            }
+        }
+    }
+    std::fs::write(&marker, current).map_err(unavailable)
 }
 
 impl TantivyIndex {
     /// Opens (creating when missing) the index in `directory` and starts its writer thread.
     pub fn open(directory: &Path) -> Result<Arc<Self>, SearchError> {
+        Self::open_tuned(directory, Tuning::default())
+    }
+
+    /// [`open`](Self::open) with ranking switches (for the relevance test).
+    pub fn open_tuned(directory: &Path, tuning: Tuning) -> Result<Arc<Self>, SearchError> {
         std::fs::create_dir_all(directory).map_err(unavailable)?;
+        check_schema_version(directory)?;
         let (schema, fields) = schema::schema();
         let mmap = MmapDirectory::open(directory).map_err(unavailable)?;
         let index = Index::open_or_create(mmap, schema).map_err(|error| {
@@ -81,22 +154,63 @@ impl TantivyIndex {
             .try_into()
             .map_err(unavailable)?;
         let (commands, received) = std::sync::mpsc::channel();
+        let synonyms = writer::stored_synonyms(&fields, &reader.searcher());
         let shared = Arc::new(Shared {
             fields,
             reader,
             pending: Default::default(),
             committed: Watermark::new(checkpoint),
+            synonyms: parking_lot::RwLock::new(Arc::new(synonyms)),
         });
         let worker = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("search-writer".into())
             .spawn(move || write_loop(worker, writer, received, checkpoint))
             .map_err(unavailable)?;
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Ok(Arc::new(TantivyIndex {
             shared,
             commands,
             sequence: AtomicU64::new(0),
+            permits: Arc::new(tokio::sync::Semaphore::new(cores)),
+            tuning,
         }))
+    }
+
+    /// Runs `work` over a snapshot of the last commit on the blocking pool, once a permit is
+    /// free, within [`SEARCH_BUDGET`].
+    async fn with_snapshot<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Snapshot<'_>, Deadline) -> Result<T, SearchError> + Send + 'static,
+    ) -> Result<T, SearchError> {
+        let deadline = Deadline::after(SEARCH_BUDGET);
+        let permit = tokio::time::timeout(SEARCH_BUDGET, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                metrics::counter!("catalog_search_rejected_busy_total").increment(1);
+                SearchError::Unavailable("every search worker is busy; retry shortly".into())
+            })?
+            .map_err(|_| SearchError::Unavailable("the search index is closing".into()))?;
+        let shared = self.shared.clone();
+        let tuning = self.tuning;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let searcher = shared.reader.searcher();
+            let position = shared.committed.current();
+            let synonyms = shared.synonyms.read().clone();
+            let snapshot = Snapshot {
+                searcher,
+                position,
+                context: Context {
+                    fields: &shared.fields,
+                    synonyms: &synonyms,
+                    tuning,
+                },
+            };
+            work(&snapshot, deadline)
+        })
+        .await
+        .map_err(|error| SearchError::Unexpected(format!("a search stopped: {error}")))?
     }
 
     /// Documents in the index (all statuses), for tests and the index build report.
@@ -135,20 +249,24 @@ fn writer_stopped<T>(_: T) -> SearchError {
 impl SearchIndex for TantivyIndex {
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults, SearchError> {
         let started = Instant::now();
-        // A search takes about a millisecond of CPU: run it in place rather than pay a hop to
-        // the blocking pool.
-        let shared = &self.shared;
-        let result = run_search(&shared.fields, &shared.reader, &shared.committed, query);
+        let query = query.clone();
+        let result = self
+            .with_snapshot(move |snapshot, deadline| run_search(snapshot, &query, deadline))
+            .await;
         metrics::histogram!("catalog_search_seconds").record(started.elapsed().as_secs_f64());
         result
     }
 
-    async fn suggest(&self, _query: &SuggestQuery) -> Result<Suggestions, SearchError> {
-        Ok(Suggestions::default())
+    async fn suggest(&self, query: &SuggestQuery) -> Result<Suggestions, SearchError> {
+        let query = query.clone();
+        self.with_snapshot(move |snapshot, _| {
+            suggest::suggest(&snapshot.searcher, snapshot.context, &query)
+        })
+        .await
     }
 
     async fn synonyms(&self) -> Result<Synonyms, SearchError> {
-        Ok(Synonyms::default())
+        Ok(self.shared.synonyms.read().as_ref().clone())
     }
 
     fn position(&self) -> u64 {
@@ -196,8 +314,10 @@ impl SearchWriter for TantivyIndex {
             .map_err(writer_stopped)
     }
 
-    async fn set_synonyms(&self, _synonyms: Synonyms, checkpoint: u64) -> Result<(), SearchError> {
-        self.advance(checkpoint).await
+    async fn set_synonyms(&self, synonyms: Synonyms, checkpoint: u64) -> Result<(), SearchError> {
+        self.commands
+            .send(Command::Synonyms(synonyms, checkpoint))
+            .map_err(writer_stopped)
     }
 
     async fn checkpoint(&self) -> Result<u64, SearchError> {

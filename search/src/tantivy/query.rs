@@ -12,7 +12,8 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::Term;
 
 use super::schema::{analyzer, folding, forms, Fields};
-use crate::{allowed_edits, words, SearchQuery};
+use super::Tuning;
+use crate::{allowed_edits, query_words, SearchQuery, Synonyms};
 
 type Clause = (Occur, Box<dyn Query>);
 
@@ -23,23 +24,42 @@ fn boosted(query: impl Query + 'static, boost: f32) -> Clause {
     )
 }
 
+/// What a query is built from besides the search itself.
+#[derive(Clone, Copy)]
+pub(super) struct Context<'a> {
+    pub fields: &'a Fields,
+    pub synonyms: &'a Synonyms,
+    pub tuning: Tuning,
+}
+
+/// Which of the search's own filters a query applies: all of them, or all but the category or
+/// the brand filter (the pass that counts that facet as if it were not ticked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Except {
+    Nothing,
+    Category,
+    Brand,
+}
+
 /// The whole query (filters and words) and whether it has words. `all_words`: every word
 /// must match, or (the fallback) any may.
 pub(super) fn full_query(
-    fields: &Fields,
+    context: Context<'_>,
     query: &SearchQuery,
     all_words: bool,
+    except: Except,
 ) -> (Box<dyn Query>, bool) {
-    let text = text_query(fields, &query.text, all_words);
+    let text = text_query(context, &query.text, all_words);
     let has_text = text.is_some();
-    let mut clauses = filters(fields, query);
+    let mut clauses = filters(context.fields, query, except);
     clauses.push((Occur::Must, text.unwrap_or_else(|| Box::new(AllQuery))));
     (Box::new(BooleanQuery::new(clauses)), has_text)
 }
 
 /// The query's text part: `None` for a search without words (everything).
-fn text_query(fields: &Fields, text: &str, all_words: bool) -> Option<Box<dyn Query>> {
-    let typed = words(text);
+fn text_query(context: Context<'_>, text: &str, all_words: bool) -> Option<Box<dyn Query>> {
+    let fields = context.fields;
+    let typed = query_words(text);
     let mut stemmer = analyzer();
     let mut fold = folding();
     let last = typed.len().checked_sub(1)?;
@@ -53,7 +73,25 @@ fn text_query(fields: &Fields, text: &str, all_words: bool) -> Option<Box<dyn Qu
         .enumerate()
         .filter_map(|(index, word)| {
             let (stem, folded) = forms(&mut stemmer, &mut fold, word)?;
-            let alternatives = word_alternatives(fields, word, &stem, &folded, index == last);
+            let typed_word = Typed {
+                word,
+                stem: &stem,
+                folded: &folded,
+                is_last: index == last,
+            };
+            let mut alternatives = word_alternatives(fields, typed_word, context.tuning);
+            // A synonym matches as its own word would, exactly (no typo, no prefix).
+            for synonym in context.synonyms.alternatives(&folded) {
+                if let Some((stem, folded)) = forms(&mut stemmer, &mut fold, synonym) {
+                    let exact = Typed {
+                        word: "",
+                        stem: &stem,
+                        folded: &folded,
+                        is_last: false,
+                    };
+                    alternatives.extend(word_alternatives(fields, exact, context.tuning));
+                }
+            }
             Some((
                 occur,
                 Box::new(BooleanQuery::new(alternatives)) as Box<dyn Query>,
@@ -75,22 +113,41 @@ fn text_query(fields: &Fields, text: &str, all_words: bool) -> Option<Box<dyn Qu
     ])))
 }
 
+/// One typed word in the forms the index compares.
+#[derive(Clone, Copy)]
+struct Typed<'a> {
+    /// As typed (empty for a synonym: no typo tolerance).
+    word: &'a str,
+    stem: &'a str,
+    folded: &'a str,
+    is_last: bool,
+}
+
 /// Where one typed word may match: exactly (by its stem) in name ×3, brand ×2 or description
 /// ×1; one edit off at half the weight when it is long enough; as a prefix when it is the last
 /// word (search as you type).
-fn word_alternatives(
-    fields: &Fields,
-    word: &str,
-    stem: &str,
-    folded: &str,
-    is_last: bool,
-) -> Vec<Clause> {
+fn word_alternatives(fields: &Fields, typed: Typed<'_>, tuning: Tuning) -> Vec<Clause> {
+    let Typed {
+        word,
+        stem,
+        folded,
+        is_last,
+    } = typed;
+    let boosts = if tuning.field_boosts {
+        [3.0, 2.0, 1.0]
+    } else {
+        [1.0, 1.0, 1.0]
+    };
     let scored: [(Field, f32); 3] = [
-        (fields.name, 3.0),
-        (fields.brand, 2.0),
-        (fields.description, 1.0),
+        (fields.name, boosts[0]),
+        (fields.brand, boosts[1]),
+        (fields.description, boosts[2]),
     ];
-    let edits = allowed_edits(word);
+    let edits = if tuning.typo_tolerance {
+        allowed_edits(word)
+    } else {
+        0
+    };
     let mut alternatives = Vec::new();
     for (field, boost) in scored {
         let exact = TermQuery::new(
@@ -119,8 +176,8 @@ fn word_alternatives(
 }
 
 /// The filters, each a `Must` clause scoring nothing: published only, category, brand
-/// (case-insensitive), inclusive price bounds, in stock.
-fn filters(fields: &Fields, query: &SearchQuery) -> Vec<Clause> {
+/// (case-insensitive), inclusive price bounds, in stock; without the one `except` names.
+fn filters(fields: &Fields, query: &SearchQuery, except: Except) -> Vec<Clause> {
     let constant = |query: Box<dyn Query>| -> Clause {
         (Occur::Must, Box::new(ConstScoreQuery::new(query, 0.0)))
     };
@@ -142,10 +199,10 @@ fn filters(fields: &Fields, query: &SearchQuery) -> Vec<Clause> {
                 .collect(),
         ))
     };
-    if !query.categories.is_empty() {
+    if !query.categories.is_empty() && except != Except::Category {
         filters.push(constant(any_of(fields.category, query.categories.clone())));
     }
-    if !query.brands.is_empty() {
+    if !query.brands.is_empty() && except != Except::Brand {
         let keys = query.brands.iter().map(|brand| brand.to_lowercase()).collect();
         filters.push(constant(any_of(fields.brand_key, keys)));
     }

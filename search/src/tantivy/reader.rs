@@ -1,22 +1,27 @@
 //! Answering a search from the searcher of the last commit: the page (by score or by a fast
-//! field), the total, the facets, the highlights, and the cursor of the next page.
+//! field), the total and the facets in one collector pass, the facets of a ticked category or
+//! brand in a pass without that filter, the highlights of the page, the cursor of the next
+//! page, and a did-you-mean for a search that finds nothing.
+//!
+//! Every search has a deadline ([`Deadline`]): past it, the passes not yet run are skipped
+//! (the facets of a ticked filter are then counted with it, highlights and did-you-mean are
+//! left out), so a search answers with what it has.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use events::Watermark;
 use serde_json::json;
-use tantivy::aggregation::agg_result::AggregationResults;
-use tantivy::aggregation::{AggContextParams, AggregationCollector};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::Query;
-use tantivy::{DocAddress, IndexReader, Order, Searcher};
+use tantivy::{DocAddress, Order, Searcher};
 
-use super::aggregations::{aggregations, facets};
-use super::highlight::highlight;
-use super::query::full_query;
-use super::schema::{stored, Fields};
+use super::facets::{Counted, FacetCollector, Wanted as WantedFacets};
+use super::highlight::Wanted;
+use super::query::{full_query, Context, Except};
+use super::schema::stored;
+use super::suggest::did_you_mean;
 use crate::cursor::{self, fingerprint};
-use crate::{words, SearchError, SearchHit, SearchQuery, SearchResults, SearchSort};
+use crate::{query_words, SearchError, SearchHit, SearchQuery, SearchResults, SearchSort};
 
 /// The deepest result a cursor may reach.
 const MAX_OFFSET: usize = 10_000;
@@ -25,47 +30,120 @@ pub(super) fn unavailable(error: impl std::fmt::Display) -> SearchError {
     SearchError::Unavailable(error.to_string())
 }
 
-/// Runs `query` against what `reader` has loaded; `committed` is the position of the last
-/// commit, read after the searcher is taken.
+/// When a search stops starting new work.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadline(pub Instant);
+
+impl Deadline {
+    pub fn after(budget: Duration) -> Deadline {
+        Deadline(Instant::now() + budget)
+    }
+
+    fn passed(self) -> bool {
+        Instant::now() >= self.0
+    }
+}
+
+/// What one search reads: the searcher of the last commit and the position it answers at.
+pub(super) struct Snapshot<'a> {
+    pub searcher: Searcher,
+    pub position: u64,
+    pub context: Context<'a>,
+}
+
+/// Runs `query` against `snapshot`.
 pub(super) fn run_search(
-    fields: &Fields,
-    reader: &IndexReader,
-    committed: &Watermark,
+    snapshot: &Snapshot<'_>,
     query: &SearchQuery,
+    deadline: Deadline,
 ) -> Result<SearchResults, SearchError> {
     let offset = offset_of(query)?;
-    let searcher = reader.searcher();
-    let position = committed.current();
-    let (mut full, has_text) = full_query(fields, query, true);
-    let mut count = searcher.search(&full, &Count).map_err(unavailable)?;
-    if count == 0 && has_text && words(&query.text).len() > 1 {
-        full = full_query(fields, query, false).0;
-        count = searcher.search(&full, &Count).map_err(unavailable)?;
-    }
+    let fields = snapshot.context.fields;
+    let searcher = &snapshot.searcher;
+    let typed = query_words(&query.text);
+    let (mut full, has_text) = full_query(snapshot.context, query, true, Except::Nothing);
     let sort = if !has_text && query.sort == SearchSort::Relevance {
         SearchSort::Newest
     } else {
         query.sort
     };
-    let (addresses, aggregated) = page(&searcher, &*full, sort, query.limit.max(1), offset)?;
+    let limit = query.limit.max(1);
+    let mut first = page(searcher, &*full, sort, limit, offset, WantedFacets::ALL)?;
+    let mut all_words = true;
+    if first.count == 0 && has_text && typed.len() > 1 && !deadline.passed() {
+        full = full_query(snapshot.context, query, false, Except::Nothing).0;
+        first = page(searcher, &*full, sort, limit, offset, WantedFacets::ALL)?;
+        all_words = false;
+    }
+    let Page {
+        addresses,
+        count,
+        facets,
+    } = first;
+    // Disjunctive facets: a ticked category or brand is counted as if it were not ticked, so
+    // the shopper sees what else they could add.
+    let without = |except: Except, wanted: WantedFacets| -> Result<Option<Counted>, SearchError> {
+        if deadline.passed() {
+            return Ok(None);
+        }
+        let (query, _) = full_query(snapshot.context, query, all_words, except);
+        let counted = searcher
+            .search(&*query, &FacetCollector { wanted })
+            .map_err(unavailable)?;
+        Ok(Some(counted))
+    };
+    let category = if query.categories.is_empty() {
+        None
+    } else {
+        without(
+            Except::Category,
+            WantedFacets {
+                category: true,
+                brand: false,
+                price: false,
+            },
+        )?
+    };
+    let brand = if query.brands.is_empty() {
+        None
+    } else {
+        without(
+            Except::Brand,
+            WantedFacets {
+                category: false,
+                brand: true,
+                price: false,
+            },
+        )?
+    };
+    let mut wanted = Wanted::of(&typed, snapshot.context.synonyms);
     let hits: Vec<SearchHit> = addresses
         .into_iter()
-        .filter_map(|address| stored(fields, &searcher, address))
+        .filter_map(|address| stored(fields, searcher, address))
         .map(|product| SearchHit {
-            highlight: highlight(fields, &query.text, &product),
+            highlight: if deadline.passed() {
+                Default::default()
+            } else {
+                wanted.highlight(fields, &product)
+            },
             product: Arc::new(product),
         })
         .collect();
     let next = offset + hits.len();
     let next_cursor = (next < count && !hits.is_empty())
         .then(|| cursor::encode(&json!({"offset": next, "search": fingerprint(query)})));
+    let did_you_mean = if count == 0 && has_text && !deadline.passed() {
+        did_you_mean(searcher, fields, &typed)
+    } else {
+        None
+    };
     Ok(SearchResults {
         hits,
         total: count as u64,
-        facets: facets(&aggregated),
+        facets: facets.into_facets(category, brand),
         next_cursor,
-        position,
-        did_you_mean: None,
+        position: snapshot.position,
+        did_you_mean,
     })
 }
 
@@ -90,34 +168,48 @@ fn offset_of(query: &SearchQuery) -> Result<usize, SearchError> {
     Ok(offset)
 }
 
-/// The page's documents in `sort` order, and the aggregations over every match.
+/// A page of documents, the number of matches, and their facets.
+struct Page {
+    addresses: Vec<DocAddress>,
+    count: usize,
+    facets: Counted,
+}
+
+/// The page's documents in `sort` order, the count and the facets of every match, in one pass.
 fn page(
     searcher: &Searcher,
     full: &dyn Query,
     sort: SearchSort,
     limit: usize,
     offset: usize,
-) -> Result<(Vec<DocAddress>, AggregationResults), SearchError> {
-    let aggregation = AggregationCollector::from_aggs(aggregations(), AggContextParams::default());
+    wanted: WantedFacets,
+) -> Result<Page, SearchError> {
+    let facets = FacetCollector { wanted };
     let top = TopDocs::with_limit(limit).and_offset(offset);
     let (field, order) = match sort {
         SearchSort::Relevance => {
-            let (hits, aggregated) = searcher
-                .search(full, &(top.order_by_score(), aggregation))
+            let (hits, count, facets) = searcher
+                .search(full, &(top.order_by_score(), Count, facets))
                 .map_err(unavailable)?;
-            let addresses = hits.into_iter().map(|(_, address)| address).collect();
-            return Ok((addresses, aggregated));
+            return Ok(Page {
+                addresses: hits.into_iter().map(|(_, address)| address).collect(),
+                count,
+                facets,
+            });
         }
         SearchSort::PriceAsc => ("price_cents", Order::Asc),
         SearchSort::PriceDesc => ("price_cents", Order::Desc),
         SearchSort::Newest => ("created", Order::Desc),
     };
-    let (hits, aggregated) = searcher
+    let (hits, count, facets) = searcher
         .search(
             full,
-            &(top.order_by_fast_field::<i64>(field, order), aggregation),
+            &(top.order_by_fast_field::<i64>(field, order), Count, facets),
         )
         .map_err(unavailable)?;
-    let addresses = hits.into_iter().map(|(_, address)| address).collect();
-    Ok((addresses, aggregated))
+    Ok(Page {
+        addresses: hits.into_iter().map(|(_, address)| address).collect(),
+        count,
+        facets,
+    })
 }

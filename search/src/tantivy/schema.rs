@@ -12,7 +12,17 @@ use tantivy::tokenizer::{
 use tantivy::{DocAddress, Index, Searcher, TantivyDocument};
 
 const ANALYZER: &str = "catalog";
+const FOLDED: &str = "catalog_folded";
 const RAW_LOWER: &str = "lowercase_raw";
+
+/// The version of the fields and analysis below. An index written with another version is
+/// rebuilt from the events (`TantivyIndex::open` empties its directory), so a change here
+/// must bump it.
+pub(super) const SCHEMA_VERSION: u32 = 2;
+
+/// The `id` of the document holding the index's settings (the synonyms): never published, so
+/// never found.
+pub(super) const SETTINGS_ID: &str = "settings:synonyms";
 
 #[derive(Clone, Copy)]
 pub(super) struct Fields {
@@ -29,6 +39,9 @@ pub(super) struct Fields {
     pub created: Field,
     pub status: Field,
     pub doc: Field,
+    /// Name and brand words, folded but not stemmed: what suggestions complete and
+    /// did-you-mean corrects to.
+    pub words: Field,
 }
 
 pub(super) fn schema() -> (Schema, Fields) {
@@ -59,6 +72,14 @@ pub(super) fn schema() -> (Schema, Fields) {
         created: builder.add_i64_field("created", INDEXED | FAST),
         status: builder.add_text_field("status", STRING),
         doc: builder.add_text_field("doc", STORED),
+        words: builder.add_text_field(
+            "words",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(FOLDED)
+                    .set_index_option(IndexRecordOption::WithFreqs),
+            ),
+        ),
     };
     (builder.build(), fields)
 }
@@ -66,6 +87,7 @@ pub(super) fn schema() -> (Schema, Fields) {
 /// Registers the analyzers the schema names with `index`.
 pub(super) fn register_analyzers(index: &Index) {
     index.tokenizers().register(ANALYZER, analyzer());
+    index.tokenizers().register(FOLDED, folding());
     index.tokenizers().register(
         RAW_LOWER,
         TextAnalyzer::builder(RawTokenizer::default())
@@ -123,6 +145,12 @@ pub(super) fn document(fields: &Fields, product: &ProductView) -> TantivyDocumen
         document.add_text(fields.brand_raw, brand);
     }
     document.add_text(fields.sku, &product.sku);
+    if product.status == events::ProductStatus::Published {
+        document.add_text(fields.words, &product.name);
+        if let Some(brand) = &product.brand {
+            document.add_text(fields.words, brand);
+        }
+    }
     document.add_text(fields.category, &product.category);
     document.add_i64(fields.price, product.price_cents);
     document.add_i64(fields.stock, product.stock);
@@ -131,6 +159,18 @@ pub(super) fn document(fields: &Fields, product: &ProductView) -> TantivyDocumen
     document.add_text(
         fields.doc,
         serde_json::to_string(product).unwrap_or_default(),
+    );
+    document
+}
+
+/// The document holding the synonyms.
+pub(super) fn settings_document(fields: &Fields, synonyms: &crate::Synonyms) -> TantivyDocument {
+    let mut document = TantivyDocument::default();
+    document.add_text(fields.id, SETTINGS_ID);
+    document.add_text(fields.status, "settings");
+    document.add_text(
+        fields.doc,
+        serde_json::to_string(synonyms).unwrap_or_default(),
     );
     document
 }

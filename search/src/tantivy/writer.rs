@@ -10,12 +10,16 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use events::Watermark;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use projectors::read_model::ProductView;
-use tantivy::{IndexReader, IndexWriter, Term};
+use tantivy::collector::TopDocs;
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{IndexReader, IndexWriter, Searcher, TantivyDocument, Term};
 use uuid::Uuid;
 
-use super::schema::{document, Fields};
+use super::schema::{document, settings_document, Fields, SETTINGS_ID};
+use crate::Synonyms;
 
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
 /// How long the writer sleeps when it has nothing to commit (any command wakes it).
@@ -30,12 +34,16 @@ pub(super) struct Shared {
     pub pending: Mutex<HashMap<Uuid, (u64, ProductView)>>,
     /// The checkpoint of the last commit (what is searchable and durable).
     pub committed: Watermark,
+    /// The synonyms of the last commit.
+    pub synonyms: RwLock<Arc<Synonyms>>,
 }
 
 pub(super) enum Command {
     /// A product's document, the checkpoint to store with it, the put's sequence number.
     Put(Box<ProductView>, u64, u64),
     Advance(u64),
+    /// New synonyms and the checkpoint of their event.
+    Synonyms(Synonyms, u64),
 }
 
 /// What the writer has taken in since its last commit.
@@ -43,6 +51,28 @@ struct Uncommitted {
     checkpoint: u64,
     dirty: bool,
     last_sequence: u64,
+    /// Synonyms written since the last commit.
+    synonyms: Option<Synonyms>,
+}
+
+/// The synonyms stored in the index, none when it has none.
+pub(super) fn stored_synonyms(fields: &Fields, searcher: &Searcher) -> Synonyms {
+    let query = TermQuery::new(
+        Term::from_field_text(fields.id, SETTINGS_ID),
+        IndexRecordOption::Basic,
+    );
+    let Ok(hits) = searcher.search(&query, &TopDocs::with_limit(1).order_by_score()) else {
+        return Synonyms::default();
+    };
+    hits.first()
+        .and_then(|(_, address)| searcher.doc::<TantivyDocument>(*address).ok())
+        .and_then(|document| {
+            document
+                .get_first(fields.doc)
+                .and_then(|value| value.as_str())
+                .and_then(|text| serde_json::from_str(text).ok())
+        })
+        .unwrap_or_default()
 }
 
 /// The writer thread's loop; returns when the index is dropped (committing what it wrote).
@@ -56,6 +86,7 @@ pub(super) fn write_loop(
         checkpoint,
         dirty: false,
         last_sequence: 0,
+        synonyms: None,
     };
     let mut last_commit = Instant::now();
     loop {
@@ -115,6 +146,18 @@ fn take(
             state.last_sequence = sequence;
             state.dirty = true;
         }
+        Command::Synonyms(synonyms, position) => {
+            let Some(strong) = shared.upgrade() else {
+                return false;
+            };
+            writer.delete_term(Term::from_field_text(strong.fields.id, SETTINGS_ID));
+            if let Err(error) = writer.add_document(settings_document(&strong.fields, &synonyms)) {
+                tracing::error!(%error, "cannot store the synonyms");
+            }
+            state.checkpoint = state.checkpoint.max(position);
+            state.synonyms = Some(synonyms);
+            state.dirty = true;
+        }
         Command::Advance(position) => {
             if position > state.checkpoint {
                 state.checkpoint = position;
@@ -145,6 +188,9 @@ fn publish(shared: &Arc<Shared>, writer: &mut IndexWriter, state: &mut Uncommitt
                 .pending
                 .lock()
                 .retain(|_, (sequence, _)| *sequence > last_sequence);
+            if let Some(synonyms) = state.synonyms.take() {
+                *shared.synonyms.write() = Arc::new(synonyms);
+            }
             shared.committed.advance(state.checkpoint);
             metrics::histogram!("catalog_search_commit_seconds")
                 .record(started.elapsed().as_secs_f64());

@@ -142,3 +142,152 @@ async fn a_query_process_without_a_search_engine_searches_its_own_index_of_the_s
     let page = search(&app, "q=gooseneck%20kettel", created.position).await;
     assert_eq!(skus(&page), ["KETL-9"]);
 }
+
+#[tokio::test]
+async fn several_brands_or_categories_are_ored_and_each_facet_ignores_its_own_filter() {
+    let (app, position) = app_with_products().await;
+    let page = search(&app, "brand=Acme&brand=m%C3%BCller", position).await;
+    let mut found = skus(&page);
+    found.sort();
+    assert_eq!(found, ["HEAD-1", "HEAD-2", "KETL-1"]);
+    // The brand facet counts as if no brand were ticked: Élan can still be added.
+    assert_eq!(page["facets"]["brand"]["Élan"], 1);
+    assert_eq!(page["facets"]["brand"]["Acme"], 2);
+    // The category facet counts the ticked brands.
+    assert_eq!(page["facets"]["category"]["kitchen"], 1);
+    let both = search(&app, "category=kitchen&category=electronics&brand=acme", position).await;
+    assert_eq!(both["total"], 2);
+    // No Acme product is in the kitchen.
+    assert!(both["facets"]["category"].get("kitchen").is_none(), "{both}");
+    assert_eq!(both["facets"]["category"]["electronics"], 2);
+    let too_many: String = (0..21).map(|i| format!("brand=b{i}&")).collect();
+    assert_problem(app.fetch(&format!("/api/search?{too_many}")).await, 400).await;
+}
+
+#[tokio::test]
+async fn suggestions_complete_the_last_word_and_show_matching_products() {
+    let (app, position) = app_with_products().await;
+    let response = app
+        .read_after("/api/search/suggest?q=wireless%20hea", position)
+        .await;
+    assert_eq!(response.status(), 200);
+    let page = json_body(response).await;
+    assert_eq!(page["queries"][0], "wireless headphones");
+    assert_eq!(page["products"][0]["sku"], "HEAD-1");
+    let page = app.fetch_json("/api/search/suggest?q=ke&limit=1").await;
+    assert_eq!(page["queries"], json!(["kettle"]));
+    assert_eq!(page["products"].as_array().map(Vec::len), Some(1));
+    let empty = app.fetch_json("/api/search/suggest?q=").await;
+    assert_eq!(empty, json!({"queries": [], "products": []}));
+    assert_problem(app.fetch("/api/search/suggest?q=ke&limit=21").await, 400).await;
+    let long = "a".repeat(101);
+    assert_problem(app.fetch(&format!("/api/search/suggest?q={long}")).await, 400).await;
+}
+
+#[tokio::test]
+async fn a_search_that_finds_nothing_says_what_the_shopper_probably_meant() {
+    let (app, position) = app_with_products().await;
+    // Two edits: beyond the typo tolerance, within a correction.
+    let page = search(&app, "q=kettzz", position).await;
+    assert_eq!(page["total"], 0);
+    assert_eq!(page["did_you_mean"], "kettle");
+    let found = search(&app, "q=kettle", position).await;
+    assert!(found.get("did_you_mean").is_none(), "{found}");
+}
+
+#[tokio::test]
+async fn only_the_first_ten_words_of_a_query_are_used() {
+    let (app, position) = app_with_products().await;
+    let ten = "wireless%20headphones%20acme%20wireless%20headphones%20acme%20wireless%20headphones%20acme%20wireless";
+    assert_eq!(skus(&search(&app, &format!("q={ten}"), position).await), ["HEAD-1"]);
+    // An eleventh word is ignored: with it, every word could not match and the any-word
+    // fallback would bring the kettle and the other headphones.
+    let page = search(&app, &format!("q={ten}%20kettle"), position).await;
+    assert_eq!(skus(&page), ["HEAD-1"]);
+}
+
+#[tokio::test]
+async fn a_cached_search_is_never_older_than_the_index() {
+    let (app, position) = app_with_products().await;
+    let first = search(&app, "q=kettle", position).await;
+    assert_eq!(first["total"], 1);
+    let again = search(&app, "q=KETTLE", position).await;
+    assert_eq!(again, first);
+    let created = app
+        .create_product(json!({"sku": "KETL-2", "name": "Steel Kettle", "category": "kitchen",
+            "brand": "Acme", "description": "A kettle."}))
+        .await;
+    let fresh = search(&app, "q=kettle", created.position).await;
+    assert_eq!(fresh["total"], 2, "{fresh}");
+}
+
+/// The hostile search of the issue: long descriptions (within the contract's 10,000
+/// characters) and a query of 83 words. The search runs on the blocking pool, uses 10 words and
+/// highlights a bounded prefix, so the process keeps answering `/healthz` while such searches
+/// run, and each search answers (200, or 503 when every search worker is busy) instead of
+/// taking seconds.
+#[tokio::test]
+async fn a_hostile_search_neither_stalls_the_process_nor_runs_unbounded() {
+    let app = catalog_tests::spawn_app_alone().await;
+    app.create_category("electronics").await;
+    let letters: Vec<char> = "abcdefghijklmnopqrstuvwxyz".chars().collect();
+    let word = |seed: usize| -> String {
+        (0..5)
+            .map(|i| letters[(seed * 7 + i * 13 + seed / 26) % letters.len()])
+            .collect()
+    };
+    let mut position = 0;
+    for product in 0..100 {
+        let mut description = String::new();
+        let mut n = product;
+        while description.len() < 9_990 {
+            description.push_str(&word(n));
+            description.push(' ');
+            n += 1;
+        }
+        description.truncate(9_999);
+        position = app
+            .create_product(json!({"name": format!("Zebra {}", word(product)),
+                "description": description}))
+            .await
+            .position;
+    }
+    let mut hostile = String::from("zebra");
+    for i in 0..82 {
+        hostile.push(' ');
+        hostile.push_str(&word(i * 3));
+    }
+    assert!(hostile.len() < 500);
+    let url = format!("/api/search?q={}", hostile.replace(' ', "%20"));
+    let warm = app.read_after(&url, position).await;
+    assert_eq!(warm.status(), 200);
+    let client = reqwest::Client::new();
+    let searches: Vec<_> = (0..4)
+        .map(|i| {
+            let request = client
+                .get(app.url(&format!("{url}&limit={}", 20 + i)))
+                .send();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let status = request.await.map(|response| response.status().as_u16());
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let health = client.get(app.url("/healthz")).send().await.expect("healthz");
+    let health_took = started.elapsed();
+    assert_eq!(health.status(), 200);
+    for search in searches {
+        let (status, took) = search.await.expect("search task");
+        let status = status.expect("search answered");
+        assert!(status == 200 || status == 503, "status {status}");
+        // The budget is 500 ms; the bound leaves room for a loaded CI machine and still fails
+        // the 11.7 s this search took when it was unbounded.
+        assert!(took < std::time::Duration::from_secs(5), "a search took {took:?}");
+    }
+    assert!(
+        health_took < std::time::Duration::from_secs(2),
+        "/healthz took {health_took:?} beside hostile searches"
+    );
+}
