@@ -60,8 +60,10 @@ status=$(echo "$health" | json 'd["status"]')
 version=$(curl -fsS "$OPENSEARCH_URL" | json 'd["version"]["number"]')
 pass "cluster $status, OpenSearch $version"
 
-existing=$(curl -sS "$OPENSEARCH_URL/_cat/indices/catalog-products-*,catalog-checkpoints?h=index&expand_wildcards=all" || true)
-if [ -n "$existing" ] && ! echo "$existing" | grep -q '"error"'; then
+# A wildcard answers an empty list when nothing matches (a missing concrete name would be a 404).
+existing=$(curl -fsS "$OPENSEARCH_URL/_cat/indices/catalog-*?h=index&expand_wildcards=all" \
+    | grep -E '^(catalog-products-.+|catalog-checkpoints)$' || true)
+if [ -n "$existing" ]; then
     if [ "${RESET:-}" = 1 ]; then
         for index in $existing; do
             curl -fsS -X DELETE "$OPENSEARCH_URL/$index" >/dev/null
@@ -127,17 +129,20 @@ create CHK-LAMP-1 "Desk Lamp & Shade" Lumen furniture 10000 1
 create CHK-TELE-1 "Television Stand" Lumen furniture 19900 2
 pass "6 products, last at position $POSITION"
 
-# `search QUERY_STRING`: the /api/search answer once the search index has applied POSITION.
+# `search CURL_ARGS…`: the /api/search answer once the search index has applied POSITION
+# (the API answers 503 while it has not, after waiting 2 s).
 search() {
-    local answer
-    for _ in $(seq 1 30); do
-        if answer=$(curl -fsS -G "$BASE/api/search" -H "X-Min-Position: $POSITION" "$@" 2>/dev/null); then
-            echo "$answer"
-            return
-        fi
-        sleep 1
+    local status
+    for _ in $(seq 1 15); do
+        status=$(curl -sS -o "$DATA_DIR/answer.json" -w '%{http_code}' -G "$BASE/api/search" \
+            -H "X-Min-Position: $POSITION" "$@")
+        case "$status" in
+            200) cat "$DATA_DIR/answer.json"; return ;;
+            503) sleep 1 ;;
+            *) fail "/api/search $* answered $status: $(cat "$DATA_DIR/answer.json")" ;;
+        esac
     done
-    fail "/api/search $* did not answer within 30 s"
+    fail "/api/search $* was not up to position $POSITION within 45 s: $(cat "$DATA_DIR/answer.json")"
 }
 skus() { json '" ".join(item["sku"] for item in d["items"])'; }
 

@@ -207,33 +207,56 @@ impl Cluster {
         let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
         match (request.method.as_str(), segments.as_slice()) {
             ("PUT", ["_index_template", _]) => reply(200, json!({"acknowledged": true})),
-            ("HEAD", ["_alias", "catalog-products"]) => (if self.alias { 200 } else { 404 }, String::new()),
+            ("HEAD", ["_alias", "catalog-products"]) => {
+                (if self.alias { 200 } else { 404 }, String::new())
+            }
             ("PUT", ["catalog-products-v1"]) => {
                 self.alias = true;
-                reply(200, json!({"acknowledged": true, "index": "catalog-products-v1"}))
+                reply(
+                    200,
+                    json!({"acknowledged": true, "index": "catalog-products-v1"}),
+                )
             }
             ("GET", ["_cluster", "health"]) => {
                 reply(200, json!({"cluster_name": "fake", "status": self.health}))
             }
             ("POST" | "PUT", ["catalog-products", "_bulk"]) => self.bulk(request),
             ("GET", ["catalog-products", "_doc", id]) => match self.products.get(*id) {
-                Some(source) => reply(200, json!({"_index": "catalog-products-v1", "_id": id, "found": true, "_source": source})),
-                None => reply(404, json!({"_index": "catalog-products-v1", "_id": id, "found": false})),
+                Some(source) => reply(
+                    200,
+                    json!({"_index": "catalog-products-v1", "_id": id, "found": true, "_source": source}),
+                ),
+                None => reply(
+                    404,
+                    json!({"_index": "catalog-products-v1", "_id": id, "found": false}),
+                ),
             },
             ("PUT" | "POST", ["catalog-checkpoints", "_doc", id]) => {
                 self.checkpoints.insert((*id).to_owned(), request.json());
-                reply(201, json!({"_index": "catalog-checkpoints", "_id": id, "result": "created"}))
+                reply(
+                    201,
+                    json!({"_index": "catalog-checkpoints", "_id": id, "result": "created"}),
+                )
             }
             ("GET", ["catalog-checkpoints", "_doc", id]) => match self.checkpoints.get(*id) {
-                Some(source) => reply(200, json!({"_index": "catalog-checkpoints", "_id": id, "found": true, "_source": source})),
-                None => reply(404, json!({"_index": "catalog-checkpoints", "_id": id, "found": false})),
+                Some(source) => reply(
+                    200,
+                    json!({"_index": "catalog-checkpoints", "_id": id, "found": true, "_source": source}),
+                ),
+                None => reply(
+                    404,
+                    json!({"_index": "catalog-checkpoints", "_id": id, "found": false}),
+                ),
             },
             ("POST" | "GET", ["catalog-products", "_search"]) => {
                 let body = request.json();
                 let before = self.violations.len();
                 check_search(&body, self);
                 if self.violations.len() > before {
-                    return reply(400, json!({"error": {"type": "fake_check", "reason": self.violations[before..].join("; ")}}));
+                    return reply(
+                        400,
+                        json!({"error": {"type": "fake_check", "reason": self.violations[before..].join("; ")}}),
+                    );
                 }
                 match evaluate(&body, &self.products) {
                     Ok(answer) => {
@@ -242,12 +265,18 @@ impl Cluster {
                     }
                     Err(why) => {
                         self.violations.push(why.clone());
-                        reply(400, json!({"error": {"type": "fake_unsupported", "reason": why}}))
+                        reply(
+                            400,
+                            json!({"error": {"type": "fake_unsupported", "reason": why}}),
+                        )
                     }
                 }
             }
             _ => {
-                self.violations.push(format!("unexpected request {} {}", request.method, request.path));
+                self.violations.push(format!(
+                    "unexpected request {} {}",
+                    request.method, request.path
+                ));
                 reply(500, json!({"error": "not in the fake"}))
             }
         }
@@ -258,7 +287,10 @@ impl Cluster {
             return scripted;
         }
         if request.query != "refresh=wait_for" {
-            self.violations.push(format!("bulk without refresh=wait_for: {:?}", request.query));
+            self.violations.push(format!(
+                "bulk without refresh=wait_for: {:?}",
+                request.query
+            ));
         }
         let lines: Vec<Value> = request
             .body
@@ -268,7 +300,10 @@ impl Cluster {
             .collect();
         let mut items = Vec::new();
         for pair in lines.chunks(2) {
-            let id = pair[0]["index"]["_id"].as_str().unwrap_or_default().to_owned();
+            let id = pair[0]["index"]["_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let source = pair.get(1).cloned().unwrap_or(Value::Null);
             self.products.insert(id.clone(), source);
             items.push(json!({"index": {"_index": "catalog-products-v1", "_id": id, "status": 201, "result": "created"}}));
@@ -291,7 +326,10 @@ impl Cluster {
             }
             return;
         }
-        if combination == Combination::All && words.len() > 1 && answer["hits"]["total"]["value"] == json!(0) {
+        if combination == Combination::All
+            && words.len() > 1
+            && answer["hits"]["total"]["value"] == json!(0)
+        {
             self.pending_fallback = Some(words);
         }
     }
@@ -307,7 +345,14 @@ enum Combination {
 }
 
 const FILTER_FIELDS: [&str; 5] = ["status", "category", "brand_key", "price_cents", "stock"];
-const TEXT_CLAUSES: [&str; 6] = ["match", "fuzzy", "match_bool_prefix", "match_phrase_prefix", "prefix", "multi_match"];
+const TEXT_CLAUSES: [&str; 6] = [
+    "match",
+    "fuzzy",
+    "match_bool_prefix",
+    "match_phrase_prefix",
+    "prefix",
+    "multi_match",
+];
 
 /// The clause kind and its only field of a one-key clause object (`{"match": {"name": …}}`).
 fn clause(value: &Value) -> Option<(&str, &str, &Value)> {
@@ -331,7 +376,10 @@ fn walk_filters(value: &Value, path: &str, in_filter: bool, violations: &mut Vec
     match value {
         Value::Object(object) => {
             if let Some((kind, field, _)) = clause(value) {
-                if matches!(kind, "term" | "terms" | "range") && FILTER_FIELDS.contains(&field) && !in_filter {
+                if matches!(kind, "term" | "terms" | "range")
+                    && FILTER_FIELDS.contains(&field)
+                    && !in_filter
+                {
                     violations.push(format!("{kind} on {field} at {path} is not in filter context (it would change scores)"));
                 }
                 if (field == "category" || field == "brand_key") && path.starts_with(".query") {
@@ -364,10 +412,14 @@ fn is_word_group(value: &Value) -> bool {
 
 /// The word of a word group: the query of its first exact `match`.
 fn group_word(group: &Value) -> Option<String> {
-    group["bool"]["should"].as_array()?.iter().find_map(|inner| {
-        let (kind, _, parameters) = clause(inner)?;
-        (kind == "match" && parameters.get("fuzziness").is_none()).then(|| clause_text(parameters))?
-    })
+    group["bool"]["should"]
+        .as_array()?
+        .iter()
+        .find_map(|inner| {
+            let (kind, _, parameters) = clause(inner)?;
+            (kind == "match" && parameters.get("fuzziness").is_none())
+                .then(|| clause_text(parameters))?
+        })
 }
 
 /// Finds the bool whose `must` or `should` holds the word groups: how they are combined, and
@@ -389,7 +441,10 @@ fn word_groups(body: &Value) -> Option<(Combination, Vec<String>)> {
         }
     }
     let (combination, groups) = find(&body["query"])?;
-    Some((combination, groups.into_iter().filter_map(group_word).collect()))
+    Some((
+        combination,
+        groups.into_iter().filter_map(group_word).collect(),
+    ))
 }
 
 /// What every search body must be (the tantivy adapter's semantics), as violations.
@@ -410,7 +465,9 @@ fn check_search(body: &Value, cluster: &mut Cluster) {
     if is_main_search(body) {
         for facet in ["category", "brand", "price"] {
             if body["aggs"][facet].get("filter").is_none() {
-                violations.push(format!("aggs.{facet} is not a filter aggregation: multi-select facets need it"));
+                violations.push(format!(
+                    "aggs.{facet} is not a filter aggregation: multi-select facets need it"
+                ));
             }
         }
         if body.get("highlight").is_none() {
@@ -418,7 +475,8 @@ fn check_search(body: &Value, cluster: &mut Cluster) {
         }
     }
     if body.to_string().contains("\"bool_prefix\"") {
-        violations.push("multi_match of type bool_prefix ignores fuzziness on its prefix term".into());
+        violations
+            .push("multi_match of type bool_prefix ignores fuzziness on its prefix term".into());
     }
     if !is_main_search(body) {
         return;
@@ -429,26 +487,36 @@ fn check_search(body: &Value, cluster: &mut Cluster) {
     if combination == Combination::Any {
         let minimum = find_minimum_should_match(&body["query"]);
         if minimum != Some(1) {
-            violations.push(format!("the any-word fallback needs minimum_should_match 1, has {minimum:?}"));
+            violations.push(format!(
+                "the any-word fallback needs minimum_should_match 1, has {minimum:?}"
+            ));
         }
     }
     let groups = all_word_groups(&body["query"]);
     for (position, group) in groups.iter().enumerate() {
         let word = group_word(group).unwrap_or_default();
-        let should = group["bool"]["should"].as_array().cloned().unwrap_or_default();
+        let should = group["bool"]["should"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let of_word = |wanted: &dyn Fn(&str, &Value) -> bool| -> BTreeSet<String> {
             should
                 .iter()
                 .filter_map(|inner| {
                     let (kind, field, parameters) = clause(inner)?;
-                    (clause_text(parameters).as_deref() == Some(word.as_str()) && wanted(kind, parameters)).then(|| field.to_owned())
+                    (clause_text(parameters).as_deref() == Some(word.as_str())
+                        && wanted(kind, parameters))
+                    .then(|| field.to_owned())
                 })
                 .collect()
         };
-        let exact = of_word(&|kind, parameters| kind == "match" && parameters.get("fuzziness").is_none());
+        let exact =
+            of_word(&|kind, parameters| kind == "match" && parameters.get("fuzziness").is_none());
         let expected: BTreeSet<String> = ["brand", "description", "name"].map(String::from).into();
         if exact != expected {
-            violations.push(format!("word {word:?}: exact matches on {exact:?}, not name, brand and description"));
+            violations.push(format!(
+                "word {word:?}: exact matches on {exact:?}, not name, brand and description"
+            ));
         }
         let fuzzy = of_word(&|kind, parameters| {
             (kind == "match" || kind == "fuzzy")
@@ -460,19 +528,29 @@ fn check_search(body: &Value, cluster: &mut Cluster) {
             violations.push(format!("word {word:?} ({} letters): fuzzy clauses (fuzziness 1, transpositions) on {fuzzy:?}, not name, brand and description", word.chars().count()));
         }
         if allowed_edits(&word) == 0 && !fuzzy.is_empty() {
-            violations.push(format!("word {word:?} is under five letters and has fuzzy clauses"));
+            violations.push(format!(
+                "word {word:?} is under five letters and has fuzzy clauses"
+            ));
         }
         let is_last = position + 1 == groups.len();
-        let prefix = of_word(&|kind, _| matches!(kind, "match_bool_prefix" | "prefix" | "match_phrase_prefix"));
+        let prefix = of_word(&|kind, _| {
+            matches!(kind, "match_bool_prefix" | "prefix" | "match_phrase_prefix")
+        });
         if is_last && prefix != expected {
             violations.push(format!("the last word {word:?}: prefix clauses on {prefix:?}, not name, brand and description"));
         }
         if !is_last && !prefix.is_empty() {
-            violations.push(format!("word {word:?} is not the last and has prefix clauses"));
+            violations.push(format!(
+                "word {word:?} is not the last and has prefix clauses"
+            ));
         }
     }
     if words.len() > search::MAX_QUERY_WORDS {
-        violations.push(format!("{} words sent; at most {} are used", words.len(), search::MAX_QUERY_WORDS));
+        violations.push(format!(
+            "{} words sent; at most {} are used",
+            words.len(),
+            search::MAX_QUERY_WORDS
+        ));
     }
 }
 
@@ -500,7 +578,10 @@ fn all_word_groups(value: &Value) -> Vec<Value> {
 
 /// The `minimum_should_match` of the bool whose `should` holds the word groups.
 fn find_minimum_should_match(value: &Value) -> Option<u64> {
-    if value["bool"]["should"].as_array().is_some_and(|should| should.iter().any(is_word_group)) {
+    if value["bool"]["should"]
+        .as_array()
+        .is_some_and(|should| should.iter().any(is_word_group))
+    {
         return value["bool"]["minimum_should_match"].as_u64();
     }
     match value {
@@ -582,7 +663,9 @@ fn fuzziness_of(parameters: &Value) -> Result<usize, String> {
     match &parameters["fuzziness"] {
         Value::Null => Ok(0),
         Value::Number(number) => Ok(number.as_u64().unwrap_or(0) as usize),
-        other => Err(format!("the fake takes numeric fuzziness only, not {other}")),
+        other => Err(format!(
+            "the fake takes numeric fuzziness only, not {other}"
+        )),
     }
 }
 
@@ -594,7 +677,10 @@ fn score(query: &Value, source: &Value) -> Result<Option<f64>, String> {
         "match_all" => Ok(Some(1.0)),
         "bool" => score_bool(inner, source),
         "match" | "match_bool_prefix" | "fuzzy" | "term" | "terms" | "range" => {
-            let (field, parameters) = inner.as_object().and_then(|fields| fields.iter().next()).ok_or("a clause without a field")?;
+            let (field, parameters) = inner
+                .as_object()
+                .and_then(|fields| fields.iter().next())
+                .ok_or("a clause without a field")?;
             score_leaf(kind, field, parameters, source)
         }
         other => Err(format!("the fake does not know the clause {other}")),
@@ -621,8 +707,11 @@ fn score_bool(bool_query: &Value, source: &Value) -> Result<Option<f64>, String>
         }
     }
     let should = clauses("should");
-    let default_minimum = u64::from(clauses("must").is_empty() && clauses("filter").is_empty() && !should.is_empty());
-    let minimum = bool_query["minimum_should_match"].as_u64().unwrap_or(default_minimum);
+    let default_minimum =
+        u64::from(clauses("must").is_empty() && clauses("filter").is_empty() && !should.is_empty());
+    let minimum = bool_query["minimum_should_match"]
+        .as_u64()
+        .unwrap_or(default_minimum);
     let mut matched = 0;
     for clause in should {
         if let Some(value) = score(&clause, source)? {
@@ -633,7 +722,12 @@ fn score_bool(bool_query: &Value, source: &Value) -> Result<Option<f64>, String>
     Ok((matched >= minimum).then_some(total))
 }
 
-fn score_leaf(kind: &str, field: &str, parameters: &Value, source: &Value) -> Result<Option<f64>, String> {
+fn score_leaf(
+    kind: &str,
+    field: &str,
+    parameters: &Value,
+    source: &Value,
+) -> Result<Option<f64>, String> {
     let tokens = field_tokens(source, field);
     let boost = boost_of(parameters);
     let matched = match kind {
@@ -642,13 +736,21 @@ fn score_leaf(kind: &str, field: &str, parameters: &Value, source: &Value) -> Re
             let text = clause_text(parameters).ok_or("match without a query")?;
             analyze(field, &text)
                 .iter()
-                .filter(|term| tokens.iter().any(|token| edit_distance(token, term) <= edits))
+                .filter(|term| {
+                    tokens
+                        .iter()
+                        .any(|token| edit_distance(token, term) <= edits)
+                })
                 .count()
         }
         "fuzzy" => {
             let edits = fuzziness_of(parameters)?;
             let value = clause_text(parameters).ok_or("fuzzy without a value")?;
-            usize::from(tokens.iter().any(|token| edit_distance(token, &value) <= edits))
+            usize::from(
+                tokens
+                    .iter()
+                    .any(|token| edit_distance(token, &value) <= edits),
+            )
         }
         "match_bool_prefix" => {
             let text = clause_text(parameters).ok_or("match_bool_prefix without a query")?;
@@ -664,20 +766,33 @@ fn score_leaf(kind: &str, field: &str, parameters: &Value, source: &Value) -> Re
                 Some(value) => value.clone(),
                 None => parameters.clone(),
             };
-            let wanted = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
-            let wanted = if field == "brand_key" || field == "sku_key" { wanted.to_lowercase() } else { wanted };
+            let wanted = value
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
+            let wanted = if field == "brand_key" || field == "sku_key" {
+                wanted.to_lowercase()
+            } else {
+                wanted
+            };
             usize::from(tokens.contains(&wanted))
         }
         "terms" => {
             let values = parameters.as_array().ok_or("terms without an array")?;
             usize::from(values.iter().any(|value| {
                 let wanted = value.as_str().unwrap_or("");
-                let wanted = if field == "brand_key" { wanted.to_lowercase() } else { wanted.to_owned() };
+                let wanted = if field == "brand_key" {
+                    wanted.to_lowercase()
+                } else {
+                    wanted.to_owned()
+                };
                 tokens.contains(&wanted)
             }))
         }
         "range" => {
-            let value = source[field].as_f64().ok_or_else(|| format!("range on {field}, not a number"))?;
+            let value = source[field]
+                .as_f64()
+                .ok_or_else(|| format!("range on {field}, not a number"))?;
             let bound = |name: &str| parameters[name].as_f64();
             let inside = bound("gte").is_none_or(|gte| value >= gte)
                 && bound("gt").is_none_or(|gt| value > gt)
@@ -733,7 +848,13 @@ fn html_escape(text: &str) -> String {
 fn highlight_field(body: &Value, source: &Value, field: &str) -> Option<String> {
     let value = source[field].as_str()?;
     let html = body["highlight"]["encoder"] == json!("html");
-    let encode = |text: &str| if html { html_escape(text) } else { text.to_owned() };
+    let encode = |text: &str| {
+        if html {
+            html_escape(text)
+        } else {
+            text.to_owned()
+        }
+    };
     let mut out = String::new();
     let mut any = false;
     let mut word = String::new();
@@ -773,7 +894,10 @@ fn sort_value(key: &str, score: f64, source: &Value) -> Value {
 fn compare(left: &Value, right: &Value) -> std::cmp::Ordering {
     match (left.as_f64(), right.as_f64()) {
         (Some(a), Some(b)) => a.total_cmp(&b),
-        _ => left.as_str().unwrap_or("").cmp(right.as_str().unwrap_or("")),
+        _ => left
+            .as_str()
+            .unwrap_or("")
+            .cmp(right.as_str().unwrap_or("")),
     }
 }
 
@@ -806,7 +930,11 @@ fn aggregate(aggs: &Value, documents: &[&Value]) -> Result<Value, String> {
             }
             let mut result = json!({"doc_count": kept.len()});
             if let Some(sub) = aggregation.get("aggs") {
-                for (key, value) in aggregate(sub, &kept)?.as_object().cloned().unwrap_or_default() {
+                for (key, value) in aggregate(sub, &kept)?
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+                {
                     result[key] = value;
                 }
             }
@@ -817,7 +945,9 @@ fn aggregate(aggs: &Value, documents: &[&Value]) -> Result<Value, String> {
             let prefix = match terms.get("include") {
                 None => None,
                 Some(Value::String(pattern)) => {
-                    let literal = pattern.strip_suffix(".*").filter(|literal| literal.chars().all(char::is_alphanumeric));
+                    let literal = pattern
+                        .strip_suffix(".*")
+                        .filter(|literal| literal.chars().all(char::is_alphanumeric));
                     Some(literal.ok_or_else(|| format!("the fake takes include patterns of the form <word>.*, not {pattern}"))?.to_owned())
                 }
                 Some(other) => return Err(format!("include {other}")),
@@ -826,7 +956,10 @@ fn aggregate(aggs: &Value, documents: &[&Value]) -> Result<Value, String> {
             for source in documents {
                 let distinct: BTreeSet<String> = field_tokens(source, field).into_iter().collect();
                 for token in distinct {
-                    if prefix.as_ref().is_none_or(|prefix| token.starts_with(prefix.as_str())) {
+                    if prefix
+                        .as_ref()
+                        .is_none_or(|prefix| token.starts_with(prefix.as_str()))
+                    {
                         *counts.entry(token).or_default() += 1;
                     }
                 }
@@ -853,7 +986,9 @@ fn aggregate(aggs: &Value, documents: &[&Value]) -> Result<Value, String> {
             }
             json!({"buckets": buckets})
         } else {
-            return Err(format!("the fake does not know the aggregation {aggregation}"));
+            return Err(format!(
+                "the fake does not know the aggregation {aggregation}"
+            ));
         };
         out.insert(name.clone(), result);
     }
@@ -868,8 +1003,12 @@ fn suggest(suggest: &Value, products: &BTreeMap<String, Value>) -> Result<Value,
         if name == "text" {
             continue;
         }
-        let term = suggester.get("term").ok_or("the fake knows the term suggester only")?;
-        let field = term["field"].as_str().ok_or("term suggester without a field")?;
+        let term = suggester
+            .get("term")
+            .ok_or("the fake knows the term suggester only")?;
+        let field = term["field"]
+            .as_str()
+            .ok_or("term suggester without a field")?;
         let max_edits = term["max_edits"].as_u64().unwrap_or(2) as usize;
         let missing_only = term["suggest_mode"] == json!("missing");
         let mut frequencies: BTreeMap<String, u64> = BTreeMap::new();
@@ -902,7 +1041,10 @@ fn suggest(suggest: &Value, products: &BTreeMap<String, Value>) -> Result<Value,
 
 /// Answers a `_search` body from `products`.
 fn evaluate(body: &Value, products: &BTreeMap<String, Value>) -> Result<Value, String> {
-    let query = body.get("query").cloned().unwrap_or(json!({"match_all": {}}));
+    let query = body
+        .get("query")
+        .cloned()
+        .unwrap_or(json!({"match_all": {}}));
     let mut matched: Vec<(f64, &Value)> = Vec::new();
     for source in products.values() {
         if let Some(value) = score(&query, source)? {
@@ -910,7 +1052,13 @@ fn evaluate(body: &Value, products: &BTreeMap<String, Value>) -> Result<Value, S
         }
     }
     let aggregations = match body.get("aggs") {
-        Some(aggs) => Some(aggregate(aggs, &matched.iter().map(|(_, source)| *source).collect::<Vec<_>>())?),
+        Some(aggs) => Some(aggregate(
+            aggs,
+            &matched
+                .iter()
+                .map(|(_, source)| *source)
+                .collect::<Vec<_>>(),
+        )?),
         None => None,
     };
     if let Some(post_filter) = body.get("post_filter") {
@@ -924,19 +1072,28 @@ fn evaluate(body: &Value, products: &BTreeMap<String, Value>) -> Result<Value, S
     }
     let keys = sort_keys(body)?;
     let sort_of = |value: f64, source: &Value| -> Vec<Value> {
-        keys.iter().map(|(key, _)| sort_value(key, value, source)).collect()
+        keys.iter()
+            .map(|(key, _)| sort_value(key, value, source))
+            .collect()
     };
     let order = |left: &[Value], right: &[Value]| -> std::cmp::Ordering {
         for ((left, right), (_, descending)) in left.iter().zip(right).zip(&keys) {
             let ordering = compare(left, right);
-            let ordering = if *descending { ordering.reverse() } else { ordering };
+            let ordering = if *descending {
+                ordering.reverse()
+            } else {
+                ordering
+            };
             if ordering.is_ne() {
                 return ordering;
             }
         }
         std::cmp::Ordering::Equal
     };
-    let mut sorted: Vec<(Vec<Value>, f64, &Value)> = matched.iter().map(|(value, source)| (sort_of(*value, source), *value, *source)).collect();
+    let mut sorted: Vec<(Vec<Value>, f64, &Value)> = matched
+        .iter()
+        .map(|(value, source)| (sort_of(*value, source), *value, *source))
+        .collect();
     sorted.sort_by(|a, b| order(&a.0, &b.0));
     let total = sorted.len();
     if let Some(after) = body["search_after"].as_array() {
@@ -977,21 +1134,85 @@ fn evaluate(body: &Value, products: &BTreeMap<String, Value>) -> Result<Value, S
 
 fn headphones() -> Vec<ProductView> {
     vec![
-        product("HEAD-0001", "Wireless Headphones", "Acme", "headphones", 12_999, 5, 1),
-        product("HEAD-0003", "Kids Headphones", "Acme", "headphones", 1_999, 9, 2),
-        product("HEAD-0002", "Studio Headphones", "Sonora", "headphones", 24_999, 0, 3),
+        product(
+            "HEAD-0001",
+            "Wireless Headphones",
+            "Acme",
+            "headphones",
+            12_999,
+            5,
+            1,
+        ),
+        product(
+            "HEAD-0003",
+            "Kids Headphones",
+            "Acme",
+            "headphones",
+            1_999,
+            9,
+            2,
+        ),
+        product(
+            "HEAD-0002",
+            "Studio Headphones",
+            "Sonora",
+            "headphones",
+            24_999,
+            0,
+            3,
+        ),
     ]
 }
 
 fn shop() -> Vec<ProductView> {
     let mut items = headphones();
     items.extend([
-        product("LAPT-0001", "Gaming Laptop", "Vortex", "computers", 149_900, 4, 4),
-        product("LAPT-0002", "Office Laptop", "Acme", "computers", 89_900, 2, 5),
-        product("KITC-0001", "Gooseneck Kettle", "Müller", "kitchen", 4_999, 3, 6),
-        product("KITC-0002", "Electric Kettle", "Acme", "kitchen", 3_999, 6, 7),
+        product(
+            "LAPT-0001",
+            "Gaming Laptop",
+            "Vortex",
+            "computers",
+            149_900,
+            4,
+            4,
+        ),
+        product(
+            "LAPT-0002",
+            "Office Laptop",
+            "Acme",
+            "computers",
+            89_900,
+            2,
+            5,
+        ),
+        product(
+            "KITC-0001",
+            "Gooseneck Kettle",
+            "Müller",
+            "kitchen",
+            4_999,
+            3,
+            6,
+        ),
+        product(
+            "KITC-0002",
+            "Electric Kettle",
+            "Acme",
+            "kitchen",
+            3_999,
+            6,
+            7,
+        ),
         product("LAMP-0001", "Desk Lamp", "Lumen", "furniture", 10_000, 1, 8),
-        product("TELE-0001", "Television Stand", "Lumen", "furniture", 19_900, 2, 9),
+        product(
+            "TELE-0001",
+            "Television Stand",
+            "Lumen",
+            "furniture",
+            19_900,
+            2,
+            9,
+        ),
     ]);
     items
 }
@@ -1000,7 +1221,10 @@ fn shop() -> Vec<ProductView> {
 async fn seeded(fake: &Fake, items: &[ProductView]) -> Arc<OpenSearchIndex> {
     let index = fake.index();
     for (position, item) in items.iter().enumerate() {
-        index.put(item.clone(), position as u64 + 1).await.expect("put");
+        index
+            .put(item.clone(), position as u64 + 1)
+            .await
+            .expect("put");
     }
     index.flush().await.expect("flush");
     assert_eq!(fake.cluster.lock().products.len(), items.len());
@@ -1008,7 +1232,11 @@ async fn seeded(fake: &Fake, items: &[ProductView]) -> Arc<OpenSearchIndex> {
 }
 
 fn skus(results: &search::SearchResults) -> Vec<&str> {
-    results.hits.iter().map(|hit| hit.product.sku.as_str()).collect()
+    results
+        .hits
+        .iter()
+        .map(|hit| hit.product.sku.as_str())
+        .collect()
 }
 
 /// The word group of `word` in a search body (the `bool.should` whose exact match is it).
@@ -1034,7 +1262,10 @@ async fn opensearch_on_the_fake() -> SearchFixture {
     }
 }
 
-search::search_index_suite!(the_opensearch_adapter_on_the_fake_passes, opensearch_on_the_fake);
+search::search_index_suite!(
+    the_opensearch_adapter_on_the_fake_passes,
+    opensearch_on_the_fake
+);
 
 // ---------------------------------------------------------------------------------------------
 // Searches
@@ -1043,9 +1274,15 @@ search::search_index_suite!(the_opensearch_adapter_on_the_fake_passes, opensearc
 async fn a_typo_in_the_last_word_is_found_by_its_fuzzy_clause() {
     let fake = Fake::start().await;
     let index = seeded(&fake, &shop()).await;
-    let laptops = index.search(&SearchQuery::words("gaming laptpo")).await.expect("search");
+    let laptops = index
+        .search(&SearchQuery::words("gaming laptpo"))
+        .await
+        .expect("search");
     assert_eq!(skus(&laptops), ["LAPT-0001"]);
-    let kettles = index.search(&SearchQuery::words("gooseneck kettel")).await.expect("search");
+    let kettles = index
+        .search(&SearchQuery::words("gooseneck kettel"))
+        .await
+        .expect("search");
     assert_eq!(skus(&kettles), ["KITC-0001"]);
 
     let body = &fake.stub.searches()[0];
@@ -1053,15 +1290,32 @@ async fn a_typo_in_the_last_word_is_found_by_its_fuzzy_clause() {
     let should = last["bool"]["should"].as_array().expect("should");
     assert!(should.contains(&json!({"match": {"name": {"query": "laptpo", "fuzziness": 1, "prefix_length": 0, "fuzzy_transpositions": true, "boost": 1.5}}})), "{last}");
     assert!(should.contains(&json!({"fuzzy": {"name": {"value": "laptpo", "fuzziness": 1, "prefix_length": 0, "transpositions": true, "boost": 1.5}}})), "{last}");
-    assert!(should.iter().any(|clause| clause["match_bool_prefix"]["name"]["query"] == json!("laptpo")), "{last}");
-    assert!(should.contains(&json!({"match": {"brand": {"query": "laptpo", "boost": 2.0}}})), "{last}");
+    assert!(
+        should
+            .iter()
+            .any(|clause| clause["match_bool_prefix"]["name"]["query"] == json!("laptpo")),
+        "{last}"
+    );
+    assert!(
+        should.contains(&json!({"match": {"brand": {"query": "laptpo", "boost": 2.0}}})),
+        "{last}"
+    );
     let first = group_of(body, "gaming");
     assert!(
         !first.to_string().contains("match_bool_prefix"),
         "only the last word is a prefix: {first}"
     );
-    assert_eq!(body["query"]["bool"]["must"][0]["bool"]["should"][0]["bool"]["must"].as_array().map(Vec::len), Some(2), "every word must match");
-    assert_eq!(body["query"]["bool"]["must"][0]["bool"]["should"][1], json!({"term": {"sku_key": {"value": "gaming laptpo", "boost": 20.0}}}));
+    assert_eq!(
+        body["query"]["bool"]["must"][0]["bool"]["should"][0]["bool"]["must"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "every word must match"
+    );
+    assert_eq!(
+        body["query"]["bool"]["must"][0]["bool"]["should"][1],
+        json!({"term": {"sku_key": {"value": "gaming laptpo", "boost": 20.0}}})
+    );
     fake.assert_clean();
 }
 
@@ -1069,9 +1323,15 @@ async fn a_typo_in_the_last_word_is_found_by_its_fuzzy_clause() {
 async fn the_last_word_matches_as_a_prefix_and_short_words_get_no_typo() {
     let fake = Fake::start().await;
     let index = seeded(&fake, &shop()).await;
-    let typed = index.search(&SearchQuery::words("wireless headph")).await.expect("search");
+    let typed = index
+        .search(&SearchQuery::words("wireless headph"))
+        .await
+        .expect("search");
     assert_eq!(skus(&typed), ["HEAD-0001"]);
-    let lamb = index.search(&SearchQuery::words("lamb")).await.expect("search");
+    let lamb = index
+        .search(&SearchQuery::words("lamb"))
+        .await
+        .expect("search");
     assert!(lamb.hits.is_empty(), "four letters: no edit");
     let body = &fake.stub.searches()[1];
     assert!(!group_of(body, "lamb").to_string().contains("fuzziness"));
@@ -1082,20 +1342,45 @@ async fn the_last_word_matches_as_a_prefix_and_short_words_get_no_typo() {
 async fn when_every_word_finds_nothing_a_second_request_lets_any_word_match() {
     let fake = Fake::start().await;
     let index = seeded(&fake, &shop()).await;
-    let results = index.search(&SearchQuery::words("kettle lamp")).await.expect("search");
+    let results = index
+        .search(&SearchQuery::words("kettle lamp"))
+        .await
+        .expect("search");
     let mut found = skus(&results);
     found.sort_unstable();
     assert_eq!(found, ["KITC-0001", "KITC-0002", "LAMP-0001"]);
     assert_eq!(results.total, 3);
     let searches = fake.stub.searches();
-    assert_eq!(searches.len(), 2, "the every-word request, then the fallback");
+    assert_eq!(
+        searches.len(),
+        2,
+        "the every-word request, then the fallback"
+    );
     let words = |body: &Value| body["query"]["bool"]["must"][0]["bool"]["should"][0].clone();
-    assert_eq!(words(&searches[0])["bool"]["must"].as_array().map(Vec::len), Some(2));
-    assert_eq!(words(&searches[1])["bool"]["should"].as_array().map(Vec::len), Some(2));
-    assert_eq!(words(&searches[1])["bool"]["minimum_should_match"], json!(1));
+    assert_eq!(
+        words(&searches[0])["bool"]["must"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        words(&searches[1])["bool"]["should"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        words(&searches[1])["bool"]["minimum_should_match"],
+        json!(1)
+    );
     // One word that finds nothing has no fallback.
-    index.search(&SearchQuery::words("zebra")).await.expect("search");
-    assert_eq!(fake.stub.searches().len(), 4, "the search and its did-you-mean, no fallback");
+    index
+        .search(&SearchQuery::words("zebra"))
+        .await
+        .expect("search");
+    assert_eq!(
+        fake.stub.searches().len(),
+        4,
+        "the search and its did-you-mean, no fallback"
+    );
     fake.assert_clean();
 }
 
@@ -1103,10 +1388,16 @@ async fn when_every_word_finds_nothing_a_second_request_lets_any_word_match() {
 async fn a_query_equal_to_a_sku_finds_that_product_first() {
     let fake = Fake::start().await;
     let index = seeded(&fake, &shop()).await;
-    let results = index.search(&SearchQuery::words("  LAPT-0002 ")).await.expect("search");
+    let results = index
+        .search(&SearchQuery::words("  LAPT-0002 "))
+        .await
+        .expect("search");
     assert_eq!(skus(&results).first(), Some(&"LAPT-0002"));
     let body = &fake.stub.searches()[0];
-    assert_eq!(body["query"]["bool"]["must"][0]["bool"]["should"][1]["term"]["sku_key"], json!({"value": "lapt-0002", "boost": 20.0}));
+    assert_eq!(
+        body["query"]["bool"]["must"][0]["bool"]["should"][1]["term"]["sku_key"],
+        json!({"value": "lapt-0002", "boost": 20.0})
+    );
     fake.assert_clean();
 }
 
@@ -1123,8 +1414,15 @@ async fn filters_are_in_filter_context_and_a_filtered_out_product_is_not_a_hit()
     };
     let results = index.search(&query).await.expect("search");
     assert_eq!(skus(&results), ["HEAD-0001"]);
-    let studio = SearchQuery { brands: vec!["sonora".into()], in_stock: true, ..SearchQuery::words("headphones") };
-    assert!(index.search(&studio).await.expect("search").hits.is_empty(), "out of stock");
+    let studio = SearchQuery {
+        brands: vec!["sonora".into()],
+        in_stock: true,
+        ..SearchQuery::words("headphones")
+    };
+    assert!(
+        index.search(&studio).await.expect("search").hits.is_empty(),
+        "out of stock"
+    );
 
     let body = &fake.stub.searches()[0];
     assert_eq!(
@@ -1135,7 +1433,10 @@ async fn filters_are_in_filter_context_and_a_filtered_out_product_is_not_a_hit()
             {"range": {"stock": {"gt": 0}}}
         ])
     );
-    assert_eq!(body["post_filter"], json!({"bool": {"filter": [{"terms": {"brand_key": ["acme"]}}]}}));
+    assert_eq!(
+        body["post_filter"],
+        json!({"bool": {"filter": [{"terms": {"brand_key": ["acme"]}}]}})
+    );
     assert_eq!(body["sort"], json!(["_score", {"id": "asc"}]));
     fake.assert_clean();
 }
@@ -1155,33 +1456,73 @@ async fn each_facet_counts_without_its_own_filter_and_with_the_others() {
     assert_eq!(found, ["HEAD-0001", "HEAD-0003"]);
     assert_eq!(results.total, 2);
     // Brands of headphones, whatever the brand filter: Sonora could be added.
-    assert_eq!(results.facets.brand, BTreeMap::from([("Acme".to_owned(), 2), ("Sonora".to_owned(), 1)]));
+    assert_eq!(
+        results.facets.brand,
+        BTreeMap::from([("Acme".to_owned(), 2), ("Sonora".to_owned(), 1)])
+    );
     // Categories of Acme products, whatever the category filter.
     assert_eq!(
         results.facets.category,
-        BTreeMap::from([("computers".to_owned(), 1), ("headphones".to_owned(), 2), ("kitchen".to_owned(), 1)])
+        BTreeMap::from([
+            ("computers".to_owned(), 1),
+            ("headphones".to_owned(), 2),
+            ("kitchen".to_owned(), 1)
+        ])
     );
     // Price under both filters.
     assert_eq!(results.facets.price_counts(), [1, 0, 1]);
 
     let body = &fake.stub.searches()[0];
-    assert_eq!(body["aggs"]["brand"]["filter"], json!({"bool": {"filter": [{"terms": {"category": ["headphones"]}}]}}));
-    assert_eq!(body["aggs"]["category"]["filter"], json!({"bool": {"filter": [{"terms": {"brand_key": ["acme"]}}]}}));
-    assert_eq!(body["aggs"]["brand"]["aggs"]["values"], json!({"terms": {"field": "brand_raw", "size": 100}}));
-    assert_eq!(body["sort"], json!([{"created": "desc"}, {"id": "asc"}]), "no words: newest first");
+    assert_eq!(
+        body["aggs"]["brand"]["filter"],
+        json!({"bool": {"filter": [{"terms": {"category": ["headphones"]}}]}})
+    );
+    assert_eq!(
+        body["aggs"]["category"]["filter"],
+        json!({"bool": {"filter": [{"terms": {"brand_key": ["acme"]}}]}})
+    );
+    assert_eq!(
+        body["aggs"]["brand"]["aggs"]["values"],
+        json!({"terms": {"field": "brand_raw", "size": 100}})
+    );
+    assert_eq!(
+        body["sort"],
+        json!([{"created": "desc"}, {"id": "asc"}]),
+        "no words: newest first"
+    );
     fake.assert_clean();
 }
 
 #[tokio::test]
 async fn highlights_mark_the_matched_words_and_escape_the_rest() {
     let fake = Fake::start().await;
-    let mut mugs = product("MUGS-0001", "Tom & Jerry <Mugs>", "Acme", "kitchen", 1_500, 3, 1);
+    let mut mugs = product(
+        "MUGS-0001",
+        "Tom & Jerry <Mugs>",
+        "Acme",
+        "kitchen",
+        1_500,
+        3,
+        1,
+    );
     mugs.description = "Two mugs & a <b>lid</b>.".into();
     let index = seeded(&fake, &[mugs]).await;
-    let results = index.search(&SearchQuery::words("mugs")).await.expect("search");
-    assert_eq!(results.hits[0].highlight.name.as_deref(), Some("Tom &amp; Jerry &lt;<em>Mugs</em>&gt;"));
-    assert_eq!(results.hits[0].highlight.description.as_deref(), Some("Two <em>mugs</em> &amp; a &lt;b&gt;lid&lt;&#x2F;b&gt;."));
-    assert_eq!(fake.stub.searches()[0]["highlight"]["encoder"], json!("html"));
+    let results = index
+        .search(&SearchQuery::words("mugs"))
+        .await
+        .expect("search");
+    assert_eq!(
+        results.hits[0].highlight.name.as_deref(),
+        Some("Tom &amp; Jerry &lt;<em>Mugs</em>&gt;")
+    );
+    assert_eq!(
+        results.hits[0].highlight.description.as_deref(),
+        Some("Two <em>mugs</em> &amp; a &lt;b&gt;lid&lt;&#x2F;b&gt;.")
+    );
+    assert_eq!(
+        fake.stub.searches()[0]["highlight"]["encoder"],
+        json!("html")
+    );
     fake.assert_clean();
 }
 
@@ -1189,16 +1530,33 @@ async fn highlights_mark_the_matched_words_and_escape_the_rest() {
 async fn cursors_page_on_after_the_last_hit_and_refuse_another_search() {
     let fake = Fake::start().await;
     let index = seeded(&fake, &shop()).await;
-    let query = SearchQuery { limit: 2, sort: SearchSort::PriceAsc, ..SearchQuery::words("headphones") };
+    let query = SearchQuery {
+        limit: 2,
+        sort: SearchSort::PriceAsc,
+        ..SearchQuery::words("headphones")
+    };
     let first = index.search(&query).await.expect("page 1");
     assert_eq!(skus(&first), ["HEAD-0003", "HEAD-0001"]);
     let cursor = first.next_cursor.expect("a full page has a cursor");
-    let second = index.search(&SearchQuery { cursor: Some(cursor.clone()), ..query.clone() }).await.expect("page 2");
+    let second = index
+        .search(&SearchQuery {
+            cursor: Some(cursor.clone()),
+            ..query.clone()
+        })
+        .await
+        .expect("page 2");
     assert_eq!(skus(&second), ["HEAD-0002"]);
     let sent = &fake.stub.searches()[1];
     assert_eq!(sent["search_after"][0], json!(12_999));
-    let other = SearchQuery { cursor: Some(cursor), sort: SearchSort::PriceDesc, ..query };
-    assert!(matches!(index.search(&other).await, Err(SearchError::Invalid(_))));
+    let other = SearchQuery {
+        cursor: Some(cursor),
+        sort: SearchSort::PriceDesc,
+        ..query
+    };
+    assert!(matches!(
+        index.search(&other).await,
+        Err(SearchError::Invalid(_))
+    ));
     fake.assert_clean();
 }
 
@@ -1206,19 +1564,31 @@ async fn cursors_page_on_after_the_last_hit_and_refuse_another_search() {
 async fn a_search_that_finds_nothing_says_what_was_probably_meant() {
     let fake = Fake::start().await;
     let index = seeded(&fake, &shop()).await;
-    let results = index.search(&SearchQuery::words("desk lamb")).await.expect("search");
+    let results = index
+        .search(&SearchQuery::words("desk lamb"))
+        .await
+        .expect("search");
     // "lamb" is four letters (no edit), so every-word finds nothing; any-word finds the desk
     // lamp by "desk".
     assert_eq!(skus(&results), ["LAMP-0001"]);
     assert_eq!(results.did_you_mean, None, "found something");
-    let nothing = index.search(&SearchQuery::words("lamb")).await.expect("search");
+    let nothing = index
+        .search(&SearchQuery::words("lamb"))
+        .await
+        .expect("search");
     assert!(nothing.hits.is_empty());
     assert_eq!(nothing.did_you_mean.as_deref(), Some("lamp"));
     let searches = fake.stub.searches();
     let asked = searches.last().expect("the suggester request");
     assert_eq!(asked["suggest"]["text"], json!("lamb"));
-    assert_eq!(asked["suggest"]["name"]["term"]["field"], json!("name.words"));
-    assert_eq!(asked["suggest"]["name"]["term"]["suggest_mode"], json!("missing"));
+    assert_eq!(
+        asked["suggest"]["name"]["term"]["field"],
+        json!("name.words")
+    );
+    assert_eq!(
+        asked["suggest"]["name"]["term"]["suggest_mode"],
+        json!("missing")
+    );
     assert_eq!(asked["size"], json!(0));
     fake.assert_clean();
 }
@@ -1227,21 +1597,68 @@ async fn a_search_that_finds_nothing_says_what_was_probably_meant() {
 async fn suggestions_complete_the_last_word_most_frequent_first_with_matching_products() {
     let fake = Fake::start().await;
     let mut items = shop();
-    items.push(product("HEAD-0004", "Headset Stand", "Lumen", "headphones", 2_999, 1, 10));
+    items.push(product(
+        "HEAD-0004",
+        "Headset Stand",
+        "Lumen",
+        "headphones",
+        2_999,
+        1,
+        10,
+    ));
     let index = seeded(&fake, &items).await;
-    let suggestions = index.suggest(&SuggestQuery { text: "Head".into(), limit: 5 }).await.expect("suggest");
+    let suggestions = index
+        .suggest(&SuggestQuery {
+            text: "Head".into(),
+            limit: 5,
+        })
+        .await
+        .expect("suggest");
     assert_eq!(suggestions.queries, ["headphones", "headset"]);
     assert_eq!(suggestions.products.len(), 4);
-    let narrowed = index.suggest(&SuggestQuery { text: "wireless head".into(), limit: 5 }).await.expect("suggest");
+    let narrowed = index
+        .suggest(&SuggestQuery {
+            text: "wireless head".into(),
+            limit: 5,
+        })
+        .await
+        .expect("suggest");
     assert_eq!(narrowed.queries, ["wireless headphones"]);
-    assert_eq!(narrowed.products.iter().map(|product| product.sku.as_str()).collect::<Vec<_>>(), ["HEAD-0001"]);
-    let brands = index.suggest(&SuggestQuery { text: "lum".into(), limit: 5 }).await.expect("suggest");
+    assert_eq!(
+        narrowed
+            .products
+            .iter()
+            .map(|product| product.sku.as_str())
+            .collect::<Vec<_>>(),
+        ["HEAD-0001"]
+    );
+    let brands = index
+        .suggest(&SuggestQuery {
+            text: "lum".into(),
+            limit: 5,
+        })
+        .await
+        .expect("suggest");
     assert_eq!(brands.queries, ["lumen"], "brands complete too");
 
     let body = &fake.stub.searches()[0];
-    assert_eq!(body["aggs"]["name_words"], json!({"terms": {"field": "name.words", "include": "head.*", "size": 5}}));
-    assert_eq!(body["query"]["bool"]["filter"], json!([{"term": {"status": "published"}}]));
-    assert!(index.suggest(&SuggestQuery { text: "!!".into(), limit: 5 }).await.expect("suggest").queries.is_empty());
+    assert_eq!(
+        body["aggs"]["name_words"],
+        json!({"terms": {"field": "name.words", "include": "head.*", "size": 5}})
+    );
+    assert_eq!(
+        body["query"]["bool"]["filter"],
+        json!([{"term": {"status": "published"}}])
+    );
+    assert!(index
+        .suggest(&SuggestQuery {
+            text: "!!".into(),
+            limit: 5
+        })
+        .await
+        .expect("suggest")
+        .queries
+        .is_empty());
     fake.assert_clean();
 }
 
@@ -1249,22 +1666,46 @@ async fn suggestions_complete_the_last_word_most_frequent_first_with_matching_pr
 async fn synonyms_are_stored_beside_the_checkpoint_and_followed_by_query_processes() {
     let fake = Fake::start().await;
     let writer = seeded(&fake, &shop()).await;
-    let groups = Synonyms { groups: vec![vec!["tv".into(), "television".into()]] };
-    writer.set_synonyms(groups.clone(), 20).await.expect("set synonyms");
+    let groups = Synonyms {
+        groups: vec![vec!["tv".into(), "television".into()]],
+    };
+    writer
+        .set_synonyms(groups.clone(), 20)
+        .await
+        .expect("set synonyms");
     let stored = fake.cluster.lock().checkpoints.clone();
-    assert_eq!(stored["synonyms"], json!({"synonyms": {"groups": [["tv", "television"]]}, "position": 20}));
-    assert_eq!(stored["search"], json!({"position": 20}), "the checkpoint of the change is stored after it");
+    assert_eq!(
+        stored["synonyms"],
+        json!({"synonyms": {"groups": [["tv", "television"]]}, "position": 20})
+    );
+    assert_eq!(
+        stored["search"],
+        json!({"position": 20}),
+        "the checkpoint of the change is stored after it"
+    );
 
     // Another process: it follows the stored checkpoint and synonyms.
     let reader = fake.index();
     reader.start_following();
-    assert!(reader.wait_for(20, Duration::from_secs(5)).await, "the follower reaches the checkpoint");
+    assert!(
+        reader.wait_for(20, Duration::from_secs(5)).await,
+        "the follower reaches the checkpoint"
+    );
     assert_eq!(reader.synonyms().await.expect("synonyms"), groups);
-    let results = reader.search(&SearchQuery::words("tv stand")).await.expect("search");
+    let results = reader
+        .search(&SearchQuery::words("tv stand"))
+        .await
+        .expect("search");
     assert_eq!(skus(&results), ["TELE-0001"]);
     let body = fake.stub.searches().last().cloned().expect("a search");
     let tv = group_of(&body, "tv");
-    assert!(tv["bool"]["should"].as_array().expect("should").contains(&json!({"match": {"name": {"query": "television", "boost": 3.0}}})), "{tv}");
+    assert!(
+        tv["bool"]["should"]
+            .as_array()
+            .expect("should")
+            .contains(&json!({"match": {"name": {"query": "television", "boost": 3.0}}})),
+        "{tv}"
+    );
     fake.assert_clean();
 }
 
@@ -1274,12 +1715,32 @@ async fn synonyms_wait_for_the_documents_before_them() {
     let index = stub_cluster.index();
     let items = headphones();
     index.put(items[0].clone(), 1).await.expect("put");
-    index.set_synonyms(Synonyms { groups: vec![vec!["cans".into(), "headphones".into()]] }, 2).await.expect("set synonyms");
+    index
+        .set_synonyms(
+            Synonyms {
+                groups: vec![vec!["cans".into(), "headphones".into()]],
+            },
+            2,
+        )
+        .await
+        .expect("set synonyms");
     let requests = stub_cluster.stub.requests();
-    let order: Vec<&str> = requests.iter().map(|request| request.path.as_str()).collect();
-    let bulk = order.iter().position(|path| path.ends_with("/_bulk")).expect("bulk");
-    let synonyms = order.iter().position(|path| path.ends_with("/_doc/synonyms")).expect("synonyms");
-    let checkpoint = order.iter().rposition(|path| path.ends_with("/_doc/search")).expect("checkpoint");
+    let order: Vec<&str> = requests
+        .iter()
+        .map(|request| request.path.as_str())
+        .collect();
+    let bulk = order
+        .iter()
+        .position(|path| path.ends_with("/_bulk"))
+        .expect("bulk");
+    let synonyms = order
+        .iter()
+        .position(|path| path.ends_with("/_doc/synonyms"))
+        .expect("synonyms");
+    let checkpoint = order
+        .iter()
+        .rposition(|path| path.ends_with("/_doc/search"))
+        .expect("checkpoint");
     assert!(bulk < synonyms && synonyms < checkpoint, "{order:?}");
     assert_eq!(index.position(), 2);
     stub_cluster.assert_clean();
@@ -1290,7 +1751,10 @@ async fn at_most_ten_words_are_sent() {
     let fake = Fake::start().await;
     let index = seeded(&fake, &shop()).await;
     let long = "gaming laptop ".repeat(8);
-    let results = index.search(&SearchQuery::words(&long)).await.expect("search");
+    let results = index
+        .search(&SearchQuery::words(&long))
+        .await
+        .expect("search");
     assert_eq!(skus(&results), ["LAPT-0001"]);
     let body = &fake.stub.searches()[0];
     assert_eq!(all_word_groups(&body["query"]).len(), 10);
@@ -1306,19 +1770,29 @@ async fn readiness_needs_a_cluster_that_is_not_red_and_the_alias() {
     let index = fake.index();
     index.ready().await.expect("green with the alias");
     fake.cluster.lock().health = "yellow".into();
-    index.ready().await.expect("yellow is ready (one node: replicas unassigned)");
+    index
+        .ready()
+        .await
+        .expect("yellow is ready (one node: replicas unassigned)");
     fake.cluster.lock().health = "red".into();
     let red = index.ready().await.expect_err("red");
     assert!(red.to_string().contains("red"), "{red}");
     fake.cluster.lock().health = "green".into();
     fake.cluster.lock().alias = false;
     let no_alias = index.ready().await.expect_err("no alias");
-    assert!(no_alias.to_string().contains("catalog-products"), "{no_alias}");
+    assert!(
+        no_alias.to_string().contains("catalog-products"),
+        "{no_alias}"
+    );
     index.setup().await.expect("setup creates the alias");
     index.ready().await.expect("ready after setup");
 
-    let nowhere = OpenSearchIndex::connect(&format!("opensearch://127.0.0.1:{}", free_port())).expect("client");
-    assert!(matches!(nowhere.ready().await, Err(SearchError::Unavailable(_))));
+    let nowhere = OpenSearchIndex::connect(&format!("opensearch://127.0.0.1:{}", free_port()))
+        .expect("client");
+    assert!(matches!(
+        nowhere.ready().await,
+        Err(SearchError::Unavailable(_))
+    ));
     fake.assert_clean();
 }
 
@@ -1333,11 +1807,17 @@ async fn setup_puts_the_template_and_creates_the_first_generation_behind_the_ali
     let report = index.setup().await.expect("setup");
     assert_eq!(report.len(), 2, "{report:?}");
     let requests = fake.stub.requests();
-    let sent: Vec<(String, String)> = requests.iter().map(|request| (request.method.to_string(), request.path.clone())).collect();
+    let sent: Vec<(String, String)> = requests
+        .iter()
+        .map(|request| (request.method.to_string(), request.path.clone()))
+        .collect();
     assert_eq!(
         sent,
         [
-            ("PUT".to_owned(), "/_index_template/catalog-products".to_owned()),
+            (
+                "PUT".to_owned(),
+                "/_index_template/catalog-products".to_owned()
+            ),
             ("HEAD".to_owned(), "/_alias/catalog-products".to_owned()),
             ("PUT".to_owned(), "/catalog-products-v1".to_owned()),
         ]
@@ -1345,15 +1825,36 @@ async fn setup_puts_the_template_and_creates_the_first_generation_behind_the_ali
     let template = requests[0].json();
     assert_eq!(template["index_patterns"], json!(["catalog-products-*"]));
     let analysis = &template["template"]["settings"]["analysis"];
-    assert_eq!(analysis["analyzer"]["catalog"]["filter"], json!(["lowercase", "asciifolding", "catalog_english_stemmer"]));
-    assert_eq!(analysis["analyzer"]["catalog_words"]["filter"], json!(["lowercase", "asciifolding"]));
+    assert_eq!(
+        analysis["analyzer"]["catalog"]["filter"],
+        json!(["lowercase", "asciifolding", "catalog_english_stemmer"])
+    );
+    assert_eq!(
+        analysis["analyzer"]["catalog_words"]["filter"],
+        json!(["lowercase", "asciifolding"])
+    );
     let properties = &template["template"]["mappings"]["properties"];
     let words = json!({"words": {"type": "text", "analyzer": "catalog_words", "fielddata": true}});
-    assert_eq!(properties["name"], json!({"type": "text", "analyzer": "catalog", "fields": words}));
-    assert_eq!(properties["brand"], json!({"type": "text", "analyzer": "catalog", "fields": words}));
-    assert_eq!(properties["sku_key"], json!({"type": "keyword", "normalizer": "lowercase"}));
-    assert_eq!(properties["brand_key"], json!({"type": "keyword", "normalizer": "lowercase"}));
-    assert_eq!(requests[2].json(), json!({"aliases": {"catalog-products": {"is_write_index": true}}}));
+    assert_eq!(
+        properties["name"],
+        json!({"type": "text", "analyzer": "catalog", "fields": words})
+    );
+    assert_eq!(
+        properties["brand"],
+        json!({"type": "text", "analyzer": "catalog", "fields": words})
+    );
+    assert_eq!(
+        properties["sku_key"],
+        json!({"type": "keyword", "normalizer": "lowercase"})
+    );
+    assert_eq!(
+        properties["brand_key"],
+        json!({"type": "keyword", "normalizer": "lowercase"})
+    );
+    assert_eq!(
+        requests[2].json(),
+        json!({"aliases": {"catalog-products": {"is_write_index": true}}})
+    );
     // Again: the alias exists, nothing is created.
     assert_eq!(index.setup().await.expect("setup again").len(), 2);
     assert_eq!(fake.stub.requests().len(), 5);
@@ -1366,22 +1867,35 @@ async fn puts_go_out_as_one_bulk_ndjson_request_then_the_checkpoint_is_stored() 
     let index = fake.index();
     let items = headphones();
     for (position, product) in items.iter().take(2).enumerate() {
-        index.put(product.clone(), position as u64 + 1).await.expect("put");
+        index
+            .put(product.clone(), position as u64 + 1)
+            .await
+            .expect("put");
     }
     index.flush().await.expect("flush");
     let requests = fake.stub.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].query, "refresh=wait_for");
-    let lines: Vec<Value> = requests[0].body.lines().map(|line| serde_json::from_str(line).expect("json")).collect();
+    let lines: Vec<Value> = requests[0]
+        .body
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json"))
+        .collect();
     assert_eq!(lines.len(), 4);
-    assert_eq!(lines[0], json!({"index": {"_index": "catalog-products", "_id": items[0].id}}));
+    assert_eq!(
+        lines[0],
+        json!({"index": {"_index": "catalog-products", "_id": items[0].id}})
+    );
     assert_eq!(lines[1]["name"], json!("Wireless Headphones"));
     assert_eq!(lines[1]["sku_key"], json!("HEAD-0001"));
     assert_eq!(lines[1]["brand_key"], json!("Acme"));
     assert_eq!(lines[1]["status"], json!("published"));
     assert_eq!(lines[1]["price_cents"], json!(12_999));
     assert_eq!(lines[1]["doc"]["sku"], json!("HEAD-0001"));
-    assert_eq!(lines[2], json!({"index": {"_index": "catalog-products", "_id": items[1].id}}));
+    assert_eq!(
+        lines[2],
+        json!({"index": {"_index": "catalog-products", "_id": items[1].id}})
+    );
     assert_eq!(requests[1].json(), json!({"position": 2}));
     assert_eq!(index.position(), 2);
     fake.assert_clean();
@@ -1392,23 +1906,43 @@ async fn a_partial_bulk_failure_retries_the_rejected_item_and_leaves_out_the_inv
     let items = headphones();
     let ids: Vec<String> = items.iter().map(|product| product.id.to_string()).collect();
     let fake = Fake::start().await;
-    fake.cluster.lock().scripted_bulk.push_back((200, filled("bulk-partial-failure.json", &ids, &[])));
+    fake.cluster
+        .lock()
+        .scripted_bulk
+        .push_back((200, filled("bulk-partial-failure.json", &ids, &[])));
     let index = fake.index();
     for (position, product) in items.iter().enumerate() {
-        index.put(product.clone(), position as u64 + 1).await.expect("put");
+        index
+            .put(product.clone(), position as u64 + 1)
+            .await
+            .expect("put");
     }
     index.flush().await.expect("first flush");
     // The 429 item is pending again: current() still sees it; the checkpoint stops below it.
     assert!(index.current(items[1].id).await.expect("current").is_some());
-    assert_eq!(index.position(), 1, "the checkpoint stops below the item waiting for a retry");
+    assert_eq!(
+        index.position(),
+        1,
+        "the checkpoint stops below the item waiting for a retry"
+    );
     index.flush().await.expect("second flush");
     let requests = fake.stub.requests();
-    let bulks: Vec<&Recorded> = requests.iter().filter(|r| r.path.ends_with("/_bulk")).collect();
+    let bulks: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/_bulk"))
+        .collect();
     assert_eq!(bulks.len(), 2);
-    let retried: Vec<Value> = bulks[1].body.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let retried: Vec<Value> = bulks[1]
+        .body
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
     assert_eq!(retried.len(), 2, "one action line, one document");
     assert_eq!(retried[0]["index"]["_id"], json!(ids[1]));
-    assert_eq!(fake.cluster.lock().checkpoints["search"], json!({"position": 3}));
+    assert_eq!(
+        fake.cluster.lock().checkpoints["search"],
+        json!({"position": 3})
+    );
     assert_eq!(index.position(), 3);
     fake.assert_clean();
 }
@@ -1416,20 +1950,37 @@ async fn a_partial_bulk_failure_retries_the_rejected_item_and_leaves_out_the_inv
 #[tokio::test]
 async fn a_bulk_answer_without_items_is_an_error_and_the_checkpoint_does_not_move() {
     let fake = Fake::start().await;
-    fake.cluster.lock().scripted_bulk.push_back((200, json!({"took": 2, "errors": false}).to_string()));
+    fake.cluster
+        .lock()
+        .scripted_bulk
+        .push_back((200, json!({"took": 2, "errors": false}).to_string()));
     let index = fake.index();
     let items = headphones();
     for (position, product) in items.iter().enumerate() {
-        index.put(product.clone(), position as u64 + 1).await.expect("put");
+        index
+            .put(product.clone(), position as u64 + 1)
+            .await
+            .expect("put");
     }
     let error = index.flush().await.expect_err("no items is not a success");
     assert!(error.to_string().contains("without items"), "{error}");
     assert_eq!(index.position(), 0);
-    assert!(!fake.cluster.lock().checkpoints.contains_key("search"), "no checkpoint stored");
-    assert!(index.current(items[2].id).await.expect("current").is_some(), "still pending");
+    assert!(
+        !fake.cluster.lock().checkpoints.contains_key("search"),
+        "no checkpoint stored"
+    );
+    assert!(
+        index.current(items[2].id).await.expect("current").is_some(),
+        "still pending"
+    );
     // The next flush sends the same three again, and now they are in.
     index.flush().await.expect("second flush");
-    let bulks: Vec<Recorded> = fake.stub.requests().into_iter().filter(|r| r.path.ends_with("/_bulk")).collect();
+    let bulks: Vec<Recorded> = fake
+        .stub
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/_bulk"))
+        .collect();
     assert_eq!(bulks.len(), 2);
     assert_eq!(bulks[1].body, bulks[0].body, "the same batch again");
     assert_eq!(fake.cluster.lock().products.len(), 3);
@@ -1442,12 +1993,21 @@ async fn a_bulk_answer_with_fewer_items_than_documents_is_an_error() {
     let items = headphones();
     let ids: Vec<String> = items.iter().map(|product| product.id.to_string()).collect();
     let fake = Fake::start().await;
-    fake.cluster.lock().scripted_bulk.push_back((200, filled("bulk-ok-one.json", &ids, &[])));
+    fake.cluster
+        .lock()
+        .scripted_bulk
+        .push_back((200, filled("bulk-ok-one.json", &ids, &[])));
     let index = fake.index();
     for (position, product) in items.iter().enumerate() {
-        index.put(product.clone(), position as u64 + 1).await.expect("put");
+        index
+            .put(product.clone(), position as u64 + 1)
+            .await
+            .expect("put");
     }
-    let error = index.flush().await.expect_err("one item for three documents");
+    let error = index
+        .flush()
+        .await
+        .expect_err("one item for three documents");
     assert!(error.to_string().contains("with 1 items"), "{error}");
     assert_eq!(index.position(), 0);
     index.flush().await.expect("second flush");
@@ -1473,7 +2033,11 @@ async fn current_reads_the_document_in_real_time_and_missing_ones_are_none() {
     }))
     .await;
     let index = OpenSearchIndex::connect(&stub.url).expect("client");
-    let current = index.current(items[0].id).await.expect("current").expect("found");
+    let current = index
+        .current(items[0].id)
+        .await
+        .expect("current")
+        .expect("found");
     assert_eq!(current, items[0]);
     assert!(index.current(missing_id).await.expect("current").is_none());
 }
@@ -1486,10 +2050,19 @@ async fn a_search_reads_the_documented_response_shape() {
     let response = filled("search-hits-aggregations.json", &ids, &docs);
     let stub = Stub::start(Box::new(move |_, _| (200, response.clone()))).await;
     let index = OpenSearchIndex::connect(&stub.url).expect("client");
-    let results = index.search(&SearchQuery { limit: 2, ..SearchQuery::words("headphones") }).await.expect("search");
+    let results = index
+        .search(&SearchQuery {
+            limit: 2,
+            ..SearchQuery::words("headphones")
+        })
+        .await
+        .expect("search");
     assert_eq!(results.total, 3);
     assert_eq!(skus(&results), ["HEAD-0001", "HEAD-0003"]);
-    assert_eq!(results.hits[0].highlight.name.as_deref(), Some("<em>Wireless</em> <em>Headphones</em>"));
+    assert_eq!(
+        results.hits[0].highlight.name.as_deref(),
+        Some("<em>Wireless</em> <em>Headphones</em>")
+    );
     assert_eq!(results.facets.brand.get("Acme"), Some(&2));
     assert_eq!(results.facets.category.get("headphones"), Some(&3));
     assert_eq!(results.facets.price_counts(), [1, 0, 2]);
@@ -1500,15 +2073,42 @@ async fn a_search_reads_the_documented_response_shape() {
 async fn an_unavailable_or_unreachable_cluster_is_an_error_not_a_panic() {
     let stub = Stub::start(Box::new(|_, _| (503, fixture("unavailable.json")))).await;
     let index = OpenSearchIndex::connect(&stub.url).expect("client");
-    assert!(matches!(index.search(&SearchQuery::words("kettle")).await, Err(SearchError::Unavailable(_))));
-    assert!(matches!(index.suggest(&SuggestQuery { text: "ket".into(), limit: 5 }).await, Err(SearchError::Unavailable(_))));
-    assert!(matches!(index.ready().await, Err(SearchError::Unavailable(_))));
-    index.put(headphones()[0].clone(), 1).await.expect("put is buffered");
-    assert!(matches!(index.flush().await, Err(SearchError::Unavailable(_))));
-    assert!(matches!(index.current(uuid::Uuid::now_v7()).await, Err(SearchError::Unavailable(_))));
+    assert!(matches!(
+        index.search(&SearchQuery::words("kettle")).await,
+        Err(SearchError::Unavailable(_))
+    ));
+    assert!(matches!(
+        index
+            .suggest(&SuggestQuery {
+                text: "ket".into(),
+                limit: 5
+            })
+            .await,
+        Err(SearchError::Unavailable(_))
+    ));
+    assert!(matches!(
+        index.ready().await,
+        Err(SearchError::Unavailable(_))
+    ));
+    index
+        .put(headphones()[0].clone(), 1)
+        .await
+        .expect("put is buffered");
+    assert!(matches!(
+        index.flush().await,
+        Err(SearchError::Unavailable(_))
+    ));
+    assert!(matches!(
+        index.current(uuid::Uuid::now_v7()).await,
+        Err(SearchError::Unavailable(_))
+    ));
 
-    let nowhere = OpenSearchIndex::connect(&format!("opensearch://127.0.0.1:{}", free_port())).expect("client");
-    assert!(matches!(nowhere.search(&SearchQuery::words("kettle")).await, Err(SearchError::Unavailable(_))));
+    let nowhere = OpenSearchIndex::connect(&format!("opensearch://127.0.0.1:{}", free_port()))
+        .expect("client");
+    assert!(matches!(
+        nowhere.search(&SearchQuery::words("kettle")).await,
+        Err(SearchError::Unavailable(_))
+    ));
 }
 
 fn free_port() -> u16 {

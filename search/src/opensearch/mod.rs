@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opensearch::http::transport::Transport;
 use opensearch::cluster::ClusterHealthParts;
+use opensearch::http::transport::Transport;
 use opensearch::indices::{
     IndicesCreateParts, IndicesExistsAliasParts, IndicesPutIndexTemplateParts,
 };
@@ -52,8 +52,8 @@ pub use self::query::{
     suggest_body, text_clause, total_hits, Words,
 };
 use crate::{
-    query_words, SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter,
-    SuggestQuery, Suggestions, Synonyms,
+    query_words, SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter, SuggestQuery,
+    Suggestions, Synonyms,
 };
 
 const FLUSH_EVERY: Duration = Duration::from_millis(200);

@@ -448,9 +448,7 @@ pub fn suggest_body(query: &SuggestQuery) -> Option<Value> {
         {"match_bool_prefix": {"name": {"query": last, "boost": 3.0}}},
         {"match_bool_prefix": {"brand": {"query": last, "boost": 2.0}}}
     ], "minimum_should_match": 1}}));
-    let completions = |field: &str| {
-        json!({"terms": {"field": field, "include": prefix_pattern(last), "size": query.limit}})
-    };
+    let completions = |field: &str| json!({"terms": {"field": field, "include": prefix_pattern(last), "size": query.limit}});
     Some(json!({
         "size": query.limit,
         "query": {"bool": {"filter": [{"term": {"status": "published"}}], "must": must}},
@@ -464,7 +462,10 @@ pub fn suggest_body(query: &SuggestQuery) -> Option<Value> {
 
 /// Reads a suggestion response: the typed words with the last one completed (most frequent
 /// first, ties by word), and the products.
-pub fn parse_suggestions(response: &Value, query: &SuggestQuery) -> Result<Suggestions, SearchError> {
+pub fn parse_suggestions(
+    response: &Value,
+    query: &SuggestQuery,
+) -> Result<Suggestions, SearchError> {
     let hits = response["hits"]["hits"].as_array().ok_or_else(|| {
         SearchError::Unexpected("OpenSearch answered a suggestion without hits".to_owned())
     })?;
