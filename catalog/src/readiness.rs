@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use events::bus::EventBus;
 use events::store::EventStore;
+use search::opensearch::OpenSearchIndex;
 use sqlx::postgres::PgPool;
 use web::ops::ReadinessCheck;
 
@@ -87,5 +88,19 @@ impl ReadinessCheck for BusReadiness {
 
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async move { self.0.ping().await.map_err(|error| error.to_string()) })
+    }
+}
+
+/// OpenSearch takes searches: its cluster health is not red and the alias exists (the query
+/// and projectors roles with `CATALOG_SEARCH`).
+pub struct SearchReadiness(pub Arc<OpenSearchIndex>);
+
+impl ReadinessCheck for SearchReadiness {
+    fn name(&self) -> &str {
+        "opensearch"
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move { self.0.ready().await.map_err(|error| error.to_string()) })
     }
 }

@@ -18,7 +18,7 @@ use search::projection::SearchProjection;
 use super::{analytics, Mounted, ANALYTICS, ANALYTICS_EVENTS, READ_MODEL, REDIS_VIEWS, SEARCH};
 use crate::config::ServeConfig;
 use crate::engines::Engines;
-use crate::readiness::BusReadiness;
+use crate::readiness::{BusReadiness, SearchReadiness};
 
 pub async fn mount(
     config: &ServeConfig,
@@ -57,7 +57,11 @@ pub async fn mount(
         projections.push(view);
     }
     if let Some(url) = &config.engines.search_url {
-        projections.push(opensearch_projection(url).await?);
+        let index = opensearch_index(url).await?;
+        mounted
+            .checks
+            .push(Arc::new(SearchReadiness(index.clone())));
+        projections.push(Arc::new(SearchProjection::new(index, SEARCH)));
     }
     for projection in projections {
         mounted
@@ -79,9 +83,9 @@ pub async fn mount(
 }
 
 /// The OpenSearch index behind its alias (created when missing), flushed in the background.
-async fn opensearch_projection(url: &str) -> anyhow::Result<Arc<dyn Projection>> {
+async fn opensearch_index(url: &str) -> anyhow::Result<Arc<OpenSearchIndex>> {
     let index = OpenSearchIndex::connect(url)?;
     index.setup().await.context("CATALOG_SEARCH")?;
     index.start_flushing();
-    Ok(Arc::new(SearchProjection::new(index, SEARCH)))
+    Ok(index)
 }

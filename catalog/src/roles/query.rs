@@ -29,7 +29,7 @@ use search::SearchIndex;
 use super::{analytics, Mounted, ANALYTICS, READ_MODEL, SEARCH};
 use crate::config::ServeConfig;
 use crate::engines::Engines;
-use crate::readiness::PoolReadiness;
+use crate::readiness::{PoolReadiness, SearchReadiness};
 
 /// What the read API of a process reads.
 pub struct Views {
@@ -171,6 +171,9 @@ async fn search_index(
     if let Some(url) = &config.engines.search_url {
         let index = OpenSearchIndex::connect(url)?;
         index.start_following();
+        mounted
+            .checks
+            .push(Arc::new(SearchReadiness(index.clone())));
         return Ok(index);
     }
     let directory = tempfile::Builder::new()

@@ -3,6 +3,12 @@
 //! refused with 429 or 5xx are retried with backoff; other refusals are logged and counted
 //! (`catalog_search_rejected_total`). The checkpoint stored after a flush is the highest below
 //! which nothing waits for the index any more, so a restart never skips a buffered document.
+//!
+//! The answer is read item by item, in the order of the request: an answer without `items`,
+//! or with another number of items than documents sent, is an error, and the whole batch is
+//! buffered again (indexing a document twice replaces it with itself), so the checkpoint never
+//! moves past a document nobody acknowledged. Flushes run one at a time: the checkpoint a
+//! flush stores must not pass a batch another flush still has in flight.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +45,8 @@ pub(super) struct BulkWriter {
     /// The highest checkpoint of anything handled: documents in the index (or refused for
     /// good) and events that changed nothing here.
     handled: AtomicU64,
+    /// Held for the whole of a flush (see the module documentation).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl BulkWriter {
@@ -49,6 +57,7 @@ impl BulkWriter {
             overlay: Mutex::new(HashMap::new()),
             sequence: AtomicU64::new(0),
             handled: AtomicU64::new(0),
+            flushing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -73,6 +82,11 @@ impl BulkWriter {
         });
     }
 
+    /// How many documents wait for a bulk request.
+    pub(super) fn buffered(&self) -> usize {
+        self.buffer.lock().len()
+    }
+
     pub(super) fn advance(&self, checkpoint: u64) {
         self.handled.fetch_max(checkpoint, Ordering::SeqCst);
     }
@@ -80,6 +94,7 @@ impl BulkWriter {
     /// Sends one bulk request of what is buffered; retries refusals worth retrying; stores the
     /// checkpoint up to which everything is handled.
     pub(super) async fn flush(&self, checkpoints: &Checkpoints) -> Result<(), SearchError> {
+        let _one_at_a_time = self.flushing.lock().await;
         let batch: Vec<Pending> = {
             let mut buffer = self.buffer.lock();
             let take = buffer.len().min(FLUSH_DOCUMENTS);
@@ -124,7 +139,23 @@ impl BulkWriter {
                 return Err(unavailable(error));
             }
         };
-        let items = response["items"].as_array().cloned().unwrap_or_default();
+        let Some(items) = response["items"].as_array().cloned() else {
+            let sent = batch.len();
+            self.requeue(batch);
+            return Err(SearchError::Unexpected(format!(
+                "OpenSearch answered a bulk request of {sent} documents without items; \
+                 they are sent again"
+            )));
+        };
+        if items.len() != batch.len() {
+            let sent = batch.len();
+            self.requeue(batch);
+            return Err(SearchError::Unexpected(format!(
+                "OpenSearch answered a bulk request of {sent} documents with {} items; \
+                 they are sent again",
+                items.len()
+            )));
+        }
         let retry = self.settle(batch, &items);
         if !retry.is_empty() {
             let attempts = retry
@@ -147,6 +178,16 @@ impl BulkWriter {
             .zip(items.iter().map(|item| &item["index"]))
         {
             let status = item["status"].as_u64().unwrap_or(500);
+            let answered_for = item["_id"].as_str();
+            if answered_for.is_some_and(|id| id != pending.product.id.to_string()) {
+                tracing::warn!(
+                    product_id = %pending.product.id,
+                    answered_for = answered_for.unwrap_or(""),
+                    "a bulk item answered for another document; the document is sent again"
+                );
+                retry.push(pending);
+                continue;
+            }
             if status == 429 || status >= 500 {
                 retry.push(pending);
                 continue;

@@ -1,17 +1,30 @@
-//! The search projection's checkpoint, stored in `catalog-checkpoints/_doc/search` once
-//! everything up to it is in the index, and the watermark that follows it in this process.
+//! What the writer stores beside the documents, in the index `catalog-checkpoints`: the search
+//! projection's checkpoint (`_doc/search`, once everything up to it is in the index) and the
+//! synonyms searches use (`_doc/synonyms`); and what this process knows of both.
+//!
+//! A query process follows them: it reads the checkpoint first and the synonyms second, and
+//! only then moves its watermark. The writer stores the synonyms before the checkpoint of
+//! their event, so synonyms read after a checkpoint are at least those of that checkpoint:
+//! a search that waited for a position (`X-Min-Position`) uses the synonyms of that position.
 
 use events::Watermark;
 use opensearch::{GetParts, IndexParts, OpenSearch};
+use parking_lot::RwLock;
 use serde_json::json;
 
 use super::mapping::{get_json, unavailable, CHECKPOINTS};
-use crate::SearchError;
+use crate::{SearchError, Synonyms};
+
+/// The document ids in [`CHECKPOINTS`].
+const CHECKPOINT_ID: &str = "search";
+const SYNONYMS_ID: &str = "synonyms";
 
 pub(super) struct Checkpoints {
     client: OpenSearch,
     /// The stored checkpoint (what is in the index), as this process knows it.
     position: Watermark,
+    /// The stored synonyms, as this process last read them.
+    synonyms: RwLock<Synonyms>,
 }
 
 impl Checkpoints {
@@ -19,6 +32,7 @@ impl Checkpoints {
         Checkpoints {
             client,
             position: Watermark::new(0),
+            synonyms: RwLock::new(Synonyms::default()),
         }
     }
 
@@ -26,17 +40,38 @@ impl Checkpoints {
         &self.position
     }
 
+    /// The synonyms as this process last read (or wrote) them.
+    pub(super) fn synonyms(&self) -> Synonyms {
+        self.synonyms.read().clone()
+    }
+
     /// The stored checkpoint (0 before the first is stored).
     pub(super) async fn stored(&self) -> Result<u64, SearchError> {
-        let found = get_json(&self.client, GetParts::IndexId(CHECKPOINTS, "search")).await?;
+        let found = get_json(&self.client, GetParts::IndexId(CHECKPOINTS, CHECKPOINT_ID)).await?;
         Ok(found
             .and_then(|body| body["_source"]["position"].as_u64())
             .unwrap_or(0))
     }
 
-    /// Reads the stored checkpoint and moves the watermark up to it.
+    /// The stored synonyms (none before the first are stored).
+    pub(super) async fn stored_synonyms(&self) -> Result<Synonyms, SearchError> {
+        let found = get_json(&self.client, GetParts::IndexId(CHECKPOINTS, SYNONYMS_ID)).await?;
+        let Some(body) = found else {
+            return Ok(Synonyms::default());
+        };
+        if body["found"] == json!(false) {
+            return Ok(Synonyms::default());
+        }
+        serde_json::from_value(body["_source"]["synonyms"].clone())
+            .map_err(|error| SearchError::Unexpected(format!("the stored synonyms: {error}")))
+    }
+
+    /// Reads the stored checkpoint, then the stored synonyms, then moves the watermark up to
+    /// the checkpoint (see the module documentation for why in this order).
     pub(super) async fn refresh(&self) -> Result<u64, SearchError> {
         let stored = self.stored().await?;
+        let synonyms = self.stored_synonyms().await?;
+        *self.synonyms.write() = synonyms;
         self.position.advance(stored);
         Ok(stored)
     }
@@ -44,7 +79,7 @@ impl Checkpoints {
     /// Stores `checkpoint`, then moves the watermark to it.
     pub(super) async fn store(&self, checkpoint: u64) -> Result<(), SearchError> {
         self.client
-            .index(IndexParts::IndexId(CHECKPOINTS, "search"))
+            .index(IndexParts::IndexId(CHECKPOINTS, CHECKPOINT_ID))
             .body(json!({"position": checkpoint}))
             .send()
             .await
@@ -52,6 +87,24 @@ impl Checkpoints {
             .error_for_status_code()
             .map_err(unavailable)?;
         self.position.advance(checkpoint);
+        Ok(())
+    }
+
+    /// Stores the synonyms of the event at `checkpoint` (before that checkpoint is stored).
+    pub(super) async fn store_synonyms(
+        &self,
+        synonyms: &Synonyms,
+        checkpoint: u64,
+    ) -> Result<(), SearchError> {
+        self.client
+            .index(IndexParts::IndexId(CHECKPOINTS, SYNONYMS_ID))
+            .body(json!({"synonyms": synonyms, "position": checkpoint}))
+            .send()
+            .await
+            .map_err(unavailable)?
+            .error_for_status_code()
+            .map_err(unavailable)?;
+        *self.synonyms.write() = synonyms.clone();
         Ok(())
     }
 }

@@ -1,6 +1,9 @@
 //! Where the documents live and what they look like: the endpoint, the names (alias, first
 //! generation, checkpoint index), the index template (analysis and mappings), a product as a
 //! document.
+//!
+//! Synonyms are not in the analysis settings: they are expanded at query time (see
+//! `query.rs` for why), so the template is the same whatever the synonyms are.
 
 use opensearch::http::response::Response;
 use opensearch::{GetParts, OpenSearch};
@@ -59,7 +62,14 @@ pub(super) async fn json_body(response: Response) -> Result<Value, SearchError> 
 }
 
 /// The index template (settings and mappings) every generation is created from.
+///
+/// `name.words` and `brand.words` hold the words folded but not stemmed, with `fielddata` so
+/// that suggestions can count them (a `terms` aggregation) and did-you-mean can correct to
+/// them (a `term` suggester): whole words a shopper would type, not stems. A generation
+/// created before they existed answers no completions and no corrections (the aggregation and
+/// the suggester find nothing in an unmapped field) until it is rebuilt.
 pub fn index_template() -> Value {
+    let words = json!({"type": "text", "analyzer": "catalog_words", "fielddata": true});
     json!({
         "index_patterns": ["catalog-products-*"],
         "template": {
@@ -71,6 +81,11 @@ pub fn index_template() -> Value {
                             "type": "custom",
                             "tokenizer": "standard",
                             "filter": ["lowercase", "asciifolding", "catalog_english_stemmer"]
+                        },
+                        "catalog_words": {
+                            "type": "custom",
+                            "tokenizer": "standard",
+                            "filter": ["lowercase", "asciifolding"]
                         }
                     },
                     "filter": {
@@ -85,9 +100,9 @@ pub fn index_template() -> Value {
                 "dynamic": "strict",
                 "properties": {
                     "id": {"type": "keyword"},
-                    "name": {"type": "text", "analyzer": "catalog"},
+                    "name": {"type": "text", "analyzer": "catalog", "fields": {"words": words}},
                     "description": {"type": "text", "analyzer": "catalog"},
-                    "brand": {"type": "text", "analyzer": "catalog"},
+                    "brand": {"type": "text", "analyzer": "catalog", "fields": {"words": words}},
                     "brand_raw": {"type": "keyword"},
                     "brand_key": {"type": "keyword", "normalizer": "lowercase"},
                     "sku_key": {"type": "keyword", "normalizer": "lowercase"},

@@ -1,22 +1,28 @@
-//! `OpenSearchIndex`: the distributed search adapter (`CATALOG_SEARCH=opensearch://host:9200`).
+//! `OpenSearchIndex`: the distributed search adapter (`CATALOG_SEARCH=opensearch://host:9200`),
+//! answering as the embedded tantivy adapter does (the port's contract in `lib.rs`).
 //!
 //! - **Index template** `catalog-products` for indices `catalog-products-*` (`mapping`): the
 //!   `catalog` analyzer (standard tokenizer, lowercase, ASCII folding, English stemmer), the
-//!   same fields as the embedded index, and keyword fields for filters and facets.
+//!   same fields as the embedded index, keyword fields for filters and facets, and the
+//!   unstemmed `name.words` / `brand.words` that suggestions and did-you-mean read.
 //! - **Generations behind an alias**: documents are written and searched through the alias
 //!   `catalog-products`, created pointing at `catalog-products-v1`; a rebuild indexes into a new
 //!   generation and swaps the alias.
 //! - **Bulk indexing** (`bulk`): `put` buffers; a flusher sends a `_bulk` request every 200 ms
 //!   or 500 documents, with `refresh=wait_for` (a flushed write is searchable when the call
-//!   returns). Items refused with 429 or 5xx are retried with backoff; other refusals are
-//!   logged and counted (`catalog_search_rejected_total`). The projection's checkpoint is
-//!   stored in `catalog-checkpoints/_doc/search` after everything up to it is in
-//!   (`checkpoints`).
-//! - **Queries** (`query`): `multi_match` of type `bool_prefix` over name^3, brand^2,
-//!   description with `fuzziness: AUTO:5,100` (one edit from five letters) and
-//!   `operator: and`, or a SKU `term`; filters in `filter` context; `terms`/`range`
-//!   aggregations for facets; `search_after` cursors on `[sort value, id]`; highlights in
-//!   `<em>`.
+//!   returns). The answer is checked item by item; items refused with 429 or 5xx are retried
+//!   with backoff; other refusals are logged and counted (`catalog_search_rejected_total`); an
+//!   answer without items is an error and the batch is sent again. The projection's checkpoint
+//!   is stored in `catalog-checkpoints/_doc/search` after everything up to it is in
+//!   (`checkpoints`), the synonyms in `catalog-checkpoints/_doc/synonyms`.
+//! - **Queries** (`query`): the tantivy adapter's query in the DSL: per word exact, fuzzy and
+//!   (last word) prefix clauses, synonyms expanded at query time, a SKU `term`; filters in
+//!   filter context, category and brand as `post_filter` under `filter` aggregations
+//!   (multi-select facets); `search_after` cursors on `[sort value, id]`; highlights in `<em>`,
+//!   HTML-escaped. When every word finds nothing for several words, a second request lets any
+//!   word match; when that finds nothing too, a third asks the `term` suggester for
+//!   `did_you_mean`.
+//! - **Readiness** ([`OpenSearchIndex::ready`]): the cluster is not red and the alias exists.
 
 mod bulk;
 mod checkpoints;
@@ -27,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use opensearch::cluster::ClusterHealthParts;
 use opensearch::http::transport::Transport;
 use opensearch::indices::{
     IndicesCreateParts, IndicesExistsAliasParts, IndicesPutIndexTemplateParts,
@@ -40,10 +47,13 @@ use self::bulk::BulkWriter;
 use self::checkpoints::Checkpoints;
 pub use self::mapping::{document, endpoint, index_template, ALIAS, CHECKPOINTS, FIRST_GENERATION};
 use self::mapping::{get_json, json_body, unavailable};
-pub use self::query::{parse_search, search_body};
+pub use self::query::{
+    did_you_mean_body, parse_did_you_mean, parse_search, parse_suggestions, search_body,
+    suggest_body, text_clause, total_hits, Words,
+};
 use crate::{
-    SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter, SuggestQuery, Suggestions,
-    Synonyms,
+    query_words, SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter, SuggestQuery,
+    Suggestions, Synonyms,
 };
 
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -139,6 +149,87 @@ impl OpenSearchIndex {
     pub async fn flush(&self) -> Result<(), SearchError> {
         self.writer.flush(&self.checkpoints).await
     }
+
+    /// Whether OpenSearch takes searches now: the cluster's health is not red and the alias
+    /// `catalog-products` exists (the readiness check of the processes that use it).
+    pub async fn ready(&self) -> Result<(), SearchError> {
+        let health = json_body(
+            self.client
+                .cluster()
+                .health(ClusterHealthParts::None)
+                .send()
+                .await
+                .map_err(unavailable)?,
+        )
+        .await?;
+        match health["status"].as_str() {
+            Some("green" | "yellow") => {}
+            Some(status) => {
+                return Err(SearchError::Unavailable(format!(
+                    "OpenSearch cluster health is {status}"
+                )))
+            }
+            None => {
+                return Err(SearchError::Unexpected(
+                    "OpenSearch answered its cluster health without a status".into(),
+                ))
+            }
+        }
+        let alias = self
+            .client
+            .indices()
+            .exists_alias(IndicesExistsAliasParts::Name(&[ALIAS]))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if !alias.status_code().is_success() {
+            return Err(SearchError::Unavailable(format!(
+                "OpenSearch has no alias {ALIAS} (HTTP {}): the projectors role creates it at \
+                 start, `catalog search setup` too",
+                alias.status_code().as_u16()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends one `_search` to the alias and returns its answer.
+    async fn send_search(&self, body: serde_json::Value) -> Result<serde_json::Value, SearchError> {
+        let response = self
+            .client
+            .search(SearchParts::Index(&[ALIAS]))
+            .body(body)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if response.status_code().as_u16() == 400 {
+            let body = response.text().await.unwrap_or_default();
+            return Err(SearchError::Unexpected(format!(
+                "OpenSearch refused a search: {body}"
+            )));
+        }
+        json_body(response).await
+    }
+
+    /// The correction of a search that found nothing; `None` when there is none or the
+    /// suggester does not answer (a search that found nothing is still an answer).
+    async fn did_you_mean(&self, text: &str) -> Option<String> {
+        let body = did_you_mean_body(text)?;
+        match self.send_search(body).await {
+            Ok(response) => parse_did_you_mean(&response),
+            Err(error) => {
+                tracing::warn!(%error, "OpenSearch did not answer the did-you-mean suggester");
+                None
+            }
+        }
+    }
+
+    /// Sends buffered documents until none waits (the documents before a synonyms change).
+    async fn flush_everything(&self) -> Result<(), SearchError> {
+        while self.writer.buffered() > 0 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -149,31 +240,32 @@ impl SearchIndex for OpenSearchIndex {
             None => None,
         };
         let position = self.checkpoints.position().current();
-        let response = self
-            .client
-            .search(SearchParts::Index(&[ALIAS]))
-            .body(search_body(query, after.as_ref()))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if response.status_code().as_u16() == 400 {
-            let body = response.text().await.unwrap_or_default();
-            return Err(SearchError::Unexpected(format!(
-                "OpenSearch refused a search: {body}"
-            )));
+        let synonyms = self.checkpoints.synonyms();
+        let mut response = self
+            .send_search(search_body(query, after.as_ref(), &synonyms, Words::All))
+            .await?;
+        if total_hits(&response) == 0 && query_words(&query.text).len() > 1 {
+            response = self
+                .send_search(search_body(query, after.as_ref(), &synonyms, Words::Any))
+                .await?;
         }
-        let body = json_body(response).await?;
-        parse_search(&body, query, position)
+        let mut results = parse_search(&response, query, position)?;
+        if results.total == 0 {
+            results.did_you_mean = self.did_you_mean(&query.text).await;
+        }
+        Ok(results)
     }
 
-    async fn suggest(&self, _query: &SuggestQuery) -> Result<Suggestions, SearchError> {
-        Err(SearchError::Unavailable(
-            "suggestions are not implemented for OpenSearch yet".into(),
-        ))
+    async fn suggest(&self, query: &SuggestQuery) -> Result<Suggestions, SearchError> {
+        let Some(body) = suggest_body(query) else {
+            return Ok(Suggestions::default());
+        };
+        let response = self.send_search(body).await?;
+        parse_suggestions(&response, query)
     }
 
     async fn synonyms(&self) -> Result<Synonyms, SearchError> {
-        Ok(Synonyms::default())
+        self.checkpoints.stored_synonyms().await
     }
 
     fn position(&self) -> u64 {
@@ -216,9 +308,15 @@ impl SearchWriter for OpenSearchIndex {
         Ok(())
     }
 
-    async fn set_synonyms(&self, _synonyms: Synonyms, checkpoint: u64) -> Result<(), SearchError> {
+    async fn set_synonyms(&self, synonyms: Synonyms, checkpoint: u64) -> Result<(), SearchError> {
+        // The documents before the change go in first; the synonyms are stored before their
+        // checkpoint (see `checkpoints`), which the flush after them stores.
+        self.flush_everything().await?;
+        self.checkpoints
+            .store_synonyms(&synonyms, checkpoint)
+            .await?;
         self.writer.advance(checkpoint);
-        Ok(())
+        self.flush().await
     }
 
     async fn checkpoint(&self) -> Result<u64, SearchError> {
