@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::Expiry;
-use projectors::read_model::{CategoryView, Page, ProductView};
+use projectors::read_model::{CategoryView, ListQuery, Page, ProductView};
 use projectors::redis::Invalidation;
 use uuid::Uuid;
 
@@ -40,11 +40,37 @@ impl<K, T> Expiry<K, Cached<T>> for Ttl {
     }
 }
 
-/// A listing page's cache key: its scope (for invalidation) and the whole query.
+/// A listing page's cache key: the whole query in its normalised form
+/// ([`ListQuery::normalized`]), so `brand=a&brand=b` and `brand=B&brand=a` share an entry
+/// (they list the same products) and queries that differ in any value do not.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct PageKey {
-    pub category: Option<String>,
-    pub query: String,
+    query: ListQuery,
+}
+
+impl PageKey {
+    pub fn new(query: &ListQuery) -> Self {
+        PageKey {
+            query: query.normalized(),
+        }
+    }
+
+    /// The query the page answers, normalised.
+    pub fn query(&self) -> &ListQuery {
+        &self.query
+    }
+
+    /// Whether a change in one of `scopes` (`all` and category slugs) can change this page: a
+    /// page over every category can always change; one over some categories when one of
+    /// them changed.
+    fn is_touched_by(&self, scopes: &[String]) -> bool {
+        self.query.categories.is_empty()
+            || self
+                .query
+                .categories
+                .iter()
+                .any(|category| scopes.contains(category))
+    }
 }
 
 /// A bestseller list, cached at its longest.
@@ -110,10 +136,7 @@ impl L1 {
             let scopes = invalidation.scopes.clone();
             let dropped = self
                 .pages
-                .invalidate_entries_if(move |key, _| match &key.category {
-                    None => true,
-                    Some(category) => scopes.iter().any(|scope| scope == category),
-                });
+                .invalidate_entries_if(move |key, _| key.is_touched_by(&scopes));
             if dropped.is_err() {
                 self.pages.invalidate_all();
             }
