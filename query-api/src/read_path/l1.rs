@@ -164,3 +164,47 @@ pub(super) fn record(layer: &'static str, result: &'static str) {
     metrics::counter!("catalog_cache_requests_total", "layer" => layer, "result" => result)
         .increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use projectors::read_model::{ListQuery, SortOrder};
+
+    use super::PageKey;
+
+    fn listing(categories: &[&str], brands: &[&str]) -> ListQuery {
+        ListQuery {
+            categories: categories.iter().map(|c| c.to_string()).collect(),
+            brands: brands.iter().map(|b| b.to_string()).collect(),
+            min_price: None,
+            max_price: None,
+            in_stock: false,
+            sort: SortOrder::Newest,
+            limit: 20,
+            after: None,
+        }
+    }
+
+    #[test]
+    fn queries_listing_the_same_products_share_a_page_key_and_others_do_not() {
+        let key = |categories: &[&str], brands: &[&str]| PageKey::new(&listing(categories, brands));
+        assert!(key(&["b", "a"], &["Sonora", "acme"]) == key(&["a", "b"], &["ACME", "sonora"]));
+        assert!(key(&["a", "a"], &["acme", "Acme"]) == key(&["a"], &["acme"]));
+        assert!(key(&["a", "b"], &["acme"]) != key(&["a"], &["acme"]));
+        assert!(key(&["a"], &["acme", "sonora"]) != key(&["a"], &["acme"]));
+        assert!(key(&[], &["acme"]) != key(&["acme"], &[]));
+        let mut in_stock = listing(&["a"], &["acme"]);
+        in_stock.in_stock = true;
+        assert!(PageKey::new(&in_stock) != key(&["a"], &["acme"]));
+    }
+
+    #[test]
+    fn a_page_over_several_categories_is_touched_by_a_change_in_any_of_them() {
+        let scopes = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let several = PageKey::new(&listing(&["garden", "tools"], &[]));
+        assert!(several.is_touched_by(&scopes(&["all", "tools"])));
+        assert!(several.is_touched_by(&scopes(&["all", "kitchen", "garden"])));
+        assert!(!several.is_touched_by(&scopes(&["all", "kitchen"])));
+        let everything = PageKey::new(&listing(&[], &["acme"]));
+        assert!(everything.is_touched_by(&scopes(&["all", "kitchen"])));
+    }
+}
