@@ -90,8 +90,8 @@ async fn a_very_selective_filter_is_too_costly_for_redis() {
         projection.apply(&envelope, position).await.expect("apply");
     }
     let query = ListQuery {
-        category: None,
-        brand: Some("nowhere".into()),
+        categories: Vec::new(),
+        brands: vec!["nowhere".into()],
         min_price: None,
         max_price: None,
         in_stock: false,
@@ -104,7 +104,7 @@ async fn a_very_selective_filter_is_too_costly_for_redis() {
         Err(ReadModelError::TooCostly)
     ));
     let unfiltered = ListQuery {
-        brand: None,
+        brands: Vec::new(),
         ..query
     };
     assert_eq!(
@@ -116,6 +116,108 @@ async fn a_very_selective_filter_is_too_costly_for_redis() {
             .len(),
         10
     );
+}
+
+/// Several categories are several index ranges merged in the reader; a sparse filter makes it
+/// read them in several rounds, and a round must stop where the first full range stops (the
+/// cheap category's 200th entry here), or the next round skips what lies beyond it.
+#[tokio::test]
+async fn a_sparse_filter_over_two_unevenly_priced_categories_lists_every_match_once_in_order() {
+    use chrono::Utc;
+    use events::{
+        CatalogEvent, CategoryCreated, EventMetadata, NewEvent, ProductCreated, ProductStatus,
+    };
+    use projectors::read_model::{CatalogReadModel, ListQuery, MinPosition, SortOrder};
+    use projectors::Projection;
+
+    let config = Arc::new(RedisConfig::from_url(&testkit::redis_url()).expect("url"));
+    let connection = RedisConnection::connect(&config).await.expect("connect");
+    let projection = RedisProjection::new(config.clone(), connection.clone(), "redis");
+    projection.mark_intact().await.expect("mark");
+    let model = RedisReadModel::new(config, connection);
+    let mut position = 0;
+    for slug in ["tools", "garden"] {
+        position += 1;
+        let category = CatalogEvent::CategoryCreated(CategoryCreated {
+            slug: slug.into(),
+            name: slug.to_uppercase(),
+            parent: None,
+        });
+        let envelope = NewEvent::from_event(
+            events::catalog_events::category_aggregate_id(slug),
+            1,
+            &category,
+            Utc::now(),
+            EventMetadata::default(),
+        )
+        .into_envelope(position);
+        projection.apply(&envelope, position).await.expect("apply");
+    }
+    // Tools cost 100..399 cents, garden products 100..698 (every other cent): the first 200
+    // of each end far apart. One in ten of each is a "Rare" (in either case).
+    let mut expected = Vec::new();
+    for index in 0..300_i64 {
+        for (category, price, brand) in [
+            (
+                "tools",
+                100 + index,
+                if index % 10 == 0 { "Rare" } else { "Common" },
+            ),
+            (
+                "garden",
+                100 + 2 * index,
+                if index % 10 == 5 { "rare" } else { "Common" },
+            ),
+        ] {
+            position += 1;
+            let id = uuid::Uuid::now_v7();
+            let created = CatalogEvent::ProductCreated(ProductCreated {
+                sku: format!("{category}-{index}"),
+                name: format!("Product {index}"),
+                description: String::new(),
+                category: category.into(),
+                brand: Some(brand.into()),
+                price_cents: price,
+                currency: "USD".into(),
+                stock: 1,
+                status: ProductStatus::Published,
+                attributes: Default::default(),
+                images: Vec::new(),
+            });
+            let envelope =
+                NewEvent::from_event(id, 1, &created, Utc::now(), EventMetadata::default())
+                    .into_envelope(position);
+            projection.apply(&envelope, position).await.expect("apply");
+            if brand != "Common" {
+                expected.push((price, id, format!("{category}-{index}")));
+            }
+        }
+    }
+    expected.sort();
+    let expected: Vec<String> = expected.into_iter().map(|(_, _, sku)| sku).collect();
+    assert_eq!(expected.len(), 60);
+    for limit in [100, 7] {
+        let mut query = ListQuery {
+            categories: vec!["tools".into(), "garden".into()],
+            brands: vec!["RARE".into()],
+            min_price: None,
+            max_price: None,
+            in_stock: false,
+            sort: SortOrder::PriceAsc,
+            limit,
+            after: None,
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = model.list(&query, MinPosition::ANY).await.expect("list");
+            seen.extend(page.items.iter().map(|product| product.sku.clone()));
+            match page.next_cursor {
+                Some(cursor) if seen.len() <= expected.len() => query.after = Some(cursor.after),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, expected, "limit {limit}");
+    }
 }
 
 #[tokio::test]

@@ -40,6 +40,10 @@ macro_rules! read_model_conformance_suite {
             a_replayed_event_changes_nothing,
             listings_follow_each_sort_order_with_ties_by_id,
             filters_combine_and_price_bounds_are_inclusive,
+            several_brands_list_the_products_of_any_of_them_case_insensitively,
+            several_categories_list_the_products_of_any_of_them,
+            brands_and_categories_combine_with_and,
+            paging_through_several_categories_and_brands_gives_every_match_once_in_order,
             pages_continue_after_the_cursor_and_unpublished_products_leave,
             bestsellers_rank_by_sales,
             waiting_for_a_position_returns_once_it_is_applied,
@@ -124,10 +128,26 @@ impl Log {
         .await;
     }
 
+    /// A published product whose brand is `Acme` for an even price, `Zeta` for an odd one.
     async fn product(
         &mut self,
         sku: &str,
         category: &str,
+        price: i64,
+        stock: i64,
+        minutes: i64,
+    ) -> Uuid {
+        let brand = if price % 2 == 0 { "Acme" } else { "Zeta" };
+        self.branded(sku, category, Some(brand), price, stock, minutes)
+            .await
+    }
+
+    /// A published product of `brand` (or of none).
+    async fn branded(
+        &mut self,
+        sku: &str,
+        category: &str,
+        brand: Option<&str>,
         price: i64,
         stock: i64,
         minutes: i64,
@@ -138,7 +158,7 @@ impl Log {
             name: format!("Product {sku}"),
             description: String::new(),
             category: category.into(),
-            brand: Some(if price % 2 == 0 { "Acme" } else { "Zeta" }.into()),
+            brand: brand.map(str::to_owned),
             price_cents: price,
             currency: "USD".into(),
             stock,
@@ -153,8 +173,8 @@ impl Log {
 
 fn query(sort: SortOrder, limit: usize) -> ListQuery {
     ListQuery {
-        category: None,
-        brand: None,
+        categories: Vec::new(),
+        brands: Vec::new(),
         min_price: None,
         max_price: None,
         in_stock: false,
@@ -233,18 +253,186 @@ pub async fn filters_combine_and_price_bounds_are_inclusive(pair: Pair) {
     log.product("T300", "tools", 300, 5, 3).await;
     log.product("G200", "garden", 200, 5, 4).await;
     let mut filtered = query(SortOrder::PriceAsc, 10);
-    filtered.category = Some("tools".into());
+    filtered.categories = vec!["tools".into()];
     filtered.min_price = Some(100);
     filtered.max_price = Some(200);
     assert_eq!(skus(&log, &filtered).await, ["T100", "T200"]);
     filtered.in_stock = true;
     assert_eq!(skus(&log, &filtered).await, ["T200"]);
     let mut by_brand = query(SortOrder::PriceAsc, 10);
-    by_brand.brand = Some("acme".into());
+    by_brand.brands = vec!["acme".into()];
     assert_eq!(
         skus(&log, &by_brand).await,
         ["T100", "T200", "G200", "T300"]
     );
+}
+
+pub async fn several_brands_list_the_products_of_any_of_them_case_insensitively(pair: Pair) {
+    let mut log = Log::new(pair);
+    log.category("tools").await;
+    log.branded("ACME-1", "tools", Some("Acme"), 100, 1, 1)
+        .await;
+    log.branded("ZETA-1", "tools", Some("Zeta"), 200, 1, 2)
+        .await;
+    log.branded("ORBIT-1", "tools", Some("Orbit"), 300, 1, 3)
+        .await;
+    log.branded("NONE-1", "tools", None, 400, 1, 4).await;
+    log.branded("ACME-2", "tools", Some("ACME"), 500, 1, 5)
+        .await;
+    let mut two = query(SortOrder::PriceAsc, 10);
+    two.brands = vec!["acme".into(), "Orbit".into()];
+    assert_eq!(skus(&log, &two).await, ["ACME-1", "ORBIT-1", "ACME-2"]);
+    two.brands = vec!["oRBIT".into(), "zeta".into()];
+    assert_eq!(skus(&log, &two).await, ["ZETA-1", "ORBIT-1"]);
+    two.brands = vec!["nobody".into(), "ZETA".into()];
+    assert_eq!(skus(&log, &two).await, ["ZETA-1"]);
+    two.brands = vec!["nobody".into(), "else".into()];
+    assert!(skus(&log, &two).await.is_empty());
+}
+
+pub async fn several_categories_list_the_products_of_any_of_them(pair: Pair) {
+    let mut log = Log::new(pair);
+    for slug in ["tools", "garden", "kitchen"] {
+        log.category(slug).await;
+    }
+    log.product("T1", "tools", 100, 1, 1).await;
+    log.product("G1", "garden", 150, 1, 2).await;
+    log.product("K1", "kitchen", 200, 1, 3).await;
+    log.product("T2", "tools", 250, 1, 4).await;
+    log.product("G2", "garden", 300, 1, 5).await;
+    let mut two = query(SortOrder::PriceAsc, 10);
+    two.categories = vec!["tools".into(), "garden".into()];
+    assert_eq!(skus(&log, &two).await, ["T1", "G1", "T2", "G2"]);
+    two.sort = SortOrder::Newest;
+    assert_eq!(skus(&log, &two).await, ["G2", "T2", "G1", "T1"]);
+    // A category without products (or unknown) adds nothing.
+    two.categories = vec!["kitchen".into(), "nowhere".into()];
+    assert_eq!(skus(&log, &two).await, ["K1"]);
+    let (categories, _) = log.model.categories(log.at()).await.expect("categories");
+    assert_eq!(categories.len(), 3);
+}
+
+pub async fn brands_and_categories_combine_with_and(pair: Pair) {
+    let mut log = Log::new(pair);
+    for slug in ["tools", "garden", "kitchen"] {
+        log.category(slug).await;
+    }
+    log.branded("T-ACME", "tools", Some("Acme"), 100, 1, 1)
+        .await;
+    log.branded("T-ZETA", "tools", Some("Zeta"), 200, 1, 2)
+        .await;
+    log.branded("G-ORBIT", "garden", Some("Orbit"), 300, 0, 3)
+        .await;
+    log.branded("G-ACME", "garden", Some("acme"), 400, 1, 4)
+        .await;
+    log.branded("K-ACME", "kitchen", Some("Acme"), 500, 1, 5)
+        .await;
+    log.branded("K-ORBIT", "kitchen", Some("Orbit"), 600, 1, 6)
+        .await;
+    let mut both = query(SortOrder::PriceAsc, 10);
+    both.categories = vec!["tools".into(), "garden".into()];
+    both.brands = vec!["ACME".into(), "orbit".into()];
+    assert_eq!(skus(&log, &both).await, ["T-ACME", "G-ORBIT", "G-ACME"]);
+    both.in_stock = true;
+    assert_eq!(skus(&log, &both).await, ["T-ACME", "G-ACME"]);
+    both.min_price = Some(200);
+    assert_eq!(skus(&log, &both).await, ["G-ACME"]);
+}
+
+pub async fn paging_through_several_categories_and_brands_gives_every_match_once_in_order(
+    pair: Pair,
+) {
+    let mut log = Log::new(pair);
+    let categories = ["tools", "garden", "kitchen"];
+    for slug in categories {
+        log.category(slug).await;
+    }
+    let brands = [
+        Some("Acme"),
+        Some("ZETA"),
+        Some("Orbit"),
+        None,
+        Some("zeta"),
+    ];
+    let mut ids = Vec::new();
+    for index in 0..24_i64 {
+        let index_usize = index as usize;
+        // Few distinct prices and times, so many products tie and order by id.
+        ids.push(
+            log.branded(
+                &format!("P{index:02}"),
+                categories[index_usize % 3],
+                brands[index_usize % 5],
+                100 * (1 + index % 4),
+                1,
+                index % 5,
+            )
+            .await,
+        );
+    }
+    let mut products = Vec::new();
+    for id in ids {
+        let (product, _) = log.model.product(id, log.at()).await.expect("read");
+        products.push(product.expect("published"));
+    }
+    let listings: [(&[&str], &[&str], usize); 4] = [
+        (&["kitchen", "tools"], &[], 2),
+        (&["tools", "garden"], &["zeta", "ORBIT"], 2),
+        (&[], &["acme", "Orbit"], 3),
+        (&["garden", "kitchen", "tools"], &["Zeta"], 1),
+    ];
+    for (in_categories, of_brands, limit) in listings {
+        for sort in SortOrder::ALL {
+            let mut paged = query(sort, limit);
+            paged.categories = in_categories.iter().map(|c| c.to_string()).collect();
+            paged.brands = of_brands.iter().map(|b| b.to_string()).collect();
+            let mut expected: Vec<_> = products
+                .iter()
+                .filter(|p| {
+                    in_categories.is_empty() || in_categories.contains(&p.category.as_str())
+                })
+                .filter(|p| {
+                    of_brands.is_empty()
+                        || p.brand.as_deref().is_some_and(|own| {
+                            of_brands
+                                .iter()
+                                .any(|b| b.to_lowercase() == own.to_lowercase())
+                        })
+                })
+                .collect();
+            expected.sort_by_key(|p| sort.key(p));
+            let expected: Vec<String> = expected.iter().map(|p| p.sku.clone()).collect();
+            assert!(expected.len() > limit, "the listing spans several pages");
+            assert_eq!(
+                every_page(&log, paged).await,
+                expected,
+                "categories {in_categories:?}, brands {of_brands:?}, {sort:?}, limit {limit}"
+            );
+        }
+    }
+}
+
+/// The skus of every page of `query`, from the first on, following `next_cursor`.
+async fn every_page(log: &Log, mut query: ListQuery) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let page = log.model.list(&query, log.at()).await.expect("page");
+        assert!(
+            page.items.len() <= query.limit,
+            "a page is at most its limit"
+        );
+        seen.extend(page.items.iter().map(|p| p.sku.clone()));
+        let Some(cursor) = page.next_cursor else {
+            return seen;
+        };
+        assert_eq!(
+            page.items.len(),
+            query.limit,
+            "a page followed by another is full"
+        );
+        query.after = Some(cursor.after);
+    }
+    panic!("more than 100 pages: {seen:?}");
 }
 
 pub async fn pages_continue_after_the_cursor_and_unpublished_products_leave(pair: Pair) {

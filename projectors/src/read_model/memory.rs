@@ -55,6 +55,25 @@ impl State {
         }
     }
 
+    /// Up to `query.limit + 1` products of the index `scope` that pass `query`'s filters, in
+    /// order, strictly after its cursor.
+    fn first_matches(&self, scope: &IndexKey, query: &ListQuery) -> Vec<Arc<ProductView>> {
+        let Some(index) = self.indexes.get(scope) else {
+            return Vec::new();
+        };
+        let start = match &query.after {
+            Some(after) => Bound::Excluded(after.clone()),
+            None => Bound::Unbounded,
+        };
+        index
+            .range((start, Bound::Unbounded))
+            .filter_map(|key| self.products.get(&key.id))
+            .filter(|product| query.matches(product))
+            .take(query.limit + 1)
+            .cloned()
+            .collect()
+    }
+
     fn apply_product(&mut self, envelope: &Envelope, event: CatalogEvent) -> Applied {
         let existing = self.products.get(&envelope.aggregate_id).cloned();
         let product = match evolve(existing.as_deref(), envelope, event) {
@@ -185,24 +204,22 @@ impl CatalogReadModel for MemoryReadModel {
 
     async fn list(&self, query: &ListQuery, _at: MinPosition) -> Result<Page, ReadModelError> {
         let state = self.state.read();
+        let scopes: Vec<Option<String>> = if query.categories.is_empty() {
+            vec![None]
+        } else {
+            query.categories.iter().cloned().map(Some).collect()
+        };
+        // The first `limit + 1` matches of the union are among the first `limit + 1` matches
+        // of each scope: take those, then merge them in order.
         let mut items = Vec::with_capacity(query.limit + 1);
-        if let Some(index) = state.indexes.get(&(query.category.clone(), query.sort)) {
-            let start = match &query.after {
-                Some(after) => Bound::Excluded(after.clone()),
-                None => Bound::Unbounded,
-            };
-            for key in index.range((start, Bound::Unbounded)) {
-                let Some(product) = state.products.get(&key.id) else {
-                    continue;
-                };
-                if query.matches(product) {
-                    items.push(product.clone());
-                    if items.len() > query.limit {
-                        break;
-                    }
-                }
-            }
+        for scope in scopes {
+            items.extend(state.first_matches(&(scope, query.sort), query));
         }
+        if query.categories.len() > 1 {
+            items.sort_by_cached_key(|product| query.sort.key(product));
+            items.dedup_by_key(|product| product.id);
+        }
+        items.truncate(query.limit + 1);
         Ok(Page::cut(items, query, state.position))
     }
 

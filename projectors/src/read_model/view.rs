@@ -91,7 +91,7 @@ impl SortOrder {
 }
 
 /// One part of a sort key: numbers are stored so that ascending order is the listing's order.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum KeyPart {
     Int(i64),
@@ -99,7 +99,7 @@ pub enum KeyPart {
 }
 
 /// A product's position in one listing order.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SortKey {
     pub part: KeyPart,
     pub id: Uuid,
@@ -142,11 +142,16 @@ impl Cursor {
 }
 
 /// A listing request, already validated.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `categories` and `brands` are each "any of these" (OR), and every filter must hold (AND):
+/// `categories = [a, b], brands = [x]` lists the products in `a` or `b` whose brand is `x`.
+/// An empty list is no filter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ListQuery {
-    pub category: Option<String>,
-    /// Case-insensitive exact match.
-    pub brand: Option<String>,
+    /// Category slugs, exact match; any of them.
+    pub categories: Vec<String>,
+    /// Brands, case-insensitive exact match; any of them.
+    pub brands: Vec<String>,
     /// Inclusive bounds.
     pub min_price: Option<i64>,
     pub max_price: Option<i64>,
@@ -161,8 +166,8 @@ impl ListQuery {
     /// The query behind a bestseller list: published products by sales, no filters.
     pub fn bestsellers(category: Option<&str>, limit: usize) -> ListQuery {
         ListQuery {
-            category: category.map(str::to_owned),
-            brand: None,
+            categories: category.map(str::to_owned).into_iter().collect(),
+            brands: Vec::new(),
             min_price: None,
             max_price: None,
             in_stock: false,
@@ -172,22 +177,44 @@ impl ListQuery {
         }
     }
 
-    /// Whether any filter beyond the category is set.
+    /// The same query in one canonical form: categories sorted and distinct, brands
+    /// lowercased, sorted and distinct. OR is indifferent to order and brands match
+    /// case-insensitively, so two queries that list the same products have the same
+    /// normalised form (what a cache keys on), and each adapter answers both the same.
+    pub fn normalized(&self) -> ListQuery {
+        let mut categories = self.categories.clone();
+        categories.sort();
+        categories.dedup();
+        let mut brands: Vec<String> = self.brands.iter().map(|b| b.to_lowercase()).collect();
+        brands.sort();
+        brands.dedup();
+        ListQuery {
+            categories,
+            brands,
+            ..self.clone()
+        }
+    }
+
+    /// Whether any filter beyond the categories is set.
     pub fn is_filtered(&self) -> bool {
-        self.brand.is_some()
+        !self.brands.is_empty()
             || self.min_price.is_some()
             || self.max_price.is_some()
             || self.in_stock
     }
 
-    /// Whether `product` passes the filters beyond the category (brand, price, stock).
+    /// Whether `product` is in one of the categories (any product when there are none).
+    pub fn in_categories(&self, product: &ProductView) -> bool {
+        self.categories.is_empty() || self.categories.contains(&product.category)
+    }
+
+    /// Whether `product` passes the filters beyond the categories (brand, price, stock).
     pub fn matches(&self, product: &ProductView) -> bool {
-        if let Some(brand) = &self.brand {
-            let same = product
-                .brand
-                .as_deref()
-                .is_some_and(|own| own.to_lowercase() == brand.to_lowercase());
-            if !same {
+        if !self.brands.is_empty() {
+            let Some(own) = product.brand.as_deref().map(str::to_lowercase) else {
+                return false;
+            };
+            if !self.brands.iter().any(|brand| brand.to_lowercase() == own) {
                 return false;
             }
         }

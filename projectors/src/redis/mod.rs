@@ -15,7 +15,10 @@
 //! | `checkpoint` | every position up to it applied |
 //! | `intact` | set once the projector caught the view up; missing after Redis lost its data, and then readers fall back to PostgreSQL while the projector rebuilds |
 //!
-//! Listings are one `ZRANGE … BYLEX` from the cursor's encoded key, then one `MGET`.
+//! Listings are one `ZRANGE … BYLEX` from the cursor's encoded key, then one `MGET`. A listing
+//! over several categories sends one `ZRANGE` per category index in one pipeline and merges
+//! the ranges in the reader (each product is in one category, and a member encodes the same
+//! key in every index); readers write nothing, not even a temporary union.
 //!
 //! # Atomic per event
 //!

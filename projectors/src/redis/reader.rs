@@ -94,34 +94,48 @@ impl RedisReadModel {
             .collect()
     }
 
-    /// Up to `count` members after `after` (exclusive) in the index.
+    /// The next members after `after` (exclusive) of the union of the indexes `keys`, in
+    /// order and distinct, and whether the union has no more after them.
+    ///
+    /// Each index gives up to `count` members in one round trip. The merged members are
+    /// certain only up to the smallest last member among the indexes that gave a full
+    /// `count` (one of those may hold more members below another's last): the answer stops
+    /// there, so a next call from its last member neither skips nor repeats one. It is never
+    /// shorter than `count` unless the union is exhausted.
     async fn members(
         &self,
-        key: &str,
+        keys: &[String],
         after: Option<&str>,
         count: usize,
-    ) -> Result<Vec<String>, ReadModelError> {
+    ) -> Result<(Vec<String>, bool), ReadModelError> {
         let start = match after {
             Some(member) => format!("({member}"),
             None => "-".to_owned(),
         };
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS").arg(self.config.key("intact"));
+        for key in keys {
+            pipe.cmd("ZRANGE")
+                .arg(key)
+                .arg(&start)
+                .arg("+")
+                .arg("BYLEX")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(count);
+        }
         let mut connection = self.connection.clone();
-        let (intact, members): (bool, Vec<String>) = redis::pipe()
-            .cmd("EXISTS")
-            .arg(self.config.key("intact"))
-            .cmd("ZRANGE")
-            .arg(key)
-            .arg(start)
-            .arg("+")
-            .arg("BYLEX")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
+        let replies: Vec<redis::Value> = pipe
             .query_async(&mut connection)
             .await
             .map_err(unavailable)?;
+        let mut replies = replies.into_iter();
+        let intact: bool = parse_reply(replies.next())?;
         Self::require_intact(intact)?;
-        Ok(members)
+        let ranges = replies
+            .map(|reply| parse_reply::<Vec<String>>(Some(reply)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(merge_ranges(ranges, count))
     }
 
     /// Every read checks, in the same round trip, that the view is complete: a Redis that
@@ -135,6 +149,37 @@ impl RedisReadModel {
             ))
         }
     }
+}
+
+/// One reply of a pipeline as `T`; a missing or malformed one makes the view unavailable.
+fn parse_reply<T: redis::FromRedisValue>(reply: Option<redis::Value>) -> Result<T, ReadModelError> {
+    let reply = reply.ok_or_else(|| {
+        ReadModelError::Unavailable("Redis: a pipeline reply is missing".to_owned())
+    })?;
+    redis::from_redis_value(reply)
+        .map_err(|error| ReadModelError::Unavailable(format!("Redis: a reply: {error}")))
+}
+
+/// Merges ranges read from several indexes (each in member order, each asked for up to
+/// `count` members after one same point) into the members certain to come next in their
+/// union, and whether the union is exhausted; see [`RedisReadModel::members`].
+fn merge_ranges(ranges: Vec<Vec<String>>, count: usize) -> (Vec<String>, bool) {
+    // The smallest last member of a full range: beyond it, that range's next members
+    // (not read) could come before what the other ranges gave.
+    let bound = ranges
+        .iter()
+        .filter(|range| range.len() >= count)
+        .filter_map(|range| range.last())
+        .min()
+        .cloned();
+    let mut merged: Vec<String> = ranges
+        .into_iter()
+        .flatten()
+        .filter(|member| bound.as_ref().is_none_or(|bound| member <= bound))
+        .collect();
+    merged.sort();
+    merged.dedup();
+    (merged, bound.is_none())
 }
 
 /// Reads the checkpoint and the `intact` marker in one round trip; records the marker.
@@ -190,7 +235,15 @@ impl CatalogReadModel for RedisReadModel {
 
     async fn list(&self, query: &ListQuery, _at: MinPosition) -> Result<Page, ReadModelError> {
         let position = self.position();
-        let key = index_key(&self.config, query.category.as_deref(), query.sort);
+        let keys: Vec<String> = if query.categories.is_empty() {
+            vec![index_key(&self.config, None, query.sort)]
+        } else {
+            query
+                .categories
+                .iter()
+                .map(|category| index_key(&self.config, Some(category), query.sort))
+                .collect()
+        };
         let mut after = query.after.as_ref().map(encode_member);
         let filtered = query.is_filtered();
         let mut items = Vec::with_capacity(query.limit + 1);
@@ -201,8 +254,7 @@ impl CatalogReadModel for RedisReadModel {
             } else {
                 query.limit + 1 - items.len()
             };
-            let members = self.members(&key, after.as_deref(), wanted).await?;
-            let exhausted = members.len() < wanted;
+            let (members, exhausted) = self.members(&keys, after.as_deref(), wanted).await?;
             scanned += members.len();
             after = members.last().cloned();
             let ids: Vec<Uuid> = members.iter().filter_map(|m| member_id(m)).collect();
@@ -210,10 +262,7 @@ impl CatalogReadModel for RedisReadModel {
                 // A document ahead of its index entry (written between our two reads) is
                 // checked again here, so a page never shows a product out of its scope.
                 if product.status == ProductStatus::Published
-                    && query
-                        .category
-                        .as_ref()
-                        .is_none_or(|category| *category == product.category)
+                    && query.in_categories(&product)
                     && query.matches(&product)
                 {
                     items.push(product);
@@ -273,5 +322,70 @@ impl CatalogReadModel for RedisReadModel {
 
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
         self.position.wait_for(position, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::merge_ranges;
+
+    /// What `ZRANGE key (after + BYLEX LIMIT 0 count` answers on `index`.
+    fn zrange(index: &BTreeSet<String>, after: Option<&String>, count: usize) -> Vec<String> {
+        index
+            .iter()
+            .filter(|member| after.is_none_or(|after| *member > after))
+            .take(count)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn members_beyond_a_full_range_s_last_wait_for_the_next_read() {
+        let ranges = vec![
+            vec!["a".to_owned(), "b".to_owned()],
+            vec!["c".to_owned()],
+            vec!["a2".to_owned(), "z".to_owned()],
+        ];
+        let (merged, exhausted) = merge_ranges(ranges, 2);
+        assert_eq!(merged, ["a", "a2", "b"]);
+        assert!(!exhausted);
+    }
+
+    #[test]
+    fn short_ranges_everywhere_exhaust_the_union() {
+        let ranges = vec![vec!["b".to_owned()], vec!["a".to_owned(), "b".to_owned()]];
+        assert_eq!(
+            merge_ranges(ranges, 3),
+            (vec!["a".into(), "b".into()], true)
+        );
+    }
+
+    proptest! {
+        /// Reading the union chunk by chunk from each answer's last member gives every member
+        /// of every index once, in order.
+        #[test]
+        fn chunked_reads_of_a_union_give_each_member_once_in_order(
+            indexes in prop::collection::vec(prop::collection::btree_set("[a-e]{1,3}", 0..12), 1..5),
+            count in 1_usize..6,
+        ) {
+            let expected: BTreeSet<String> = indexes.iter().flatten().cloned().collect();
+            let mut seen = Vec::new();
+            let mut after: Option<String> = None;
+            for _ in 0..=expected.len() {
+                let ranges = indexes.iter().map(|index| zrange(index, after.as_ref(), count)).collect();
+                let (members, exhausted) = merge_ranges(ranges, count);
+                prop_assert!(exhausted || members.len() >= count);
+                after = members.last().cloned().or(after);
+                seen.extend(members);
+                if exhausted {
+                    break;
+                }
+            }
+            prop_assert_eq!(seen, expected.into_iter().collect::<Vec<_>>());
+        }
     }
 }

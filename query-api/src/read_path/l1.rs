@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::Expiry;
-use projectors::read_model::{CategoryView, Page, ProductView};
+use projectors::read_model::{CategoryView, ListQuery, Page, ProductView};
 use projectors::redis::Invalidation;
 use uuid::Uuid;
 
@@ -40,11 +40,37 @@ impl<K, T> Expiry<K, Cached<T>> for Ttl {
     }
 }
 
-/// A listing page's cache key: its scope (for invalidation) and the whole query.
+/// A listing page's cache key: the whole query in its normalised form
+/// ([`ListQuery::normalized`]), so `brand=a&brand=b` and `brand=B&brand=a` share an entry
+/// (they list the same products) and queries that differ in any value do not.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct PageKey {
-    pub category: Option<String>,
-    pub query: String,
+    query: ListQuery,
+}
+
+impl PageKey {
+    pub fn new(query: &ListQuery) -> Self {
+        PageKey {
+            query: query.normalized(),
+        }
+    }
+
+    /// The query the page answers, normalised.
+    pub fn query(&self) -> &ListQuery {
+        &self.query
+    }
+
+    /// Whether a change in one of `scopes` (`all` and category slugs) can change this page: a
+    /// page over every category can always change; one over some categories when one of
+    /// them changed.
+    fn is_touched_by(&self, scopes: &[String]) -> bool {
+        self.query.categories.is_empty()
+            || self
+                .query
+                .categories
+                .iter()
+                .any(|category| scopes.contains(category))
+    }
 }
 
 /// A bestseller list, cached at its longest.
@@ -110,10 +136,7 @@ impl L1 {
             let scopes = invalidation.scopes.clone();
             let dropped = self
                 .pages
-                .invalidate_entries_if(move |key, _| match &key.category {
-                    None => true,
-                    Some(category) => scopes.iter().any(|scope| scope == category),
-                });
+                .invalidate_entries_if(move |key, _| key.is_touched_by(&scopes));
             if dropped.is_err() {
                 self.pages.invalidate_all();
             }
@@ -140,4 +163,48 @@ where
 pub(super) fn record(layer: &'static str, result: &'static str) {
     metrics::counter!("catalog_cache_requests_total", "layer" => layer, "result" => result)
         .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use projectors::read_model::{ListQuery, SortOrder};
+
+    use super::PageKey;
+
+    fn listing(categories: &[&str], brands: &[&str]) -> ListQuery {
+        ListQuery {
+            categories: categories.iter().map(|c| c.to_string()).collect(),
+            brands: brands.iter().map(|b| b.to_string()).collect(),
+            min_price: None,
+            max_price: None,
+            in_stock: false,
+            sort: SortOrder::Newest,
+            limit: 20,
+            after: None,
+        }
+    }
+
+    #[test]
+    fn queries_listing_the_same_products_share_a_page_key_and_others_do_not() {
+        let key = |categories: &[&str], brands: &[&str]| PageKey::new(&listing(categories, brands));
+        assert!(key(&["b", "a"], &["Sonora", "acme"]) == key(&["a", "b"], &["ACME", "sonora"]));
+        assert!(key(&["a", "a"], &["acme", "Acme"]) == key(&["a"], &["acme"]));
+        assert!(key(&["a", "b"], &["acme"]) != key(&["a"], &["acme"]));
+        assert!(key(&["a"], &["acme", "sonora"]) != key(&["a"], &["acme"]));
+        assert!(key(&[], &["acme"]) != key(&["acme"], &[]));
+        let mut in_stock = listing(&["a"], &["acme"]);
+        in_stock.in_stock = true;
+        assert!(PageKey::new(&in_stock) != key(&["a"], &["acme"]));
+    }
+
+    #[test]
+    fn a_page_over_several_categories_is_touched_by_a_change_in_any_of_them() {
+        let scopes = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let several = PageKey::new(&listing(&["garden", "tools"], &[]));
+        assert!(several.is_touched_by(&scopes(&["all", "tools"])));
+        assert!(several.is_touched_by(&scopes(&["all", "kitchen", "garden"])));
+        assert!(!several.is_touched_by(&scopes(&["all", "kitchen"])));
+        let everything = PageKey::new(&listing(&[], &["acme"]));
+        assert!(everything.is_touched_by(&scopes(&["all", "kitchen"])));
+    }
 }

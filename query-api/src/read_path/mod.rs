@@ -230,13 +230,13 @@ impl CatalogReadModel for LayeredReadModel {
     }
 
     async fn list(&self, query: &ListQuery, at: MinPosition) -> Result<Page, ReadModelError> {
-        let key = PageKey {
-            category: query.category.clone(),
-            query: format!("{query:?}"),
-        };
+        // Every layer answers a query and its normalised form alike; the normalised one is
+        // what is cached and read, so equal queries share one entry and one load.
+        let key = PageKey::new(query);
+        let normalized = key.query().clone();
         let cached = self
             .read_through(&self.cache.l1.pages, key, at, |model| {
-                let query = query.clone();
+                let query = normalized.clone();
                 async move { model.list(&query, at).await.map(Arc::new) }
             })
             .await?;

@@ -160,11 +160,13 @@ pub async fn get_product(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Category slugs, any of which matches: repeat the parameter (`category=a&category=b`).
+    /// Category slugs, any of which matches: repeat the parameter (`category=a&category=b`),
+    /// up to 20 times.
     #[serde(default)]
     #[param(style = Form, explode)]
     pub category: Vec<String>,
-    /// Exact brands, case-insensitive, any of which matches: repeat the parameter.
+    /// Exact brands, case-insensitive, any of which matches: repeat the parameter
+    /// (`brand=acme&brand=sonora`), up to 20 times.
     #[serde(default)]
     #[param(style = Form, explode)]
     pub brand: Vec<String>,
@@ -309,7 +311,10 @@ pub(crate) fn parse_filters(params: FilterParams) -> Result<Filters, QueryProble
                 Brand::MAX_CHARS
             )));
         }
-        if !brand.iter().any(|known| known.to_lowercase() == text.to_lowercase()) {
+        if !brand
+            .iter()
+            .any(|known| known.to_lowercase() == text.to_lowercase())
+        {
             brand.push(text);
         }
     }
@@ -360,17 +365,9 @@ pub fn parse_list_params(params: ListParams) -> Result<ListQuery, QueryProblem> 
         None => None,
         Some(text) => Some(parse_cursor(&text, sort)?),
     };
-    // Transitional: the read models take one category and one brand until their multi-value
-    // filters land.
-    let single = |name: &str, values: Vec<String>| -> Result<Option<String>, QueryProblem> {
-        match values.len() {
-            0 | 1 => Ok(values.into_iter().next()),
-            _ => Err(bad(format!("{name} takes one value on this route"))),
-        }
-    };
     Ok(ListQuery {
-        category: single("category", filters.category)?,
-        brand: single("brand", filters.brand)?,
+        categories: filters.category,
+        brands: filters.brand,
         min_price: filters.min_price,
         max_price: filters.max_price,
         in_stock: filters.in_stock,
@@ -396,6 +393,8 @@ fn parse_cursor(text: &str, sort: SortOrder) -> Result<SortKey, QueryProblem> {
 }
 
 /// Published products, filtered and sorted, a page at a time.
+///
+/// Every filter given must hold; a repeated `category` or `brand` matches any of its values.
 #[utoipa::path(get, path = "/api/products", tag = "queries", params(ListParams, ("X-Min-Position" = Option<u64>, Header)),
     responses((status = 200, body = ProductPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn list_products(

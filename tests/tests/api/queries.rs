@@ -156,6 +156,88 @@ async fn listings_sort_filter_and_hide_drafts() {
 }
 
 #[tokio::test]
+async fn repeated_brands_and_categories_list_products_of_any_of_them_and_all_filters_hold() {
+    let (app, _, position) = app_with_products().await;
+    assert_eq!(
+        skus(&list(&app, "brand=Zeta&brand=cucina&sort=price_asc", position).await),
+        ["E-2", "K-2"]
+    );
+    // Brands match case-insensitively ("Acme" and "acme"), the order of the values does
+    // not matter, and ties (E-2 and E-3 cost the same) order by id.
+    for query in [
+        "brand=zeta&brand=ACME&sort=price_asc",
+        "brand=acme&brand=Zeta&sort=price_asc",
+    ] {
+        assert_eq!(
+            skus(&list(&app, query, position).await),
+            ["LAST", "K-1", "E-1", "E-2", "E-3"],
+            "{query}"
+        );
+    }
+    assert_eq!(
+        skus(&list(&app, "category=kitchen&category=electronics", position).await),
+        ["LAST", "K-2", "K-1", "E-3", "E-2", "E-1"]
+    );
+    assert_eq!(
+        skus(
+            &list(
+                &app,
+                "category=kitchen&category=garden&brand=acme&brand=cucina&sort=price_asc",
+                position
+            )
+            .await
+        ),
+        ["LAST", "K-1", "K-2"]
+    );
+    assert_eq!(
+        skus(
+            &list(
+                &app,
+                "brand=zeta&brand=acme&in_stock=true&sort=price_asc",
+                position
+            )
+            .await
+        ),
+        ["LAST", "K-1", "E-1", "E-3"]
+    );
+    // A multi-value listing pages through every match once, in order.
+    let query = "brand=zeta&brand=acme&sort=price_asc&limit=3";
+    let first = list(&app, query, position).await;
+    assert_eq!(skus(&first), ["LAST", "K-1", "E-1"]);
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second = list(&app, &format!("{query}&cursor={cursor}"), position).await;
+    assert_eq!(skus(&second), ["E-2", "E-3"]);
+    assert!(second["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn more_than_twenty_values_of_one_filter_are_400_and_twenty_are_fine() {
+    let (app, _, position) = app_with_products().await;
+    let repeated = |name: &str, count: usize| {
+        (0..count)
+            .map(|index| format!("{name}={name}-{index}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    for name in ["brand", "category"] {
+        let response = app
+            .fetch(&format!("/api/products?{}", repeated(name, 21)))
+            .await;
+        let problem = assert_problem(response, 400).await;
+        let detail = problem["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains(name) && detail.contains("at most 20"),
+            "{detail}"
+        );
+        let twenty = list(&app, &repeated(name, 20), position).await;
+        assert!(skus(&twenty).is_empty(), "{name}: no product has those");
+    }
+    let mut twenty_brands = repeated("brand", 19);
+    twenty_brands.push_str("&brand=CUCINA");
+    assert_eq!(skus(&list(&app, &twenty_brands, position).await), ["K-2"]);
+}
+
+#[tokio::test]
 async fn malformed_listing_parameters_are_400() {
     let (app, _, _) = app_with_products().await;
     let cursor_for_name = {

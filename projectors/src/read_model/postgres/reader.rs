@@ -79,12 +79,22 @@ fn listing_sql(query: &ListQuery) -> QueryBuilder<'_, Postgres> {
     let key = key_expression(query.sort);
     let mut sql =
         QueryBuilder::<Postgres>::new("SELECT doc FROM rm_products WHERE status = 'published'");
-    if let Some(category) = &query.category {
-        sql.push(" AND category = ").push_bind(category);
+    // One category keeps the plain equality, so the per-category indexes still deliver rows
+    // in listing order; several are one bound array.
+    match query.categories.as_slice() {
+        [] => {}
+        [category] => {
+            sql.push(" AND category = ").push_bind(category.clone());
+        }
+        categories => {
+            sql.push(" AND category = ANY(")
+                .push_bind(categories.to_vec())
+                .push(")");
+        }
     }
-    if let Some(brand) = &query.brand {
-        sql.push(" AND brand_key = ")
-            .push_bind(brand.to_lowercase());
+    if !query.brands.is_empty() {
+        let keys: Vec<String> = query.brands.iter().map(|b| b.to_lowercase()).collect();
+        sql.push(" AND brand_key = ANY(").push_bind(keys).push(")");
     }
     if let Some(min) = query.min_price {
         sql.push(" AND price_cents >= ").push_bind(min);
