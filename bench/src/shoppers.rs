@@ -1,6 +1,12 @@
 //! `catalog-bench shoppers`: simulated shoppers. Each user is one keep-alive HTTP/1.1
-//! connection that browses (product pages, category listings, categories, bestsellers, and
-//! search once the service has it) with a think time between requests.
+//! connection that browses (product pages, category listings, categories, bestsellers,
+//! search and autocomplete) with a think time between requests.
+//!
+//! The search mixes draw from a vocabulary built from the catalog sample ([`queries`]): Zipf
+//! over all of it (`search`), over its head only (`search-head`), a tail that never repeats
+//! (`search-tail`), or prefixes for autocomplete (`suggest`). `--mix` takes several mixes, run
+//! one after another against the same server, so that one run compares them (a table at the
+//! end); the report counts the distinct queries each mix sent and the share of repeats.
 //!
 //! A process may hold at most 20,000 open files here, so the tool forks `--workers` processes
 //! (each holding `users / workers` connections) and merges their HdrHistograms. Connections
@@ -8,6 +14,10 @@
 //! default), so the ephemeral ports of one source address do not run out. Only loopback
 //! targets are accepted; the run is bounded by `--seconds`.
 
+mod queries;
+
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,19 +33,49 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::report::{histogram, percentiles, require_loopback};
+use queries::{Named, Query, Searches};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// What the users of a run request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Mix {
     /// Product pages, listings, categories, bestsellers (and search with --search).
+    #[default]
     Browse,
     /// Only product pages.
     Product,
     /// Only category listings.
     Listing,
-    /// Only `/api/search`: 1–3 words from product names, half of them with a typo.
+    /// Only /api/search: queries of the catalog's vocabulary drawn Zipf-distributed
+    /// (--zipf-s), --typo-share of them with a typo; head queries repeat, the tail rarely.
     Search,
+    /// Only /api/search: the top --head queries of the vocabulary, Zipf-drawn, as written (no
+    /// typos): cache-friendly.
+    SearchHead,
+    /// Only /api/search: a query never sent before in the run (3 or more words of the
+    /// catalog), --typo-share of them with a typo: the uncached long tail.
+    SearchTail,
+    /// Only /api/search/suggest: a Zipf-drawn vocabulary query cut at 2 or more letters of
+    /// its last word, as a shopper typing.
+    Suggest,
     /// Only `--path`.
     Path,
+}
+
+impl Mix {
+    /// The name `--mix` takes.
+    fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|value| value.get_name().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Whether the mix sends search or suggest queries.
+    fn searches(self) -> bool {
+        matches!(
+            self,
+            Mix::Search | Mix::SearchHead | Mix::SearchTail | Mix::Suggest
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
@@ -59,14 +99,32 @@ pub struct Args {
     /// Mean think time between a user's requests (0: closed loop, as fast as answers come).
     #[arg(long, default_value_t = 0)]
     pub think_ms: u64,
-    #[arg(long, value_enum, default_value_t = Mix::Browse)]
-    pub mix: Mix,
+    /// What to request; several (comma-separated, e.g. `product,search-head,search-tail`) run
+    /// one after another, each for the ramp-up and `--seconds`, and end with a table
+    /// comparing them.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "browse")]
+    pub mix: Vec<Mix>,
     /// The path `--mix path` requests.
     #[arg(long, default_value = "/api/categories")]
     pub path: String,
-    /// Include `/api/search` in the browse mix.
+    /// Include `/api/search` (as in `--mix search`) in the browse mix.
     #[arg(long)]
     pub search: bool,
+    /// The exponent of the Zipf draw over the query vocabulary (rank r comes r^-s as often
+    /// as rank 1; 0: uniform).
+    #[arg(long, default_value_t = 1.0)]
+    pub zipf_s: f64,
+    /// The share of `search` and `search-tail` queries that get a typo (two adjacent letters
+    /// swapped in a word of 5 letters or more, or a letter dropped).
+    #[arg(long, default_value_t = 0.2)]
+    pub typo_share: f64,
+    /// How many of the top queries `--mix search-head` draws from.
+    #[arg(long, default_value_t = 100)]
+    pub head: usize,
+    /// Products to read before the run: the ids product pages ask for and the names and
+    /// brands the query vocabulary is built from.
+    #[arg(long, default_value_t = 2_000)]
+    pub sample_products: usize,
     /// Source addresses to spread connections over: 127.0.0.1 to 127.0.0.N.
     #[arg(long, default_value_t = 8)]
     pub source_addresses: u8,
@@ -80,8 +138,18 @@ pub struct Args {
     pub products: Vec<String>,
     #[arg(skip)]
     pub categories: Vec<String>,
+    /// The ranked query vocabulary (built once, shared by the workers).
     #[arg(skip)]
-    pub searches: Vec<String>,
+    pub vocabulary: Vec<String>,
+    /// The mix this worker runs.
+    #[arg(skip)]
+    pub phase: Mix,
+    /// The number of this phase's first tail query (the workers take turns after it).
+    #[arg(skip)]
+    pub tail_start: u64,
+    /// The run's rotation of the tail's order.
+    #[arg(skip)]
+    pub tail_rotation: u64,
 }
 
 /// What one worker reports.
@@ -92,14 +160,72 @@ struct WorkerReport {
     connected_peak: usize,
     connected_at_end: usize,
     histogram: String,
+    /// Search and suggest queries sent in the measured window.
+    queries_sent: u64,
+    /// Of those, the ones with a typo.
+    queries_with_typo: u64,
+    /// The 64-bit hashes of the distinct query texts sent, little-endian, base64.
+    query_hashes: String,
+    /// How many tail query numbers this worker took (in the ramp-up too).
+    tail_taken: u64,
+}
+
+/// What one mix measured, over all workers.
+struct Phase {
+    mix: Mix,
+    requests: u64,
+    errors: u64,
+    connected_peak: usize,
+    connected_at_end: usize,
+    latencies: hdrhistogram::Histogram<u64>,
+    queries_sent: u64,
+    queries_with_typo: u64,
+    distinct_queries: usize,
+    /// The first tail query number no worker of this phase took.
+    tail_next: u64,
 }
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
     require_loopback(&args.url)?;
-    let (products, categories, names) = catalog_sample(&args.url).await?;
-    args.products = products;
-    args.categories = categories;
-    args.searches = searches(&names);
+    let sample = catalog_sample(&args.url, args.sample_products).await?;
+    args.products = sample.products;
+    args.categories = sample.categories;
+    args.vocabulary = queries::vocabulary(&sample.named);
+    // A random order per run, so that a run does not send the tail of the run before it.
+    args.tail_rotation = rand::random();
+    // Checked here, before any worker starts: a bad setting fails once, with its reason.
+    if args.search || args.mix.iter().any(|mix| mix.searches()) {
+        let with_tail = args.mix.contains(&Mix::SearchTail);
+        Searches::new(
+            args.vocabulary.clone(),
+            args.zipf_s,
+            args.head,
+            args.typo_share,
+            with_tail.then_some(args.tail_rotation),
+        )?;
+    }
+    let pids = server_pids(&args.server_pids);
+    let mut phases = Vec::new();
+    // Tail query numbers go on from one phase to the next, so no phase repeats another.
+    let mut tail_start = 0;
+    for mix in args.mix.clone() {
+        let mut phase_args = args.clone();
+        phase_args.phase = mix;
+        phase_args.tail_start = tail_start;
+        let phase = run_phase(&phase_args).await?;
+        tail_start = phase.tail_next;
+        let peak_rss: u64 = pids.iter().map(|pid| rss_kib(*pid, "VmHWM:")).sum();
+        println!("{}", phase_line(&phase_args, &phase, peak_rss, pids.len()));
+        phases.push(phase);
+    }
+    if phases.len() > 1 {
+        print!("{}", comparison(&phases, args.seconds));
+    }
+    Ok(())
+}
+
+/// One mix: forks the workers, waits for them and merges their reports.
+async fn run_phase(args: &Args) -> anyhow::Result<Phase> {
     let workers = args.workers.max(1);
     let config_file =
         std::env::temp_dir().join(format!("catalog-bench-{}.json", std::process::id()));
@@ -120,10 +246,19 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
             .context("start a worker process")?;
         children.push((child, path));
     }
-    let pids = server_pids(&args.server_pids);
-    let mut peak_rss = 0u64;
-    let mut merged = histogram();
-    let (mut requests, mut errors, mut peak, mut at_end) = (0u64, 0u64, 0usize, 0usize);
+    let mut phase = Phase {
+        mix: args.phase,
+        requests: 0,
+        errors: 0,
+        connected_peak: 0,
+        connected_at_end: 0,
+        latencies: histogram(),
+        queries_sent: 0,
+        queries_with_typo: 0,
+        distinct_queries: 0,
+        tail_next: args.tail_start,
+    };
+    let mut distinct: HashSet<u64> = HashSet::new();
     for (child, path) in children {
         let output = child.wait_with_output().await?;
         let _ = std::fs::remove_file(&path);
@@ -136,64 +271,139 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         let bytes = base64::engine::general_purpose::STANDARD.decode(&report.histogram)?;
         let histogram: hdrhistogram::Histogram<u64> =
             Deserializer::new().deserialize(&mut bytes.as_slice())?;
-        merged.add(&histogram)?;
-        requests += report.requests;
-        errors += report.errors;
-        peak += report.connected_peak;
-        at_end += report.connected_at_end;
+        phase.latencies.add(&histogram)?;
+        phase.requests += report.requests;
+        phase.errors += report.errors;
+        phase.connected_peak += report.connected_peak;
+        phase.connected_at_end += report.connected_at_end;
+        phase.queries_sent += report.queries_sent;
+        phase.queries_with_typo += report.queries_with_typo;
+        // Worker i took the numbers start + k·workers + i for k below its count.
+        phase.tail_next = phase
+            .tail_next
+            .max(args.tail_start + report.tail_taken * workers as u64);
+        let hashes = base64::engine::general_purpose::STANDARD.decode(&report.query_hashes)?;
+        distinct.extend(
+            hashes
+                .chunks_exact(8)
+                .map(|chunk| u64::from_le_bytes(chunk.try_into().unwrap_or_default())),
+        );
     }
-    for pid in &pids {
-        peak_rss += rss_kib(*pid, "VmHWM:");
-    }
-    println!(
-        "{} users ({} workers, think {} ms, mix {:?}) for {} s: {:.0} requests/s, {}, errors {errors}, connections held {at_end} (peak {peak}), server peak RSS {:.0} MiB over {} processes",
-        args.users,
-        workers,
-        args.think_ms,
-        args.mix,
-        args.seconds,
-        requests as f64 / args.seconds as f64,
-        percentiles(&merged),
-        peak_rss as f64 / 1024.0,
-        pids.len()
-    );
-    Ok(())
+    phase.distinct_queries = distinct.len();
+    Ok(phase)
 }
 
-/// Search texts from product names: 1–3 words; every other one with a typo (two adjacent
-/// letters swapped in a word of five letters or more).
-fn searches(names: &[String]) -> Vec<String> {
-    let mut random = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
-    let mut out = Vec::new();
-    for (index, name) in names.iter().enumerate().take(1_000) {
-        let words: Vec<&str> = name
-            .split_whitespace()
-            .filter(|word| word.chars().all(char::is_alphabetic))
-            .collect();
-        if words.is_empty() {
-            continue;
+/// The report line of one mix.
+fn phase_line(args: &Args, phase: &Phase, peak_rss_kib: u64, server_processes: usize) -> String {
+    let mut line = format!(
+        "{} users ({} workers, think {} ms, mix {}) for {} s: {:.0} requests/s, {}, errors {}, connections held {} (peak {}), server peak RSS {:.0} MiB over {} processes",
+        args.users,
+        args.workers.max(1),
+        args.think_ms,
+        phase.mix.name(),
+        args.seconds,
+        phase.requests as f64 / args.seconds.max(1) as f64,
+        percentiles(&phase.latencies),
+        phase.errors,
+        phase.connected_at_end,
+        phase.connected_peak,
+        peak_rss_kib as f64 / 1024.0,
+        server_processes
+    );
+    if phase.queries_sent > 0 {
+        line.push_str(&format!(
+            "; queries sent {}, distinct {}, repeats {:.1}%, with a typo {:.1}%",
+            phase.queries_sent,
+            phase.distinct_queries,
+            phase.repeat_percent(),
+            100.0 * phase.queries_with_typo as f64 / phase.queries_sent as f64
+        ));
+    }
+    line
+}
+
+impl Phase {
+    /// The share of queries whose text had been sent before in this mix, in percent.
+    fn repeat_percent(&self) -> f64 {
+        if self.queries_sent == 0 {
+            return 0.0;
         }
-        let count = random.gen_range(1..=3.min(words.len()));
-        let start = random.gen_range(0..=words.len() - count);
-        let mut chosen: Vec<String> = words[start..start + count]
-            .iter()
-            .map(|word| word.to_lowercase())
-            .collect();
-        if index % 2 == 1 {
-            if let Some(word) = chosen.iter_mut().find(|word| word.chars().count() >= 5) {
-                let mut letters: Vec<char> = word.chars().collect();
-                let at = random.gen_range(1..letters.len() - 1);
-                letters.swap(at, at + 1);
-                *word = letters.into_iter().collect();
-            }
-        }
-        out.push(chosen.join(" "));
+        100.0 * (1.0 - self.distinct_queries as f64 / self.queries_sent as f64)
+    }
+}
+
+/// A table of the mixes of one run, each against the product pages of the same run when
+/// they were measured.
+fn comparison(phases: &[Phase], seconds: u64) -> String {
+    let rate = |phase: &Phase| phase.requests as f64 / seconds.max(1) as f64;
+    let product = phases
+        .iter()
+        .find(|phase| phase.mix == Mix::Product)
+        .map(rate);
+    let ms =
+        |phase: &Phase, quantile: f64| phase.latencies.value_at_quantile(quantile) as f64 / 1000.0;
+    let mut out = format!(
+        "{:<12} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>8} {:>6} {:>10}\n",
+        "mix",
+        "req/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "errors",
+        "queries",
+        "distinct",
+        "repeats",
+        "typos",
+        "vs product"
+    );
+    for phase in phases {
+        let (queries, distinct, repeats, typos) = if phase.queries_sent > 0 {
+            (
+                phase.queries_sent.to_string(),
+                phase.distinct_queries.to_string(),
+                format!("{:.1}%", phase.repeat_percent()),
+                format!(
+                    "{:.1}%",
+                    100.0 * phase.queries_with_typo as f64 / phase.queries_sent as f64
+                ),
+            )
+        } else {
+            ("-".into(), "-".into(), "-".into(), "-".into())
+        };
+        let versus = match product {
+            Some(product) if product > 0.0 => format!("{:.2}×", rate(phase) / product),
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "{:<12} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>9} {:>9} {:>8} {:>6} {:>10}\n",
+            phase.mix.name(),
+            rate(phase),
+            ms(phase, 0.5),
+            ms(phase, 0.9),
+            ms(phase, 0.99),
+            ms(phase, 0.999),
+            phase.errors,
+            queries,
+            distinct,
+            repeats,
+            typos,
+            versus
+        ));
     }
     out
 }
 
-/// Product ids, category slugs and product names to browse.
-async fn catalog_sample(url: &str) -> anyhow::Result<(Vec<String>, Vec<String>, Vec<String>)> {
+/// What the run browses and searches for, read from the catalog before it.
+struct Sample {
+    products: Vec<String>,
+    categories: Vec<String>,
+    named: Vec<Named>,
+}
+
+/// Up to `limit` product ids (newest first) with their names and brands, and the category
+/// slugs.
+async fn catalog_sample(url: &str, limit: usize) -> anyhow::Result<Sample> {
     let client = reqwest::Client::new();
     let categories: serde_json::Value = client
         .get(format!("{url}/api/categories"))
@@ -212,9 +422,9 @@ async fn catalog_sample(url: &str) -> anyhow::Result<(Vec<String>, Vec<String>, 
         })
         .unwrap_or_default();
     let mut products = Vec::new();
-    let mut names = Vec::new();
+    let mut named = Vec::new();
     let mut cursor: Option<String> = None;
-    while products.len() < 2_000 {
+    while products.len() < limit {
         let mut request = client
             .get(format!("{url}/api/products"))
             .query(&[("limit", "100")]);
@@ -227,7 +437,10 @@ async fn catalog_sample(url: &str) -> anyhow::Result<(Vec<String>, Vec<String>, 
                 products.push(id.to_owned());
             }
             if let Some(name) = item["name"].as_str() {
-                names.push(name.to_owned());
+                named.push(Named {
+                    name: name.to_owned(),
+                    brand: item["brand"].as_str().unwrap_or_default().to_owned(),
+                });
             }
         }
         match page["next_cursor"].as_str() {
@@ -235,7 +448,11 @@ async fn catalog_sample(url: &str) -> anyhow::Result<(Vec<String>, Vec<String>, 
             None => break,
         }
     }
-    Ok((products, categories, names))
+    Ok(Sample {
+        products,
+        categories,
+        named,
+    })
 }
 
 pub(crate) fn server_pids(given: &[u32]) -> Vec<u32> {
@@ -272,6 +489,18 @@ pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
 pub async fn worker(config: std::path::PathBuf) -> anyhow::Result<()> {
     let args: Args = serde_json::from_slice(&std::fs::read(&config)?)?;
     let target = resolve(&args.url).await?;
+    // Built before the clock starts: the tail's typo table takes a moment.
+    let searches = if args.search || args.phase.searches() {
+        Some(Searches::new(
+            args.vocabulary.clone(),
+            args.zipf_s,
+            args.head,
+            args.typo_share,
+            (args.phase == Mix::SearchTail).then_some(args.tail_rotation),
+        )?)
+    } else {
+        None
+    };
     let ramp = Duration::from_secs(args.ramp_seconds);
     let measure_from = Instant::now() + ramp;
     let window = Window {
@@ -283,6 +512,8 @@ pub async fn worker(config: std::path::PathBuf) -> anyhow::Result<()> {
         target,
         window,
         counters: Counters::new(),
+        searches,
+        tail_counter: AtomicU64::new(0),
         args,
     });
     let tasks: Vec<_> = (0..worker.args.users)
@@ -294,7 +525,8 @@ pub async fn worker(config: std::path::PathBuf) -> anyhow::Result<()> {
             connected_at_end += usize::from(held);
         }
     }
-    let report = worker.counters.report(connected_at_end)?;
+    let tail_taken = worker.tail_counter.load(Ordering::SeqCst);
+    let report = worker.counters.report(connected_at_end, tail_taken)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
@@ -328,6 +560,10 @@ struct Worker {
     host_header: String,
     window: Window,
     counters: Counters,
+    /// The query draws, for the mixes that search.
+    searches: Option<Searches>,
+    /// How many tail queries this worker's users have taken.
+    tail_counter: AtomicU64,
 }
 
 impl Worker {
@@ -371,12 +607,17 @@ impl Worker {
             let Some(connection) = sender.as_mut() else {
                 continue;
             };
-            let path = next_path(&self.args, &mut random);
+            let (path, query) = self.next_request(&mut random);
             let request = hyper::Request::get(&path)
                 .header(hyper::header::HOST, &self.host_header)
                 .body(Empty::<Bytes>::new());
             let Ok(request) = request else { continue };
             let sent = Instant::now();
+            if let Some(query) = &query {
+                if self.window.contains(sent) {
+                    self.counters.query_sent(query);
+                }
+            }
             let outcome = send(connection, request).await;
             if !self.counters.record(outcome, sent, self.window) {
                 sender = None;
@@ -399,6 +640,45 @@ impl Worker {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 None
+            }
+        }
+    }
+
+    /// The next path of this worker's mix, and the query it carries (search and suggest).
+    fn next_request(&self, random: &mut impl Rng) -> (String, Option<Query>) {
+        let searched = |query: Query| {
+            let path = format!("/api/search?q={}", encode(&query.text));
+            (path, Some(query))
+        };
+        let searches = self.searches.as_ref();
+        match (self.args.phase, searches) {
+            (Mix::Search, Some(searches)) => searched(searches.zipf(random)),
+            (Mix::SearchHead, Some(searches)) => searched(searches.head(random)),
+            (Mix::SearchTail, Some(searches)) => {
+                let taken = self.tail_counter.fetch_add(1, Ordering::Relaxed);
+                // Workers take turns, so no two take the same number.
+                let sequence = self.args.tail_start
+                    + taken * self.args.workers.max(1) as u64
+                    + self.args.worker_index as u64;
+                searched(searches.tail(sequence, random))
+            }
+            (Mix::Suggest, Some(searches)) => {
+                let query = searches.suggest(random);
+                let path = format!("/api/search/suggest?q={}", encode(&query.text));
+                (path, Some(query))
+            }
+            (Mix::Browse, searches) => {
+                let roll = random.gen_range(0..100);
+                match (roll, searches) {
+                    (95.., Some(searches)) => searched(searches.zipf(random)),
+                    _ => (browse_path(&self.args, roll, random), None),
+                }
+            }
+            (Mix::Product, _) => (product_path(&self.args, random), None),
+            (Mix::Listing, _) => (listing_path(&self.args, random), None),
+            // `run` builds the draws for every mix that searches.
+            (Mix::Path | Mix::Search | Mix::SearchHead | Mix::SearchTail | Mix::Suggest, _) => {
+                (self.args.path.clone(), None)
             }
         }
     }
@@ -437,6 +717,16 @@ struct Counters {
     requests: AtomicU64,
     errors: AtomicU64,
     latencies: parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
+    queries: parking_lot::Mutex<QueryLog>,
+}
+
+/// The search and suggest queries sent in the measured window.
+#[derive(Default)]
+struct QueryLog {
+    sent: u64,
+    with_typo: u64,
+    /// Hashes of the distinct texts: 8 bytes a query, where the texts would be tens.
+    distinct: HashSet<u64>,
 }
 
 impl Counters {
@@ -447,7 +737,19 @@ impl Counters {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             latencies: parking_lot::Mutex::new(histogram()),
+            queries: parking_lot::Mutex::new(QueryLog::default()),
         }
+    }
+
+    /// Counts a query sent in the measured window.
+    fn query_sent(&self, query: &Query) {
+        // The same hash in every worker: `DefaultHasher::new` has fixed keys.
+        let mut hasher = DefaultHasher::new();
+        query.text.hash(&mut hasher);
+        let mut log = self.queries.lock();
+        log.sent += 1;
+        log.with_typo += u64::from(query.typo);
+        log.distinct.insert(hasher.finish());
     }
 
     fn connection_opened(&self) {
@@ -492,16 +794,26 @@ impl Counters {
         }
     }
 
-    fn report(&self, connected_at_end: usize) -> anyhow::Result<WorkerReport> {
+    fn report(&self, connected_at_end: usize, tail_taken: u64) -> anyhow::Result<WorkerReport> {
         let merged = self.latencies.lock().clone();
         let mut bytes = Vec::new();
         V2Serializer::new().serialize(&merged, &mut bytes)?;
+        let log = self.queries.lock();
+        let hashes: Vec<u8> = log
+            .distinct
+            .iter()
+            .flat_map(|hash| hash.to_le_bytes())
+            .collect();
         Ok(WorkerReport {
             requests: self.requests.load(Ordering::SeqCst),
             errors: self.errors.load(Ordering::SeqCst),
             connected_peak: self.peak.load(Ordering::SeqCst),
             connected_at_end,
             histogram: base64::engine::general_purpose::STANDARD.encode(bytes),
+            queries_sent: log.sent,
+            queries_with_typo: log.with_typo,
+            query_hashes: base64::engine::general_purpose::STANDARD.encode(hashes),
+            tail_taken,
         })
     }
 }
@@ -514,38 +826,35 @@ fn pick(items: &[String], random: &mut dyn rand::RngCore) -> String {
         .unwrap_or_default()
 }
 
-fn next_path(args: &Args, random: &mut impl Rng) -> String {
-    let product = |random: &mut dyn rand::RngCore| {
-        let id = pick(&args.products, random);
-        format!("/api/products/{id}")
-    };
-    let listing = |random: &mut dyn rand::RngCore| {
-        let category = pick(&args.categories, random);
-        let sort =
-            ["newest", "price_asc", "price_desc", "bestselling", "name"][random.gen_range(0..5)];
-        format!("/api/products?category={category}&sort={sort}&limit=20")
-    };
-    let search = |random: &mut dyn rand::RngCore| {
-        let text = pick(&args.searches, random);
-        format!("/api/search?q={}", text.replace(' ', "%20"))
-    };
-    match args.mix {
-        Mix::Search => search(random),
-        Mix::Product => product(random),
-        Mix::Listing => listing(random),
-        Mix::Path => args.path.clone(),
-        Mix::Browse => {
-            let roll = random.gen_range(0..100);
-            match roll {
-                0..=54 => product(random),
-                55..=84 => listing(random),
-                85..=89 => "/api/categories".to_owned(),
-                90..=94 => "/api/products/bestsellers?limit=10".to_owned(),
-                _ if args.search => search(random),
-                _ => product(random),
-            }
-        }
+fn product_path(args: &Args, random: &mut dyn rand::RngCore) -> String {
+    let id = pick(&args.products, random);
+    format!("/api/products/{id}")
+}
+
+fn listing_path(args: &Args, random: &mut dyn rand::RngCore) -> String {
+    let category = pick(&args.categories, random);
+    let sort = ["newest", "price_asc", "price_desc", "bestselling", "name"][random.gen_range(0..5)];
+    format!("/api/products?category={category}&sort={sort}&limit=20")
+}
+
+/// The browse mix for a roll of 0..100 (95 and up search when `--search` is given; `run`
+/// sends those).
+fn browse_path(args: &Args, roll: u32, random: &mut dyn rand::RngCore) -> String {
+    match roll {
+        0..=54 => product_path(args, random),
+        55..=84 => listing_path(args, random),
+        85..=89 => "/api/categories".to_owned(),
+        90..=94 => "/api/products/bestsellers?limit=10".to_owned(),
+        _ => product_path(args, random),
     }
+}
+
+/// `text` as a query-string value (spaces as `%20`).
+fn encode(text: &str) -> String {
+    // `+` in the text itself comes out as `%2B`, so every `+` left is a space.
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
