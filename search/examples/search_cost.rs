@@ -12,7 +12,9 @@ use search::{SearchIndex, SearchQuery};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let directory = args.next().ok_or("usage: search_cost <index dir> <repeats> <query>...")?;
+    let directory = args
+        .next()
+        .ok_or("usage: search_cost <index dir> <repeats> <query>...")?;
     let repeats: usize = args.next().ok_or("repeats missing")?.parse()?;
     let queries: Vec<String> = args.collect();
     let index = TantivyIndex::open(std::path::Path::new(&directory))?;

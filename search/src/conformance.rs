@@ -440,12 +440,21 @@ pub async fn several_values_of_a_facet_are_ored_and_its_counts_ignore_its_own_fi
     let mut query = SearchQuery::words("");
     query.brands = vec!["acme".into(), "ÉLAN".into()];
     let results = catalog.index.search(&query).await.expect("search");
-    let mut skus: Vec<String> = results.hits.iter().map(|hit| hit.product.sku.clone()).collect();
+    let mut skus: Vec<String> = results
+        .hits
+        .iter()
+        .map(|hit| hit.product.sku.clone())
+        .collect();
     skus.sort();
     assert_eq!(skus, ["HEAD-0001", "HEAD-0003", "KITC-0002", "KITC-0003"]);
     assert_eq!(results.total, 4);
     // The brand facet is counted as if no brand were ticked; the others count the ticks.
-    assert_eq!(results.facets.brand.get("Flexa"), Some(&1), "{:?}", results.facets);
+    assert_eq!(
+        results.facets.brand.get("Flexa"),
+        Some(&1),
+        "{:?}",
+        results.facets
+    );
     assert_eq!(results.facets.brand.get("Acme"), Some(&2));
     assert_eq!(results.facets.category.get("sports"), None);
     assert_eq!(results.facets.category.get("kitchen"), Some(&2));
@@ -453,7 +462,11 @@ pub async fn several_values_of_a_facet_are_ored_and_its_counts_ignore_its_own_fi
 
     query.categories = vec!["kitchen".into(), "sports".into()];
     let results = catalog.index.search(&query).await.expect("search");
-    let mut skus: Vec<String> = results.hits.iter().map(|hit| hit.product.sku.clone()).collect();
+    let mut skus: Vec<String> = results
+        .hits
+        .iter()
+        .map(|hit| hit.product.sku.clone())
+        .collect();
     skus.sort();
     assert_eq!(skus, ["KITC-0002", "KITC-0003"], "AND across facets");
     // Categories counted with the brands ticked but not the categories: headphones can be
@@ -469,7 +482,10 @@ pub async fn a_synonym_finds_what_the_other_words_of_its_group_find(fixture: &Se
     assert!(catalog.skus(&SearchQuery::words("mat")).await.len() == 1);
     assert!(catalog.skus(&SearchQuery::words("carpet")).await.is_empty());
     let synonyms = crate::Synonyms {
-        groups: vec![vec!["carpet".into(), "mat".into()], vec!["light".into(), "lamp".into()]],
+        groups: vec![
+            vec!["carpet".into(), "mat".into()],
+            vec!["light".into(), "lamp".into()],
+        ],
     };
     catalog.position += 1;
     catalog
@@ -479,8 +495,14 @@ pub async fn a_synonym_finds_what_the_other_words_of_its_group_find(fixture: &Se
         .expect("synonyms");
     catalog.settle().await;
     assert_eq!(catalog.index.synonyms().await.expect("synonyms"), synonyms);
-    assert_eq!(catalog.skus(&SearchQuery::words("carpet")).await, ["SPRT-0001"]);
-    assert_eq!(catalog.skus(&SearchQuery::words("desk light")).await, ["LAMP-0001"]);
+    assert_eq!(
+        catalog.skus(&SearchQuery::words("carpet")).await,
+        ["SPRT-0001"]
+    );
+    assert_eq!(
+        catalog.skus(&SearchQuery::words("desk light")).await,
+        ["LAMP-0001"]
+    );
     // Cleared: the word means only itself again.
     catalog.position += 1;
     catalog
@@ -498,18 +520,42 @@ pub async fn suggestions_complete_the_last_word_from_names_and_brands(fixture: &
         text: text.into(),
         limit,
     };
-    let found = catalog.index.suggest(&suggest("head", 5)).await.expect("suggest");
+    let found = catalog
+        .index
+        .suggest(&suggest("head", 5))
+        .await
+        .expect("suggest");
     assert_eq!(found.queries, ["headphones"]);
     let mut skus: Vec<&str> = found.products.iter().map(|p| p.sku.as_str()).collect();
     skus.sort();
-    assert_eq!(skus, ["HEAD-0001", "HEAD-0002", "HEAD-0003"], "published only");
-    let found = catalog.index.suggest(&suggest("wireless he", 5)).await.expect("suggest");
+    assert_eq!(
+        skus,
+        ["HEAD-0001", "HEAD-0002", "HEAD-0003"],
+        "published only"
+    );
+    let found = catalog
+        .index
+        .suggest(&suggest("wireless he", 5))
+        .await
+        .expect("suggest");
     assert_eq!(found.queries, ["wireless headphones"]);
     assert_eq!(found.products.len(), 1);
     // Brands complete too; the most used word first.
-    let found = catalog.index.suggest(&suggest("e", 2)).await.expect("suggest");
-    assert_eq!(found.queries, ["elan", "espresso"], "two products each; then by word");
-    let nothing = catalog.index.suggest(&suggest("", 5)).await.expect("suggest");
+    let found = catalog
+        .index
+        .suggest(&suggest("e", 2))
+        .await
+        .expect("suggest");
+    assert_eq!(
+        found.queries,
+        ["elan", "espresso"],
+        "two products each; then by word"
+    );
+    let nothing = catalog
+        .index
+        .suggest(&suggest("", 5))
+        .await
+        .expect("suggest");
     assert!(nothing.queries.is_empty() && nothing.products.is_empty());
 }
 
@@ -541,5 +587,8 @@ pub async fn only_the_first_ten_words_are_used(fixture: &SearchFixture) {
     let ten = "wireless headphones acme wireless headphones acme wireless headphones acme wireless";
     assert_eq!(catalog.skus(&SearchQuery::words(ten)).await, ["HEAD-0001"]);
     let eleven = format!("{ten} kettle");
-    assert_eq!(catalog.skus(&SearchQuery::words(&eleven)).await, ["HEAD-0001"]);
+    assert_eq!(
+        catalog.skus(&SearchQuery::words(&eleven)).await,
+        ["HEAD-0001"]
+    );
 }

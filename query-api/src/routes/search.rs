@@ -121,7 +121,10 @@ fn encode(results: &search::SearchResults) -> Result<Bytes, QueryProblem> {
     };
     serde_json::to_vec(&page).map(Bytes::from).map_err(|error| {
         tracing::error!(%error, "cannot encode a search page");
-        QueryProblem(Problem::unavailable(1, "search is unavailable; retry shortly"))
+        QueryProblem(Problem::unavailable(
+            1,
+            "search is unavailable; retry shortly",
+        ))
     })
 }
 
@@ -283,7 +286,11 @@ pub async fn suggest(
         None => 5,
         Some(text) => match text.parse::<usize>() {
             Ok(limit @ 1..=20) => limit,
-            _ => return Err(bad(format!("limit must be an integer from 1 to 20; got {text:?}"))),
+            _ => {
+                return Err(bad(format!(
+                    "limit must be an integer from 1 to 20; got {text:?}"
+                )))
+            }
         },
     };
     let position = index.position();

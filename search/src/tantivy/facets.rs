@@ -106,7 +106,9 @@ impl Collector for FacetCollector {
 fn bucket(price: i64) -> usize {
     PRICE_BUCKETS
         .iter()
-        .position(|(from, to)| from.is_none_or(|from| price >= from) && to.is_none_or(|to| price < to))
+        .position(|(from, to)| {
+            from.is_none_or(|from| price >= from) && to.is_none_or(|to| price < to)
+        })
         .unwrap_or(PRICE_BUCKETS.len() - 1)
 }
 

@@ -189,8 +189,25 @@ mod tests {
     #[test]
     fn one_edit_agrees_with_the_edit_distance() {
         let words = [
-            "", "a", "ab", "ba", "abc", "acb", "bac", "kettle", "kettel", "ketle", "kettles",
-            "laptop", "laptpo", "lpatop", "headphones", "headphnes", "xettle", "kettlx", "abcd",
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abc",
+            "acb",
+            "bac",
+            "kettle",
+            "kettel",
+            "ketle",
+            "kettles",
+            "laptop",
+            "laptpo",
+            "lpatop",
+            "headphones",
+            "headphnes",
+            "xettle",
+            "kettlx",
+            "abcd",
         ];
         for left in words {
             for right in words {

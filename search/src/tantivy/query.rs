@@ -203,7 +203,11 @@ fn filters(fields: &Fields, query: &SearchQuery, except: Except) -> Vec<Clause> 
         filters.push(constant(any_of(fields.category, query.categories.clone())));
     }
     if !query.brands.is_empty() && except != Except::Brand {
-        let keys = query.brands.iter().map(|brand| brand.to_lowercase()).collect();
+        let keys = query
+            .brands
+            .iter()
+            .map(|brand| brand.to_lowercase())
+            .collect();
         filters.push(constant(any_of(fields.brand_key, keys)));
     }
     if query.min_price.is_some() || query.max_price.is_some() {

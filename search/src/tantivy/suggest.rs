@@ -82,10 +82,14 @@ pub(super) fn suggest(
     let Some((last, before)) = typed.split_last() else {
         return Ok(Suggestions::default());
     };
-    let mut completions: Vec<(String, u64)> =
-        terms_between(searcher, context.fields.words, last, after_prefix(last).as_deref())
-            .into_iter()
-            .collect();
+    let mut completions: Vec<(String, u64)> = terms_between(
+        searcher,
+        context.fields.words,
+        last,
+        after_prefix(last).as_deref(),
+    )
+    .into_iter()
+    .collect();
     completions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let queries = completions
         .into_iter()
@@ -118,7 +122,11 @@ pub(super) fn suggest(
 /// The query with each word the catalog does not have replaced by the catalog word closest to
 /// it (at most one edit for words under five letters, two from five), most used first; `None`
 /// when no word needs or has a correction.
-pub(super) fn did_you_mean(searcher: &Searcher, fields: &Fields, typed: &[String]) -> Option<String> {
+pub(super) fn did_you_mean(
+    searcher: &Searcher,
+    fields: &Fields,
+    typed: &[String],
+) -> Option<String> {
     let mut corrected = Vec::with_capacity(typed.len());
     let mut changed = false;
     for word in typed {

@@ -155,10 +155,18 @@ async fn several_brands_or_categories_are_ored_and_each_facet_ignores_its_own_fi
     assert_eq!(page["facets"]["brand"]["Acme"], 2);
     // The category facet counts the ticked brands.
     assert_eq!(page["facets"]["category"]["kitchen"], 1);
-    let both = search(&app, "category=kitchen&category=electronics&brand=acme", position).await;
+    let both = search(
+        &app,
+        "category=kitchen&category=electronics&brand=acme",
+        position,
+    )
+    .await;
     assert_eq!(both["total"], 2);
     // No Acme product is in the kitchen.
-    assert!(both["facets"]["category"].get("kitchen").is_none(), "{both}");
+    assert!(
+        both["facets"]["category"].get("kitchen").is_none(),
+        "{both}"
+    );
     assert_eq!(both["facets"]["category"]["electronics"], 2);
     let too_many: String = (0..21).map(|i| format!("brand=b{i}&")).collect();
     assert_problem(app.fetch(&format!("/api/search?{too_many}")).await, 400).await;
@@ -181,7 +189,11 @@ async fn suggestions_complete_the_last_word_and_show_matching_products() {
     assert_eq!(empty, json!({"queries": [], "products": []}));
     assert_problem(app.fetch("/api/search/suggest?q=ke&limit=21").await, 400).await;
     let long = "a".repeat(101);
-    assert_problem(app.fetch(&format!("/api/search/suggest?q={long}")).await, 400).await;
+    assert_problem(
+        app.fetch(&format!("/api/search/suggest?q={long}")).await,
+        400,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -199,7 +211,10 @@ async fn a_search_that_finds_nothing_says_what_the_shopper_probably_meant() {
 async fn only_the_first_ten_words_of_a_query_are_used() {
     let (app, position) = app_with_products().await;
     let ten = "wireless%20headphones%20acme%20wireless%20headphones%20acme%20wireless%20headphones%20acme%20wireless";
-    assert_eq!(skus(&search(&app, &format!("q={ten}"), position).await), ["HEAD-1"]);
+    assert_eq!(
+        skus(&search(&app, &format!("q={ten}"), position).await),
+        ["HEAD-1"]
+    );
     // An eleventh word is ignored: with it, every word could not match and the any-word
     // fallback would bring the kettle and the other headphones.
     let page = search(&app, &format!("q={ten}%20kettle"), position).await;
@@ -214,8 +229,10 @@ async fn a_cached_search_is_never_older_than_the_index() {
     let again = search(&app, "q=KETTLE", position).await;
     assert_eq!(again, first);
     let created = app
-        .create_product(json!({"sku": "KETL-2", "name": "Steel Kettle", "category": "kitchen",
-            "brand": "Acme", "description": "A kettle."}))
+        .create_product(
+            json!({"sku": "KETL-2", "name": "Steel Kettle", "category": "kitchen",
+            "brand": "Acme", "description": "A kettle."}),
+        )
         .await;
     let fresh = search(&app, "q=kettle", created.position).await;
     assert_eq!(fresh["total"], 2, "{fresh}");
@@ -275,7 +292,11 @@ async fn a_hostile_search_neither_stalls_the_process_nor_runs_unbounded() {
         })
         .collect();
     let started = std::time::Instant::now();
-    let health = client.get(app.url("/healthz")).send().await.expect("healthz");
+    let health = client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     let health_took = started.elapsed();
     assert_eq!(health.status(), 200);
     for search in searches {
@@ -284,7 +305,10 @@ async fn a_hostile_search_neither_stalls_the_process_nor_runs_unbounded() {
         assert!(status == 200 || status == 503, "status {status}");
         // The budget is 500 ms; the bound leaves room for a loaded CI machine and still fails
         // the 11.7 s this search took when it was unbounded.
-        assert!(took < std::time::Duration::from_secs(5), "a search took {took:?}");
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "a search took {took:?}"
+        );
     }
     assert!(
         health_took < std::time::Duration::from_secs(2),
