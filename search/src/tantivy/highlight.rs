@@ -37,9 +37,9 @@ pub(super) struct Wanted {
     words: Vec<Word>,
     stemmer: TextAnalyzer,
     fold: TextAnalyzer,
-    /// Document words (folded) already judged: their stem when they match. The pages of one
-    /// search share most of their words.
-    memo: HashMap<String, Option<String>>,
+    /// Document words (folded) already judged. The pages of one search share most of their
+    /// words, so each is stemmed and compared once.
+    memo: HashMap<String, bool>,
     plain_words: Vec<String>,
 }
 
@@ -112,26 +112,31 @@ impl Wanted {
             }
         }
         for plain in &plain_words {
-            let verdict = match self.memo.get(plain) {
-                Some(verdict) => verdict.clone(),
+            if terms.contains_key(plain) {
+                continue;
+            }
+            let matched = match self.memo.get(plain) {
+                Some(matched) => *matched,
                 None => {
-                    let verdict = first_token(&mut self.stemmer, plain)
-                        .filter(|stem| self.matches(stem, plain));
+                    let matched = first_token(&mut self.stemmer, plain)
+                        .is_some_and(|stem| self.matches(&stem, plain));
                     if self.memo.len() < MEMO_WORDS {
-                        self.memo.insert(plain.clone(), verdict.clone());
+                        self.memo.insert(plain.clone(), matched);
                     }
-                    verdict
+                    matched
                 }
             };
-            if let Some(stem) = verdict {
-                terms.insert(stem, 1.0 as Score);
+            if matched {
+                terms.insert(plain.clone(), 1.0 as Score);
             }
         }
         self.plain_words = plain_words;
         if terms.is_empty() {
             return None;
         }
-        let generator = SnippetGenerator::new(terms, self.stemmer.clone(), field, 160);
+        // The fragment is cut by the folding analyzer (no stemming) over the folded words that
+        // matched: the same words, found without stemming the text a second time.
+        let generator = SnippetGenerator::new(terms, self.fold.clone(), field, 160);
         let mut snippet = generator.snippet(value);
         snippet.set_snippet_prefix_postfix("<em>", "</em>");
         let html = snippet.to_html();

@@ -25,6 +25,7 @@
 //!   then reloads the reader: a write is searchable within about a quarter of a second. Until
 //!   then `current` answers from an overlay of pending documents.
 
+mod expansions;
 mod facets;
 mod highlight;
 mod query;
@@ -92,6 +93,7 @@ pub struct TantivyIndex {
     sequence: AtomicU64,
     permits: Arc<tokio::sync::Semaphore>,
     tuning: Tuning,
+    expansions: Arc<expansions::Expansions>,
 }
 
 /// Empties `directory` when it holds an index of another schema version (it is rebuilt from the
@@ -174,6 +176,7 @@ impl TantivyIndex {
             sequence: AtomicU64::new(0),
             permits: Arc::new(tokio::sync::Semaphore::new(cores)),
             tuning,
+            expansions: Default::default(),
         }))
     }
 
@@ -193,16 +196,18 @@ impl TantivyIndex {
             .map_err(|_| SearchError::Unavailable("the search index is closing".into()))?;
         let shared = self.shared.clone();
         let tuning = self.tuning;
+        let expansions = self.expansions.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let searcher = shared.reader.searcher();
             let position = shared.committed.current();
             let synonyms = shared.synonyms.read().clone();
             let snapshot = Snapshot {
-                searcher,
                 position,
                 context: Context {
                     fields: &shared.fields,
+                    searcher: &searcher,
+                    expansions: &expansions,
                     synonyms: &synonyms,
                     tuning,
                 },
@@ -260,7 +265,7 @@ impl SearchIndex for TantivyIndex {
     async fn suggest(&self, query: &SuggestQuery) -> Result<Suggestions, SearchError> {
         let query = query.clone();
         self.with_snapshot(move |snapshot, _| {
-            suggest::suggest(&snapshot.searcher, snapshot.context, &query)
+            suggest::suggest(snapshot.context.searcher, snapshot.context, &query)
         })
         .await
     }

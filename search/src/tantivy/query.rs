@@ -5,12 +5,12 @@ use std::ops::Bound;
 
 use events::ProductStatus;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
-    TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::Term;
+use tantivy::{Searcher, Term};
 
+use super::expansions::{any_term, Expansions, Kind};
 use super::schema::{analyzer, folding, forms, Fields};
 use super::Tuning;
 use crate::{allowed_edits, query_words, SearchQuery, Synonyms};
@@ -18,16 +18,19 @@ use crate::{allowed_edits, query_words, SearchQuery, Synonyms};
 type Clause = (Occur, Box<dyn Query>);
 
 fn boosted(query: impl Query + 'static, boost: f32) -> Clause {
-    (
-        Occur::Should,
-        Box::new(BoostQuery::new(Box::new(query), boost)),
-    )
+    boosted_box(Box::new(query), boost)
+}
+
+fn boosted_box(query: Box<dyn Query>, boost: f32) -> Clause {
+    (Occur::Should, Box::new(BoostQuery::new(query, boost)))
 }
 
 /// What a query is built from besides the search itself.
 #[derive(Clone, Copy)]
 pub(super) struct Context<'a> {
     pub fields: &'a Fields,
+    pub searcher: &'a Searcher,
+    pub expansions: &'a Expansions,
     pub synonyms: &'a Synonyms,
     pub tuning: Tuning,
 }
@@ -79,7 +82,7 @@ fn text_query(context: Context<'_>, text: &str, all_words: bool) -> Option<Box<d
                 folded: &folded,
                 is_last: index == last,
             };
-            let mut alternatives = word_alternatives(fields, typed_word, context.tuning);
+            let mut alternatives = word_alternatives(context, typed_word);
             // A synonym matches as its own word would, exactly (no typo, no prefix).
             for synonym in context.synonyms.alternatives(&folded) {
                 if let Some((stem, folded)) = forms(&mut stemmer, &mut fold, synonym) {
@@ -89,7 +92,7 @@ fn text_query(context: Context<'_>, text: &str, all_words: bool) -> Option<Box<d
                         folded: &folded,
                         is_last: false,
                     };
-                    alternatives.extend(word_alternatives(fields, exact, context.tuning));
+                    alternatives.extend(word_alternatives(context, exact));
                 }
             }
             Some((
@@ -126,7 +129,8 @@ struct Typed<'a> {
 /// Where one typed word may match: exactly (by its stem) in name ×3, brand ×2 or description
 /// ×1; one edit off at half the weight when it is long enough; as a prefix when it is the last
 /// word (search as you type).
-fn word_alternatives(fields: &Fields, typed: Typed<'_>, tuning: Tuning) -> Vec<Clause> {
+fn word_alternatives(context: Context<'_>, typed: Typed<'_>) -> Vec<Clause> {
+    let (fields, tuning) = (context.fields, context.tuning);
     let Typed {
         word,
         stem,
@@ -163,13 +167,17 @@ fn word_alternatives(fields: &Fields, typed: Typed<'_>, tuning: Tuning) -> Vec<C
                 typed_forms.push(folded);
             }
             for form in typed_forms {
-                let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, form), edits, true);
-                alternatives.push(boosted(fuzzy, boost * 0.5));
+                let terms = context
+                    .expansions
+                    .terms(context.searcher, field, form, Kind::OneEdit);
+                alternatives.push(boosted_box(any_term(&terms), boost * 0.5));
             }
         }
         if is_last {
-            let prefix = FuzzyTermQuery::new_prefix(Term::from_field_text(field, folded), 0, true);
-            alternatives.push(boosted(prefix, boost * 0.4));
+            let terms = context
+                .expansions
+                .terms(context.searcher, field, folded, Kind::Prefix);
+            alternatives.push(boosted_box(any_term(&terms), boost * 0.4));
         }
     }
     alternatives

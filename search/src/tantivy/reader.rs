@@ -46,7 +46,6 @@ impl Deadline {
 
 /// What one search reads: the searcher of the last commit and the position it answers at.
 pub(super) struct Snapshot<'a> {
-    pub searcher: Searcher,
     pub position: u64,
     pub context: Context<'a>,
 }
@@ -59,7 +58,7 @@ pub(super) fn run_search(
 ) -> Result<SearchResults, SearchError> {
     let offset = offset_of(query)?;
     let fields = snapshot.context.fields;
-    let searcher = &snapshot.searcher;
+    let searcher = snapshot.context.searcher;
     let typed = query_words(&query.text);
     let (mut full, has_text) = full_query(snapshot.context, query, true, Except::Nothing);
     let sort = if !has_text && query.sort == SearchSort::Relevance {

@@ -182,6 +182,5 @@ pub(super) fn stored(
     address: DocAddress,
 ) -> Option<ProductView> {
     let document: TantivyDocument = searcher.doc(address).ok()?;
-    let text = document.get_first(fields.doc)?.as_str()?.to_owned();
-    serde_json::from_str(&text).ok()
+    serde_json::from_str(document.get_first(fields.doc)?.as_str()?).ok()
 }

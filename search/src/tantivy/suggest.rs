@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tantivy::collector::TopDocs;
-use tantivy::schema::Field;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{Searcher, Term};
 
+use super::expansions::after_prefix;
 use super::query::{full_query, Context, Except};
 use super::reader::unavailable;
 use super::schema::{folding, stored, tokens, Fields};
@@ -52,16 +54,32 @@ fn terms_between(
     found
 }
 
-/// The smallest string above every string that starts with `prefix`.
-fn after_prefix(prefix: &str) -> Option<String> {
-    let mut bytes = prefix.as_bytes().to_vec();
-    while let Some(last) = bytes.pop() {
-        if last < 0xff {
-            bytes.push(last + 1);
-            return String::from_utf8(bytes).ok();
-        }
-    }
-    None
+/// How many completions of the last word are counted against the words before it.
+const CANDIDATES: usize = 20;
+
+/// How many published products have every one of `before` and `word` in their name or brand.
+fn together(
+    searcher: &Searcher,
+    field: Field,
+    before: &[String],
+    word: &str,
+) -> Result<u64, SearchError> {
+    let clauses: Vec<(Occur, Box<dyn Query>)> = before
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(word))
+        .map(|text| {
+            let term = Term::from_field_text(field, text);
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>,
+            )
+        })
+        .collect();
+    let count = searcher
+        .search(&BooleanQuery::new(clauses), &Count)
+        .map_err(unavailable)?;
+    Ok(count as u64)
 }
 
 /// A typed word as the `words` field holds it.
@@ -91,6 +109,16 @@ pub(super) fn suggest(
     .into_iter()
     .collect();
     completions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    if !before.is_empty() {
+        // After other words, a completion counts the products that have them all: "wireless
+        // hea" completes to "headphones" before the more common "heavy".
+        completions.truncate(CANDIDATES);
+        for (word, uses) in &mut completions {
+            *uses = together(searcher, context.fields.words, before, word)?;
+        }
+        completions.retain(|(_, uses)| *uses > 0);
+        completions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    }
     let queries = completions
         .into_iter()
         .take(query.limit)
@@ -177,16 +205,4 @@ fn closest(searcher: &Searcher, field: Field, word: &str) -> Option<String> {
         }
     }
     best.map(|(_, _, term)| term)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::after_prefix;
-
-    #[test]
-    fn the_end_of_a_prefix_range_is_above_every_word_with_the_prefix() {
-        assert_eq!(after_prefix("ke").as_deref(), Some("kf"));
-        assert!("kettle" < after_prefix("ke").unwrap_or_default().as_str());
-        assert_eq!(after_prefix(""), None);
-    }
 }
