@@ -1,4 +1,4 @@
-//! The relevance set, measured as search teams measure it: a generated catalog of 2,068
+//! The relevance set, measured as search teams measure it: a generated catalog of 2,640
 //! products (`relevance/catalog.rs`) and 242 queries with graded judgments (3 exact, 2
 //! relevant, 1 marginal, unjudged 0) in categories — typos in the first, middle and last word,
 //! plurals, the kind alone, brand and kind, SKUs, accents, prefixes, synonyms, the fallback,
@@ -30,21 +30,27 @@ use catalog::{Catalog, Query};
 /// move when the ranking is retuned while still catching a lost feature: a ranking without
 /// boosts or typo tolerance scores far below them (asserted in the test).
 const THRESHOLDS: &[(&str, f64, f64)] = &[
-    ("accents", 0.0, 0.0),
-    ("brand_type", 0.0, 0.0),
-    ("exact", 0.0, 0.0),
-    ("fallback", 0.0, 0.0),
-    ("plural", 0.0, 0.0),
-    ("prefix", 0.0, 0.0),
-    ("sku", 0.0, 0.0),
-    ("synonyms", 0.0, 0.0),
-    ("type", 0.0, 0.0),
-    ("typo_first_word", 0.0, 0.0),
-    ("typo_last_word", 0.0, 0.0),
-    ("typo_middle_word", 0.0, 0.0),
+    ("accents", 0.97, 0.97),
+    ("brand_type", 0.97, 0.97),
+    ("exact", 0.97, 0.97),
+    ("fallback", 0.96, 0.97),
+    ("plural", 0.97, 0.97),
+    ("prefix", 0.96, 0.97),
+    ("sku", 0.97, 0.97),
+    // 0.900 / 0.900: "couches" and "tvs" find nothing (a synonym group matches the typed
+    // word only, not its plural). Reported, not hidden: the floor stays just below.
+    ("synonyms", 0.87, 0.87),
+    ("type", 0.97, 0.97),
+    ("typo_first_word", 0.95, 0.97),
+    ("typo_last_word", 0.97, 0.97),
+    // 0.869 / 0.868: a typo of a word the stemmer shortens ("hikng" for hiking, stem "hike";
+    // "fryng" for frying, stem "fri") is more than one edit from the indexed stem, and a
+    // fuzzy match in the name ranks below exact words in another kind's description
+    // ("modern flooor lamp" puts table lamps that "go well with our floor lamps" first).
+    ("typo_middle_word", 0.84, 0.84),
 ];
-/// All queries together.
-const OVERALL_THRESHOLD: (f64, f64) = (0.0, 0.0);
+/// All queries together (real: 0.979 / 0.981).
+const OVERALL_THRESHOLD: (f64, f64) = (0.95, 0.95);
 
 /// The categories a ranking without field boosts must fail: where the kind's name competes
 /// with accessories whose descriptions name it.
@@ -140,17 +146,18 @@ fn by_category(outcomes: &[Outcome]) -> BTreeMap<&'static str, Means> {
         .map(|category| {
             (
                 category,
-                means(outcomes.iter().filter(|outcome| outcome.category == category)),
+                means(
+                    outcomes
+                        .iter()
+                        .filter(|outcome| outcome.category == category),
+                ),
             )
         })
         .collect()
 }
 
 /// An index of the whole catalog with the synonyms set, ranking as `tuning` says.
-async fn index_with(
-    catalog: &Catalog,
-    tuning: Tuning,
-) -> (tempfile::TempDir, Arc<TantivyIndex>) {
+async fn index_with(catalog: &Catalog, tuning: Tuning) -> (tempfile::TempDir, Arc<TantivyIndex>) {
     let directory = tempfile::tempdir().expect("dir");
     let index = TantivyIndex::open_tuned(directory.path(), tuning).expect("open");
     let mut checkpoint = 0;
@@ -233,7 +240,11 @@ fn threshold(category: &str) -> (f64, f64) {
 async fn relevance_holds_per_category_and_catches_rankings_without_boosts_or_typos() {
     let catalog = catalog::generate();
     let queries = catalog::queries(&catalog);
-    assert!(catalog.products.len() >= 2_000, "{} products", catalog.products.len());
+    assert!(
+        catalog.products.len() >= 2_000,
+        "{} products",
+        catalog.products.len()
+    );
     assert!(queries.len() >= 200, "{} queries", queries.len());
 
     let mut results = Vec::new();
@@ -257,7 +268,11 @@ async fn relevance_holds_per_category_and_catches_rankings_without_boosts_or_typ
         let (_directory, index) = index_with(&catalog, tuning).await;
         let outcomes = measure(&catalog, &queries, &index).await;
         print_table(
-            &format!("{title}: {} queries over {} products", queries.len(), catalog.products.len()),
+            &format!(
+                "{title}: {} queries over {} products",
+                queries.len(),
+                catalog.products.len()
+            ),
             &outcomes,
         );
         results.push(outcomes);
@@ -311,4 +326,195 @@ async fn relevance_holds_per_category_and_catches_rankings_without_boosts_or_typ
             );
         }
     }
+}
+
+/// The `(field, parameters)` of every `kind` clause (`match`, `fuzzy`, `match_bool_prefix`)
+/// among `should`.
+fn clauses<'a>(should: &'a [Value], kind: &str) -> Vec<(&'a str, &'a Value)> {
+    should
+        .iter()
+        .filter_map(|clause| clause.get(kind)?.as_object())
+        .flat_map(|fields| fields.iter().map(|(field, body)| (field.as_str(), body)))
+        .collect()
+}
+
+/// Whether `should` has, for each scored field, a `kind` clause on `word` that `accept`s.
+fn on_every_field(
+    should: &[Value],
+    kind: &str,
+    word: &str,
+    accept: impl Fn(&Value) -> bool,
+) -> bool {
+    ["name", "brand", "description"].iter().all(|field| {
+        clauses(should, kind).iter().any(|(name, body)| {
+            name == field
+                && (body["query"].as_str() == Some(word) || body["value"].as_str() == Some(word))
+                && accept(body)
+        })
+    })
+}
+
+/// The OpenSearch adapter cannot be ranked without a server; what can be judged without one
+/// is whether the body of every query of the set asks for what the semantics need.
+#[test]
+fn opensearch_bodies_of_the_set_ask_for_what_the_semantics_need() {
+    let catalog = catalog::generate();
+    let queries = catalog::queries(&catalog);
+    let synonyms = Synonyms {
+        groups: catalog::synonym_groups(),
+    };
+    let mut problems = Vec::new();
+    for query in &queries {
+        let typed = search::query_words(&query.text);
+        let mut problem = |what: String| problems.push(format!("{:?}: {what}", query.text));
+        let body = search_body(
+            &SearchQuery::words(&query.text),
+            None,
+            &synonyms,
+            Words::All,
+        );
+        let text = &body["query"]["bool"]["must"][0];
+        let words = text["bool"]["should"][0]["bool"]["must"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if words.len() != typed.len() || words.len() > search::MAX_QUERY_WORDS {
+            problem(format!(
+                "{} word clauses for {} words",
+                words.len(),
+                typed.len()
+            ));
+        }
+        for (position, (word, clause)) in typed.iter().zip(&words).enumerate() {
+            let should = clause["bool"]["should"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let is_last = position + 1 == typed.len();
+            if !on_every_field(&should, "match", word, |body| {
+                body.get("fuzziness").is_none()
+            }) {
+                problem(format!("{word:?} has no exact match on every field"));
+            }
+            if word.chars().count() >= 5 {
+                let fuzzy_match = on_every_field(&should, "match", word, |body| {
+                    body["fuzziness"] == 1 && body["fuzzy_transpositions"] == true
+                });
+                let fuzzy_term = on_every_field(&should, "fuzzy", word, |body| {
+                    body["fuzziness"] == 1 && body["transpositions"] == true
+                });
+                if !fuzzy_match || !fuzzy_term {
+                    problem(format!("{word:?} lacks its fuzzy clauses (fuzziness 1)"));
+                }
+            } else if clauses(&should, "fuzzy")
+                .iter()
+                .any(|(_, body)| body["value"].as_str() == Some(word.as_str()))
+            {
+                problem(format!(
+                    "{word:?} is too short for a typo but has a fuzzy clause"
+                ));
+            }
+            let prefix = on_every_field(&should, "match_bool_prefix", word, |_| true);
+            if is_last != prefix {
+                problem(format!(
+                    "{word:?} prefix clause: {prefix}, last word: {is_last}"
+                ));
+            }
+            // (Unlike tantivy's, this builder also gives a synonym of five letters or more its
+            // fuzzy clauses; not asserted either way here.)
+            for alternative in synonyms.alternatives(word) {
+                if !on_every_field(&should, "match", alternative, |_| true) {
+                    problem(format!("{word:?} does not expand to {alternative:?}"));
+                }
+                if on_every_field(&should, "match_bool_prefix", alternative, |_| true) {
+                    problem(format!(
+                        "synonym {alternative:?} of {word:?} matches as a prefix"
+                    ));
+                }
+            }
+        }
+        // Without synonyms, no alternative appears.
+        let plain = search_body(
+            &SearchQuery::words(&query.text),
+            None,
+            &Synonyms::default(),
+            Words::All,
+        );
+        let plain_words = plain["query"]["bool"]["must"][0]["bool"]["should"][0]["bool"]["must"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for (word, clause) in typed.iter().zip(&plain_words) {
+            for alternative in synonyms.alternatives(word) {
+                let should = clause["bool"]["should"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if on_every_field(&should, "match", alternative, |_| true) {
+                    problem(format!("{alternative:?} appears without synonyms set"));
+                }
+            }
+        }
+        let sku = &text["bool"]["should"][1]["term"]["sku_key"];
+        if sku["value"].as_str() != Some(query.text.trim().to_lowercase().as_str())
+            || sku["boost"] != 20.0
+        {
+            problem(format!("SKU term {sku}"));
+        }
+        if query.category == "sku" {
+            let meant = query.grades.keys().next().expect("the product meant");
+            if sku["value"].as_str() != Some(catalog.products[*meant].sku.to_lowercase().as_str()) {
+                problem(format!("SKU term {sku} is not the product's"));
+            }
+        }
+        if body["query"]["bool"]["filter"] != serde_json::json!([{"term": {"status": "published"}}])
+        {
+            problem(format!("filters {}", body["query"]["bool"]["filter"]));
+        }
+        if query.category == "fallback" {
+            let any = search_body(
+                &SearchQuery::words(&query.text),
+                None,
+                &synonyms,
+                Words::Any,
+            );
+            let combined = &any["query"]["bool"]["must"][0]["bool"]["should"][0]["bool"];
+            let count = combined["should"].as_array().map_or(0, Vec::len);
+            if count != typed.len() || combined["minimum_should_match"] != 1 {
+                problem(format!("fallback combines {count} words as {combined}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // Filters stay out of scoring: the same words clause with every filter, the filters in
+    // filter context (price, stock) or the post-filter (category, brand).
+    let text = &queries[0].text;
+    let mut filtered = SearchQuery::words(text);
+    filtered.categories = vec!["home-kitchen".into()];
+    filtered.brands = vec!["Müller".into()];
+    filtered.min_price = Some(1_000);
+    filtered.max_price = Some(5_000);
+    filtered.in_stock = true;
+    let body = search_body(&filtered, None, &synonyms, Words::All);
+    let plain = search_body(&SearchQuery::words(text), None, &synonyms, Words::All);
+    assert_eq!(
+        body["query"]["bool"]["must"],
+        plain["query"]["bool"]["must"]
+    );
+    assert_eq!(
+        body["query"]["bool"]["filter"],
+        serde_json::json!([
+            {"term": {"status": "published"}},
+            {"range": {"price_cents": {"gte": 1000, "lte": 5000}}},
+            {"range": {"stock": {"gt": 0}}}
+        ])
+    );
+    assert_eq!(
+        body["post_filter"],
+        serde_json::json!({"bool": {"filter": [
+            {"terms": {"category": ["home-kitchen"]}},
+            {"terms": {"brand_key": ["müller"]}}
+        ]}})
+    );
 }

@@ -23,6 +23,9 @@ pub struct Kind {
     pub code: &'static str,
     pub feature: &'static str,
     pub target: Option<&'static str>,
+    /// For a sibling kind ("pepper grinder" beside "coffee grinder"): the kind whose brands,
+    /// adjectives and series it shares, so that only the kind's first word tells them apart.
+    pub like: Option<&'static str>,
 }
 
 const fn kind(
@@ -41,6 +44,28 @@ const fn kind(
         code,
         feature,
         target: None,
+        like: None,
+    }
+}
+
+const fn sibling(
+    name: &'static str,
+    singular: &'static str,
+    plural: &'static str,
+    category: &'static str,
+    code: &'static str,
+    feature: &'static str,
+    like: &'static str,
+) -> Kind {
+    Kind {
+        name,
+        singular,
+        plural,
+        category,
+        code,
+        feature,
+        target: None,
+        like: Some(like),
     }
 }
 
@@ -60,57 +85,504 @@ const fn accessory(
         code,
         feature,
         target: Some(target),
+        like: None,
     }
 }
 
 pub const KINDS: &[Kind] = &[
-    kind("Kettle", "kettle", "kettles", "home-kitchen", "KET", "Boils 1.7 litres in three minutes and switches off by itself"),
-    kind("Toaster", "toaster", "toasters", "home-kitchen", "TOA", "Two wide slots, seven browning levels and a crumb tray that slides out"),
-    kind("Blender", "blender", "blenders", "home-kitchen", "BLE", "A 1200 W motor crushes ice and frozen fruit in seconds"),
-    kind("Laptop", "laptop", "laptops", "electronics", "LAP", "Fourteen inch screen, sixteen hours on one charge"),
-    kind("Monitor", "monitor", "monitors", "electronics", "MON", "A 27 inch panel with thin bezels and a height adjustable stand"),
-    kind("Television", "television", "televisions", "electronics", "TEL", "A 55 inch 4K panel with HDR and a quiet cooling fan"),
-    kind("Sofa", "sofa", "sofas", "furniture", "SOF", "Three seats, feather cushions and removable washable covers"),
-    kind("Backpack", "backpack", "backpacks", "bags", "BAC", "Twenty litres, padded straps and a pocket that opens flat at airports"),
-    kind("Jacket", "jacket", "jackets", "clothing", "JAC", "Windproof shell with taped seams and a hood that rolls away"),
-    kind("Hoodie", "hoodie", "hoodies", "clothing", "HOO", "Brushed cotton fleece, kangaroo pocket and ribbed cuffs"),
-    kind("Mattress", "mattress", "mattresses", "furniture", "MAT", "Pocket springs under two layers of memory foam"),
-    kind("Umbrella", "umbrella", "umbrellas", "accessories-rain", "UMB", "Opens at the press of a button and survives gusts of wind"),
-    kind("Earbuds", "earbud", "earbuds", "electronics", "EAR", "Active noise cancelling and a charging case the size of a coin purse"),
-    kind("Chef Knife", "chef knife", "chef knives", "home-kitchen", "KNI", "Forged from one piece of Japanese steel, balanced at the bolster"),
-    kind("Sneakers", "sneaker", "sneakers", "shoes", "SNE", "Knitted upper, cushioned sole and laces that stay tied"),
-    kind("Tent", "tent", "tents", "sports-outdoor", "TEN", "Sleeps two, pitches in five minutes, packs down to a bottle"),
-    kind("Coffee Grinder", "coffee grinder", "coffee grinders", "home-kitchen", "CGR", "Conical steel burrs with forty grind settings from espresso to cold brew"),
-    kind("Office Chair", "office chair", "office chairs", "furniture", "OCH", "Mesh back, adjustable lumbar support and armrests that move four ways"),
-    kind("Water Bottle", "water bottle", "water bottles", "sports-outdoor", "WBO", "Double walled steel keeps drinks cold for a whole day"),
-    kind("Electric Toothbrush", "electric toothbrush", "electric toothbrushes", "beauty", "ETO", "Sonic motor, pressure sensor and a two minute timer"),
-    kind("Gaming Mouse", "gaming mouse", "gaming mice", "electronics", "GMO", "A 26000 DPI sensor, six programmable buttons and light clicks"),
-    kind("Mechanical Keyboard", "mechanical keyboard", "mechanical keyboards", "electronics", "MKE", "Hot swappable switches, aluminium frame and per key lighting"),
-    kind("Garden Hose", "garden hose", "garden hoses", "garden", "GHO", "Fifteen metres that do not kink, with brass fittings"),
-    kind("Sleeping Bag", "sleeping bag", "sleeping bags", "sports-outdoor", "SBA", "Rated to minus five degrees and packs into its own sack"),
-    kind("Frying Pan", "frying pan", "frying pans", "home-kitchen", "FPA", "Heavy aluminium base with a ceramic coating that needs little oil"),
-    kind("Robot Vacuum", "robot vacuum", "robot vacuums", "home-kitchen", "RVA", "Maps every room with lidar and empties itself into its dock"),
-    kind("Wireless Headphones", "wireless headphone", "wireless headphones", "headphones", "WHE", "Over ear cups, forty hours of battery and active noise cancelling"),
-    kind("Espresso Machine", "espresso machine", "espresso machines", "home-kitchen", "EMA", "Fifteen bar pump, steam wand and a heated cup tray"),
-    kind("Running Shoes", "running shoe", "running shoes", "shoes", "RSH", "Responsive foam midsole and a breathable mesh upper"),
-    kind("Table Lamp", "table lamp", "table lamps", "lighting", "TLA", "Warm dimmable light and a linen shade"),
-    kind("Standing Desk", "standing desk", "standing desks", "furniture", "SDE", "Dual motors lift it from sitting to standing height in twenty seconds"),
-    kind("Yoga Mat", "yoga mat", "yoga mats", "sports-outdoor", "YMA", "Six millimetres of grippy natural rubber"),
-    accessory("Limescale Descaler", "limescale descaler", "limescale descalers", "DES", "Citric acid sachets that dissolve limescale overnight", "kettle"),
-    accessory("Replacement Earpads", "replacement earpad", "replacement earpads", "EPA", "Memory foam cushions in soft protein leather", "wireless headphones"),
-    accessory("Audio Cable", "audio cable", "audio cables", "AUD", "Braided 3.5 mm cable with gold plated plugs and an inline microphone", "wireless headphones"),
-    accessory("Padded Sleeve", "padded sleeve", "padded sleeves", "PSL", "Neoprene with a fleece lining and a zip that does not scratch", "laptop"),
-    accessory("Burr Cleaner", "burr cleaner", "burr cleaners", "BCL", "Food safe grain tablets that lift old oils from the burrs", "coffee grinder"),
-    accessory("Seat Cushion", "seat cushion", "seat cushions", "SCU", "Gel and memory foam that takes pressure off the lower back", "office chair"),
-    accessory("Cleaning Tablets", "cleaning tablet", "cleaning tablets", "CTA", "Effervescent tablets that remove stains and odours without scrubbing", "water bottle"),
-    accessory("Brush Heads", "brush head", "brush heads", "BHE", "A pack of four with soft tapered bristles", "electric toothbrush"),
-    accessory("Wrist Rest", "wrist rest", "wrist rests", "WRE", "Cooling gel under a smooth lycra cover", "gaming mouse"),
-    accessory("Keycap Set", "keycap set", "keycap sets", "KEY", "Double shot PBT keycaps in a cherry profile", "mechanical keyboard"),
-    accessory("Spray Nozzle", "spray nozzle", "spray nozzles", "SNO", "Eight patterns from mist to jet and a thumb control lever", "garden hose"),
-    accessory("Glass Lid", "glass lid", "glass lids", "GLI", "Tempered glass with a steam vent and a cool touch knob", "frying pan"),
-    accessory("Gel Insoles", "gel insole", "gel insoles", "GIN", "Shock absorbing heel pads and arch support, cut to size", "running shoes"),
-    accessory("Wall Mount", "wall mount", "wall mounts", "WMO", "Tilts fifteen degrees and holds up to forty kilograms", "television"),
-    accessory("Knitted Throw", "knitted throw", "knitted throws", "KTH", "Chunky cotton knit that drapes over the back cushions", "sofa"),
+    kind(
+        "Kettle",
+        "kettle",
+        "kettles",
+        "home-kitchen",
+        "KET",
+        "Boils 1.7 litres in three minutes and switches off by itself",
+    ),
+    kind(
+        "Toaster",
+        "toaster",
+        "toasters",
+        "home-kitchen",
+        "TOA",
+        "Two wide slots, seven browning levels and a crumb tray that slides out",
+    ),
+    kind(
+        "Blender",
+        "blender",
+        "blenders",
+        "home-kitchen",
+        "BLE",
+        "A 1200 W motor crushes ice and frozen fruit in seconds",
+    ),
+    kind(
+        "Laptop",
+        "laptop",
+        "laptops",
+        "electronics",
+        "LAP",
+        "Fourteen inch screen, sixteen hours on one charge",
+    ),
+    kind(
+        "Monitor",
+        "monitor",
+        "monitors",
+        "electronics",
+        "MON",
+        "A 27 inch panel with thin bezels and a height adjustable stand",
+    ),
+    kind(
+        "Television",
+        "television",
+        "televisions",
+        "electronics",
+        "TEL",
+        "A 55 inch 4K panel with HDR and a quiet cooling fan",
+    ),
+    kind(
+        "Sofa",
+        "sofa",
+        "sofas",
+        "furniture",
+        "SOF",
+        "Three seats, feather cushions and removable washable covers",
+    ),
+    kind(
+        "Backpack",
+        "backpack",
+        "backpacks",
+        "bags",
+        "BAC",
+        "Twenty litres, padded straps and a pocket that opens flat at airports",
+    ),
+    kind(
+        "Jacket",
+        "jacket",
+        "jackets",
+        "clothing",
+        "JAC",
+        "Windproof shell with taped seams and a hood that rolls away",
+    ),
+    kind(
+        "Hoodie",
+        "hoodie",
+        "hoodies",
+        "clothing",
+        "HOO",
+        "Brushed cotton fleece, kangaroo pocket and ribbed cuffs",
+    ),
+    kind(
+        "Mattress",
+        "mattress",
+        "mattresses",
+        "furniture",
+        "MAT",
+        "Pocket springs under two layers of memory foam",
+    ),
+    kind(
+        "Umbrella",
+        "umbrella",
+        "umbrellas",
+        "accessories-rain",
+        "UMB",
+        "Opens at the press of a button and survives gusts of wind",
+    ),
+    kind(
+        "Earbuds",
+        "earbud",
+        "earbuds",
+        "electronics",
+        "EAR",
+        "Active noise cancelling and a charging case the size of a coin purse",
+    ),
+    kind(
+        "Chef Knife",
+        "chef knife",
+        "chef knives",
+        "home-kitchen",
+        "KNI",
+        "Forged from one piece of Japanese steel, balanced at the bolster",
+    ),
+    kind(
+        "Sneakers",
+        "sneaker",
+        "sneakers",
+        "shoes",
+        "SNE",
+        "Knitted upper, cushioned sole and laces that stay tied",
+    ),
+    kind(
+        "Tent",
+        "tent",
+        "tents",
+        "sports-outdoor",
+        "TEN",
+        "Sleeps two, pitches in five minutes, packs down to a bottle",
+    ),
+    kind(
+        "Coffee Grinder",
+        "coffee grinder",
+        "coffee grinders",
+        "home-kitchen",
+        "CGR",
+        "Conical steel burrs with forty grind settings from espresso to cold brew",
+    ),
+    kind(
+        "Office Chair",
+        "office chair",
+        "office chairs",
+        "furniture",
+        "OCH",
+        "Mesh back, adjustable lumbar support and armrests that move four ways",
+    ),
+    kind(
+        "Water Bottle",
+        "water bottle",
+        "water bottles",
+        "sports-outdoor",
+        "WBO",
+        "Double walled steel keeps drinks cold for a whole day",
+    ),
+    kind(
+        "Electric Toothbrush",
+        "electric toothbrush",
+        "electric toothbrushes",
+        "beauty",
+        "ETO",
+        "Sonic motor, pressure sensor and a two minute timer",
+    ),
+    kind(
+        "Gaming Mouse",
+        "gaming mouse",
+        "gaming mice",
+        "electronics",
+        "GMO",
+        "A 26000 DPI sensor, six programmable buttons and light clicks",
+    ),
+    kind(
+        "Mechanical Keyboard",
+        "mechanical keyboard",
+        "mechanical keyboards",
+        "electronics",
+        "MKE",
+        "Hot swappable switches, aluminium frame and per key lighting",
+    ),
+    kind(
+        "Garden Hose",
+        "garden hose",
+        "garden hoses",
+        "garden",
+        "GHO",
+        "Fifteen metres that do not kink, with brass fittings",
+    ),
+    kind(
+        "Sleeping Bag",
+        "sleeping bag",
+        "sleeping bags",
+        "sports-outdoor",
+        "SBA",
+        "Rated to minus five degrees and packs into its own sack",
+    ),
+    kind(
+        "Frying Pan",
+        "frying pan",
+        "frying pans",
+        "home-kitchen",
+        "FPA",
+        "Heavy aluminium base with a ceramic coating that needs little oil",
+    ),
+    kind(
+        "Robot Vacuum",
+        "robot vacuum",
+        "robot vacuums",
+        "home-kitchen",
+        "RVA",
+        "Maps every room with lidar and empties itself into its dock",
+    ),
+    kind(
+        "Wireless Headphones",
+        "wireless headphone",
+        "wireless headphones",
+        "headphones",
+        "WHE",
+        "Over ear cups, forty hours of battery and active noise cancelling",
+    ),
+    kind(
+        "Espresso Machine",
+        "espresso machine",
+        "espresso machines",
+        "home-kitchen",
+        "EMA",
+        "Fifteen bar pump, steam wand and a heated cup tray",
+    ),
+    kind(
+        "Running Shoes",
+        "running shoe",
+        "running shoes",
+        "shoes",
+        "RSH",
+        "Responsive foam midsole and a breathable mesh upper",
+    ),
+    kind(
+        "Table Lamp",
+        "table lamp",
+        "table lamps",
+        "lighting",
+        "TLA",
+        "Warm dimmable light and a linen shade",
+    ),
+    kind(
+        "Standing Desk",
+        "standing desk",
+        "standing desks",
+        "furniture",
+        "SDE",
+        "Dual motors lift it from sitting to standing height in twenty seconds",
+    ),
+    kind(
+        "Yoga Mat",
+        "yoga mat",
+        "yoga mats",
+        "sports-outdoor",
+        "YMA",
+        "Six millimetres of grippy natural rubber",
+    ),
+    sibling(
+        "Pepper Grinder",
+        "pepper grinder",
+        "pepper grinders",
+        "home-kitchen",
+        "PGR",
+        "Ceramic burrs set from fine to coarse with a twist of the crown",
+        "coffee grinder",
+    ),
+    sibling(
+        "Gaming Chair",
+        "gaming chair",
+        "gaming chairs",
+        "furniture",
+        "GCH",
+        "Racing style bucket seat that reclines to 155 degrees",
+        "office chair",
+    ),
+    sibling(
+        "Floor Lamp",
+        "floor lamp",
+        "floor lamps",
+        "lighting",
+        "FLA",
+        "An arc that reaches over the sofa on a marble base",
+        "table lamp",
+    ),
+    sibling(
+        "Hiking Shoes",
+        "hiking shoe",
+        "hiking shoes",
+        "shoes",
+        "HSH",
+        "Waterproof membrane and a lugged sole for loose ground",
+        "running shoes",
+    ),
+    sibling(
+        "Studio Headphones",
+        "studio headphone",
+        "studio headphones",
+        "headphones",
+        "SHE",
+        "Flat response drivers and a coiled detachable lead",
+        "wireless headphones",
+    ),
+    sibling(
+        "Bread Machine",
+        "bread machine",
+        "bread machines",
+        "home-kitchen",
+        "BMA",
+        "Twelve programmes and a delay timer for fresh loaves at breakfast",
+        "espresso machine",
+    ),
+    sibling(
+        "Cordless Vacuum",
+        "cordless vacuum",
+        "cordless vacuums",
+        "home-kitchen",
+        "CVA",
+        "Sixty minutes per charge and a wand that turns into a handheld",
+        "robot vacuum",
+    ),
+    sibling(
+        "Bamboo Toothbrush",
+        "bamboo toothbrush",
+        "bamboo toothbrushes",
+        "beauty",
+        "BTO",
+        "Compostable handle and charcoal infused bristles",
+        "electric toothbrush",
+    ),
+    sibling(
+        "Wireless Keyboard",
+        "wireless keyboard",
+        "wireless keyboards",
+        "electronics",
+        "WKE",
+        "Low profile scissor keys that pair with three devices",
+        "mechanical keyboard",
+    ),
+    sibling(
+        "Duffel Bag",
+        "duffel bag",
+        "duffel bags",
+        "bags",
+        "DBA",
+        "Water resistant canvas with a shoe compartment at one end",
+        "sleeping bag",
+    ),
+    sibling(
+        "Grill Pan",
+        "grill pan",
+        "grill pans",
+        "home-kitchen",
+        "GPA",
+        "Cast iron ridges that leave sear marks",
+        "frying pan",
+    ),
+    sibling(
+        "Writing Desk",
+        "writing desk",
+        "writing desks",
+        "furniture",
+        "WDE",
+        "Solid oak top with a cable tray and one shallow drawer",
+        "standing desk",
+    ),
+    sibling(
+        "Beach Umbrella",
+        "beach umbrella",
+        "beach umbrellas",
+        "sports-outdoor",
+        "BUM",
+        "Tilting canopy with UV protection and a sand anchor",
+        "umbrella",
+    ),
+    accessory(
+        "Limescale Descaler",
+        "limescale descaler",
+        "limescale descalers",
+        "DES",
+        "Citric acid sachets that dissolve limescale overnight",
+        "kettle",
+    ),
+    accessory(
+        "Replacement Earpads",
+        "replacement earpad",
+        "replacement earpads",
+        "EPA",
+        "Memory foam cushions in soft protein leather",
+        "wireless headphones",
+    ),
+    accessory(
+        "Audio Cable",
+        "audio cable",
+        "audio cables",
+        "AUD",
+        "Braided 3.5 mm cable with gold plated plugs and an inline microphone",
+        "wireless headphones",
+    ),
+    accessory(
+        "Padded Sleeve",
+        "padded sleeve",
+        "padded sleeves",
+        "PSL",
+        "Neoprene with a fleece lining and a zip that does not scratch",
+        "laptop",
+    ),
+    accessory(
+        "Burr Cleaner",
+        "burr cleaner",
+        "burr cleaners",
+        "BCL",
+        "Food safe grain tablets that lift old oils from the burrs",
+        "coffee grinder",
+    ),
+    accessory(
+        "Seat Cushion",
+        "seat cushion",
+        "seat cushions",
+        "SCU",
+        "Gel and memory foam that takes pressure off the lower back",
+        "office chair",
+    ),
+    accessory(
+        "Cleaning Tablets",
+        "cleaning tablet",
+        "cleaning tablets",
+        "CTA",
+        "Effervescent tablets that remove stains and odours without scrubbing",
+        "water bottle",
+    ),
+    accessory(
+        "Brush Heads",
+        "brush head",
+        "brush heads",
+        "BHE",
+        "A pack of four with soft tapered bristles",
+        "electric toothbrush",
+    ),
+    accessory(
+        "Wrist Rest",
+        "wrist rest",
+        "wrist rests",
+        "WRE",
+        "Cooling gel under a smooth lycra cover",
+        "gaming mouse",
+    ),
+    accessory(
+        "Keycap Set",
+        "keycap set",
+        "keycap sets",
+        "KEY",
+        "Double shot PBT keycaps in a cherry profile",
+        "mechanical keyboard",
+    ),
+    accessory(
+        "Spray Nozzle",
+        "spray nozzle",
+        "spray nozzles",
+        "SNO",
+        "Eight patterns from mist to jet and a thumb control lever",
+        "garden hose",
+    ),
+    accessory(
+        "Glass Lid",
+        "glass lid",
+        "glass lids",
+        "GLI",
+        "Tempered glass with a steam vent and a cool touch knob",
+        "frying pan",
+    ),
+    accessory(
+        "Gel Insoles",
+        "gel insole",
+        "gel insoles",
+        "GIN",
+        "Shock absorbing heel pads and arch support, cut to size",
+        "running shoes",
+    ),
+    accessory(
+        "Wall Mount",
+        "wall mount",
+        "wall mounts",
+        "WMO",
+        "Tilts fifteen degrees and holds up to forty kilograms",
+        "television",
+    ),
+    accessory(
+        "Knitted Throw",
+        "knitted throw",
+        "knitted throws",
+        "KTH",
+        "Chunky cotton knit that drapes over the back cushions",
+        "sofa",
+    ),
 ];
 
 /// `(display name, SKU code)`. Four carry accents, one of them two words ("Café Crème").
@@ -159,7 +631,7 @@ pub const SERIES: &[&str] = &[
     "Prism", "Echo",
 ];
 
-/// Products per kind: 47 kinds × 44 = 2,068 products.
+/// Products per kind: 60 kinds × 44 = 2,640 products.
 pub const PER_KIND: usize = 44;
 
 /// What a product is, as the generator made it.
@@ -187,7 +659,10 @@ pub fn kind_index(singular: &str) -> usize {
 /// The kind an accessory's attributes come from: its target's, so that a brand's descalers sit
 /// beside its kettles (the case where name and description compete).
 fn attribute_kind(kind: usize) -> usize {
-    KINDS[kind].target.map_or(kind, kind_index)
+    KINDS[kind]
+        .target
+        .or(KINDS[kind].like)
+        .map_or(kind, kind_index)
 }
 
 /// The four brands of a kind (distinct: 5 × k mod 20).
@@ -242,7 +717,11 @@ pub fn generate() -> Catalog {
             let index = products.len();
             products.push(ProductView {
                 id: Uuid::from_u128(index as u128 + 1),
-                sku: format!("{}-{brand_code}-{:04}", kind.code, kind_position * 100 + item),
+                sku: format!(
+                    "{}-{brand_code}-{:04}",
+                    kind.code,
+                    kind_position * 100 + item
+                ),
                 name,
                 description,
                 category: kind.category.to_owned(),
@@ -349,7 +828,8 @@ fn judge(catalog: &Catalog, intent: &Intent) -> BTreeMap<usize, u8> {
             } => {
                 if facts.kind == kind {
                     let brand_ok = brand.is_none_or(|brand| facts.brand == brand);
-                    let adjective_ok = adjective.is_none_or(|adjective| facts.adjective == adjective);
+                    let adjective_ok =
+                        adjective.is_none_or(|adjective| facts.adjective == adjective);
                     if brand_ok && adjective_ok {
                         3
                     } else {
@@ -412,17 +892,25 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         .iter()
         .copied()
         .filter(|kind| {
-            KINDS[*kind]
-                .singular
-                .split(' ')
-                .next()
-                .is_some_and(|first| first.len() >= 5 && KINDS[*kind].singular.contains(' '))
+            let paired = KINDS[*kind].like.is_some()
+                || KINDS
+                    .iter()
+                    .any(|other| other.like == Some(KINDS[*kind].singular));
+            paired
+                && KINDS[*kind]
+                    .singular
+                    .split(' ')
+                    .next()
+                    .is_some_and(|first| first.len() >= 5 && KINDS[*kind].singular.contains(' '))
         })
         .collect();
     let mut out = Vec::new();
     let mut push = |category: &'static str, text: String, intent: Intent| {
         let grades = judge(catalog, &intent);
-        assert!(!grades.is_empty(), "{category} {text:?} has no judged product");
+        assert!(
+            !grades.is_empty(),
+            "{category} {text:?} has no judged product"
+        );
         out.push(Query {
             category,
             text,
@@ -436,7 +924,11 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
     // Whole names, as copied from a review or a receipt.
     for step in 0..20 {
         let index = published[(step * 101 + 7) % published.len()];
-        push("exact", catalog.products[index].name.clone(), Intent::Product(index));
+        push(
+            "exact",
+            catalog.products[index].name.clone(),
+            Intent::Product(index),
+        );
     }
     // SKUs, as typed: upper case, lower case, with stray spaces.
     for step in 0..20 {
@@ -455,7 +947,11 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         push(
             "type",
             KINDS[kind].singular.to_owned(),
-            Intent::Kind { kind, brand: None, adjective: None },
+            Intent::Kind {
+                kind,
+                brand: None,
+                adjective: None,
+            },
         );
     }
     // Plurals, and singulars of kinds named in the plural.
@@ -470,7 +966,11 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         push(
             "plural",
             text.to_owned(),
-            Intent::Kind { kind, brand: None, adjective: None },
+            Intent::Kind {
+                kind,
+                brand: None,
+                adjective: None,
+            },
         );
     }
     // Brand and kind, both orders.
@@ -486,7 +986,11 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         push(
             "brand_type",
             text,
-            Intent::Kind { kind, brand: Some(brand), adjective: None },
+            Intent::Kind {
+                kind,
+                brand: Some(brand),
+                adjective: None,
+            },
         );
     }
     // A typo in the first word: the adjective, before the kind.
@@ -497,10 +1001,15 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         push(
             "typo_first_word",
             format!("{typed} {}", KINDS[kind].singular),
-            Intent::Kind { kind, brand: None, adjective: Some(adjective) },
+            Intent::Kind {
+                kind,
+                brand: None,
+                adjective: Some(adjective),
+            },
         );
     }
-    // A typo in the middle word: "compact cofee grinder".
+    // A typo in the middle word: "compact cofee grinder". The typo is in the word that tells
+    // the kind from its sibling (pepper grinder), so the fallback alone cannot find it.
     for step in 0..20 {
         let kind = two_words[(step * 5 + 1) % two_words.len()];
         let adjective = kind_adjectives(kind)[(step + 1) % 4];
@@ -511,14 +1020,24 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         push(
             "typo_middle_word",
             format!("{} {typed} {second}", lower(ADJECTIVES[adjective])),
-            Intent::Kind { kind, brand: None, adjective: Some(adjective) },
+            Intent::Kind {
+                kind,
+                brand: None,
+                adjective: Some(adjective),
+            },
         );
     }
     // A typo in the last word: the kind itself, alone or after the brand.
     let long_last: Vec<usize> = mains
         .iter()
         .copied()
-        .filter(|kind| KINDS[*kind].singular.rsplit(' ').next().is_some_and(|last| last.len() >= 5))
+        .filter(|kind| {
+            KINDS[*kind]
+                .singular
+                .rsplit(' ')
+                .next()
+                .is_some_and(|last| last.len() >= 5)
+        })
         .collect();
     for step in 0..20 {
         let kind = long_last[(step * 7 + 2) % long_last.len()];
@@ -535,7 +1054,11 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         push(
             "typo_last_word",
             text,
-            Intent::Kind { kind, brand, adjective: None },
+            Intent::Kind {
+                kind,
+                brand,
+                adjective: None,
+            },
         );
     }
     // Accents: accented brands typed without accents, and with them.
@@ -555,11 +1078,19 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
             0 => (fold(name), Intent::Brand(brand)),
             1 | 2 => (
                 format!("{} {}", fold(name), KINDS[kind].singular),
-                Intent::Kind { kind, brand: Some(brand), adjective: None },
+                Intent::Kind {
+                    kind,
+                    brand: Some(brand),
+                    adjective: None,
+                },
             ),
             _ => (
                 format!("{name} {}", KINDS[kind].singular),
-                Intent::Kind { kind, brand: Some(brand), adjective: None },
+                Intent::Kind {
+                    kind,
+                    brand: Some(brand),
+                    adjective: None,
+                },
             ),
         };
         push("accents", text, intent);
@@ -569,10 +1100,15 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         let kind = mains[(step * 9 + 4) % mains.len()];
         let singular = KINDS[kind].singular;
         let (head, last) = singular.rsplit_once(' ').unwrap_or(("", singular));
-        let cut = (last.chars().count() * 3 / 5)
-            .max(4)
-            .min(last.chars().count());
-        let partial: String = last.chars().take(cut).collect();
+        // Three fifths of the word, four letters at least, and never a whole word of the
+        // catalog ("back" of backpack is one): a partly typed word, not another query.
+        let length = last.chars().count();
+        let mut cut = (length * 3 / 5).max(4).min(length);
+        let mut partial: String = last.chars().take(cut).collect();
+        while cut < length && vocabulary.contains(&partial) {
+            cut += 1;
+            partial = last.chars().take(cut).collect();
+        }
         let (text, adjective) = if step % 3 == 0 {
             let adjective = kind_adjectives(kind)[step % 4];
             (
@@ -585,7 +1121,11 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         push(
             "prefix",
             text,
-            Intent::Kind { kind, brand: None, adjective },
+            Intent::Kind {
+                kind,
+                brand: None,
+                adjective,
+            },
         );
     }
     // Synonyms (groups in `synonym_groups`), including forms no group lists.
@@ -618,12 +1158,23 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
             .contains("{adjective}")
             .then(|| kind_adjectives(kind)[step % 4]);
         let text = pattern
-            .replace("{brand}", &brand.map(|b| lower(BRANDS[b].0)).unwrap_or_default())
+            .replace(
+                "{brand}",
+                &brand.map(|b| lower(BRANDS[b].0)).unwrap_or_default(),
+            )
             .replace(
                 "{adjective}",
                 &adjective.map(|a| lower(ADJECTIVES[a])).unwrap_or_default(),
             );
-        push("synonyms", text, Intent::Kind { kind, brand, adjective });
+        push(
+            "synonyms",
+            text,
+            Intent::Kind {
+                kind,
+                brand,
+                adjective,
+            },
+        );
     }
     // Several words no product has all of: only the fallback (any word) finds something.
     let extras = [
@@ -640,8 +1191,16 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         let extra = extras[step % extras.len()];
         push(
             "fallback",
-            format!("{} {} {extra}", lower(ADJECTIVES[adjective]), KINDS[kind].singular),
-            Intent::Kind { kind, brand: None, adjective: Some(adjective) },
+            format!(
+                "{} {} {extra}",
+                lower(ADJECTIVES[adjective]),
+                KINDS[kind].singular
+            ),
+            Intent::Kind {
+                kind,
+                brand: None,
+                adjective: Some(adjective),
+            },
         );
     }
     // Longer than the ten words used: the eleventh and later words are ignored.
@@ -653,7 +1212,11 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
             "hello i need a {} kettle please that is quiet and also pretty cheap",
             lower(ADJECTIVES[compact])
         ),
-        Intent::Kind { kind: kettle, brand: None, adjective: Some(compact) },
+        Intent::Kind {
+            kind: kettle,
+            brand: None,
+            adjective: Some(compact),
+        },
     );
     let grinder = kind_index("coffee grinder");
     let adjective = kind_adjectives(grinder)[1];
@@ -663,7 +1226,11 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
             "best {} coffee grinder for espresso at home under one hundred dollars",
             lower(ADJECTIVES[adjective])
         ),
-        Intent::Kind { kind: grinder, brand: None, adjective: Some(adjective) },
+        Intent::Kind {
+            kind: grinder,
+            brand: None,
+            adjective: Some(adjective),
+        },
     );
     for query in &out {
         if query.category == "fallback" {
