@@ -941,9 +941,15 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         };
         push("sku", text, Intent::Product(index));
     }
-    // The kind alone, singular (name against description: accessories mention it).
+    // The kind alone, singular (name against description: accessories mention it). Kinds
+    // named in the plural ("Earbuds") are the plural category's.
+    let named_singular: Vec<usize> = mains
+        .iter()
+        .copied()
+        .filter(|kind| KINDS[*kind].name.to_lowercase() != KINDS[*kind].plural)
+        .collect();
     for step in 0..20 {
-        let kind = mains[(step * 5) % mains.len()];
+        let kind = named_singular[(step * 4) % named_singular.len()];
         push(
             "type",
             KINDS[kind].singular.to_owned(),
@@ -973,9 +979,19 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
             },
         );
     }
+    // An irregular plural the stemmer does not know (mouse, mice).
+    push(
+        "plural",
+        "gaming mice".to_owned(),
+        Intent::Kind {
+            kind: kind_index("gaming mouse"),
+            brand: None,
+            adjective: None,
+        },
+    );
     // Brand and kind, both orders.
     for step in 0..20 {
-        let kind = mains[(step * 3 + 2) % mains.len()];
+        let kind = mains[(step * 8 + 2) % mains.len()];
         let brand = kind_brands(kind)[step % 4];
         let brand_name = lower(BRANDS[brand].0);
         let text = if step % 4 == 3 {
@@ -1095,9 +1111,21 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
         };
         push("accents", text, intent);
     }
-    // Search as you type: the last word partly typed (three letters or more).
+    // Search as you type: the last word partly typed, for kinds whose last word is long
+    // enough to be typed in part (six letters or more).
+    let long_tail: Vec<usize> = mains
+        .iter()
+        .copied()
+        .filter(|kind| {
+            KINDS[*kind]
+                .singular
+                .rsplit(' ')
+                .next()
+                .is_some_and(|last| last.chars().count() >= 6)
+        })
+        .collect();
     for step in 0..20 {
-        let kind = mains[(step * 9 + 4) % mains.len()];
+        let kind = long_tail[(step * 7 + 4) % long_tail.len()];
         let singular = KINDS[kind].singular;
         let (head, last) = singular.rsplit_once(' ').unwrap_or(("", singular));
         // Three fifths of the word, four letters at least, and never a whole word of the
@@ -1109,6 +1137,7 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
             cut += 1;
             partial = last.chars().take(cut).collect();
         }
+        assert!(cut < length, "{last} has no partial that is not a word");
         let (text, adjective) = if step % 3 == 0 {
             let adjective = kind_adjectives(kind)[step % 4];
             (
@@ -1232,7 +1261,13 @@ pub fn queries(catalog: &Catalog) -> Vec<Query> {
             adjective: Some(adjective),
         },
     );
+    let mut seen = BTreeSet::new();
     for query in &out {
+        assert!(
+            seen.insert(query.text.trim().to_lowercase()),
+            "{:?} twice",
+            query.text
+        );
         if query.category == "fallback" {
             let extra_words: Vec<String> = search::query_words(&query.text)
                 .into_iter()
