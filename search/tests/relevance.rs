@@ -315,11 +315,17 @@ async fn relevance_holds_per_category_and_catches_rankings_without_boosts_or_typ
     assert!(failures.is_empty(), "relevance regressed: {failures:#?}");
 
     // The thresholds can fail: each crippled ranking falls below the nDCG@10 floor of every
-    // category that depends on what it lacks.
+    // category that depends on what it lacks, and below the overall floor.
     for (lacking, outcomes, categories) in [
         ("field boosts", &without_boosts, NEED_BOOSTS),
         ("typo tolerance", &without_typos, NEED_TYPOS),
     ] {
+        let overall = means(outcomes.iter());
+        assert!(
+            overall.ndcg < OVERALL_THRESHOLD.0,
+            "a ranking without {lacking} scores {:.3} overall, not below the floor",
+            overall.ndcg
+        );
         let scores = by_category(outcomes);
         for category in categories {
             let (ndcg, _) = threshold(category);
