@@ -53,7 +53,8 @@ impl Wanted {
             let Some((stem, folded)) = forms(&mut stemmer, &mut fold, word) else {
                 continue;
             };
-            for synonym in synonyms.alternatives(&folded) {
+            let by_stem: Vec<&str> = synonyms.alternatives(&stem).collect();
+            for synonym in synonyms.alternatives(&folded).chain(by_stem) {
                 if let Some((stem, folded)) = forms(&mut stemmer, &mut fold, synonym) {
                     words.push(Word {
                         stem,

@@ -84,7 +84,14 @@ fn text_query(context: Context<'_>, text: &str, all_words: bool) -> Option<Box<d
             };
             let mut alternatives = word_alternatives(context, typed_word);
             // A synonym matches as its own word would, exactly (no typo, no prefix).
-            for synonym in context.synonyms.alternatives(&folded) {
+            // A synonym is looked up by the word and by its stem ("tvs" is a "tv").
+            let mut synonyms: Vec<&str> = context.synonyms.alternatives(&folded).collect();
+            for other in context.synonyms.alternatives(&stem) {
+                if !synonyms.contains(&other) {
+                    synonyms.push(other);
+                }
+            }
+            for synonym in synonyms {
                 if let Some((stem, folded)) = forms(&mut stemmer, &mut fold, synonym) {
                     let exact = Typed {
                         word: "",
@@ -179,6 +186,14 @@ fn word_alternatives(context: Context<'_>, typed: Typed<'_>) -> Vec<Clause> {
                 .terms(context.searcher, field, folded, Kind::Prefix);
             alternatives.push(boosted_box(any_term(&terms), boost * 0.4));
         }
+    }
+    if edits > 0 {
+        // The typed word one edit from a name or brand word as written: a typo in a word the
+        // stemmer shortens ("hikng" is two edits from the stem "hike" but one from "hiking").
+        let terms = context
+            .expansions
+            .terms(context.searcher, fields.words, folded, Kind::OneEdit);
+        alternatives.push(boosted_box(any_term(&terms), boosts[0] * 0.5));
     }
     alternatives
 }
