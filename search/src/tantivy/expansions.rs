@@ -83,7 +83,13 @@ pub(super) fn after_prefix(prefix: &str) -> Option<String> {
 
 impl Expansions {
     /// The terms of `field` that `word` stands for as `kind`, in `searcher`'s segments.
-    pub fn terms(&self, searcher: &Searcher, field: Field, word: &str, kind: Kind) -> Arc<Vec<Term>> {
+    pub fn terms(
+        &self,
+        searcher: &Searcher,
+        field: Field,
+        word: &str,
+        kind: Kind,
+    ) -> Arc<Vec<Term>> {
         let key = (
             searcher.generation().generation_id(),
             field.field_id(),
@@ -171,7 +177,10 @@ pub(super) fn any_term(terms: &[Term]) -> Box<dyn Query> {
             )
         })
         .collect();
-    Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(clauses)), 1.0))
+    Box::new(ConstScoreQuery::new(
+        Box::new(BooleanQuery::new(clauses)),
+        1.0,
+    ))
 }
 
 #[cfg(test)]
