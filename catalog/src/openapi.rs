@@ -40,6 +40,7 @@ impl Modify for BearerAuth {
         command_api::routes::products::unpublish,
         command_api::routes::products::archive,
         command_api::routes::categories::create_category,
+        command_api::routes::search::set_synonyms,
         command_api::routes::auth::login,
         command_api::routes::auth::refresh,
         command_api::routes::auth::logout,
@@ -52,6 +53,7 @@ impl Modify for BearerAuth {
         query_api::routes::list_categories,
         query_api::routes::search::search,
         query_api::routes::search::suggest,
+        query_api::routes::synonyms::list_synonyms,
         query_api::events_api::list_events,
         query_api::events_api::stream_events,
         query_api::analytics::trending,
@@ -105,7 +107,7 @@ struct CommonHeaders {
 struct OperationKind<'a> {
     path: &'a str,
     method: &'a str,
-    /// A write of the catalog (`/api/products*`, `/api/categories*`).
+    /// A write of the catalog (`/api/products*`, `/api/categories*`, the search settings).
     command: bool,
     /// A read of the views (`X-Min-Position` / `X-Position`).
     query: bool,
@@ -115,11 +117,12 @@ impl<'a> OperationKind<'a> {
     fn of(path: &'a str, method: &'a str) -> Self {
         let is_write = matches!(method, "post" | "put" | "patch" | "delete");
         let catalog = path.starts_with("/api/products") || path.starts_with("/api/categories");
+        let search = path == "/api/search" || path.starts_with("/api/search/");
         OperationKind {
             path,
             method,
-            command: is_write && catalog,
-            query: method == "get" && (catalog || path.starts_with("/api/search")),
+            command: is_write && (catalog || search),
+            query: method == "get" && (catalog || search),
         }
     }
 }
@@ -364,6 +367,8 @@ mod tests {
             ("/api/categories", "post"),
             ("/api/search", "get"),
             ("/api/search/suggest", "get"),
+            ("/api/search/synonyms", "get"),
+            ("/api/search/synonyms", "put"),
             ("/api/auth/login", "post"),
             ("/api/auth/refresh", "post"),
             ("/api/auth/logout", "post"),
@@ -391,6 +396,9 @@ mod tests {
             "Accepted",
             "TokenPair",
             "CategoryView",
+            "SynonymsInput",
+            "SynonymsAccepted",
+            "SynonymList",
         ] {
             assert!(schemas.contains_key(schema), "schema {schema} is missing");
         }
@@ -453,6 +461,24 @@ mod tests {
             document["paths"]["/api/categories"]["get"]["responses"]["200"]["headers"]
                 .get("X-Position")
                 .is_some()
+        );
+        let synonyms_get = &document["paths"]["/api/search/synonyms"]["get"];
+        assert!(synonyms_get["responses"]["200"]["headers"]
+            .get("X-Position")
+            .is_some());
+        assert!(synonyms_get["parameters"]
+            .as_array()
+            .is_some_and(|parameters| parameters.iter().any(|p| p["name"] == "X-Min-Position")));
+        let synonyms_put = &document["paths"]["/api/search/synonyms"]["put"];
+        for status in ["200", "400", "401", "403", "413", "415", "422"] {
+            assert!(
+                synonyms_put["responses"].get(status).is_some(),
+                "PUT /api/search/synonyms without {status}"
+            );
+        }
+        assert_eq!(
+            synonyms_put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/SynonymsInput"
         );
         let patch = &document["components"]["schemas"]["ProductPatch"]["properties"];
         assert_eq!(

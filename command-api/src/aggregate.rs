@@ -1,18 +1,19 @@
-//! The product and category aggregates: rehydrated from their events, they decide which events a
-//! command ([`crate::commands`]) produces and enforce API.md's rules on state. They depend on the
-//! events, the commands and the value types only; parsing requests is `validation`'s job.
+//! The product, category and search-settings aggregates: rehydrated from their events, they
+//! decide which events a command ([`crate::commands`]) produces and enforce API.md's rules on
+//! state. They depend on the events, the commands and the value types only; parsing requests is
+//! `validation`'s job.
 
 use events::{
     CatalogEvent, CategoryCreated, Envelope, PriceChanged, ProductArchived, ProductCreated,
     ProductDetailsChanged, ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded,
-    StockAdjusted,
+    StockAdjusted, SynonymsChanged,
 };
 
 use events::values::Quantity;
 
 use crate::commands::{
     AdjustStock, ChangeDetails, ChangePrice, CreateCategory, CreateProduct, ProductCommand,
-    RecordSale,
+    RecordSale, SetSynonyms,
 };
 
 /// A command the product's current state does not allow.
@@ -87,7 +88,7 @@ impl Product {
             CatalogEvent::ProductUnpublished(_) => self.status = Some(ProductStatus::Draft),
             CatalogEvent::ProductArchived(_) => self.status = Some(ProductStatus::Archived),
             CatalogEvent::PriceChanged(price) => self.price_cents = Some(price.price_cents),
-            CatalogEvent::CategoryCreated(_) => {}
+            CatalogEvent::CategoryCreated(_) | CatalogEvent::SynonymsChanged(_) => {}
         }
     }
 
@@ -207,6 +208,48 @@ impl Category {
             name: command.name.to_string(),
             parent: command.parent.as_ref().map(ToString::to_string),
         })]
+    }
+}
+
+/// The search settings: one stream (`events::SEARCH_SETTINGS_ID`) whose every event is a
+/// `SynonymsChanged` carrying the whole set, so the last one is the state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchSettings {
+    /// 0 before the first change.
+    pub version: u64,
+    /// The position of the last change (0 before the first).
+    pub position: u64,
+    pub synonyms: Vec<Vec<String>>,
+}
+
+impl SearchSettings {
+    /// Rehydrates from the stream's envelopes (in version order). Only the last one is
+    /// decoded: each event replaces the whole set, so the earlier ones do not matter.
+    pub fn from_history(history: &[Envelope]) -> Result<Self, events::catalog_events::DecodeError> {
+        let mut settings = SearchSettings::default();
+        if let Some(last) = history.last() {
+            settings.apply(&last.decode()?);
+            settings.version = last.aggregate_version;
+            settings.position = last.position;
+        }
+        Ok(settings)
+    }
+
+    /// Folds one event into the state.
+    pub fn apply(&mut self, event: &CatalogEvent) {
+        if let CatalogEvent::SynonymsChanged(changed) = event {
+            self.synonyms = changed.groups.clone();
+        }
+    }
+
+    /// The events that set the synonyms to `command`'s: none when they already are those
+    /// (a repeated `PUT` appends nothing).
+    pub fn decide(&self, command: &SetSynonyms) -> Vec<CatalogEvent> {
+        let groups = command.synonyms.clone().into_strings();
+        if groups == self.synonyms {
+            return Vec::new();
+        }
+        vec![CatalogEvent::SynonymsChanged(SynonymsChanged { groups })]
     }
 }
 
@@ -439,6 +482,67 @@ mod tests {
         for command in [ProductCommand::Publish, ProductCommand::Archive, sale(1)] {
             assert_eq!(archived.decide(&command), Err(DomainError::Archived));
         }
+    }
+
+    fn set_synonyms(groups: &[&[&str]]) -> SetSynonyms {
+        use events::values::{SynonymGroup, SynonymTerm, Synonyms};
+        let groups = groups
+            .iter()
+            .map(|words| {
+                let terms = words
+                    .iter()
+                    .map(|word| SynonymTerm::parse(word).expect("valid"))
+                    .collect();
+                SynonymGroup::parse(terms).expect("valid")
+            })
+            .collect();
+        SetSynonyms {
+            synonyms: Synonyms::parse(groups).expect("valid"),
+        }
+    }
+
+    fn synonyms_changed(groups: &[&[&str]]) -> CatalogEvent {
+        CatalogEvent::SynonymsChanged(SynonymsChanged {
+            groups: groups
+                .iter()
+                .map(|words| words.iter().map(|word| (*word).to_owned()).collect())
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn setting_synonyms_records_the_whole_new_set() {
+        let settings = SearchSettings::default();
+        assert_eq!(
+            settings.decide(&set_synonyms(&[&["tv", "television"]])),
+            vec![synonyms_changed(&[&["tv", "television"]])]
+        );
+    }
+
+    #[test]
+    fn setting_the_synonyms_they_already_are_records_nothing_and_another_set_replaces_them() {
+        let mut settings = SearchSettings::default();
+        settings.apply(&synonyms_changed(&[&["tv", "television"]]));
+        assert!(settings
+            .decide(&set_synonyms(&[&["tv", "television"]]))
+            .is_empty());
+        assert_eq!(
+            settings.decide(&set_synonyms(&[])),
+            vec![synonyms_changed(&[])]
+        );
+        // Clearing synonyms that were never set changes nothing either.
+        assert!(SearchSettings::default()
+            .decide(&set_synonyms(&[]))
+            .is_empty());
+    }
+
+    #[test]
+    fn product_commands_on_the_search_settings_stream_find_no_product() {
+        let product = given(&[synonyms_changed(&[&["tv", "television"]])]);
+        assert_eq!(
+            product.decide(&ProductCommand::Publish),
+            Err(DomainError::NotFound)
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use events::values::{
     Brand, Currency, Description, Name, PriceCents, Quantity, Reason, SaleQuantity, Sku, Slug,
-    StockDelta, ValueError,
+    StockDelta, Synonyms, ValueError,
 };
 use events::{AttributeValue, CategoryCreated, ProductCreated, ProductStatus};
 
@@ -113,4 +113,10 @@ impl TryFrom<CategoryCreated> for CreateCategory {
             parent: created.parent.as_deref().map(Slug::parse).transpose()?,
         })
     }
+}
+
+/// Replace the search synonyms with these groups (none clears them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetSynonyms {
+    pub synonyms: Synonyms,
 }

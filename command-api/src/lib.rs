@@ -1,10 +1,10 @@
 //! The write side: the product aggregate, command handling, accounts, idempotency keys, the
 //! auth endpoints and the command HTTP routes.
 //!
-//! - [`commands`]: the commands (`CreateProduct`, `ChangePrice`, `AdjustStock`, …), made of
-//!   the value types of `events::values`.
-//! - [`aggregate`]: the product and category aggregates: given their events, which events a
-//!   command produces, or why it is refused.
+//! - [`commands`]: the commands (`CreateProduct`, `ChangePrice`, `AdjustStock`, `SetSynonyms`,
+//!   …), made of the value types of `events::values`.
+//! - [`aggregate`]: the product, category and search-settings aggregates: given their events,
+//!   which events a command produces, or why it is refused.
 //! - [`validation`]: request bodies → commands, with per-field errors.
 //! - [`service`]: load, decide, append (optimistic concurrency), publish.
 //! - [`accounts`]: account rules and creation, the user and session ports and their adapters
@@ -51,9 +51,9 @@ impl FromRef<CommandState> for Arc<TokenVerifier> {
 }
 
 /// The command-api routes (API.md: every non-GET method under `/api/products` and
-/// `/api/categories`, all of `/api/auth`, and the JWKS).
+/// `/api/categories`, `PUT /api/search/synonyms`, all of `/api/auth`, and the JWKS).
 pub fn router(state: CommandState) -> Router {
-    use routes::{auth as auth_routes, categories, products};
+    use routes::{auth as auth_routes, categories, products, search};
     let idempotency_state = IdempotencyLayerState {
         store: state.idempotency.clone(),
         verifier: state.verifier.clone(),
@@ -71,6 +71,7 @@ pub fn router(state: CommandState) -> Router {
         .route("/api/products/{id}/publish", post(products::publish))
         .route("/api/products/{id}/unpublish", post(products::unpublish))
         .route("/api/categories", post(categories::create_category))
+        .route("/api/search/synonyms", put(search::set_synonyms))
         .route("/api/auth/users", post(auth_routes::create_user))
         .route_layer(axum::middleware::from_fn_with_state(
             idempotency_state,

@@ -9,13 +9,13 @@ use events::bus::EventBus;
 use events::catalog_events::category_aggregate_id;
 use events::store::{EventStore, StoreError, StreamAppend, UniqueClaim};
 use events::values::Slug;
-use events::{CatalogEvent, Envelope, EventMetadata, NewEvent};
+use events::{CatalogEvent, Envelope, EventMetadata, NewEvent, SEARCH_SETTINGS_ID};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 use web::Problem;
 
-use crate::aggregate::{Category, DomainError, Product};
-use crate::commands::{CreateCategory, CreateProduct, ProductCommand};
+use crate::aggregate::{Category, DomainError, Product, SearchSettings};
+use crate::commands::{CreateCategory, CreateProduct, ProductCommand, SetSynonyms};
 
 /// A command's answer: API.md's `{"id","version","position"}`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -25,6 +25,20 @@ pub struct Accepted {
     pub version: u64,
     /// The global position of the command's last event: the read-your-writes token.
     pub position: u64,
+}
+
+/// `PUT /api/search/synonyms`'s answer: the search settings' `{"id","version","position"}`
+/// and the synonyms as stored (lower-cased, trimmed, each word once per group).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct SynonymsAccepted {
+    /// The search settings' aggregate id (always the same).
+    pub id: Uuid,
+    /// The settings' version: how many times the synonyms changed.
+    pub version: u64,
+    /// The position of the `SynonymsChanged` event that holds these synonyms: the
+    /// read-your-writes token for `GET /api/search*`.
+    pub position: u64,
+    pub groups: Vec<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +56,7 @@ pub enum CommandError {
     DuplicateSku(String),
     #[error("a category with slug {0:?} exists")]
     DuplicateCategory(String),
-    #[error("too many concurrent writers to this product; retry")]
+    #[error("too many concurrent writers to this product (or to the search settings); retry")]
     Contention,
     #[error("stored events cannot be read: {0}")]
     Corrupt(String),
@@ -265,6 +279,53 @@ impl CommandService {
             }
             other => Ok(other?),
         }
+    }
+
+    /// Replaces the search synonyms on the search settings' stream, appended with optimistic
+    /// concurrency; a concurrent change is absorbed by deciding again on the new version (the
+    /// last writer wins, as with any `PUT`). Synonyms equal to the current ones append nothing
+    /// and answer the position of the event that set them.
+    #[tracing::instrument(skip_all, fields(groups = command.synonyms.groups().len()))]
+    pub async fn set_synonyms(
+        &self,
+        command: SetSynonyms,
+        metadata: EventMetadata,
+    ) -> Result<SynonymsAccepted, CommandError> {
+        let id = SEARCH_SETTINGS_ID;
+        let _queued = self.stripe(id).lock().await;
+        for _attempt in 0..MAX_ATTEMPTS {
+            let history = self.store.read_aggregate(id).await?;
+            let settings = SearchSettings::from_history(&history)
+                .map_err(|error| CommandError::Corrupt(error.to_string()))?;
+            let decided = settings.decide(&command);
+            if decided.is_empty() {
+                return Ok(SynonymsAccepted {
+                    id,
+                    version: settings.version,
+                    position: settings.position,
+                    groups: settings.synonyms,
+                });
+            }
+            let stream = StreamAppend {
+                aggregate_id: id,
+                expected_version: settings.version,
+                events: new_events(id, settings.version, &decided, &metadata),
+                unique_claims: Vec::new(),
+            };
+            match self.append(stream).await {
+                Ok(accepted) => {
+                    return Ok(SynonymsAccepted {
+                        id,
+                        version: accepted.version,
+                        position: accepted.position,
+                        groups: command.synonyms.into_strings(),
+                    })
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(CommandError::Contention)
     }
 
     /// Runs `command` on product `id`. With `if_match`, the product must be at one of those

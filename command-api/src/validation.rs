@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 
 use events::values::{
     Brand, Currency, Description, Name, PriceCents, Quantity, Reason, SaleQuantity, Sku, Slug,
-    StockDelta, ValueError,
+    StockDelta, SynonymGroup, SynonymTerm, Synonyms, ValueError,
 };
 use events::{AttributeValue, ProductStatus};
 use serde_json::{Map, Value};
 use web::FieldErrors;
 
 use crate::commands::{
-    AdjustStock, ChangeDetails, ChangePrice, CreateCategory, CreateProduct, RecordSale,
+    AdjustStock, ChangeDetails, ChangePrice, CreateCategory, CreateProduct, RecordSale, SetSynonyms,
 };
 
 const MAX_ATTRIBUTES: usize = 50;
@@ -208,6 +208,58 @@ impl<'a> Body<'a> {
         Some(images)
     }
 
+    /// The synonym groups under `field` (required): an array of at most 500 arrays of words.
+    /// Each bad group is named by its index (`groups.3`), each bad word by both
+    /// (`groups.3.1`). More groups, or a group of more words, than allowed is refused before
+    /// its contents are looked at, so the errors of one body stay few.
+    fn synonym_groups(&mut self, field: &str) -> Option<Synonyms> {
+        let value = self.field(field, true)?;
+        let Some(items) = value.as_array() else {
+            self.error(field, "must be an array of groups, each an array of words");
+            return None;
+        };
+        if items.len() > Synonyms::MAX_GROUPS {
+            self.error(field, &ValueError::SynonymGroups.to_string());
+            return None;
+        }
+        let mut groups = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let path = format!("{field}.{index}");
+            match item.as_array() {
+                Some(words) if words.len() <= SynonymGroup::MAX_TERMS => {
+                    if let Some(group) = self.synonym_group(&path, words) {
+                        groups.push(group);
+                    }
+                }
+                Some(_) => self.error(&path, &ValueError::SynonymGroup.to_string()),
+                None => self.error(&path, "must be an array of 2 to 20 words"),
+            }
+        }
+        self.checked(field, Synonyms::parse(groups))
+    }
+
+    /// One group's words, at `path`.
+    fn synonym_group(&mut self, path: &str, words: &[Value]) -> Option<SynonymGroup> {
+        let mut terms = Vec::with_capacity(words.len());
+        let mut valid = true;
+        for (index, word) in words.iter().enumerate() {
+            let word_path = format!("{path}.{index}");
+            let Some(text) = word.as_str() else {
+                self.error(&word_path, "must be a string");
+                valid = false;
+                continue;
+            };
+            match self.checked(&word_path, SynonymTerm::parse(text)) {
+                Some(term) => terms.push(term),
+                None => valid = false,
+            }
+        }
+        if !valid {
+            return None;
+        }
+        self.checked(path, SynonymGroup::parse(terms))
+    }
+
     /// `brand`: a string, or null for none.
     fn nullable_brand(&mut self) -> Option<Option<Brand>> {
         match self.object.get("brand")? {
@@ -338,6 +390,16 @@ pub fn new_category(value: &Value) -> Result<CreateCategory, FieldErrors> {
     match (slug, name) {
         (Some(slug), Some(name)) => body.finish(CreateCategory { slug, name, parent }),
         _ => Err(body.errors),
+    }
+}
+
+/// `PUT /api/search/synonyms`: `{"groups": [["tv", "television"], …]}`; `[]` clears them.
+/// Words are trimmed and lower-cased, and a word repeated within a group is kept once.
+pub fn synonyms(value: &Value) -> Result<SetSynonyms, FieldErrors> {
+    let mut body = Body::new(value, &[&["groups"]], &[])?;
+    match body.synonym_groups("groups") {
+        Some(synonyms) => body.finish(SetSynonyms { synonyms }),
+        None => Err(body.errors),
     }
 }
 
@@ -483,6 +545,132 @@ mod tests {
             sale(&json!({"quantity": "2"})).expect_err("invalid")["quantity"],
             vec!["must be an integer".to_owned()]
         );
+    }
+
+    #[test]
+    fn synonyms_are_trimmed_lower_cased_and_kept_once_per_group() {
+        let command =
+            synonyms(&json!({"groups": [[" TV ", "Television", "tv"], ["Sofa", "couch"]]}))
+                .expect("valid");
+        assert_eq!(
+            command.synonyms.into_strings(),
+            vec![
+                vec!["tv".to_owned(), "television".to_owned()],
+                vec!["sofa".to_owned(), "couch".to_owned()]
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_list_of_synonym_groups_clears_them() {
+        let command = synonyms(&json!({"groups": []})).expect("valid");
+        assert!(command.synonyms.groups().is_empty());
+    }
+
+    #[test]
+    fn every_bad_synonym_group_and_word_is_named_by_its_index() {
+        let many: Vec<String> = (0..21).map(|index| format!("w{index}")).collect();
+        let body = json!({"groups": [
+            ["tv", "television"],
+            ["tv"],
+            ["tv", "TV"],
+            "tv",
+            ["flat screen", "ok", 3, ""],
+            many,
+            ["x".repeat(51), "y"],
+        ], "extra": 1});
+        let errors = synonyms(&body).expect_err("invalid");
+        let message = |field: &str| errors[field].join("; ");
+        assert_eq!(
+            errors.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec![
+                "extra",
+                "groups.1",
+                "groups.2",
+                "groups.3",
+                "groups.4.0",
+                "groups.4.2",
+                "groups.4.3",
+                "groups.5",
+                "groups.6.0"
+            ]
+        );
+        assert_eq!(message("groups.1"), "must hold 2 to 20 distinct words");
+        assert_eq!(message("groups.2"), "must hold 2 to 20 distinct words");
+        assert_eq!(message("groups.3"), "must be an array of 2 to 20 words");
+        assert_eq!(
+            message("groups.4.0"),
+            "must be one word of 1 to 50 letters or digits"
+        );
+        assert_eq!(message("groups.4.2"), "must be a string");
+        assert_eq!(message("groups.5"), "must hold 2 to 20 distinct words");
+        assert_eq!(
+            message("groups.6.0"),
+            "must be one word of 1 to 50 letters or digits"
+        );
+    }
+
+    #[test]
+    fn synonyms_need_a_list_of_at_most_500_groups() {
+        let missing = synonyms(&json!({})).expect_err("invalid");
+        assert_eq!(missing["groups"], vec!["is required".to_owned()]);
+        for not_a_list in [json!(null), json!("tv"), json!({"tv": "television"})] {
+            let errors = synonyms(&json!({ "groups": not_a_list })).expect_err("invalid");
+            assert_eq!(
+                errors["groups"],
+                vec!["must be an array of groups, each an array of words".to_owned()]
+            );
+        }
+        let group = json!(["tv", "television"]);
+        assert!(synonyms(&json!({"groups": vec![group.clone(); 500]})).is_ok());
+        let errors = synonyms(&json!({"groups": vec![group; 501]})).expect_err("invalid");
+        assert_eq!(
+            errors.keys().collect::<Vec<_>>(),
+            vec!["groups"],
+            "one error, not one per group"
+        );
+        assert_eq!(
+            errors["groups"],
+            vec!["may have at most 500 groups".to_owned()]
+        );
+        assert!(synonyms(&json!([["tv", "television"]])).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn valid_synonym_groups_come_back_lower_cased_in_their_order(
+            groups in proptest::collection::vec(
+                proptest::collection::btree_set("[A-Za-z0-9]{1,12}", 2..=20), 0..30),
+        ) {
+            // Distinct after lower-casing, so nothing is dropped.
+            let groups: Vec<Vec<String>> = groups
+                .into_iter()
+                .map(|words| {
+                    let mut lower: Vec<String> = Vec::new();
+                    for word in words {
+                        let word = word.to_lowercase();
+                        if !lower.contains(&word) {
+                            lower.push(word);
+                        }
+                    }
+                    lower
+                })
+                .filter(|words| words.len() >= 2)
+                .collect();
+            let command = synonyms(&json!({ "groups": groups })).expect("valid");
+            proptest::prop_assert_eq!(command.synonyms.into_strings(), groups);
+        }
+
+        #[test]
+        fn any_synonyms_body_is_answered_without_a_panic(
+            words in proptest::collection::vec(proptest::option::of("\\PC{0,60}"), 0..25),
+            number in proptest::arbitrary::any::<i64>(),
+        ) {
+            let strings = json!(words);
+            for groups in [json!([strings.clone()]), strings.clone(), json!([[number, strings]]), json!(number)] {
+                let _ = synonyms(&json!({ "groups": groups }));
+            }
+        }
     }
 
     proptest::proptest! {

@@ -1,4 +1,5 @@
-//! The product and category events. Past tense, one struct each, versioned.
+//! The catalog's events: a product's, a category's and the search settings'. Past tense, one
+//! struct each, versioned.
 
 use std::collections::BTreeMap;
 
@@ -206,6 +207,25 @@ pub fn category_aggregate_id(slug: &str) -> uuid::Uuid {
     uuid::Uuid::new_v5(&CATEGORY_NAMESPACE, slug.as_bytes())
 }
 
+/// The search synonyms were replaced as a whole: each group lists words a shopper means alike
+/// ("tv", "television"), so a search for one also finds the others. An empty list clears them.
+/// Not a product's event: its aggregate is the search settings, always the aggregate id
+/// 5ea2c4e5-0000-8000-8000-000000000001 (`SEARCH_SETTINGS_ID`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SynonymsChanged {
+    /// At most 500 groups; each group 2 to 20 distinct words, each word 1 to 50 lower-case
+    /// letters or digits.
+    pub groups: Vec<Vec<String>>,
+}
+
+/// The aggregate id of the search settings, the one stream `SynonymsChanged` is appended to
+/// (with optimistic concurrency, like any aggregate): `5ea2c4e5-0000-8000-8000-000000000001`.
+/// A fixed id (UUID version 8, "custom"), not generated: every process and every consumer
+/// names the same stream.
+pub const SEARCH_SETTINGS_ID: uuid::Uuid =
+    uuid::Uuid::from_u128(0x5ea2_c4e5_0000_8000_8000_0000_0000_0001);
+
 /// Why an envelope's `data` could not be read as a typed event.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -299,6 +319,7 @@ catalog_events! {
     ProductUnpublished(ProductUnpublished) = 1,
     ProductArchived(ProductArchived) = 1,
     CategoryCreated(CategoryCreated) = 1,
+    SynonymsChanged(SynonymsChanged) = 1,
 }
 
 #[cfg(test)]
@@ -340,6 +361,25 @@ mod tests {
         let v2 =
             serde_json::json!({"price_cents": 1, "currency": "USD", "previous_price_cents": 5});
         assert!(CatalogEvent::decode("PriceChanged", 1, &v2).is_err());
+    }
+
+    #[test]
+    fn synonyms_changed_is_on_the_wire_as_its_groups() {
+        let event = CatalogEvent::SynonymsChanged(SynonymsChanged {
+            groups: vec![vec!["tv".into(), "television".into()]],
+        });
+        assert_eq!(
+            (event.event_type(), event.schema_version()),
+            ("SynonymsChanged", 1)
+        );
+        assert_eq!(
+            event.to_data(),
+            serde_json::json!({"groups": [["tv", "television"]]})
+        );
+        assert_eq!(
+            SEARCH_SETTINGS_ID.to_string(),
+            "5ea2c4e5-0000-8000-8000-000000000001"
+        );
     }
 
     #[test]

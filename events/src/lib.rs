@@ -1,7 +1,8 @@
 //! The catalog's events and the ports that carry them.
 //!
 //! - [`envelope`]: the wire envelope every event travels in (API.md "Event envelope").
-//! - [`catalog_events`]: the typed product and category events, each with a schema version.
+//! - [`catalog_events`]: the typed product, category and search-settings events, each with a
+//!   schema version.
 //! - [`schema`]: JSON Schema generation for `schemas/`, checked for drift by a test.
 //! - [`store`]: the event store port ([`store::EventStore`]) and its error kinds.
 //! - `conformance` (feature `testsuite`): the suites every event store and bus adapter must
@@ -25,7 +26,7 @@ pub mod watermark;
 pub use catalog_events::{
     AttributeValue, CatalogEvent, CategoryCreated, PriceChanged, PriceChangedV1, ProductArchived,
     ProductCreated, ProductDetailsChanged, ProductPublished, ProductStatus, ProductUnpublished,
-    SaleRecorded, StockAdjusted,
+    SaleRecorded, StockAdjusted, SynonymsChanged, SEARCH_SETTINGS_ID,
 };
 pub use envelope::{Envelope, EventMetadata, NewEvent};
 pub use watermark::Watermark;

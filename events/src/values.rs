@@ -1,4 +1,5 @@
-//! The catalog's value types: a `Sku`, `Slug`, `Currency`, `PriceCents`, stock `Quantity`, …
+//! The catalog's value types: a `Sku`, `Slug`, `Currency`, `PriceCents`, stock `Quantity`, the
+//! search `Synonyms`, …
 //! each made only through its `parse`, so whatever holds one needs no further check.
 //!
 //! The write side (command validation) and the read side (listing and search filters) parse
@@ -32,6 +33,12 @@ pub enum ValueError {
     OutOfRange { min: i64, max: i64 },
     #[error("must not be 0")]
     Zero,
+    #[error("must be one word of 1 to 50 letters or digits")]
+    SynonymTerm,
+    #[error("must hold 2 to 20 distinct words")]
+    SynonymGroup,
+    #[error("may have at most 500 groups")]
+    SynonymGroups,
 }
 
 /// A text value type: parsed from `&str`, read back as `&str`. Attributes given (docs, an
@@ -275,6 +282,82 @@ impl StockDelta {
     }
 }
 
+text_value!(
+    /// One word of a synonym group: trimmed and lower-cased, 1 to 50 letters or digits, so it
+    /// is exactly one of the words search splits a query into (`search::words`: anything but
+    /// a letter or digit separates words).
+    SynonymTerm
+);
+
+impl SynonymTerm {
+    pub const MAX_CHARS: usize = 50;
+
+    pub fn parse(text: &str) -> Result<SynonymTerm, ValueError> {
+        let word = text.trim();
+        let count = word.chars().count();
+        if count == 0 || count > Self::MAX_CHARS || !word.chars().all(char::is_alphanumeric) {
+            return Err(ValueError::SynonymTerm);
+        }
+        Ok(SynonymTerm(word.to_lowercase()))
+    }
+}
+
+/// Words a shopper means alike ("tv", "television"): 2 to 20 distinct [`SynonymTerm`]s, in
+/// the order first given (a repeated word is dropped, not refused).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SynonymGroup(Vec<SynonymTerm>);
+
+impl SynonymGroup {
+    pub const MIN_TERMS: usize = 2;
+    pub const MAX_TERMS: usize = 20;
+
+    pub fn parse(terms: Vec<SynonymTerm>) -> Result<SynonymGroup, ValueError> {
+        let mut distinct: Vec<SynonymTerm> = Vec::with_capacity(terms.len());
+        for term in terms {
+            if !distinct.contains(&term) {
+                distinct.push(term);
+            }
+        }
+        if !(Self::MIN_TERMS..=Self::MAX_TERMS).contains(&distinct.len()) {
+            return Err(ValueError::SynonymGroup);
+        }
+        Ok(SynonymGroup(distinct))
+    }
+
+    pub fn terms(&self) -> &[SynonymTerm] {
+        &self.0
+    }
+
+    /// The words as plain strings (an event's form).
+    pub fn into_strings(self) -> Vec<String> {
+        self.0.into_iter().map(SynonymTerm::into_string).collect()
+    }
+}
+
+/// The search synonyms an admin sets: at most 500 [`SynonymGroup`]s (none clears them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Synonyms(Vec<SynonymGroup>);
+
+impl Synonyms {
+    pub const MAX_GROUPS: usize = 500;
+
+    pub fn parse(groups: Vec<SynonymGroup>) -> Result<Synonyms, ValueError> {
+        if groups.len() > Self::MAX_GROUPS {
+            return Err(ValueError::SynonymGroups);
+        }
+        Ok(Synonyms(groups))
+    }
+
+    pub fn groups(&self) -> &[SynonymGroup] {
+        &self.0
+    }
+
+    /// The groups as plain strings (an event's form).
+    pub fn into_strings(self) -> Vec<Vec<String>> {
+        self.0.into_iter().map(SynonymGroup::into_strings).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -372,6 +455,101 @@ mod tests {
                 prop_assert_eq!(parsed.map(StockDelta::get), Ok(number));
             }
         }
+    }
+
+    fn terms(words: &[&str]) -> Vec<SynonymTerm> {
+        words
+            .iter()
+            .map(|word| SynonymTerm::parse(word).expect("valid"))
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn a_synonym_term_of_letters_and_digits_is_trimmed_and_lower_cased(
+            word in "[A-Za-z0-9ÀÉÜßçé]{1,50}",
+            before in "[ \t]{0,3}",
+            after in "[ \t]{0,3}",
+        ) {
+            let parsed = SynonymTerm::parse(&format!("{before}{word}{after}"));
+            prop_assert_eq!(parsed.map(SynonymTerm::into_string), Ok(word.to_lowercase()));
+        }
+
+        #[test]
+        fn a_synonym_term_with_a_separator_inside_is_refused(
+            first in "[a-z0-9]{1,20}",
+            separator in "[ _.,!?'/-]",
+            second in "[a-z0-9]{1,20}",
+        ) {
+            prop_assert_eq!(
+                SynonymTerm::parse(&format!("{first}{separator}{second}")),
+                Err(ValueError::SynonymTerm)
+            );
+        }
+
+        #[test]
+        fn a_synonym_term_over_50_characters_is_refused(word in "[a-zé]{51,80}") {
+            prop_assert_eq!(SynonymTerm::parse(&word), Err(ValueError::SynonymTerm));
+        }
+
+        #[test]
+        fn a_group_keeps_each_word_once_in_the_order_first_given(
+            words in proptest::collection::vec("[a-c]{1,2}", 0..30),
+        ) {
+            let mut distinct: Vec<String> = Vec::new();
+            for word in &words {
+                if !distinct.contains(word) {
+                    distinct.push(word.clone());
+                }
+            }
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            let parsed = SynonymGroup::parse(terms(&words));
+            if (2..=20).contains(&distinct.len()) {
+                prop_assert_eq!(parsed.map(SynonymGroup::into_strings), Ok(distinct));
+            } else {
+                prop_assert_eq!(parsed, Err(ValueError::SynonymGroup));
+            }
+        }
+    }
+
+    #[test]
+    fn blank_and_empty_synonym_terms_are_refused() {
+        for text in ["", " ", "\t\n"] {
+            assert_eq!(SynonymTerm::parse(text), Err(ValueError::SynonymTerm));
+        }
+        assert_eq!(
+            SynonymTerm::parse(&"a".repeat(50)).map(SynonymTerm::into_string),
+            Ok("a".repeat(50))
+        );
+    }
+
+    #[test]
+    fn a_group_of_one_distinct_word_or_of_more_than_20_is_refused() {
+        assert_eq!(
+            SynonymGroup::parse(terms(&["TV", "tv", " tv"])),
+            Err(ValueError::SynonymGroup)
+        );
+        let many: Vec<String> = (0..21).map(|index| format!("w{index}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(
+            SynonymGroup::parse(terms(&many)),
+            Err(ValueError::SynonymGroup)
+        );
+        assert!(SynonymGroup::parse(terms(&many[..20])).is_ok());
+    }
+
+    #[test]
+    fn synonyms_hold_at_most_500_groups_and_none_is_allowed() {
+        let group = SynonymGroup::parse(terms(&["tv", "television"])).expect("valid");
+        assert!(Synonyms::parse(vec![group.clone(); 500]).is_ok());
+        assert_eq!(
+            Synonyms::parse(vec![group; 501]),
+            Err(ValueError::SynonymGroups)
+        );
+        assert_eq!(
+            Synonyms::parse(Vec::new()).map(Synonyms::into_strings),
+            Ok(Vec::new())
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use chrono::Utc;
 use events::{
     AttributeValue, CatalogEvent, CategoryCreated, EventMetadata, NewEvent, PriceChanged,
     ProductArchived, ProductCreated, ProductDetailsChanged, ProductPublished, ProductStatus,
-    ProductUnpublished, SaleRecorded, StockAdjusted,
+    ProductUnpublished, SaleRecorded, StockAdjusted, SynonymsChanged,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -100,6 +100,14 @@ fn produced() -> Vec<CatalogEvent> {
             name: "Headphones".into(),
             parent: Some("audio".into()),
         }),
+        CatalogEvent::SynonymsChanged(SynonymsChanged {
+            groups: vec![
+                vec!["tv".into(), "television".into()],
+                vec!["sofa".into(), "couch".into(), "settee".into()],
+            ],
+        }),
+        // Clearing every synonym.
+        CatalogEvent::SynonymsChanged(SynonymsChanged { groups: Vec::new() }),
     ]
 }
 
@@ -160,6 +168,20 @@ fn price_changed_v1_and_v2_schemas_each_accept_their_version_and_v1_refuses_v2()
     // What our code reads a v1 event as is a valid v2 body.
     let upcast = CatalogEvent::decode("PriceChanged", 1, &stored_v1).expect("upcasts");
     assert_valid(&v2, &upcast.to_data(), "the upcast v1 event");
+}
+
+#[test]
+fn the_synonyms_schema_refuses_what_is_not_a_list_of_word_lists() {
+    let synonyms = schema("SynonymsChanged.v1.json");
+    assert_valid(
+        &synonyms,
+        &json!({"groups": [["tv", "television"]]}),
+        "a synonyms body",
+    );
+    assert!(!synonyms.is_valid(&json!({})));
+    assert!(!synonyms.is_valid(&json!({"groups": ["tv", "television"]})));
+    assert!(!synonyms.is_valid(&json!({"groups": [[1, 2]]})));
+    assert!(!synonyms.is_valid(&json!({"groups": [], "extra": true})));
 }
 
 #[test]

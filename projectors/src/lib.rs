@@ -81,13 +81,20 @@ pub fn decode_event(envelope: &Envelope) -> Result<Option<events::CatalogEvent>,
 }
 
 /// Decodes the event of `envelope` for a projection that follows products only: `None` for a
-/// category's event as for an unknown type (see [`decode_event`]), so the caller only moves
-/// its checkpoint.
+/// category's event or the search settings' (`SynonymsChanged`) as for an unknown type (see
+/// [`decode_event`]), so the caller only moves its checkpoint.
 pub fn decode_product_event(
     envelope: &Envelope,
 ) -> Result<Option<events::CatalogEvent>, ProjectionError> {
-    Ok(decode_event(envelope)?
-        .filter(|event| !matches!(event, events::CatalogEvent::CategoryCreated(_))))
+    Ok(decode_event(envelope)?.filter(is_product_event))
+}
+
+/// Whether `event` is about a product (not a category, not the search settings).
+pub fn is_product_event(event: &events::CatalogEvent) -> bool {
+    !matches!(
+        event,
+        events::CatalogEvent::CategoryCreated(_) | events::CatalogEvent::SynonymsChanged(_)
+    )
 }
 
 /// A view built from envelopes.

@@ -111,6 +111,7 @@ pub fn router(state: QueryState) -> Router {
             Router::new()
                 .route("/api/search", get(routes::search::search))
                 .route("/api/search/suggest", get(routes::search::suggest))
+                .route("/api/search/synonyms", get(routes::synonyms::list_synonyms))
                 .route_layer(axum::middleware::from_fn_with_state(
                     searched,
                     consistency::read_your_writes,

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod categories;
 pub mod products;
 pub mod schemas;
+pub mod search;
 
 use ::auth::{AdminUser, AuthUser};
 use axum::extract::FromRequestParts;

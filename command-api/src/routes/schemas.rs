@@ -77,6 +77,15 @@ pub struct CategoryInput {
     pub parent: Option<String>,
 }
 
+/// `PUT /api/search/synonyms`: the whole set of synonym groups (`[]` clears them).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SynonymsInput {
+    /// At most 500 groups; each 2 to 20 words; each word 1 to 50 letters or digits (trimmed
+    /// and lower-cased; a word repeated in a group is kept once).
+    #[schema(example = json!([["tv", "television"], ["sofa", "couch"]]))]
+    pub groups: Vec<Vec<String>>,
+}
+
 /// One bulk item's outcome, in input order.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct BulkItemResult {

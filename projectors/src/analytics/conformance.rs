@@ -32,6 +32,7 @@ macro_rules! analytics_view_suite {
             sales_come_from_the_catalog_stream_once_per_version_and_filter_by_category,
             searches_rank_by_count_and_zero_result_searches_are_listed_apart,
             the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views,
+            the_search_settings_move_only_the_checkpoint,
         );
     };
     (@cases $module:ident, $make:expr; $($case:ident),+ $(,)?) => {
@@ -376,4 +377,55 @@ pub async fn the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views(
         .await
         .expect("trending");
     assert!(none.by_views.is_empty() && none.by_sales.is_empty());
+}
+
+pub async fn the_search_settings_move_only_the_checkpoint(view: Arc<dyn AnalyticsProjection>) {
+    let product = Uuid::from_u128(11);
+    let at = now() - Duration::minutes(5);
+    let log = envelopes(
+        product,
+        &[
+            created("audio"),
+            CatalogEvent::SaleRecorded(SaleRecorded { quantity: 2 }),
+        ],
+        at,
+    );
+    assert_eq!(
+        view.apply(&log[0], 1).await.expect("apply"),
+        Applied::Applied
+    );
+    for (version, position) in [(1, 2), (2, 3)] {
+        let synonyms = NewEvent::from_event(
+            events::SEARCH_SETTINGS_ID,
+            version,
+            &CatalogEvent::SynonymsChanged(events::SynonymsChanged {
+                groups: vec![vec!["tv".into(), "television".into()]],
+            }),
+            at,
+            EventMetadata::default(),
+        )
+        .into_envelope(position);
+        assert_eq!(
+            view.apply(&synonyms, position)
+                .await
+                .expect("the analytics view skips the search settings without an error"),
+            Applied::Duplicate
+        );
+        assert_eq!(view.checkpoint().await.expect("checkpoint"), position);
+    }
+    let mut sale = log[1].clone();
+    sale.position = 4;
+    assert_eq!(view.apply(&sale, 4).await.expect("apply"), Applied::Applied);
+    let trending = view
+        .trending(TrendingQuery {
+            window: Window::Hour,
+            category: None,
+            limit: 10,
+            now: now(),
+        })
+        .await
+        .expect("trending");
+    assert_eq!(trending.by_sales.len(), 1);
+    assert_eq!(trending.by_sales[0].units_sold, 2);
+    assert_eq!(view.checkpoint().await.expect("checkpoint"), 4);
 }

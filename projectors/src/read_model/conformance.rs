@@ -14,7 +14,8 @@ use std::time::Duration;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use events::{
     CatalogEvent, CategoryCreated, Envelope, EventMetadata, NewEvent, PriceChanged, ProductCreated,
-    ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded,
+    ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded, SynonymsChanged,
+    SEARCH_SETTINGS_ID,
 };
 use uuid::Uuid;
 
@@ -47,7 +48,8 @@ macro_rules! read_model_conformance_suite {
             pages_continue_after_the_cursor_and_unpublished_products_leave,
             bestsellers_rank_by_sales,
             waiting_for_a_position_returns_once_it_is_applied,
-            an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing
+            an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing,
+            the_search_settings_move_only_the_position_and_products_keep_applying
         );
     };
     ($make:expr) => {
@@ -107,6 +109,41 @@ impl Log {
             envelope.position
         );
         envelope
+    }
+
+    /// Appends a `SynonymsChanged` (not this view's): it must change nothing but the
+    /// position the view has reached.
+    async fn synonyms(&mut self, groups: &[&[&str]]) {
+        self.position += 1;
+        let version = self.versions.entry(SEARCH_SETTINGS_ID).or_insert(0);
+        *version += 1;
+        let event = CatalogEvent::SynonymsChanged(SynonymsChanged {
+            groups: groups
+                .iter()
+                .map(|group| group.iter().map(|word| (*word).to_owned()).collect())
+                .collect(),
+        });
+        let envelope = NewEvent::from_event(
+            SEARCH_SETTINGS_ID,
+            *version,
+            &event,
+            Utc::now(),
+            EventMetadata::default(),
+        )
+        .into_envelope(self.position);
+        let applied = self
+            .projection
+            .apply(&envelope, envelope.position)
+            .await
+            .expect("a read model skips the search settings without an error");
+        assert_eq!(applied, Applied::Duplicate);
+        assert!(
+            self.model
+                .wait_for(envelope.position, Duration::from_secs(5))
+                .await,
+            "the read model did not move past the synonyms at position {}",
+            envelope.position
+        );
     }
 
     /// What a client that wrote everything so far asks its reads to reflect.
@@ -562,4 +599,42 @@ pub async fn an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing(pai
     .into_envelope(10);
     let applied = log.projection.apply(&orphan, 3).await.expect("apply");
     assert_eq!(applied, Applied::Gap { applied_version: 0 });
+}
+
+pub async fn the_search_settings_move_only_the_position_and_products_keep_applying(pair: Pair) {
+    let mut log = Log::new(pair);
+    log.category("tools").await;
+    let id = log.product("A", "tools", 100, 10, 1).await;
+    log.synonyms(&[&["tv", "television"]]).await;
+    // A second change is version 2 of the settings: no gap to repair for a view that never
+    // applied version 1.
+    log.synonyms(&[]).await;
+    log.record(
+        id,
+        CatalogEvent::SaleRecorded(SaleRecorded { quantity: 2 }),
+        2,
+    )
+    .await;
+    let (product, position) = log.model.product(id, log.at()).await.expect("read");
+    let product = product.expect("visible");
+    assert_eq!((product.stock, product.version, position), (8, 2, 5));
+    let (categories, _) = log.model.categories(log.at()).await.expect("categories");
+    assert_eq!(
+        categories
+            .iter()
+            .map(|category| (category.slug.as_str(), category.product_count))
+            .collect::<Vec<_>>(),
+        [("tools", 1)]
+    );
+    let page = log
+        .model
+        .list(&query(SortOrder::Newest, 10), log.at())
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        log.projection.checkpoint().await.expect("checkpoint"),
+        5,
+        "the checkpoint moved over the synonyms"
+    );
 }

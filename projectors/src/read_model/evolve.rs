@@ -34,9 +34,10 @@ pub fn evolve(current: Option<&ProductView>, envelope: &Envelope, event: Catalog
     };
     let mut product = ProductView::clone(current);
     match event {
-        CatalogEvent::ProductCreated(_) | CatalogEvent::CategoryCreated(_) => {
-            return Evolved::Unchanged(Applied::Duplicate)
-        }
+        // Not a later version of a product: the projections route the others away first.
+        CatalogEvent::ProductCreated(_)
+        | CatalogEvent::CategoryCreated(_)
+        | CatalogEvent::SynonymsChanged(_) => return Evolved::Unchanged(Applied::Duplicate),
         CatalogEvent::ProductDetailsChanged(changed) => change_details(&mut product, changed),
         CatalogEvent::PriceChanged(price) => {
             product.price_cents = price.price_cents;

@@ -155,6 +155,8 @@ impl Projection for MemoryReadModel {
             let mut state = self.state.write();
             match event {
                 CatalogEvent::CategoryCreated(created) => state.apply_category(envelope, created),
+                // The search settings are the search projection's; only the position moves.
+                CatalogEvent::SynonymsChanged(_) => Applied::Duplicate,
                 product_event => state.apply_product(envelope, product_event),
             }
         };

@@ -306,11 +306,12 @@ impl Projection for RedisProjection {
             Some(CatalogEvent::CategoryCreated(created)) => {
                 self.apply_category(envelope, created, checkpoint).await?
             }
+            // The search settings are the search projection's; only the checkpoint moves.
+            Some(CatalogEvent::SynonymsChanged(_)) | None => Applied::Duplicate,
             Some(product_event) => {
                 self.apply_product(envelope, product_event, checkpoint)
                     .await?
             }
-            None => Applied::Duplicate,
         };
         if applied == Applied::Duplicate {
             self.save_checkpoint(checkpoint).await?;

@@ -1,6 +1,7 @@
 //! Query handlers.
 
 pub mod search;
+pub mod synonyms;
 
 use std::sync::Arc;
 

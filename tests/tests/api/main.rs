@@ -19,3 +19,4 @@ mod queries;
 mod read_path;
 mod restart;
 mod search;
+mod synonyms;

@@ -174,11 +174,12 @@ impl Projection for PostgresReadModelProjection {
                 self.apply_category(&mut transaction, envelope, created)
                     .await?
             }
+            // The search settings are the search projection's; only the checkpoint moves.
+            Some(CatalogEvent::SynonymsChanged(_)) | None => Applied::Duplicate,
             Some(product_event) => {
                 self.apply_product(&mut transaction, envelope, product_event)
                     .await?
             }
-            None => Applied::Duplicate,
         };
         if matches!(applied, Applied::Gap { .. }) {
             // Nothing changed; the runner applies the missing versions and comes back.
