@@ -1,4 +1,4 @@
-//! The result cache of `/api/search`: whole first pages, encoded, by the normalised search
+//! The result cache of `/api/search` (and `/api/search/suggest`): whole first pages, encoded, by the normalised search
 //! (the words that are used and the text as a SKU, lower-cased; the filters in a fixed order;
 //! the sort; the limit).
 //!
@@ -69,6 +69,14 @@ pub fn key(query: &SearchQuery) -> Option<u64> {
     )
         .hash(&mut hasher);
     Some(hasher.finish())
+}
+
+/// The cache key of a suggestion: the words that are used (what the adapters complete) and the
+/// limit.
+pub fn suggest_key(text: &str, limit: usize) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    ("suggest", search::query_words(text), limit).hash(&mut hasher);
+    hasher.finish()
 }
 
 impl SearchCache {

@@ -293,7 +293,12 @@ pub async fn suggest(
             }
         },
     };
+    // Keystrokes repeat even more than searches: answers are cached like first pages.
+    let key = search_cache::suggest_key(&text, limit);
     let position = index.position();
+    if let Some(page) = state.search_cache.get(key, position) {
+        return Ok(json_response(page.body.clone(), page.position));
+    }
     let suggestions = index
         .suggest(&search::SuggestQuery { text, limit })
         .await
@@ -302,5 +307,17 @@ pub async fn suggest(
         queries: suggestions.queries,
         products: suggestions.products,
     };
-    Ok(with_position(axum::Json(page).into_response(), position))
+    let body = serde_json::to_vec(&page).map(Bytes::from).map_err(|error| {
+        tracing::error!(%error, "cannot encode suggestions");
+        QueryProblem(Problem::unavailable(1, "search is unavailable; retry shortly"))
+    })?;
+    state.search_cache.put(
+        key,
+        search_cache::CachedPage {
+            position,
+            body: body.clone(),
+            total: 0,
+        },
+    );
+    Ok(json_response(body, position))
 }
