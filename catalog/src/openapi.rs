@@ -297,6 +297,17 @@ fn add_header_parameters(kind: &OperationKind, parameters: &mut Vec<Value>) {
 /// The exact schema of a query parameter whose Rust type says less than the contract.
 fn parameter_schema(path: &str, name: Option<&str>) -> Option<Value> {
     let schema = match name? {
+        "category" if path == "/api/search" || path == "/api/products" => json!({
+            "type": "array",
+            // An empty value counts as not given.
+            "items": {"type": "string", "pattern": "^[a-z0-9-]{0,64}$"},
+            "maxItems": 20
+        }),
+        "brand" if path == "/api/search" || path == "/api/products" => json!({
+            "type": "array",
+            "items": {"type": "string", "maxLength": 100},
+            "maxItems": 20
+        }),
         "limit" if path == "/api/search/suggest" => {
             json!({"type": "integer", "minimum": 1, "maximum": 20, "default": 5})
         }

@@ -307,10 +307,15 @@ pub async fn suggest(
         queries: suggestions.queries,
         products: suggestions.products,
     };
-    let body = serde_json::to_vec(&page).map(Bytes::from).map_err(|error| {
-        tracing::error!(%error, "cannot encode suggestions");
-        QueryProblem(Problem::unavailable(1, "search is unavailable; retry shortly"))
-    })?;
+    let body = serde_json::to_vec(&page)
+        .map(Bytes::from)
+        .map_err(|error| {
+            tracing::error!(%error, "cannot encode suggestions");
+            QueryProblem(Problem::unavailable(
+                1,
+                "search is unavailable; retry shortly",
+            ))
+        })?;
     state.search_cache.put(
         key,
         search_cache::CachedPage {
