@@ -157,6 +157,8 @@ pub(super) fn did_you_mean(
 ) -> Option<String> {
     let mut corrected = Vec::with_capacity(typed.len());
     let mut changed = false;
+    // The vocabulary is read once per search, and only when a word needs a correction.
+    let mut vocabulary: Option<BTreeMap<String, u64>> = None;
     for word in typed {
         let Some(word) = folded(word) else {
             continue;
@@ -169,7 +171,9 @@ pub(super) fn did_you_mean(
             corrected.push(word);
             continue;
         }
-        match closest(searcher, fields.words, &word) {
+        let terms =
+            vocabulary.get_or_insert_with(|| terms_between(searcher, fields.words, "", None));
+        match closest(terms, &word) {
             Some(better) => {
                 corrected.push(better);
                 changed = true;
@@ -180,17 +184,17 @@ pub(super) fn did_you_mean(
     changed.then(|| corrected.join(" "))
 }
 
-/// The most used term of `field` within the allowed edits of `word` (only terms of a near
+/// The most used of `terms` within the allowed edits of `word` (only terms of a near
 /// length are compared).
-fn closest(searcher: &Searcher, field: Field, word: &str) -> Option<String> {
+fn closest(terms: &BTreeMap<String, u64>, word: &str) -> Option<String> {
     let length = word.chars().count();
     let allowed = if length >= 5 { 2 } else { 1 };
-    let mut best: Option<(usize, u64, String)> = None;
-    for (term, uses) in terms_between(searcher, field, "", None) {
+    let mut best: Option<(usize, u64, &String)> = None;
+    for (term, &uses) in terms {
         if term.chars().count().abs_diff(length) > allowed {
             continue;
         }
-        let distance = edit_distance(&term, word);
+        let distance = edit_distance(term, word);
         if distance == 0 || distance > allowed {
             continue;
         }
@@ -204,5 +208,5 @@ fn closest(searcher: &Searcher, field: Field, word: &str) -> Option<String> {
             best = Some((distance, uses, term));
         }
     }
-    best.map(|(_, _, term)| term)
+    best.map(|(_, _, term)| term.clone())
 }
