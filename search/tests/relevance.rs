@@ -524,11 +524,11 @@ fn opensearch_bodies_of_the_set_ask_for_what_the_semantics_need() {
     );
 }
 
-/// Prints every query with how many products it grades 3, 2 and 1, for reviewing the set
-/// (`cargo test -p search --test relevance -- --ignored --nocapture`).
+/// Every query grades at least one product relevant (a query nothing is meant for would score
+/// nothing and measure nothing); prints each with how many products it grades 3, 2 and 1, for
+/// reviewing the set (`cargo test -p search --test relevance -- --nocapture`).
 #[test]
-#[ignore = "prints the query set for review"]
-fn print_the_query_set() {
+fn every_query_has_a_relevant_product() {
     let catalog = catalog::generate();
     for query in catalog::queries(&catalog) {
         let threes = query.grades.values().filter(|g| **g == 3).count();
@@ -537,6 +537,12 @@ fn print_the_query_set() {
         println!(
             "{} | {} | 3:{threes} 2:{twos} 1:{ones}",
             query.category, query.text
+        );
+        assert!(
+            threes + twos > 0,
+            "{} query {:?} grades no product relevant",
+            query.category,
+            query.text
         );
     }
 }
