@@ -6,6 +6,9 @@
 //! - `lag`: the end-to-end lag from a command's answer to its event being applied by the
 //!   read-model projector, through the PostgreSQL outbox, the relay and a bus (librdkafka's
 //!   mock cluster, or SNS/SQS at a moto endpoint), all in this process.
+//! - `history`: sequential sales on one product at several lengths of its history.
+//! - `flash-sale`: buyers of one product until it is sold out, and a check that the sale was
+//!   exact on the write and the read side.
 //! - `shoppers`: users on keep-alive connections browsing with think time, over several
 //!   processes and loopback source addresses (up to 100,000 connections on this machine).
 //! - `sse`: event stream clients of one query process at an event rate: delivery lag, drops.
@@ -13,6 +16,7 @@
 mod commands;
 mod lag;
 mod report;
+mod sales;
 mod shoppers;
 mod sse;
 
@@ -32,6 +36,8 @@ struct Cli {
 enum Tool {
     Commands(commands::Args),
     Lag(lag::Args),
+    History(sales::HistoryArgs),
+    FlashSale(sales::FlashSaleArgs),
     Shoppers(shoppers::Args),
     /// Event stream clients held by one query process at an event rate.
     Sse(sse::Args),
@@ -58,6 +64,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Tool::Commands(args) => commands::run(args).await,
             Tool::Lag(args) => lag::run(args).await,
+            Tool::History(args) => sales::history(args).await,
+            Tool::FlashSale(args) => sales::flash_sale(args).await,
             Tool::Shoppers(args) => shoppers::run(args).await,
             Tool::Sse(args) => sse::run(args).await,
             Tool::ShoppersWorker { config } => shoppers::worker(config).await,

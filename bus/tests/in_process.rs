@@ -68,6 +68,7 @@ impl BusFixture for InProcess {
                 expected_version: event.aggregate_version - 1,
                 events: vec![event],
                 unique_claims: Vec::new(),
+                snapshot: None,
             };
             committed.extend(self.store.append(vec![stream]).await.expect("append"));
         }

@@ -81,16 +81,24 @@ pub async fn seed(data_dir: &Path, config: &EngineConfig, args: SeedArgs) -> any
     let seed = args.seed.unwrap_or_else(rand::random);
     let bar = progress_bar(args.products as u64, "products");
     let started = Instant::now();
-    crate::seed::seed_products(&engines.commands, seed, args.products, |done| {
-        bar.inc(done as u64)
+    let mut events = 0;
+    crate::seed::seed_products(&engines.commands, seed, args.products, |products, batch| {
+        events += batch;
+        bar.inc(products as u64);
+        bar.set_message(format!(
+            "{events} events, {:.0} events/s",
+            events as f64 / started.elapsed().as_secs_f64().max(0.001)
+        ));
     })
     .await?;
     bar.finish();
     let head = engines.store.head().await?;
+    let seconds = started.elapsed().as_secs_f64();
     println!(
-        "added {} products in {:.1} s (seed {seed}); the store is at position {head}",
+        "added {} products ({events} events) in {seconds:.1} s, {:.0} events/s (seed {seed}); \
+         the store is at position {head}",
         args.products,
-        started.elapsed().as_secs_f64()
+        events as f64 / seconds.max(0.001)
     );
     engines.close().await;
     Ok(())
@@ -212,7 +220,7 @@ fn progress_bar(length: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(length);
     bar.set_style(
         ProgressStyle::with_template(&format!(
-            "{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}"
+            "{{bar:40}} {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}} {{msg}}"
         ))
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );

@@ -5,6 +5,7 @@ use anyhow::Context;
 use command_api::commands::{CreateCategory, CreateProduct, ProductCommand, RecordSale};
 use command_api::service::CommandService;
 use events::EventMetadata;
+use futures::StreamExt;
 
 use crate::demo;
 
@@ -32,12 +33,18 @@ pub async fn ensure_demo_categories(commands: &CommandService) -> anyhow::Result
     Ok(())
 }
 
-/// Appends `count` generated products in batches, calling `progress` after each batch.
+/// Batches of products appended at once: enough to keep the store's group commit full
+/// while one batch is being prepared and another committed.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Appends `count` generated products in batches of 1,000 (several in flight, so the store
+/// commits them in groups), calling `progress(products, events)` after each batch. Batches
+/// are independent transactions: an interrupted seed leaves whole batches.
 pub async fn seed_products(
     commands: &CommandService,
     seed: u64,
     count: usize,
-    mut progress: impl FnMut(usize),
+    mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<()> {
     ensure_demo_categories(commands).await?;
     let products = demo::products(seed, count);
@@ -56,12 +63,19 @@ pub async fn seed_products(
         })
         .collect::<Result<Vec<_>, events::values::ValueError>>()
         .context("a generated product is invalid")?;
-    for batch in with_sales.chunks(1000) {
-        commands
-            .create_products_with_history(batch.to_vec(), system_metadata("seed"))
-            .await
-            .context("cannot append generated products")?;
-        progress(batch.len());
+    let mut appended = futures::stream::iter(with_sales.chunks(1000))
+        .map(|batch| async move {
+            let events = batch.iter().map(|(_, history)| 1 + history.len()).sum();
+            commands
+                .create_products_with_history(batch.to_vec(), system_metadata("seed"))
+                .await
+                .context("cannot append generated products")?;
+            anyhow::Ok((batch.len(), events))
+        })
+        .buffered(BATCHES_IN_FLIGHT);
+    while let Some(batch) = appended.next().await {
+        let (products, events) = batch?;
+        progress(products, events);
     }
     Ok(())
 }

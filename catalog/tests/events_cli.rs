@@ -70,6 +70,7 @@ async fn prepared_store(dir: &Path) -> Vec<Envelope> {
             expected_version: version,
             events: vec![event],
             unique_claims: Vec::new(),
+            snapshot: None,
         }])
         .await
         .expect("append");

@@ -23,6 +23,8 @@ const ADMIN_PASSWORD: &str = "kill test password";
 
 struct Role {
     name: &'static str,
+    /// The `--role` it runs.
+    role: &'static str,
     port: u16,
     child: Option<Child>,
 }
@@ -34,19 +36,32 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(environment: Vec<(String, String)>) -> Cluster {
-        let mut cluster = Cluster {
+    /// Processes `(name, role)`, not started yet.
+    fn new(environment: Vec<(String, String)>, roles: &[(&'static str, &'static str)]) -> Cluster {
+        Cluster {
             data_dir: tempfile::tempdir().expect("temp dir"),
             environment,
-            roles: ["command", "projectors", "query"]
-                .into_iter()
-                .map(|name| Role {
+            roles: roles
+                .iter()
+                .map(|&(name, role)| Role {
                     name,
+                    role,
                     port: free_port(),
                     child: None,
                 })
                 .collect(),
-        };
+        }
+    }
+
+    fn start(environment: Vec<(String, String)>) -> Cluster {
+        let mut cluster = Cluster::new(
+            environment,
+            &[
+                ("command", "command"),
+                ("projectors", "projectors"),
+                ("query", "query"),
+            ],
+        );
         // The command role creates the signing key the query role verifies with.
         cluster.spawn("command");
         cluster.wait_ready("command");
@@ -81,7 +96,7 @@ impl Cluster {
         let log = std::fs::File::create(data_dir.join(format!("{name}.log"))).expect("log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_catalog"));
         command
-            .args(["serve", "--role", name, "--listen"])
+            .args(["serve", "--role", role.role, "--listen"])
             .arg(format!("127.0.0.1:{}", role.port))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -474,4 +489,99 @@ async fn killing_the_command_and_projector_processes_loses_no_acknowledged_write
         11,
     )
     .await;
+}
+
+/// Two command processes on one PostgreSQL selling one product at once: each decides on its
+/// own cached state, so every race between them is settled by the store (the loser decides
+/// again on the new version). Exactly the stock is sold, each sale gets its own version, and
+/// every further attempt is a 409, never a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_command_processes_on_one_postgres_sell_exactly_the_stock() {
+    let database = TestDatabase::create().await;
+    let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("catalog.product-events", 3, 1)
+        .expect("topic");
+    let bus = format!("kafka://{}?partitions=3", mock.bootstrap_servers());
+    let mut cluster = Cluster::new(
+        base_environment(&database, bus),
+        &[("command", "command"), ("command-2", "command")],
+    );
+    cluster.spawn("command");
+    cluster.wait_ready("command");
+    cluster.spawn("command-2");
+    cluster.wait_ready("command-2");
+    let client = Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let token = login(&client, &cluster.url("command", "/api/auth/login")).await;
+    let category = client
+        .post(cluster.url("command", "/api/categories"))
+        .bearer_auth(&token)
+        .json(&json!({"slug": "tools", "name": "Tools"}))
+        .send()
+        .await
+        .expect("category");
+    assert_eq!(category.status(), 201);
+    let created: Value = client
+        .post(cluster.url("command", "/api/products"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "sku": "RACE-1", "name": "Raced product", "category": "tools",
+            "price_cents": 1000, "currency": "USD", "stock": 150, "status": "published"
+        }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let urls: Vec<String> = ["command", "command-2"]
+        .iter()
+        .map(|name| cluster.url(name, &format!("/api/products/{id}/sales")))
+        .collect();
+    let buyers: Vec<_> = (0..32)
+        .map(|buyer| {
+            let (client, token, url) = (client.clone(), token.clone(), urls[buyer % 2].clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for _ in 0..8 {
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"quantity": 1}))
+                        .send()
+                        .await
+                        .expect("sale");
+                    let status = response.status();
+                    let body: Value = response.json().await.expect("json");
+                    answers.push((status, body["version"].as_u64()));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    let mut refused = 0;
+    for buyer in buyers {
+        for (status, version) in buyer.await.expect("buyer") {
+            match status {
+                StatusCode::OK => versions.push(version.expect("a version")),
+                StatusCode::CONFLICT => refused += 1,
+                other => panic!("a sale was answered {other}"),
+            }
+        }
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=151).collect::<Vec<u64>>());
+    assert_eq!(refused, 32 * 8 - 150);
+    let pool = database.pool(1).await;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(stored, 151);
 }

@@ -37,8 +37,13 @@ pub enum DomainError {
     Overflow,
 }
 
-/// The state a product's decisions need.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The format of [`Product`]'s snapshots: bump it whenever the state's fields or their meaning
+/// change, and the store's snapshots of the old format are ignored (and replaced by new ones
+/// as products are written).
+pub const PRODUCT_STATE_VERSION: u32 = 1;
+
+/// The state a product's decisions need (also what its snapshots hold).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Product {
     /// 0 until created.
     pub version: u64,
@@ -54,11 +59,41 @@ impl Product {
     /// Rehydrates from the aggregate's envelopes (in version order).
     pub fn from_history(history: &[Envelope]) -> Result<Self, events::catalog_events::DecodeError> {
         let mut product = Product::default();
-        for envelope in history {
-            product.apply(&envelope.decode()?);
-            product.version = envelope.aggregate_version;
-        }
+        product.catch_up(history)?;
         Ok(product)
+    }
+
+    /// Folds the envelopes that follow this state's version (in version order).
+    pub fn catch_up(
+        &mut self,
+        events: &[Envelope],
+    ) -> Result<(), events::catalog_events::DecodeError> {
+        for envelope in events {
+            self.apply(&envelope.decode()?);
+            self.version = envelope.aggregate_version;
+        }
+        Ok(())
+    }
+
+    /// This state as product `id`'s snapshot.
+    pub fn snapshot(&self, id: uuid::Uuid) -> events::store::Snapshot {
+        events::store::Snapshot {
+            aggregate_id: id,
+            aggregate_version: self.version,
+            state_version: PRODUCT_STATE_VERSION,
+            // A struct of plain fields: serialising it cannot fail.
+            state: serde_json::to_value(self).unwrap_or_default(),
+        }
+    }
+
+    /// The state a snapshot holds; `None` when it is of another format or cannot be read
+    /// (then the caller replays the events instead).
+    pub fn from_snapshot(snapshot: &events::store::Snapshot) -> Option<Self> {
+        if snapshot.state_version != PRODUCT_STATE_VERSION {
+            return None;
+        }
+        let product: Product = serde_json::from_value(snapshot.state.clone()).ok()?;
+        (product.version == snapshot.aggregate_version).then_some(product)
     }
 
     pub fn exists(&self) -> bool {

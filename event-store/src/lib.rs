@@ -12,6 +12,7 @@
 //!   [`postgres::PostgresDatabase`].
 //! - [`outbox`]: the relay that publishes the outbox to the bus and deletes what the bus took.
 
+mod group;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;

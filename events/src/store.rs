@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::envelope::{Envelope, NewEvent};
 
 /// What can go wrong with the event store, by kind.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Optimistic concurrency: the aggregate is no longer at the expected version.
     #[error("aggregate {aggregate_id} is not at version {expected_version}")]
@@ -36,8 +36,32 @@ pub struct UniqueClaim {
     pub value: String,
 }
 
+/// An aggregate's state at one version, stored beside its events so that loading the
+/// aggregate reads this plus the events after it instead of its whole history.
+///
+/// `state` is the aggregate's own encoding, tagged with `state_version`: a code change that
+/// alters the state bumps that number, and snapshots of another number are ignored (and
+/// replaced by the next one written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub aggregate_id: Uuid,
+    /// The version of the last event the state includes.
+    pub aggregate_version: u64,
+    /// The format of `state`.
+    pub state_version: u32,
+    pub state: serde_json::Value,
+}
+
+/// What loading an aggregate reads: its latest snapshot of the asked format, if any, and the
+/// events after it (all of them without a snapshot), in version order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AggregateRead {
+    pub snapshot: Option<Snapshot>,
+    pub events: Vec<Envelope>,
+}
+
 /// The events of one aggregate to append, with the version the caller saw.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StreamAppend {
     pub aggregate_id: Uuid,
     /// The aggregate's version the caller decided on: 0 for a new aggregate.
@@ -45,6 +69,9 @@ pub struct StreamAppend {
     /// At least one event, with `aggregate_version` = `expected_version + 1, + 2, …`.
     pub events: Vec<NewEvent>,
     pub unique_claims: Vec<UniqueClaim>,
+    /// The aggregate's state after these events, saved in the same transaction when given
+    /// (its `aggregate_version` must be the last event's).
+    pub snapshot: Option<Snapshot>,
 }
 
 /// An append-only log of envelopes with a dense global position.
@@ -67,6 +94,39 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Every event of one aggregate in version order; empty when it has none.
     async fn read_aggregate(&self, aggregate_id: Uuid) -> Result<Vec<Envelope>, StoreError>;
+
+    /// The events of one aggregate with a version above `after`, in version order: what a
+    /// caller holding the state at version `after` needs to catch up (empty when it is
+    /// current).
+    async fn read_aggregate_after(
+        &self,
+        aggregate_id: Uuid,
+        after: u64,
+    ) -> Result<Vec<Envelope>, StoreError>;
+
+    /// The latest snapshot of `aggregate_id` in format `state_version`, if one was saved.
+    async fn read_snapshot(
+        &self,
+        aggregate_id: Uuid,
+        state_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Saves a snapshot outside an append (when a load replayed many events). A snapshot never
+    /// replaces a newer one of the same aggregate and format; [`StoreError::Invalid`] when
+    /// the aggregate has no event at the snapshot's version.
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
+
+    /// The latest snapshot in format `state_version` and the events after it.
+    async fn read_aggregate_state(
+        &self,
+        aggregate_id: Uuid,
+        state_version: u32,
+    ) -> Result<AggregateRead, StoreError> {
+        let snapshot = self.read_snapshot(aggregate_id, state_version).await?;
+        let after = snapshot.as_ref().map_or(0, |s| s.aggregate_version);
+        let events = self.read_aggregate_after(aggregate_id, after).await?;
+        Ok(AggregateRead { snapshot, events })
+    }
 
     /// Up to `limit` events with a position above `after`, in position order.
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<Envelope>, StoreError>;
@@ -96,6 +156,15 @@ pub fn validate_streams(streams: &[StreamAppend]) -> Result<(), StoreError> {
                 "no events for aggregate {}",
                 stream.aggregate_id
             )));
+        }
+        if let Some(snapshot) = &stream.snapshot {
+            let last = stream.expected_version + stream.events.len() as u64;
+            if snapshot.aggregate_id != stream.aggregate_id || snapshot.aggregate_version != last {
+                return Err(StoreError::Invalid(format!(
+                    "the snapshot of aggregate {} should be of that aggregate at version {last}",
+                    stream.aggregate_id
+                )));
+            }
         }
         for (offset, event) in stream.events.iter().enumerate() {
             let wanted = stream.expected_version + offset as u64 + 1;

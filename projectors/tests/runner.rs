@@ -51,6 +51,7 @@ async fn append(store: &dyn EventStore, id: Uuid, version: u64, event: CatalogEv
             expected_version: version - 1,
             events: vec![new],
             unique_claims: Vec::new(),
+            snapshot: None,
         }])
         .await
         .expect("append")

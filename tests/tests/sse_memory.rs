@@ -74,6 +74,7 @@ async fn append_big_events(store: &dyn events::store::EventStore, count: usize) 
                         EventMetadata::default(),
                     )],
                     unique_claims: Vec::new(),
+                    snapshot: None,
                 }
             })
             .collect();

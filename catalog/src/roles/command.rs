@@ -69,7 +69,7 @@ async fn load_demo_data(config: &ServeConfig, engines: &Engines) -> anyhow::Resu
         return Ok(());
     }
     tracing::info!(products = count, "loading demo data into the empty store");
-    crate::seed::seed_products(&engines.commands, 2026, count, |_| {}).await
+    crate::seed::seed_products(&engines.commands, 2026, count, |_, _| {}).await
 }
 
 /// Creates the first admin from `CATALOG_ADMIN_EMAIL` / `CATALOG_ADMIN_PASSWORD` when that

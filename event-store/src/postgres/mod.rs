@@ -2,6 +2,7 @@
 //! the write side's users, sessions and idempotency keys (their adapters live in `command-api`
 //! and share this pool). Every command-api replica shares them, so replicas stay stateless.
 
+mod append;
 mod event_store;
 
 use std::str::FromStr;

@@ -1,18 +1,21 @@
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use events::store::{validate_streams, EventStore, StoreError, StreamAppend};
+use events::store::{validate_streams, EventStore, Snapshot, StoreError, StreamAppend};
 use events::Envelope;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{Acquire, Row, Sqlite, Transaction};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{classify, is_unique_violation, unexpected, SqliteDatabase};
+use crate::group::{self, AppendRequest, AppendResult};
 
 /// The embedded event store.
 ///
-/// Concurrency: every append runs on the single writer connection, and its first statement is
-/// an INSERT, so the transaction holds SQLite's write lock from its start (no read-to-write
-/// upgrade that could fail). Conflicts surface as the unique `(aggregate_id,
+/// Concurrency: appends queue for one writer task on the single writer connection, which
+/// commits every append waiting in one transaction (group commit, [`crate::group`]), each in
+/// a savepoint. The transaction's first statement is an INSERT, so it holds SQLite's write
+/// lock from its start (no read-to-write upgrade that could fail). Conflicts surface as the unique `(aggregate_id,
 /// aggregate_version)` constraint; a caller that expected a version the aggregate has not
 /// reached is caught by checking that version exists.
 #[derive(Clone)]
@@ -60,85 +63,225 @@ fn decode_row(row: &SqliteRow) -> Result<Envelope, StoreError> {
     })
 }
 
+/// The writer task: every group of waiting appends in one transaction, each append in a
+/// savepoint of its own, so one append's conflict rolls back only that append.
+pub(super) async fn write_loop(writer: SqlitePool, mut requests: mpsc::Receiver<AppendRequest>) {
+    while let Some(batch) = group::next_group(&mut requests).await {
+        let outcome = commit_group(&writer, &batch).await;
+        group::answer_group(batch, outcome);
+    }
+}
+
+async fn commit_group(
+    writer: &SqlitePool,
+    batch: &[AppendRequest],
+) -> Result<Vec<AppendResult>, StoreError> {
+    let mut transaction = writer.begin().await.map_err(classify)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for request in batch {
+        let mut savepoint = Acquire::begin(&mut *transaction).await.map_err(classify)?;
+        match append_streams(&mut savepoint, &request.streams).await {
+            Ok(stored) => {
+                savepoint.commit().await.map_err(classify)?;
+                results.push(Ok(stored));
+            }
+            Err(StoreError::Unavailable(message)) => return Err(StoreError::Unavailable(message)),
+            Err(error) => {
+                savepoint.rollback().await.map_err(classify)?;
+                results.push(Err(error));
+            }
+        }
+    }
+    transaction.commit().await.map_err(classify)?;
+    Ok(results)
+}
+
+/// One append's streams, inside the group's transaction.
+async fn append_streams(
+    transaction: &mut Transaction<'_, Sqlite>,
+    streams: &[StreamAppend],
+) -> Result<Vec<Envelope>, StoreError> {
+    let mut stored = Vec::new();
+    for stream in streams {
+        let conflict = || StoreError::Conflict {
+            aggregate_id: stream.aggregate_id,
+            expected_version: stream.expected_version,
+        };
+        for event in &stream.events {
+            let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+                "INSERT INTO events (event_id, event_type, schema_version, aggregate_id, \
+                 aggregate_version, occurred_at, actor, correlation_id, causation_id, data) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
+            )
+            .bind(event.event_id.to_string())
+            .bind(&event.event_type)
+            .bind(i64::from(event.schema_version))
+            .bind(event.aggregate_id.to_string())
+            .bind(event.aggregate_version as i64)
+            .bind(timestamp(&event.occurred_at))
+            .bind(&event.metadata.actor)
+            .bind(&event.metadata.correlation_id)
+            .bind(&event.metadata.causation_id)
+            .bind(event.data.to_string())
+            .fetch_one(&mut **transaction)
+            .await;
+            let position = match inserted {
+                Ok(position) => position,
+                Err(error) if is_unique_violation(&error) => return Err(conflict()),
+                Err(error) => return Err(classify(error)),
+            };
+            stored.push(event.clone().into_envelope(position as u64));
+        }
+        if stream.expected_version > 0 {
+            let previous: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM events WHERE aggregate_id = ? AND aggregate_version = ?",
+            )
+            .bind(stream.aggregate_id.to_string())
+            .bind(stream.expected_version as i64)
+            .fetch_optional(&mut **transaction)
+            .await
+            .map_err(classify)?;
+            if previous.is_none() {
+                return Err(conflict());
+            }
+        }
+        for claim in &stream.unique_claims {
+            sqlx::query(
+                "INSERT INTO unique_claims (scope, value, aggregate_id) VALUES (?, ?, ?) \
+                 ON CONFLICT (scope, value) DO NOTHING",
+            )
+            .bind(&claim.scope)
+            .bind(&claim.value)
+            .bind(stream.aggregate_id.to_string())
+            .execute(&mut **transaction)
+            .await
+            .map_err(classify)?;
+            let owner: String = sqlx::query_scalar(
+                "SELECT aggregate_id FROM unique_claims WHERE scope = ? AND value = ?",
+            )
+            .bind(&claim.scope)
+            .bind(&claim.value)
+            .fetch_one(&mut **transaction)
+            .await
+            .map_err(classify)?;
+            if owner != stream.aggregate_id.to_string() {
+                return Err(StoreError::UniqueViolation {
+                    scope: claim.scope.clone(),
+                    value: claim.value.clone(),
+                });
+            }
+        }
+        if let Some(snapshot) = &stream.snapshot {
+            write_snapshot(&mut **transaction, snapshot).await?;
+        }
+    }
+    Ok(stored)
+}
+
+/// Saves `snapshot` unless a newer one of its format is there, and drops other formats.
+async fn write_snapshot(
+    connection: &mut SqliteConnection,
+    snapshot: &Snapshot,
+) -> Result<(), StoreError> {
+    let id = snapshot.aggregate_id.to_string();
+    let written = sqlx::query(
+        "INSERT INTO snapshots (aggregate_id, state_version, aggregate_version, state, taken_at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (aggregate_id, state_version) DO UPDATE \
+         SET aggregate_version = excluded.aggregate_version, state = excluded.state, \
+             taken_at = excluded.taken_at \
+         WHERE snapshots.aggregate_version < excluded.aggregate_version",
+    )
+    .bind(&id)
+    .bind(i64::from(snapshot.state_version))
+    .bind(snapshot.aggregate_version.min(i64::MAX as u64) as i64)
+    .bind(snapshot.state.to_string())
+    .bind(timestamp(&Utc::now()))
+    .execute(&mut *connection)
+    .await
+    .map_err(classify)?;
+    if written.rows_affected() > 0 {
+        sqlx::query("DELETE FROM snapshots WHERE aggregate_id = ? AND state_version <> ?")
+            .bind(&id)
+            .bind(i64::from(snapshot.state_version))
+            .execute(&mut *connection)
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl EventStore for SqliteEventStore {
     #[tracing::instrument(skip_all, fields(streams = streams.len()))]
     async fn append(&self, streams: Vec<StreamAppend>) -> Result<Vec<Envelope>, StoreError> {
         validate_streams(&streams)?;
+        self.database.appender.append(streams).await
+    }
+
+    async fn read_aggregate_after(
+        &self,
+        aggregate_id: Uuid,
+        after: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE aggregate_id = ? AND aggregate_version > ? \
+             ORDER BY aggregate_version"
+        ))
+        .bind(aggregate_id.to_string())
+        .bind(after.min(i64::MAX as u64) as i64)
+        .fetch_all(&self.database.reader)
+        .await
+        .map_err(classify)?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn read_snapshot(
+        &self,
+        aggregate_id: Uuid,
+        state_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT aggregate_version, state FROM snapshots \
+             WHERE aggregate_id = ? AND state_version = ?",
+        )
+        .bind(aggregate_id.to_string())
+        .bind(i64::from(state_version))
+        .fetch_optional(&self.database.reader)
+        .await
+        .map_err(classify)?;
+        row.map(|row| {
+            let state: String = row.try_get("state").map_err(unexpected)?;
+            Ok(Snapshot {
+                aggregate_id,
+                aggregate_version: row
+                    .try_get::<i64, _>("aggregate_version")
+                    .map_err(unexpected)? as u64,
+                state_version,
+                state: serde_json::from_str(&state).map_err(unexpected)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let mut transaction = self.database.writer.begin().await.map_err(classify)?;
-        let mut stored = Vec::new();
-        for stream in &streams {
-            let conflict = || StoreError::Conflict {
-                aggregate_id: stream.aggregate_id,
-                expected_version: stream.expected_version,
-            };
-            for event in &stream.events {
-                let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-                    "INSERT INTO events (event_id, event_type, schema_version, aggregate_id, \
-                     aggregate_version, occurred_at, actor, correlation_id, causation_id, data) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
-                )
-                .bind(event.event_id.to_string())
-                .bind(&event.event_type)
-                .bind(i64::from(event.schema_version))
-                .bind(event.aggregate_id.to_string())
-                .bind(event.aggregate_version as i64)
-                .bind(timestamp(&event.occurred_at))
-                .bind(&event.metadata.actor)
-                .bind(&event.metadata.correlation_id)
-                .bind(&event.metadata.causation_id)
-                .bind(event.data.to_string())
-                .fetch_one(&mut *transaction)
-                .await;
-                let position = match inserted {
-                    Ok(position) => position,
-                    Err(error) if is_unique_violation(&error) => return Err(conflict()),
-                    Err(error) => return Err(classify(error)),
-                };
-                stored.push(event.clone().into_envelope(position as u64));
-            }
-            if stream.expected_version > 0 {
-                let previous: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM events WHERE aggregate_id = ? AND aggregate_version = ?",
-                )
-                .bind(stream.aggregate_id.to_string())
-                .bind(stream.expected_version as i64)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(classify)?;
-                if previous.is_none() {
-                    return Err(conflict());
-                }
-            }
-            for claim in &stream.unique_claims {
-                sqlx::query(
-                    "INSERT INTO unique_claims (scope, value, aggregate_id) VALUES (?, ?, ?) \
-                     ON CONFLICT (scope, value) DO NOTHING",
-                )
-                .bind(&claim.scope)
-                .bind(&claim.value)
-                .bind(stream.aggregate_id.to_string())
-                .execute(&mut *transaction)
-                .await
-                .map_err(classify)?;
-                let owner: String = sqlx::query_scalar(
-                    "SELECT aggregate_id FROM unique_claims WHERE scope = ? AND value = ?",
-                )
-                .bind(&claim.scope)
-                .bind(&claim.value)
-                .fetch_one(&mut *transaction)
-                .await
-                .map_err(classify)?;
-                if owner != stream.aggregate_id.to_string() {
-                    return Err(StoreError::UniqueViolation {
-                        scope: claim.scope.clone(),
-                        value: claim.value.clone(),
-                    });
-                }
-            }
+        let event: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM events WHERE aggregate_id = ? AND aggregate_version = ?",
+        )
+        .bind(snapshot.aggregate_id.to_string())
+        .bind(snapshot.aggregate_version.min(i64::MAX as u64) as i64)
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(classify)?;
+        if event.is_none() {
+            return Err(StoreError::Invalid(format!(
+                "aggregate {} has no version {}",
+                snapshot.aggregate_id, snapshot.aggregate_version
+            )));
         }
+        write_snapshot(&mut transaction, &snapshot).await?;
         transaction.commit().await.map_err(classify)?;
-        Ok(stored)
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(aggregate_id = %aggregate_id))]

@@ -21,6 +21,8 @@ pub use event_store::SqliteEventStore;
 pub struct SqliteDatabase {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The queue of the event store's writer task (group commit).
+    appender: crate::group::Appender,
 }
 
 impl SqliteDatabase {
@@ -31,8 +33,12 @@ impl SqliteDatabase {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before the client hears 2xx, even across power loss.
-            .synchronous(SqliteSynchronous::Full)
+            // NORMAL in WAL mode: a commit is in the WAL, in the operating system's hands,
+            // before the client hears 2xx, so it survives the process being killed (kill -9,
+            // a crash); the WAL is flushed to the disk at checkpoints, so a power loss or an
+            // operating-system crash can lose the last commits. FULL would flush at every
+            // commit: one disk flush per group instead of per checkpoint.
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
@@ -55,7 +61,13 @@ impl SqliteDatabase {
             .map_err(|error| {
                 StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
             })?;
-        Ok(SqliteDatabase { writer, reader })
+        let (appender, requests) = crate::group::queue();
+        tokio::spawn(event_store::write_loop(writer.clone(), requests));
+        Ok(SqliteDatabase {
+            writer,
+            reader,
+            appender,
+        })
     }
 
     pub fn event_store(&self) -> SqliteEventStore {

@@ -6,6 +6,7 @@
 //! that expands into one `#[tokio::test]` per case, so one failure does not hide the rest.
 
 pub mod bus;
+mod snapshots;
 pub mod store;
 
 pub use store::{sample_event, sample_stream};

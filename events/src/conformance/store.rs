@@ -12,6 +12,15 @@ use crate::catalog_events::{CatalogEvent, PriceChanged};
 use crate::envelope::{EventMetadata, NewEvent};
 use crate::store::{EventStore, StoreError, StreamAppend, UniqueClaim};
 
+pub use super::snapshots::{
+    a_conflicting_append_writes_no_snapshot,
+    a_snapshot_appended_with_events_is_read_back_with_the_events_after_it,
+    a_snapshot_never_replaces_a_newer_one_and_a_new_format_drops_the_old,
+    a_snapshot_of_a_version_the_aggregate_lacks_is_refused,
+    concurrent_appends_keep_the_latest_snapshot,
+    events_after_a_version_are_the_tail_of_the_aggregate,
+};
+
 /// A test event for `aggregate_id` at `version`.
 pub fn sample_event(aggregate_id: Uuid, version: u64) -> NewEvent {
     let event = CatalogEvent::PriceChanged(PriceChanged {
@@ -41,6 +50,7 @@ pub fn sample_stream(aggregate_id: Uuid, expected_version: u64, count: u64) -> S
             .map(|offset| sample_event(aggregate_id, expected_version + offset))
             .collect(),
         unique_claims: Vec::new(),
+        snapshot: None,
     }
 }
 
@@ -369,6 +379,12 @@ macro_rules! event_store_suite {
             concurrent_writers_to_one_aggregate_cannot_both_win,
             concurrent_writers_to_many_aggregates_get_dense_positions,
             a_tail_reader_never_sees_a_gap_filled_later,
+            events_after_a_version_are_the_tail_of_the_aggregate,
+            a_snapshot_appended_with_events_is_read_back_with_the_events_after_it,
+            a_snapshot_never_replaces_a_newer_one_and_a_new_format_drops_the_old,
+            a_snapshot_of_a_version_the_aggregate_lacks_is_refused,
+            a_conflicting_append_writes_no_snapshot,
+            concurrent_appends_keep_the_latest_snapshot,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -275,6 +275,7 @@ async fn stored_version_1_price_changes_read_as_version_2_and_keep_their_wire_ve
                 expected_version: 1,
                 events: vec![event],
                 unique_claims: Vec::new(),
+                snapshot: None,
             }])
             .await
             .expect("append v1");

@@ -1,7 +1,8 @@
 //! Command handling: load the aggregate, decide, append with optimistic concurrency, publish.
 
+mod products;
+
 use std::collections::BTreeSet;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -13,6 +14,8 @@ use events::{CatalogEvent, Envelope, EventMetadata, NewEvent, SEARCH_SETTINGS_ID
 use tokio::sync::Mutex;
 use uuid::Uuid;
 use web::Problem;
+
+pub use products::{ProductWriter, SNAPSHOT_EVERY};
 
 use crate::aggregate::{Category, DomainError, Product, SearchSettings};
 use crate::commands::{CreateCategory, CreateProduct, ProductCommand, SetSynonyms};
@@ -41,7 +44,7 @@ pub struct SynonymsAccepted {
     pub groups: Vec<Vec<String>>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CommandError {
     #[error(transparent)]
     Domain(#[from] DomainError),
@@ -110,27 +113,31 @@ fn describe_versions(versions: &[u64]) -> String {
     }
 }
 
-/// How often a write without `If-Match` is retried against a newer version.
+/// How often a synonyms change is decided again after a concurrent one.
 const MAX_ATTEMPTS: usize = 20;
-const LOCK_STRIPES: usize = 256;
 
 /// Executes commands against the event store and hands the new envelopes to the bus.
 pub struct CommandService {
     store: Arc<dyn EventStore>,
-    /// Where committed envelopes go right after the append; `None` when the store writes an
-    /// outbox and a relay publishes from it.
-    bus: Option<Arc<dyn EventBus>>,
-    /// Writers to one product in this process queue up here instead of racing to a
-    /// conflict and retrying; across processes the store's version check still decides.
-    stripes: Vec<Mutex<()>>,
+    /// Product commands: cached states, snapshots, per-product batches.
+    products: Arc<ProductWriter>,
+    /// Changes to the search settings queue up here (a rare, admin-only write).
+    synonyms: Mutex<()>,
 }
 
 impl CommandService {
+    /// `bus`: where committed envelopes go right after the append; `None` when the store
+    /// writes an outbox and a relay publishes from it.
     pub fn new(store: Arc<dyn EventStore>, bus: Option<Arc<dyn EventBus>>) -> Self {
+        Self::with_products(ProductWriter::new(store.clone(), bus), store)
+    }
+
+    /// With a product writer configured by the caller (tests: snapshots every few versions).
+    pub fn with_products(products: ProductWriter, store: Arc<dyn EventStore>) -> Self {
         CommandService {
             store,
-            bus,
-            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            products: Arc::new(products),
+            synonyms: Mutex::new(()),
         }
     }
 
@@ -138,37 +145,19 @@ impl CommandService {
         &self.store
     }
 
-    fn stripe(&self, id: Uuid) -> &Mutex<()> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut hasher);
-        &self.stripes[(hasher.finish() as usize) % LOCK_STRIPES]
-    }
-
     async fn publish(&self, envelopes: &[Envelope]) {
-        let Some(bus) = &self.bus else { return };
-        // The events are committed: a failed publish is caught up from the store by subscribers.
-        if let Err(error) = bus.publish(envelopes).await {
-            tracing::warn!(%error, "publish failed; subscribers will catch up from the store");
-        }
-    }
-
-    async fn category_exists(&self, slug: &Slug) -> Result<bool, CommandError> {
-        Ok(!self
-            .store
-            .read_aggregate(category_aggregate_id(slug.as_str()))
-            .await?
-            .is_empty())
+        self.products.publish(envelopes).await;
     }
 
     /// 422 on `field` unless category `slug` exists.
     async fn require_category(&self, field: &'static str, slug: &Slug) -> Result<(), CommandError> {
-        if self.category_exists(slug).await? {
-            return Ok(());
-        }
-        Err(CommandError::UnknownCategory {
-            field,
-            slug: slug.to_string(),
-        })
+        self.products.require_category(field, slug).await
+    }
+
+    /// Product `id`'s state as commands decide on it, loaded through its latest snapshot
+    /// (not the cache): what `Product::from_history` of its whole history gives.
+    pub async fn load_product(&self, id: Uuid) -> Result<Product, CommandError> {
+        self.products.load(id).await
     }
 
     async fn append(&self, stream: StreamAppend) -> Result<Accepted, StoreError> {
@@ -193,12 +182,16 @@ impl CommandService {
         metadata: EventMetadata,
     ) -> Result<Accepted, CommandError> {
         self.require_category("category", &command.category).await?;
-        let stream = product_stream(Uuid::now_v7(), &command, &[], &metadata)?;
+        let (stream, product) = product_stream(Uuid::now_v7(), &command, &[], &metadata)?;
         match self.append(stream).await {
             Err(StoreError::UniqueViolation { .. }) => {
                 Err(CommandError::DuplicateSku(command.sku.into_string()))
             }
-            other => Ok(other?),
+            Ok(accepted) => {
+                self.products.remember(accepted.id, product);
+                Ok(accepted)
+            }
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -232,7 +225,10 @@ impl CommandService {
         }
         let streams = products
             .iter()
-            .map(|(create, commands)| product_stream(Uuid::now_v7(), create, commands, &metadata))
+            .map(|(create, commands)| {
+                product_stream(Uuid::now_v7(), create, commands, &metadata)
+                    .map(|(stream, _)| stream)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let stored = match self.store.append(streams).await {
             Err(StoreError::UniqueViolation { value, .. }) => {
@@ -272,6 +268,7 @@ impl CommandService {
             expected_version: 0,
             events: new_events(id, 0, &Category::create(&command), &metadata),
             unique_claims: Vec::new(),
+            snapshot: None,
         };
         match self.append(stream).await {
             Err(StoreError::Conflict { .. }) => {
@@ -292,7 +289,7 @@ impl CommandService {
         metadata: EventMetadata,
     ) -> Result<SynonymsAccepted, CommandError> {
         let id = SEARCH_SETTINGS_ID;
-        let _queued = self.stripe(id).lock().await;
+        let _queued = self.synonyms.lock().await;
         for _attempt in 0..MAX_ATTEMPTS {
             let history = self.store.read_aggregate(id).await?;
             let settings = SearchSettings::from_history(&history)
@@ -311,6 +308,7 @@ impl CommandService {
                 expected_version: settings.version,
                 events: new_events(id, settings.version, &decided, &metadata),
                 unique_claims: Vec::new(),
+                snapshot: None,
             };
             match self.append(stream).await {
                 Ok(accepted) => {
@@ -330,7 +328,8 @@ impl CommandService {
 
     /// Runs `command` on product `id`. With `if_match`, the product must be at one of those
     /// versions (else 412); without, a concurrent writer's win is absorbed by deciding again on
-    /// the new version.
+    /// the new version. Commands queued for one product are decided together and appended in
+    /// one transaction ([`ProductWriter`]).
     #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn execute(
         &self,
@@ -339,50 +338,7 @@ impl CommandService {
         if_match: Option<Vec<u64>>,
         metadata: EventMetadata,
     ) -> Result<Accepted, CommandError> {
-        let _queued = self.stripe(id).lock().await;
-        for _attempt in 0..MAX_ATTEMPTS {
-            let history = self.store.read_aggregate(id).await?;
-            let product = Product::from_history(&history)
-                .map_err(|error| CommandError::Corrupt(error.to_string()))?;
-            if !product.exists() {
-                return Err(DomainError::NotFound.into());
-            }
-            if let Some(expected) = &if_match {
-                if !expected.contains(&product.version) {
-                    return Err(CommandError::VersionMismatch {
-                        expected: expected.clone(),
-                        current: product.version,
-                    });
-                }
-            }
-            if let ProductCommand::ChangeDetails(change) = &command {
-                if let Some(category) = &change.category {
-                    self.require_category("category", category).await?;
-                }
-            }
-            let decided = product.decide(&command)?;
-            let stream = StreamAppend {
-                aggregate_id: id,
-                expected_version: product.version,
-                events: new_events(id, product.version, &decided, &metadata),
-                unique_claims: Vec::new(),
-            };
-            match self.append(stream).await {
-                Ok(accepted) => return Ok(accepted),
-                Err(StoreError::Conflict { .. }) => {
-                    if let Some(expected) = &if_match {
-                        let current = self.store.read_aggregate(id).await?.len() as u64;
-                        return Err(CommandError::VersionMismatch {
-                            expected: expected.clone(),
-                            current,
-                        });
-                    }
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(CommandError::Contention)
+        self.products.execute(id, command, if_match, metadata).await
     }
 }
 
@@ -404,13 +360,14 @@ fn new_events(
 }
 
 /// A new product's stream: its creation, then `commands` decided one after another by the
-/// aggregate (as they would be if sent one by one); the SKU is claimed with it.
+/// aggregate (as they would be if sent one by one); the SKU is claimed with it. Also the
+/// product's state after the stream.
 fn product_stream(
     id: Uuid,
     create: &CreateProduct,
     commands: &[ProductCommand],
     metadata: &EventMetadata,
-) -> Result<StreamAppend, DomainError> {
+) -> Result<(StreamAppend, Product), DomainError> {
     let mut product = Product::default();
     let mut events = Vec::new();
     let created = Product::create(create);
@@ -425,7 +382,8 @@ fn product_stream(
         }
         events.extend(decided);
     }
-    Ok(StreamAppend {
+    product.version = events.len() as u64;
+    let stream = StreamAppend {
         aggregate_id: id,
         expected_version: 0,
         events: new_events(id, 0, &events, metadata),
@@ -433,5 +391,7 @@ fn product_stream(
             scope: "sku".to_owned(),
             value: create.sku.to_string(),
         }],
-    })
+        snapshot: None,
+    };
+    Ok((stream, product))
 }
