@@ -111,14 +111,25 @@ impl TokenSigner {
             DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(self.public_key))
                 .unwrap_or_else(|_| DecodingKey::from_secret(&[])),
         );
-        TokenVerifier { keys }
+        TokenVerifier::with_keys(keys)
     }
 }
 
+/// Tokens remembered as verified, by the SHA-256 of the whole token.
+const VERIFIED_TOKENS: u64 = 10_000;
+/// Slack on `exp`, as `jsonwebtoken`'s validation allows.
+const LEEWAY_SECONDS: i64 = 5;
+
 /// Verifies access tokens locally against a set of public keys, by `kid`.
+///
+/// A client sends the same token with every request for its lifetime, and checking an
+/// Ed25519 signature costs more than the rest of a small command: so the claims of a token
+/// that verified are remembered (by the token's SHA-256; up to 10,000 tokens) and a repeat
+/// costs a hash and a lookup. A remembered token is still refused once it expires.
 #[derive(Clone)]
 pub struct TokenVerifier {
     keys: HashMap<String, DecodingKey>,
+    verified: moka::sync::Cache<[u8; 32], Claims>,
 }
 
 impl TokenVerifier {
@@ -142,11 +153,35 @@ impl TokenVerifier {
         if keys.is_empty() {
             return Err(AuthError::InvalidKey("JWKS holds no Ed25519 key".into()));
         }
-        Ok(TokenVerifier { keys })
+        Ok(TokenVerifier::with_keys(keys))
+    }
+
+    fn with_keys(keys: HashMap<String, DecodingKey>) -> Self {
+        TokenVerifier {
+            keys,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .time_to_live(std::time::Duration::from_secs(300))
+                .build(),
+        }
     }
 
     /// The claims of a valid, unexpired token signed by one of the keys.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified.get(&digest) {
+            if chrono::Utc::now().timestamp() > claims.exp + LEEWAY_SECONDS {
+                self.verified.invalidate(&digest);
+                return Err(AuthError::InvalidToken("ExpiredSignature".into()));
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_signature(token)?;
+        self.verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|error| AuthError::InvalidToken(error.to_string()))?;
         if header.alg != Algorithm::EdDSA {
@@ -161,7 +196,7 @@ impl TokenVerifier {
             .ok_or_else(|| AuthError::InvalidToken("unknown signing key".into()))?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECONDS as u64;
         jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map(|data| data.claims)
             .map_err(|error| AuthError::InvalidToken(error.to_string()))
@@ -255,6 +290,20 @@ mod tests {
             .issue(Uuid::now_v7(), "a@b.c", Role::Admin)
             .expect("token");
         assert!(signer.verifier().verify(&token).is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_it_expires() {
+        // Expired 4 s ago: inside the 5 s leeway, so it verifies and is remembered.
+        let signer = TokenSigner::from_pem(&generate_pem().expect("key"), -4).expect("signer");
+        let token = signer
+            .issue(Uuid::now_v7(), "a@b.c", Role::Admin)
+            .expect("token");
+        let verifier = signer.verifier();
+        assert!(verifier.verify(&token).is_ok());
+        assert!(verifier.clone().verify(&token).is_ok(), "remembered");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert!(verifier.verify(&token).is_err());
     }
 
     #[test]

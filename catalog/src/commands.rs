@@ -104,6 +104,47 @@ pub async fn seed(data_dir: &Path, config: &EngineConfig, args: SeedArgs) -> any
     Ok(())
 }
 
+/// `catalog snapshots take`: counts every aggregate's events in one pass over the log, then
+/// snapshots the products with at least `min_events` after their latest snapshot.
+pub async fn snapshots_take(
+    data_dir: &Path,
+    config: &EngineConfig,
+    min_events: u64,
+) -> anyhow::Result<()> {
+    let engines = Engines::open(data_dir, config).await?;
+    let head = engines.store.head().await?;
+    let bar = progress_bar(head, "events read");
+    let mut counts: std::collections::HashMap<uuid::Uuid, u64> = Default::default();
+    let mut after = 0;
+    loop {
+        let page = engines.store.read_all(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for envelope in &page {
+            *counts.entry(envelope.aggregate_id).or_default() += 1;
+        }
+        bar.set_position(after);
+    }
+    bar.finish();
+    let candidates: Vec<uuid::Uuid> = counts
+        .into_iter()
+        .filter(|(_, events)| *events >= min_events.max(1))
+        .map(|(id, _)| id)
+        .collect();
+    let bar = progress_bar(candidates.len() as u64, "aggregates");
+    let mut written = 0;
+    for id in candidates {
+        if engines.commands.snapshot_product(id, min_events).await? {
+            written += 1;
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+    println!("wrote {written} snapshots (products with at least {min_events} events after their latest snapshot)");
+    engines.close().await;
+    Ok(())
+}
+
 /// What `catalog users create` was given.
 pub struct NewAccount {
     pub email: String,

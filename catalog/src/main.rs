@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use catalog::commands;
-use catalog::config::{BusCommand, Cli, Command, KeysCommand, LogFormat, UsersCommand};
+use catalog::config::{
+    BusCommand, Cli, Command, KeysCommand, LogFormat, SnapshotsCommand, UsersCommand,
+};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -17,6 +19,7 @@ fn main() -> ExitCode {
             "bus",
             "keys",
             "events",
+            "snapshots",
             "help",
             "--help",
             "-h",
@@ -78,6 +81,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Events { command }) => {
             commands::events(&cli.data_dir, &engines, command).await
         }
+        Some(Command::Snapshots {
+            command: SnapshotsCommand::Take { min_events },
+        }) => commands::snapshots_take(&cli.data_dir, &engines, min_events).await,
         // `main` turns a bare `catalog` into `catalog serve --demo`.
         None => anyhow::bail!("no command given; try catalog --help"),
     }

@@ -213,6 +213,24 @@ fn seed_appends_products_and_users_create_adds_an_account() {
 }
 
 #[test]
+fn snapshots_take_writes_one_per_product_with_enough_events_and_then_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = run(catalog(dir.path()).args(["seed", "--products", "25", "--seed", "9"]));
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    let take = |min_events: &str| {
+        let output =
+            run(catalog(dir.path()).args(["snapshots", "take", "--min-events", min_events]));
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // Every product has one or two events; categories are not products.
+    assert!(take("1").contains("wrote 25 snapshots"));
+    // Each is now snapshotted at its last version.
+    assert!(take("1").contains("wrote 0 snapshots"));
+    assert!(take("1000").contains("wrote 0 snapshots"));
+}
+
+#[test]
 fn keys_generate_writes_an_owner_only_key_and_never_overwrites_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signing.pem");

@@ -67,6 +67,24 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Manage the products' snapshots (the embedded store under --data-dir, or DATABASE_URL).
+    Snapshots {
+        #[command(subcommand)]
+        command: SnapshotsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotsCommand {
+    /// Write a snapshot now of every product that has at least --min-events events after its
+    /// latest snapshot of the current format (after a release that changed the format, or on
+    /// a store written without snapshots). Command processes also write them as they go; this
+    /// only saves the first command on each product the replay.
+    Take {
+        /// Skip products with fewer events than this after their latest snapshot.
+        #[arg(long, default_value_t = 100)]
+        min_events: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -154,6 +154,12 @@ impl CommandService {
         self.products.require_category(field, slug).await
     }
 
+    /// Writes a snapshot of product `id` when it has at least `min_events` events after its
+    /// latest one of the current format; whether it wrote one (never for other aggregates).
+    pub async fn snapshot_product(&self, id: Uuid, min_events: u64) -> Result<bool, CommandError> {
+        self.products.snapshot(id, min_events).await
+    }
+
     /// Product `id`'s state as commands decide on it, loaded through its latest snapshot
     /// (not the cache): what `Product::from_history` of its whole history gives.
     pub async fn load_product(&self, id: Uuid) -> Result<Product, CommandError> {

@@ -343,6 +343,22 @@ impl ProductWriter {
         Ok(product.decide(&queued.command)?)
     }
 
+    /// Writes a snapshot of product `id` when at least `min_events` events follow its latest
+    /// one; whether it did.
+    pub(super) async fn snapshot(&self, id: Uuid, min_events: u64) -> Result<bool, CommandError> {
+        let snapshotted = self
+            .store
+            .read_snapshot(id, PRODUCT_STATE_VERSION)
+            .await?
+            .map_or(0, |snapshot| snapshot.aggregate_version);
+        let product = self.load(id).await?;
+        if !product.exists() || product.version < snapshotted + min_events.max(1) {
+            return Ok(false);
+        }
+        self.store.save_snapshot(product.snapshot(id)).await?;
+        Ok(true)
+    }
+
     /// Product `id`'s state from its latest snapshot and the events after it; saves a new
     /// snapshot when that meant replaying many events.
     pub(super) async fn load(&self, id: Uuid) -> Result<Product, CommandError> {

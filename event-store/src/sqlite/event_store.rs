@@ -79,21 +79,35 @@ async fn commit_group(
     let mut transaction = writer.begin().await.map_err(classify)?;
     let mut results = Vec::with_capacity(batch.len());
     for request in batch {
-        let mut savepoint = Acquire::begin(&mut *transaction).await.map_err(classify)?;
-        match append_streams(&mut savepoint, &request.streams).await {
-            Ok(stored) => {
-                savepoint.commit().await.map_err(classify)?;
-                results.push(Ok(stored));
+        let outcome = if is_one_statement(&request.streams) {
+            // One statement: it writes all its rows or none, no savepoint needed.
+            append_streams(&mut transaction, &request.streams).await
+        } else {
+            let mut savepoint = Acquire::begin(&mut *transaction).await.map_err(classify)?;
+            let outcome = append_streams(&mut savepoint, &request.streams).await;
+            match &outcome {
+                Ok(_) => savepoint.commit().await.map_err(classify)?,
+                Err(_) => savepoint.rollback().await.map_err(classify)?,
             }
+            outcome
+        };
+        match outcome {
             Err(StoreError::Unavailable(message)) => return Err(StoreError::Unavailable(message)),
-            Err(error) => {
-                savepoint.rollback().await.map_err(classify)?;
-                results.push(Err(error));
-            }
+            outcome => results.push(outcome),
         }
     }
     transaction.commit().await.map_err(classify)?;
     Ok(results)
+}
+
+/// Events per `INSERT` (ten parameters each, well under SQLite's limit of 32,766).
+const EVENTS_PER_STATEMENT: usize = 500;
+
+/// Whether an append is a single statement: one stream, no claims, no snapshot, one chunk.
+fn is_one_statement(streams: &[StreamAppend]) -> bool {
+    matches!(streams, [stream] if stream.unique_claims.is_empty()
+        && stream.snapshot.is_none()
+        && stream.events.len() <= EVENTS_PER_STATEMENT)
 }
 
 /// One append's streams, inside the group's transaction.
@@ -107,42 +121,21 @@ async fn append_streams(
             aggregate_id: stream.aggregate_id,
             expected_version: stream.expected_version,
         };
-        for event in &stream.events {
-            let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-                "INSERT INTO events (event_id, event_type, schema_version, aggregate_id, \
-                 aggregate_version, occurred_at, actor, correlation_id, causation_id, data) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
-            )
-            .bind(event.event_id.to_string())
-            .bind(&event.event_type)
-            .bind(i64::from(event.schema_version))
-            .bind(event.aggregate_id.to_string())
-            .bind(event.aggregate_version as i64)
-            .bind(timestamp(&event.occurred_at))
-            .bind(&event.metadata.actor)
-            .bind(&event.metadata.correlation_id)
-            .bind(&event.metadata.causation_id)
-            .bind(event.data.to_string())
-            .fetch_one(&mut **transaction)
-            .await;
-            let position = match inserted {
-                Ok(position) => position,
+        for (index, chunk) in stream.events.chunks(EVENTS_PER_STATEMENT).enumerate() {
+            // The first chunk checks that the expected version exists (a caller that expected
+            // a version the aggregate has not reached); the unique `(aggregate_id,
+            // aggregate_version)` catches one that was taken.
+            let check = index == 0 && stream.expected_version > 0;
+            let positions = match insert_events(transaction, stream, chunk, check).await {
+                Ok(positions) => positions,
                 Err(error) if is_unique_violation(&error) => return Err(conflict()),
                 Err(error) => return Err(classify(error)),
             };
-            stored.push(event.clone().into_envelope(position as u64));
-        }
-        if stream.expected_version > 0 {
-            let previous: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM events WHERE aggregate_id = ? AND aggregate_version = ?",
-            )
-            .bind(stream.aggregate_id.to_string())
-            .bind(stream.expected_version as i64)
-            .fetch_optional(&mut **transaction)
-            .await
-            .map_err(classify)?;
-            if previous.is_none() {
+            if positions.len() != chunk.len() {
                 return Err(conflict());
+            }
+            for (event, position) in chunk.iter().zip(positions) {
+                stored.push(event.clone().into_envelope(position as u64));
             }
         }
         for claim in &stream.unique_claims {
@@ -176,6 +169,55 @@ async fn append_streams(
         }
     }
     Ok(stored)
+}
+
+/// Inserts `chunk` in one statement; the positions it took, in the chunk's order. With
+/// `check`, nothing is inserted unless the stream's expected version exists.
+async fn insert_events(
+    transaction: &mut Transaction<'_, Sqlite>,
+    stream: &StreamAppend,
+    chunk: &[events::NewEvent],
+    check: bool,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut sql = String::from(
+        "INSERT INTO events (event_id, event_type, schema_version, aggregate_id, \
+         aggregate_version, occurred_at, actor, correlation_id, causation_id, data) \
+         SELECT * FROM (VALUES ",
+    );
+    for index in 0..chunk.len() {
+        sql.push_str(if index == 0 { "" } else { ", " });
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql.push_str(") WHERE ");
+    sql.push_str(if check {
+        "EXISTS (SELECT 1 FROM events WHERE aggregate_id = ? AND aggregate_version = ?)"
+    } else {
+        "1"
+    });
+    sql.push_str(" RETURNING position");
+    let mut query = sqlx::query_scalar::<_, i64>(&sql);
+    for event in chunk {
+        query = query
+            .bind(event.event_id.to_string())
+            .bind(&event.event_type)
+            .bind(i64::from(event.schema_version))
+            .bind(event.aggregate_id.to_string())
+            .bind(event.aggregate_version as i64)
+            .bind(timestamp(&event.occurred_at))
+            .bind(&event.metadata.actor)
+            .bind(&event.metadata.correlation_id)
+            .bind(&event.metadata.causation_id)
+            .bind(event.data.to_string());
+    }
+    if check {
+        query = query
+            .bind(stream.aggregate_id.to_string())
+            .bind(stream.expected_version as i64);
+    }
+    let mut positions = query.fetch_all(&mut **transaction).await?;
+    // Rowids are taken in insertion order, which is the order of the VALUES rows.
+    positions.sort_unstable();
+    Ok(positions)
 }
 
 /// Saves `snapshot` unless a newer one of its format is there, and drops other formats.
