@@ -231,14 +231,7 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
     let mut exact =
         total.sold == args.stock as u64 && total.sold_after_refusal == 0 && total.other == 0;
     if let Some(query) = &args.query_url {
-        let product: Value = client
-            .get(format!("{query}/api/products/{id}"))
-            .header("X-Min-Position", total.last_position.to_string())
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let product = read_after(&client, query, &id, total.last_position).await?;
         println!(
             "read side at position {}: stock {}, sales {}",
             total.last_position, product["stock"], product["sales"]
@@ -249,6 +242,29 @@ pub async fn flash_sale(args: FlashSaleArgs) -> anyhow::Result<()> {
     anyhow::ensure!(exact, "the flash sale was NOT exact");
     println!("exact: every unit sold once, every further attempt refused");
     Ok(())
+}
+
+/// `GET /api/products/{id}` once the views applied `position`: a 503 (the wait of
+/// `X-Min-Position` ran out while the projectors catch up) is asked again, for up to 5 minutes.
+async fn read_after(
+    client: &reqwest::Client,
+    query: &str,
+    id: &str,
+    position: u64,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let response = client
+            .get(format!("{query}/api/products/{id}"))
+            .header("X-Min-Position", position.to_string())
+            .send()
+            .await?;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        return Ok(response.error_for_status()?.json().await?);
+    }
 }
 
 async fn buy_until_sold_out(

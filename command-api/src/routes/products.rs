@@ -180,22 +180,36 @@ pub async fn bulk_create(
             ),
         ));
     }
-    let metadata = admin.metadata();
-    let mut results = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let outcome = match item
-            .and_then(|value| validation::new_product(&value).map_err(Problem::validation))
-        {
-            Err(problem) => Err(problem),
-            Ok(command) => admin
-                .state
-                .commands
-                .create_product(command, metadata.clone())
-                .await
-                .map_err(Problem::from),
-        };
-        results.push(bulk_item_result(index, outcome));
+    // Valid items are created at once, each on its own (a duplicate SKU fails only its item),
+    // so the store commits them in a few groups instead of one transaction each.
+    let mut outcomes: Vec<Option<Result<Accepted, Problem>>> = Vec::with_capacity(items.len());
+    let mut commands = Vec::new();
+    for item in items {
+        match item.and_then(|value| validation::new_product(&value).map_err(Problem::validation)) {
+            Ok(command) => {
+                commands.push(command);
+                outcomes.push(None);
+            }
+            Err(problem) => outcomes.push(Some(Err(problem))),
+        }
     }
+    let mut created = admin
+        .state
+        .commands
+        .create_each(commands, admin.metadata())
+        .await
+        .into_iter();
+    let results = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(index, outcome)| {
+            let outcome = outcome.unwrap_or_else(|| match created.next() {
+                Some(result) => result.map_err(Problem::from),
+                None => Err(Problem::internal_logged(&"a bulk item got no answer")),
+            });
+            bulk_item_result(index, outcome)
+        })
+        .collect();
     Ok((
         StatusCode::MULTI_STATUS,
         axum::Json(BulkResults { results }),

@@ -201,6 +201,26 @@ impl CommandService {
         }
     }
 
+    /// Creates each product on its own, each with its own answer (a duplicate SKU or an
+    /// unknown category fails only its product), all at once so that the store commits them
+    /// in a few groups. Answers in the order given.
+    pub async fn create_each(
+        &self,
+        products: Vec<CreateProduct>,
+        metadata: EventMetadata,
+    ) -> Vec<Result<Accepted, CommandError>> {
+        // Categories first (each read once, then remembered), so that every create below
+        // queues its append at once, in the order given.
+        let categories: BTreeSet<&Slug> = products.iter().map(|create| &create.category).collect();
+        for category in categories {
+            let _ = self.products.category_exists(category).await;
+        }
+        let creates = products
+            .into_iter()
+            .map(|create| self.create_product(create, metadata.clone()));
+        futures::future::join_all(creates).await
+    }
+
     /// Creates many products in one transaction (seeding): all or nothing. Categories must
     /// exist; SKUs must be unique.
     pub async fn create_products(

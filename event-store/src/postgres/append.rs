@@ -277,9 +277,13 @@ async fn current_state(
         }
     }
     let ids: Vec<Uuid> = ids.into_iter().collect();
+    // One backward step of the `(aggregate_id, aggregate_version)` index per aggregate: a
+    // `MAX … GROUP BY` over `= ANY` read every event of each aggregate (a bitmap scan), so an
+    // append cost grew with the aggregate's history.
     let rows = sqlx::query(
-        "SELECT aggregate_id, MAX(aggregate_version) AS version FROM events \
-         WHERE aggregate_id = ANY($1) GROUP BY aggregate_id",
+        "SELECT a.id AS aggregate_id, v.version FROM UNNEST($1::uuid[]) AS a(id) \
+         CROSS JOIN LATERAL (SELECT aggregate_version AS version FROM events \
+             WHERE aggregate_id = a.id ORDER BY aggregate_version DESC LIMIT 1) AS v",
     )
     .bind(&ids)
     .fetch_all(&mut **transaction)
