@@ -165,7 +165,7 @@ async fn append_streams(
             }
         }
         if let Some(snapshot) = &stream.snapshot {
-            write_snapshot(&mut **transaction, snapshot).await?;
+            write_snapshot(transaction, snapshot).await?;
         }
     }
     Ok(stored)
