@@ -283,6 +283,21 @@ async fn a_hostile_search_neither_stalls_the_process_nor_runs_unbounded() {
     }
     assert!(hostile.len() < 500);
     let url = format!("/api/search?limit=100&q={}", hostile.replace(' ', "%20"));
+    // The writes are answered faster than a debug build indexes a megabyte of descriptions:
+    // wait for the index (a cheap search; `X-Min-Position` waits 2 s at a time) before timing
+    // the hostile one.
+    let indexed = std::time::Instant::now();
+    while app
+        .read_after("/api/search?q=zebra&limit=1", position)
+        .await
+        .status()
+        == 503
+    {
+        assert!(
+            indexed.elapsed() < std::time::Duration::from_secs(120),
+            "never indexed"
+        );
+    }
     let started = std::time::Instant::now();
     // Waits for the index; `in_stock` keeps it from answering the searches below from cache.
     let first = app
