@@ -78,8 +78,8 @@ struct GroupPlan {
 /// Writes every acceptable append of the group in one transaction. `Err` only when the
 /// transaction itself failed (then nothing of the group was written).
 ///
-/// Four round trips whatever the group's size: `BEGIN` with the head lock, the current
-/// versions (and claims), one statement that writes everything, `COMMIT`.
+/// Five round trips whatever the group's size: `BEGIN`, the head lock, the current versions
+/// (and, for creates, the claims), one statement that writes everything, `COMMIT`.
 pub(super) async fn commit_group(
     pool: &PgPool,
     group: &[&[StreamAppend]],
