@@ -581,6 +581,31 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_holds_the_state_and_one_of_another_format_is_not_read() {
+        let product = given(&[created(5, ProductStatus::Published)]);
+        let sold = product.decide(&sale(2)).expect("sale");
+        let mut after = product.clone();
+        for event in &sold {
+            after.apply(event);
+        }
+        after.version = 2;
+        let id = uuid::Uuid::now_v7();
+        let snapshot = after.snapshot(id);
+        assert_eq!((snapshot.aggregate_id, snapshot.aggregate_version), (id, 2));
+        assert_eq!(Product::from_snapshot(&snapshot), Some(after.clone()));
+        let older_format = events::store::Snapshot {
+            state_version: PRODUCT_STATE_VERSION + 1,
+            ..snapshot.clone()
+        };
+        assert_eq!(Product::from_snapshot(&older_format), None);
+        let wrong_version = events::store::Snapshot {
+            aggregate_version: 3,
+            ..snapshot
+        };
+        assert_eq!(Product::from_snapshot(&wrong_version), None);
+    }
+
+    #[test]
     fn a_product_that_was_never_created_is_not_found() {
         assert_eq!(
             Product::default().decide(&ProductCommand::Publish),
