@@ -346,13 +346,8 @@ impl ProductWriter {
     /// Writes a snapshot of product `id` when at least `min_events` events follow its latest
     /// one; whether it did.
     pub(super) async fn snapshot(&self, id: Uuid, min_events: u64) -> Result<bool, CommandError> {
-        let snapshotted = self
-            .store
-            .read_snapshot(id, PRODUCT_STATE_VERSION)
-            .await?
-            .map_or(0, |snapshot| snapshot.aggregate_version);
-        let product = self.load(id).await?;
-        if !product.exists() || product.version < snapshotted + min_events.max(1) {
+        let (product, replayed) = self.replay(id).await?;
+        if !product.exists() || replayed < min_events.max(1) {
             return Ok(false);
         }
         self.store.save_snapshot(product.snapshot(id)).await?;
@@ -362,12 +357,22 @@ impl ProductWriter {
     /// Product `id`'s state from its latest snapshot and the events after it; saves a new
     /// snapshot when that meant replaying many events.
     pub(super) async fn load(&self, id: Uuid) -> Result<Product, CommandError> {
+        let (product, replayed) = self.replay(id).await?;
+        if replayed >= self.snapshot_every && product.exists() {
+            if let Err(error) = self.store.save_snapshot(product.snapshot(id)).await {
+                tracing::warn!(%error, product_id = %id, "cannot save a snapshot");
+            }
+        }
+        Ok(product)
+    }
+
+    /// Product `id`'s state from its latest readable snapshot and the events after it, and how
+    /// many events that replayed.
+    async fn replay(&self, id: Uuid) -> Result<(Product, u64), CommandError> {
         let read = self
             .store
             .read_aggregate_state(id, PRODUCT_STATE_VERSION)
             .await?;
-        let corrupt =
-            |error: events::catalog_events::DecodeError| CommandError::Corrupt(error.to_string());
         let (mut product, events) = match read.snapshot.as_ref().and_then(Product::from_snapshot) {
             Some(product) => (product, read.events),
             // A snapshot this code cannot read: replay everything.
@@ -376,13 +381,10 @@ impl ProductWriter {
             }
             None => (Product::default(), read.events),
         };
-        product.catch_up(&events).map_err(corrupt)?;
-        if events.len() as u64 >= self.snapshot_every && product.exists() {
-            if let Err(error) = self.store.save_snapshot(product.snapshot(id)).await {
-                tracing::warn!(%error, product_id = %id, "cannot save a snapshot");
-            }
-        }
-        Ok(product)
+        product
+            .catch_up(&events)
+            .map_err(|error| CommandError::Corrupt(error.to_string()))?;
+        Ok((product, events.len() as u64))
     }
 }
 

@@ -328,14 +328,8 @@ impl EventStore for SqliteEventStore {
 
     #[tracing::instrument(skip_all, fields(aggregate_id = %aggregate_id))]
     async fn read_aggregate(&self, aggregate_id: Uuid) -> Result<Vec<Envelope>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE aggregate_id = ? ORDER BY aggregate_version"
-        ))
-        .bind(aggregate_id.to_string())
-        .fetch_all(&self.database.reader)
-        .await
-        .map_err(classify)?;
-        rows.iter().map(decode_row).collect()
+        // Versions start at 1: everything after 0 is the whole stream.
+        self.read_aggregate_after(aggregate_id, 0).await
     }
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<Envelope>, StoreError> {
