@@ -12,6 +12,8 @@
 #   postgres user under /var/lib/postgresql/catalog-test-replica);
 # - a Redis Cluster of three masters on free loopback ports (redis-server, redis-cli --cluster
 #   create), under target/redis-cluster;
+# - Varnish with vmod xkey (Debian's varnish and varnish-modules) for the edge cache tests,
+#   installed with apt-get when missing (the tests start their own varnishd on free ports);
 # - cargo-deny (deny.toml), installed once with cargo into ~/.cache/catalog-tools like tansu;
 #   it checks licences, duplicate versions and sources after clippy, and advisories when the
 #   RustSec database can be fetched from GitHub (a line says so when it cannot).
@@ -139,6 +141,18 @@ for _ in $(seq 1 50); do
     sleep 0.2
 done
 export CATALOG_TEST_REDIS_CLUSTER_URL="redis+cluster://$(echo $CLUSTER_NODES | tr ' ' ',')"
+
+step "Varnish with vmod xkey (the edge cache tests)"
+if ! command -v varnishd >/dev/null || ! compgen -G "/usr/lib/*/varnish/vmods/libvmod_xkey.so" >/dev/null; then
+    command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] ||
+        fail "Varnish is not installed; install Debian's varnish and varnish-modules (apt-get install varnish varnish-modules)"
+    echo "installing varnish and varnish-modules with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q varnish varnish-modules >target/varnish-install.log 2>&1 ||
+        { apt-get update -q >>target/varnish-install.log 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q varnish varnish-modules >>target/varnish-install.log 2>&1; } ||
+        fail "cannot install varnish and varnish-modules with apt-get (see target/varnish-install.log)"
+fi
+varnishd -V 2>&1 | head -1
 
 step "moto_server (SNS, SQS)"
 if [ ! -x target/moto-venv/bin/moto_server ]; then

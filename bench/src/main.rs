@@ -38,7 +38,7 @@ enum Tool {
     Lag(lag::Args),
     History(sales::HistoryArgs),
     FlashSale(sales::FlashSaleArgs),
-    Shoppers(shoppers::Args),
+    Shoppers(Box<shoppers::Args>),
     /// Event stream clients held by one query process at an event rate.
     Sse(sse::Args),
     /// One worker process of `shoppers` (started by it).
@@ -66,7 +66,7 @@ fn main() -> std::process::ExitCode {
             Tool::Lag(args) => lag::run(args).await,
             Tool::History(args) => sales::history(args).await,
             Tool::FlashSale(args) => sales::flash_sale(args).await,
-            Tool::Shoppers(args) => shoppers::run(args).await,
+            Tool::Shoppers(args) => shoppers::run(*args).await,
             Tool::Sse(args) => sse::run(args).await,
             Tool::ShoppersWorker { config } => shoppers::worker(config).await,
         }

@@ -15,7 +15,9 @@
 //! targets are accepted; the run is bounded by `--seconds`.
 
 mod queries;
+mod realistic;
 mod worker;
+mod writes;
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -61,6 +63,11 @@ pub enum Mix {
     Suggest,
     /// Only `--path`.
     Path,
+    /// What a storefront's shoppers ask for, in proportion: product pages (Zipf-drawn),
+    /// listings, filtered listings, categories, bestsellers, searches (Zipf, with typos) and
+    /// suggestions, each measured on its own; see `realistic.rs`. With --writes-per-second a
+    /// write stream runs beside it.
+    Realistic,
 }
 
 impl Mix {
@@ -75,7 +82,7 @@ impl Mix {
     fn searches(self) -> bool {
         matches!(
             self,
-            Mix::Search | Mix::SearchHead | Mix::SearchTail | Mix::Suggest
+            Mix::Search | Mix::SearchHead | Mix::SearchTail | Mix::Suggest | Mix::Realistic
         )
     }
 }
@@ -134,8 +141,33 @@ pub struct Args {
     /// process named `catalog`.
     #[arg(long, value_delimiter = ',')]
     pub server_pids: Vec<u32>,
+    /// Writes per second through --command-url beside the run (0: none): price changes,
+    /// deliveries and sales to products of the sample, each followed until it is visible at
+    /// --url and at --direct-url.
+    #[arg(long, default_value_t = 0)]
+    pub writes_per_second: u32,
+    /// The command API the writes go to (loopback only).
+    #[arg(long)]
+    pub command_url: Option<String>,
+    /// A query process read directly (not through the edge): the write-to-visible lag of its
+    /// L1 [default: --url].
+    #[arg(long)]
+    pub direct_url: Option<String>,
+    /// The admin the writes log in as.
+    #[arg(long, env = "CATALOG_ADMIN_EMAIL", default_value = "admin@localhost")]
+    pub admin_email: String,
+    #[arg(
+        long,
+        env = "CATALOG_ADMIN_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub admin_password: String,
     #[arg(skip)]
     pub worker_index: usize,
+    /// Brands of the sample (filtered listings).
+    #[arg(skip)]
+    pub brands: Vec<String>,
     #[arg(skip)]
     pub products: Vec<String>,
     #[arg(skip)]
@@ -166,6 +198,9 @@ struct WorkerReport {
     queries_sent: u64,
     /// Of those, the ones with a typo.
     queries_with_typo: u64,
+    /// Per kind of request (`--mix realistic`): its latencies (base64 HdrHistogram) and errors.
+    #[serde(default)]
+    kinds: Vec<(String, u64)>,
     /// The 64-bit hashes of the distinct query texts sent, little-endian, base64.
     query_hashes: String,
     /// How many tail query numbers this worker took (in the ramp-up too).
@@ -185,6 +220,8 @@ struct Phase {
     distinct_queries: usize,
     /// The first tail query number no worker of this phase took.
     tail_next: u64,
+    /// Per kind of request: latencies and errors (`--mix realistic`).
+    kinds: Vec<(hdrhistogram::Histogram<u64>, u64)>,
 }
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
@@ -193,6 +230,15 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     args.products = sample.products;
     args.categories = sample.categories;
     args.vocabulary = queries::vocabulary(&sample.named);
+    let mut brands: Vec<String> = sample
+        .named
+        .iter()
+        .map(|named| named.brand.clone())
+        .filter(|brand| !brand.is_empty())
+        .collect();
+    brands.sort();
+    brands.dedup();
+    args.brands = brands;
     // A random order per run, so that a run does not send the tail of the run before it.
     args.tail_rotation = rand::random();
     // Checked here, before any worker starts: a bad setting fails once, with its reason.
@@ -214,10 +260,19 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         let mut phase_args = args.clone();
         phase_args.phase = mix;
         phase_args.tail_start = tail_start;
-        let phase = run_phase(&phase_args).await?;
+        let duration = Duration::from_secs(args.ramp_seconds + args.seconds);
+        let (phase, written) =
+            tokio::join!(run_phase(&phase_args), writes::run(&phase_args, duration));
+        let phase = phase?;
         tail_start = phase.tail_next;
         let peak_rss: u64 = pids.iter().map(|pid| rss_kib(*pid, "VmHWM:")).sum();
         println!("{}", phase_line(&phase_args, &phase, peak_rss, pids.len()));
+        if mix == Mix::Realistic {
+            print!("{}", realistic::kind_table(&phase.kinds, args.seconds));
+        }
+        if let Some(written) = written? {
+            println!("{written}");
+        }
         phases.push(phase);
     }
     if phases.len() > 1 {
@@ -259,6 +314,7 @@ async fn run_phase(args: &Args) -> anyhow::Result<Phase> {
         queries_with_typo: 0,
         distinct_queries: 0,
         tail_next: args.tail_start,
+        kinds: Vec::new(),
     };
     let mut distinct: HashSet<u64> = HashSet::new();
     for (child, path) in children {
@@ -274,6 +330,16 @@ async fn run_phase(args: &Args) -> anyhow::Result<Phase> {
         let histogram: hdrhistogram::Histogram<u64> =
             Deserializer::new().deserialize(&mut bytes.as_slice())?;
         phase.latencies.add(&histogram)?;
+        for (index, (encoded, errors)) in report.kinds.iter().enumerate() {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded)?;
+            let kind: hdrhistogram::Histogram<u64> =
+                Deserializer::new().deserialize(&mut bytes.as_slice())?;
+            if phase.kinds.len() <= index {
+                phase.kinds.push((crate::report::histogram(), 0));
+            }
+            phase.kinds[index].0.add(&kind)?;
+            phase.kinds[index].1 += errors;
+        }
         phase.requests += report.requests;
         phase.errors += report.errors;
         phase.connected_peak += report.connected_peak;
@@ -509,7 +575,11 @@ pub async fn worker(config: std::path::PathBuf) -> anyhow::Result<()> {
         from: measure_from,
         until: measure_from + Duration::from_secs(args.seconds),
     };
+    let realistic = (args.phase == Mix::Realistic)
+        .then(|| realistic::Realistic::new(&args))
+        .transpose()?;
     let worker = Arc::new(Worker {
+        realistic,
         host_header: format!("{}:{}", target.ip(), target.port()),
         target,
         window,

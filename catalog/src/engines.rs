@@ -90,6 +90,7 @@ impl Engines {
         let database = PostgresDatabase::connect(url, config.database_pool_size)
             .await
             .context("DATABASE_URL")?;
+        check_connection_budget("DATABASE_URL", &database, config.database_pool_size).await;
         migrate(&database).await?;
         let configured_bus = match &config.bus_url {
             Some(url) => Some(ConfiguredBus::connect(url).await?),
@@ -194,5 +195,29 @@ impl Engines {
             Storage::Sqlite(database) => database.close().await,
             Storage::Postgres(database) => database.close().await,
         }
+    }
+}
+
+/// Says at start, in one warning, when a pool of `pool_size` cannot get its connections: with
+/// several processes on one server, pools that together ask for more than `max_connections`
+/// fail later, under load, as acquire timeouts.
+pub async fn check_connection_budget(name: &str, database: &PostgresDatabase, pool_size: u32) {
+    match database.free_connections().await {
+        Ok(budget) if budget.left_for(1) < i64::from(pool_size) => tracing::warn!(
+            pool_size,
+            max_connections = budget.max,
+            reserved = budget.reserved,
+            open = budget.open,
+            "{name}: this process's pool may open {pool_size} connections but the server has \
+             only {} left (max_connections {} less {} reserved and {} open): lower \
+             CATALOG_DATABASE_POOL_SIZE or raise max_connections, or requests will wait for \
+             connections under load",
+            budget.left_for(1).max(0),
+            budget.max,
+            budget.reserved,
+            budget.open
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::debug!(%error, "cannot read the server's connection budget"),
     }
 }

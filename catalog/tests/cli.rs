@@ -257,3 +257,39 @@ fn keys_generate_writes_an_owner_only_key_and_never_overwrites_one() {
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), pem);
 }
+
+#[tokio::test]
+async fn a_pool_larger_than_the_servers_free_connections_is_said_at_start() {
+    let database = testkit::TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = catalog(dir.path())
+        .args(["serve", "--role", "query", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &database.url)
+        .env("CATALOG_DATABASE_POOL_SIZE", "5000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().expect("stdout");
+    let lines: Vec<String> = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|line| !line.contains("listening on"))
+            .collect()
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let warning = lines
+        .iter()
+        .find(|line| line.contains("CATALOG_DATABASE_POOL_SIZE"))
+        .unwrap_or_else(|| panic!("no warning about the pool before listening: {lines:#?}"));
+    assert!(
+        warning.contains("DATABASE_URL")
+            && warning.contains("5000")
+            && warning.contains("max_connections"),
+        "{warning}"
+    );
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use projectors::read_model::{CatalogReadModel, MinPosition};
@@ -118,13 +118,45 @@ pub async fn read_your_writes(
             return response;
         }
         required = wanted;
+        // Without the header the handler's extractor defaults to ANY: nothing to insert.
+        request
+            .extensions_mut()
+            .insert(RequiredPosition(MinPosition(required)));
     }
-    request
-        .extensions_mut()
-        .insert(RequiredPosition(MinPosition(required)));
-    let mut response = next.run(request).await;
-    if !response.headers().contains_key(&X_POSITION) {
-        response.headers_mut().insert(X_POSITION, position_now());
+    let (mut response, stale) = crate::read_path::stale::scope(next.run(request)).await;
+    if let Some(age) = stale {
+        let headers = response.headers_mut();
+        headers.insert(
+            crate::read_path::stale::X_STALE_SECONDS,
+            HeaderValue::from(age.as_secs()),
+        );
+        headers.insert(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+    }
+    let answered = response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED;
+    let reported = response
+        .headers()
+        .get(&X_POSITION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    match reported {
+        // An answer the read model gave for `required` reflects at least `required` (a cached
+        // entry known valid up to the watermark can carry the position it was loaded at).
+        Some(position) if answered && position < required => {
+            response
+                .headers_mut()
+                .insert(X_POSITION, HeaderValue::from(required));
+        }
+        Some(_) => {}
+        None => {
+            let now = state.views.position();
+            let position = if answered { now.max(required) } else { now };
+            response
+                .headers_mut()
+                .insert(X_POSITION, HeaderValue::from(position));
+        }
     }
     response
 }

@@ -7,9 +7,12 @@
 //! - [`consistency`]: the `X-Min-Position` / `X-Position` middleware.
 //! - [`events_api`]: `/api/events` and its Server-Sent Events stream (analysts).
 //! - [`analytics`]: shopper analytics capture and `/api/analytics/*` (analysts).
+//! - [`edge`]: purges of the edge cache (Varnish), driven by the same invalidations.
 
 pub mod analytics;
+pub mod answers;
 pub mod consistency;
+pub mod edge;
 pub mod events_api;
 pub mod read_path;
 pub mod routes;
@@ -37,6 +40,8 @@ pub struct QueryState {
     pub search: Option<Arc<dyn search::SearchIndex>>,
     /// First pages of searches, valid while the index stays at the position that answered.
     pub search_cache: Arc<search_cache::SearchCache>,
+    /// Encoded listings, bestseller lists and category lists, while the view's stamp holds.
+    pub answers: Arc<answers::AnswerCache>,
     /// The event log behind `/api/events*`; without it those routes are not served.
     pub events: Option<Arc<events_api::EventFeed>>,
     /// The analytics view behind `/api/analytics/*`.
@@ -79,6 +84,7 @@ impl QueryState {
             min_position_wait: Duration::from_secs(2),
             search: None,
             search_cache: Default::default(),
+            answers: Default::default(),
             events: None,
             analytics: None,
             capture: None,
@@ -93,7 +99,7 @@ pub fn router(state: QueryState) -> Router {
         views: Arc::new(consistency::ReadModelViews(state.read_model.clone())),
         wait: state.min_position_wait,
     };
-    let mut router = Router::new()
+    let mut router: Router<Arc<QueryState>> = Router::new()
         .route("/api/products", get(routes::list_products))
         .route("/api/products/bestsellers", get(routes::bestsellers))
         .route("/api/products/{id}", get(routes::get_product))
@@ -142,5 +148,6 @@ pub fn router(state: QueryState) -> Router {
                 .with_state(analytics),
         );
     }
-    router.with_state(state)
+    // One Arc: axum clones the state into every request's handler.
+    router.with_state(Arc::new(state))
 }

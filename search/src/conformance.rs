@@ -96,6 +96,7 @@ pub fn product(
         version: 1,
         created_at: at,
         updated_at: at,
+        encoded: Default::default(),
     }
 }
 

@@ -27,6 +27,8 @@ pub(super) struct Worker {
     pub(super) searches: Option<Searches>,
     /// How many tail queries this worker's users have taken.
     pub(super) tail_counter: AtomicU64,
+    /// The draws of `--mix realistic`.
+    pub(super) realistic: Option<super::realistic::Realistic>,
 }
 
 impl Worker {
@@ -70,7 +72,7 @@ impl Worker {
             let Some(connection) = sender.as_mut() else {
                 continue;
             };
-            let (path, query) = self.next_request(&mut random);
+            let (kind, path, query) = self.next_request(&mut random);
             let request = hyper::Request::get(&path)
                 .header(hyper::header::HOST, &self.host_header)
                 .body(Empty::<Bytes>::new());
@@ -82,7 +84,7 @@ impl Worker {
                 }
             }
             let outcome = send(connection, request).await;
-            if !self.counters.record(outcome, sent, self.window) {
+            if !self.counters.record(outcome, sent, self.window, kind) {
                 sender = None;
             }
             self.think(&mut random).await;
@@ -107,8 +109,18 @@ impl Worker {
         }
     }
 
-    /// The next path of this worker's mix, and the query it carries (search and suggest).
-    fn next_request(&self, random: &mut impl Rng) -> (String, Option<Query>) {
+    /// The next request of this worker's mix: its kind (`--mix realistic`), path and the
+    /// query it carries (search and suggest).
+    fn next_request(&self, random: &mut impl Rng) -> (Option<usize>, String, Option<Query>) {
+        if let (Some(realistic), Some(searches)) = (&self.realistic, &self.searches) {
+            let (kind, path, query) = realistic.next(&self.args, searches, random);
+            return (Some(kind), path, query);
+        }
+        let (path, query) = self.next_mixed(random);
+        (None, path, query)
+    }
+
+    fn next_mixed(&self, random: &mut impl Rng) -> (String, Option<Query>) {
         let searched = |query: Query| {
             let path = format!("/api/search?q={}", encode(&query.text));
             (path, Some(query))
@@ -140,9 +152,15 @@ impl Worker {
             (Mix::Product, _) => (product_path(&self.args, random), None),
             (Mix::Listing, _) => (listing_path(&self.args, random), None),
             // `run` builds the draws for every mix that searches.
-            (Mix::Path | Mix::Search | Mix::SearchHead | Mix::SearchTail | Mix::Suggest, _) => {
-                (self.args.path.clone(), None)
-            }
+            (
+                Mix::Path
+                | Mix::Search
+                | Mix::SearchHead
+                | Mix::SearchTail
+                | Mix::Suggest
+                | Mix::Realistic,
+                _,
+            ) => (self.args.path.clone(), None),
         }
     }
 
@@ -181,6 +199,8 @@ pub(super) struct Counters {
     errors: AtomicU64,
     latencies: parking_lot::Mutex<hdrhistogram::Histogram<u64>>,
     queries: parking_lot::Mutex<QueryLog>,
+    /// Per kind of request (`--mix realistic`): latencies and errors.
+    kinds: parking_lot::Mutex<Vec<(hdrhistogram::Histogram<u64>, u64)>>,
 }
 
 /// The search and suggest queries sent in the measured window.
@@ -201,6 +221,12 @@ impl Counters {
             errors: AtomicU64::new(0),
             latencies: parking_lot::Mutex::new(histogram()),
             queries: parking_lot::Mutex::new(QueryLog::default()),
+            kinds: parking_lot::Mutex::new(
+                super::realistic::KINDS
+                    .iter()
+                    .map(|_| (histogram(), 0))
+                    .collect(),
+            ),
         }
     }
 
@@ -227,16 +253,27 @@ impl Counters {
         outcome: Result<hyper::StatusCode, hyper::Error>,
         sent: Instant,
         window: Window,
+        kind: Option<usize>,
     ) -> bool {
         let measuring = window.contains(sent);
+        let kind_error = |counters: &Self| {
+            if let Some(kind) = kind {
+                if let Some(entry) = counters.kinds.lock().get_mut(kind) {
+                    entry.1 += 1;
+                }
+            }
+        };
         match outcome {
             Ok(status) if status.is_success() || status == hyper::StatusCode::NOT_MODIFIED => {
                 if measuring {
                     self.requests.fetch_add(1, Ordering::Relaxed);
-                    let _ = self
-                        .latencies
-                        .lock()
-                        .record(sent.elapsed().as_micros().max(1) as u64);
+                    let micros = sent.elapsed().as_micros().max(1) as u64;
+                    let _ = self.latencies.lock().record(micros);
+                    if let Some(kind) = kind {
+                        if let Some(entry) = self.kinds.lock().get_mut(kind) {
+                            let _ = entry.0.record(micros);
+                        }
+                    }
                 }
                 true
             }
@@ -244,12 +281,14 @@ impl Counters {
                 if measuring {
                     self.requests.fetch_add(1, Ordering::Relaxed);
                     self.errors.fetch_add(1, Ordering::Relaxed);
+                    kind_error(self);
                 }
                 true
             }
             Err(_) => {
                 if measuring {
                     self.errors.fetch_add(1, Ordering::Relaxed);
+                    kind_error(self);
                 }
                 self.connected.fetch_sub(1, Ordering::SeqCst);
                 false
@@ -271,7 +310,17 @@ impl Counters {
             .iter()
             .flat_map(|hash| hash.to_le_bytes())
             .collect();
+        let mut kinds = Vec::new();
+        for (latencies, errors) in self.kinds.lock().iter() {
+            let mut bytes = Vec::new();
+            V2Serializer::new().serialize(latencies, &mut bytes)?;
+            kinds.push((
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+                *errors,
+            ));
+        }
         Ok(WorkerReport {
+            kinds,
             requests: self.requests.load(Ordering::SeqCst),
             errors: self.errors.load(Ordering::SeqCst),
             connected_peak: self.peak.load(Ordering::SeqCst),
@@ -317,7 +366,7 @@ fn browse_path(args: &Args, roll: u32, random: &mut dyn rand::RngCore) -> String
 }
 
 /// `text` as a query-string value (spaces as `%20`).
-fn encode(text: &str) -> String {
+pub(super) fn encode(text: &str) -> String {
     // `+` in the text itself comes out as `%2B`, so every `+` left is a space.
     url::form_urlencoded::byte_serialize(text.as_bytes())
         .collect::<String>()

@@ -163,6 +163,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CATALOG_REUSE_PORT")]
     pub reuse_port: bool,
 
+    /// Edge caches to purge (Varnish with docker/varnish/catalog.vcl), comma-separated base
+    /// URLs: after this process's own caches dropped what an event changed, it sends the edge
+    /// `PURGE /` with `xkey-purge: <surrogate keys>` (query and all roles).
+    #[arg(long, env = "CATALOG_EDGE_PURGE_URL", value_delimiter = ',')]
+    pub edge_purge_url: Vec<String>,
+
     /// Load demo products when the store is empty.
     #[arg(long, env = "CATALOG_DEMO")]
     pub demo: bool,

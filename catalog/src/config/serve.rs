@@ -80,6 +80,8 @@ pub struct ServeConfig {
     /// Listen with SO_REUSEPORT (several processes on one port).
     pub reuse_port: bool,
     pub analysts: AnalystConfig,
+    /// Edge caches purged by events (base URLs).
+    pub edge_purge_urls: Vec<String>,
 }
 
 /// The analysts' side of query-api.
@@ -124,6 +126,12 @@ impl ServeConfig {
             engines,
             reuse_port: args.reuse_port,
             analysts: args.analysts.to_config(),
+            edge_purge_urls: args
+                .edge_purge_url
+                .into_iter()
+                .map(|url| url.trim().to_owned())
+                .filter(|url| !url.is_empty())
+                .collect(),
         }
     }
 
@@ -145,6 +153,7 @@ impl ServeConfig {
             },
             reuse_port: false,
             analysts: AnalystConfig::default(),
+            edge_purge_urls: Vec::new(),
         }
     }
 }

@@ -19,6 +19,7 @@ use projectors::analytics::{AnalyticsView, MemoryAnalytics, RedisAnalytics};
 use projectors::read_model::postgres::PostgresReadModel;
 use projectors::read_model::{CatalogReadModel, MemoryReadModel};
 use query_api::analytics::Capture;
+use query_api::edge::EdgePurger;
 use query_api::events_api::{EventFeed, FeedConfig};
 use query_api::QueryState;
 use search::opensearch::OpenSearchIndex;
@@ -50,6 +51,11 @@ pub async fn embedded_views(
 ) -> anyhow::Result<Views> {
     let (store, bus) = (engines.store.clone(), engines.bus.clone());
     let read_model = Arc::new(MemoryReadModel::new());
+    if let Some(edge) = edge_purger(config)? {
+        // The edge may hold pages of a previous run.
+        edge.purge_everything();
+        read_model.on_change(Box::new(move |changed| edge.purge_changed(changed)));
+    }
     mounted
         .start_projector(read_model.clone(), store.clone(), bus.clone())
         .await?;
@@ -83,6 +89,12 @@ pub async fn distributed_views(
             let replica = PostgresDatabase::connect(url, config.engines.database_pool_size)
                 .await
                 .context("DATABASE_READ_URL")?;
+            crate::engines::check_connection_budget(
+                "DATABASE_READ_URL",
+                &replica,
+                config.engines.database_pool_size,
+            )
+            .await;
             let store: Arc<dyn EventStore> = Arc::new(replica.event_store(false));
             (replica.pool().clone(), store)
         }
@@ -119,7 +131,7 @@ pub async fn distributed_views(
         }
     };
     Ok(Views {
-        read_model: layered_read_model(config, engines, database, replica_pool),
+        read_model: layered_read_model(config, engines, database, replica_pool)?,
         search,
         analytics,
         shared_analytics,
@@ -134,7 +146,7 @@ fn layered_read_model(
     engines: &Engines,
     database: &PostgresDatabase,
     replica_pool: sqlx::PgPool,
-) -> Arc<dyn CatalogReadModel> {
+) -> anyhow::Result<Arc<dyn CatalogReadModel>> {
     let replica: Arc<dyn CatalogReadModel> =
         Arc::new(PostgresReadModel::new(replica_pool, READ_MODEL));
     let primary: Option<Arc<dyn CatalogReadModel>> =
@@ -152,12 +164,38 @@ fn layered_read_model(
             )),
         )
     });
-    query_api::read_path::LayeredReadModel::new(
-        query_api::read_path::LayerConfig::default(),
+    let edge = edge_purger(config)?;
+    if edge.is_some() && redis.is_none() {
+        anyhow::bail!(
+            "--edge-purge-url needs REDIS_URL in a query process: the purges follow the Redis \
+             projector's invalidations"
+        );
+    }
+    Ok(query_api::read_path::LayeredReadModel::new(
+        query_api::read_path::LayerConfig {
+            edge,
+            ..Default::default()
+        },
         replica,
         primary,
         redis,
-    )
+    ))
+}
+
+/// The edge purger of `--edge-purge-url`, when given; each URL checked.
+fn edge_purger(config: &ServeConfig) -> anyhow::Result<Option<Arc<EdgePurger>>> {
+    if config.edge_purge_urls.is_empty() {
+        return Ok(None);
+    }
+    for url in &config.edge_purge_urls {
+        let parsed = reqwest::Url::parse(url)
+            .with_context(|| format!("--edge-purge-url {url:?} is not a URL"))?;
+        anyhow::ensure!(
+            matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some(),
+            "--edge-purge-url {url:?} must be an http:// or https:// base URL of an edge cache"
+        );
+    }
+    Ok(Some(EdgePurger::start(config.edge_purge_urls.clone())))
 }
 
 /// OpenSearch when configured; otherwise a tantivy index of this process's own, built from the

@@ -20,6 +20,21 @@ pub struct PostgresDatabase {
     pool: PgPool,
 }
 
+/// What [`PostgresDatabase::free_connections`] read off the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionBudget {
+    pub max: i64,
+    pub reserved: i64,
+    pub open: i64,
+}
+
+impl ConnectionBudget {
+    /// Connections a pool that holds `own` of the open ones may still open.
+    pub fn left_for(&self, own: i64) -> i64 {
+        self.max - self.reserved - self.open + own
+    }
+}
+
 impl PostgresDatabase {
     /// Connects to `url` with at most `max_connections`; fails fast (5 s) when the server does
     /// not answer, with the reason.
@@ -38,6 +53,24 @@ impl PostgresDatabase {
                 StoreError::Unavailable(format!("cannot connect to PostgreSQL: {error}"))
             })?;
         Ok(PostgresDatabase { pool })
+    }
+
+    /// How many more connections the server would take: `max_connections` less the ones
+    /// reserved for superusers and the ones open now (this pool's own included).
+    pub async fn free_connections(&self) -> Result<ConnectionBudget, StoreError> {
+        let (max, reserved, open): (i64, i64, i64) = sqlx::query_as(
+            "SELECT current_setting('max_connections')::bigint, \
+                    current_setting('superuser_reserved_connections')::bigint, \
+                    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("PostgreSQL: {error}")))?;
+        Ok(ConnectionBudget {
+            max,
+            reserved,
+            open,
+        })
     }
 
     /// Wraps an existing pool (tests, and the read model sharing a pool).

@@ -76,6 +76,7 @@ fn created_view(envelope: &Envelope, created: ProductCreated) -> ProductView {
         version: envelope.aggregate_version,
         created_at: envelope.occurred_at,
         updated_at: envelope.occurred_at,
+        encoded: Default::default(),
     }
 }
 

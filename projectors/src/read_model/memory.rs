@@ -12,8 +12,9 @@ use parking_lot::RwLock;
 use uuid::Uuid;
 
 use super::evolve::{category_out_of_order, evolve, Evolved};
-use super::port::{CatalogReadModel, MinPosition, ReadModelError};
-use super::view::{CategoryView, ListQuery, Page, ProductView, SortKey, SortOrder};
+use super::port::{CatalogReadModel, MinPosition, ReadModelError, StampScope};
+use super::view::{count_deltas, CategoryView, ListQuery, Page, ProductView, SortKey, SortOrder};
+use crate::redis::{product_invalidation, Invalidation};
 use crate::{Applied, Projection, ProjectionError};
 
 type IndexKey = (Option<String>, SortOrder);
@@ -28,6 +29,11 @@ struct State {
     /// Published products in each order, overall (`None`) and per category.
     indexes: HashMap<IndexKey, BTreeSet<SortKey>>,
     position: u64,
+    /// Changes applied: to any product, per category a product was or is in, to the category
+    /// list (the stamps of [`CatalogReadModel::change_stamp`]).
+    changed_products: u64,
+    changed_in: HashMap<String, u64>,
+    changed_categories: u64,
 }
 
 impl State {
@@ -74,19 +80,34 @@ impl State {
             .collect()
     }
 
-    fn apply_product(&mut self, envelope: &Envelope, event: CatalogEvent) -> Applied {
+    /// Applies a product's event; with what it changed, for the listener.
+    fn apply_product(
+        &mut self,
+        envelope: &Envelope,
+        event: CatalogEvent,
+        checkpoint: u64,
+    ) -> (Applied, Option<Invalidation>) {
         let existing = self.products.get(&envelope.aggregate_id).cloned();
         let product = match evolve(existing.as_deref(), envelope, event) {
             Evolved::Changed(product) => product,
-            Evolved::Unchanged(applied) => return applied,
+            Evolved::Unchanged(applied) => return (applied, None),
         };
         if let Some(current) = &existing {
             self.index(current, false);
         }
         self.index(&product, true);
+        let counts_moved = !count_deltas(existing.as_deref(), &product).is_empty();
+        let changed = product_invalidation(existing.as_deref(), &product, checkpoint, counts_moved);
+        self.changed_products += 1;
+        for scope in &changed.scopes {
+            *self.changed_in.entry(scope.clone()).or_default() += 1;
+        }
+        if counts_moved {
+            self.changed_categories += 1;
+        }
         self.products
             .insert(envelope.aggregate_id, Arc::new(*product));
-        Applied::Applied
+        (Applied::Applied, Some(changed))
     }
 
     fn apply_category(&mut self, envelope: &Envelope, created: events::CategoryCreated) -> Applied {
@@ -98,6 +119,7 @@ impl State {
             return answer;
         }
         *applied = envelope.aggregate_version;
+        self.changed_categories += 1;
         let product_count = self
             .indexes
             .get(&(Some(created.slug.clone()), SortOrder::Newest))
@@ -115,10 +137,14 @@ impl State {
     }
 }
 
+/// Told, after each event is applied, what it changed (the edge cache's purges).
+pub type ChangeListener = Box<dyn Fn(&Invalidation) + Send + Sync>;
+
 /// The in-memory catalog read model. It is both a [`Projection`] and a [`CatalogReadModel`].
 pub struct MemoryReadModel {
     state: RwLock<State>,
     position: Watermark,
+    listener: std::sync::OnceLock<ChangeListener>,
 }
 
 impl Default for MemoryReadModel {
@@ -132,7 +158,14 @@ impl MemoryReadModel {
         MemoryReadModel {
             state: RwLock::new(State::default()),
             position: Watermark::new(0),
+            listener: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Calls `listener` with what each event changed, once the view shows it (`false`: one
+    /// was set already).
+    pub fn on_change(&self, listener: ChangeListener) -> bool {
+        self.listener.set(listener).is_ok()
     }
 }
 
@@ -151,16 +184,28 @@ impl Projection for MemoryReadModel {
             self.advance(checkpoint);
             return Ok(Applied::Duplicate);
         };
-        let applied = {
+        let (applied, changed) = {
             let mut state = self.state.write();
             match event {
-                CatalogEvent::CategoryCreated(created) => state.apply_category(envelope, created),
+                CatalogEvent::CategoryCreated(created) => {
+                    let applied = state.apply_category(envelope, created);
+                    let changed = (applied == Applied::Applied).then(|| Invalidation {
+                        position: checkpoint,
+                        product: None,
+                        scopes: Vec::new(),
+                        categories: true,
+                    });
+                    (applied, changed)
+                }
                 // The search settings are the search projection's; only the position moves.
-                CatalogEvent::SynonymsChanged(_) => Applied::Duplicate,
-                product_event => state.apply_product(envelope, product_event),
+                CatalogEvent::SynonymsChanged(_) => (Applied::Duplicate, None),
+                product_event => state.apply_product(envelope, product_event, checkpoint),
             }
         };
         self.advance(checkpoint);
+        if let (Some(listener), Some(changed)) = (self.listener.get(), changed) {
+            listener(&changed);
+        }
         Ok(applied)
     }
 
@@ -252,6 +297,19 @@ impl CatalogReadModel for MemoryReadModel {
     ) -> Result<(Vec<CategoryView>, u64), ReadModelError> {
         let state = self.state.read();
         Ok((state.categories.values().cloned().collect(), state.position))
+    }
+
+    fn change_stamp(&self, scope: StampScope<'_>) -> Option<u64> {
+        let state = self.state.read();
+        Some(match scope {
+            StampScope::Products([]) => state.changed_products,
+            // Each count only grows, so their sum moves whenever one of them does.
+            StampScope::Products(categories) => categories
+                .iter()
+                .map(|category| state.changed_in.get(category).copied().unwrap_or(0))
+                .sum(),
+            StampScope::Categories => state.changed_categories,
+        })
     }
 
     fn position(&self) -> u64 {

@@ -19,5 +19,5 @@ pub mod conformance;
 
 pub use evolve::{evolve, Evolved};
 pub use memory::MemoryReadModel;
-pub use port::{CatalogReadModel, MinPosition, ReadModelError};
+pub use port::{CatalogReadModel, MinPosition, ReadModelError, StampScope};
 pub use view::{CategoryView, Cursor, KeyPart, ListQuery, Page, ProductView, SortKey, SortOrder};

@@ -42,6 +42,15 @@ impl MinPosition {
     }
 }
 
+/// What an answer depends on, for [`CatalogReadModel::change_stamp`].
+#[derive(Debug, Clone, Copy)]
+pub enum StampScope<'a> {
+    /// Listings and bestsellers over these categories (none: over every category).
+    Products(&'a [String]),
+    /// The category list (names, counts).
+    Categories,
+}
+
 /// What the query side reads. Every answer carries the position the view had reached when
 /// it was read, and reflects at least the [`MinPosition`] it was asked for.
 ///
@@ -80,6 +89,12 @@ pub trait CatalogReadModel: Send + Sync + 'static {
     /// Every category, by slug, with counts of published products.
     async fn categories(&self, at: MinPosition)
         -> Result<(Vec<CategoryView>, u64), ReadModelError>;
+    /// A number that changes whenever an answer over `scope` may change, for caches of
+    /// encoded answers: an answer built after reading stamp `s` is still the answer while the
+    /// stamp is `s`. `None` (the default): this view offers none, its answers are not cached.
+    fn change_stamp(&self, _scope: StampScope<'_>) -> Option<u64> {
+        None
+    }
     /// The position the view has applied everything up to; it never moves back.
     fn position(&self) -> u64;
     /// Waits until the view has applied `position`: `true` as soon as it has (at once when it

@@ -1,7 +1,9 @@
 //! The documents the read model answers with, and a listing request.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -31,6 +33,54 @@ pub struct ProductView {
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// This document's JSON, encoded on its first answer and shared by every answer after it;
+    /// not part of the document.
+    #[serde(skip)]
+    pub encoded: Encoded,
+}
+
+impl ProductView {
+    /// The document as API.md shows it, as JSON: encoded once per document (a changed product
+    /// is a new document), however many answers show it.
+    pub fn json(&self) -> Bytes {
+        self.encoded
+            .get_or_encode(|| serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// A document's encoded form, made once on first use. A clone starts empty: a clone is made
+/// to be changed, and must not answer with the bytes of what it was cloned from.
+#[derive(Default)]
+pub struct Encoded(OnceLock<Bytes>);
+
+impl Encoded {
+    /// The bytes, `encode`d on the first call.
+    pub fn get_or_encode(&self, encode: impl FnOnce() -> Vec<u8>) -> Bytes {
+        self.0.get_or_init(|| Bytes::from(encode())).clone()
+    }
+}
+
+impl Clone for Encoded {
+    fn clone(&self) -> Self {
+        Encoded::default()
+    }
+}
+
+/// A cache of the document, not part of it: two documents are equal whatever they cached.
+impl PartialEq for Encoded {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.get().is_some() {
+            "Encoded(..)"
+        } else {
+            "Encoded(empty)"
+        })
+    }
 }
 
 /// A category with the number of published products in it.

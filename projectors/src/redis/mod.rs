@@ -34,5 +34,6 @@ mod reader;
 
 pub use layout::{encode_member, index_key, invalidation_channel, member_id, Invalidation, ORDERS};
 pub(crate) use layout::{is_marked, mark, read_position, unavailable};
+pub use projection::product_invalidation;
 pub use projection::RedisProjection;
 pub use reader::{RedisReadModel, FILTER_SCAN_BUDGET};

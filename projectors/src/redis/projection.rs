@@ -89,7 +89,7 @@ fn entries(config: &RedisConfig, product: &ProductView) -> Vec<(String, String)>
 
 /// What a product's change invalidates: its document, the listing scopes it was and is in,
 /// and the category list when its counts moved.
-fn product_invalidation(
+pub fn product_invalidation(
     current: Option<&ProductView>,
     product: &ProductView,
     checkpoint: u64,

@@ -62,6 +62,8 @@ where
                     value,
                     position,
                     watched: false,
+                    loaded_at: std::time::Instant::now(),
+                    generation: 0,
                 });
             }
             Err(error) => {

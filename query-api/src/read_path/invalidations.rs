@@ -18,6 +18,7 @@ use projectors::redis::{invalidation_channel, Invalidation, RedisReadModel};
 use redis_client::RedisConfig;
 
 use super::l1::{Cached, L1};
+use crate::edge::EdgePurger;
 
 /// The L1 caches and how fresh the subscription keeps them.
 pub(super) struct WatchedL1 {
@@ -28,6 +29,11 @@ pub(super) struct WatchedL1 {
     live: AtomicBool,
     /// Bumped by every invalidation: a load that sees it change was raced by a write.
     invalidations: AtomicU64,
+    /// Bumped when the subscription is lost or (re)made: entries watched under an earlier
+    /// one may have missed invalidations.
+    generation: AtomicU64,
+    /// The edge cache, purged of what this process dropped, once it has.
+    edge: Option<Arc<EdgePurger>>,
 }
 
 /// Taken before a load; [`WatchedL1::watched_since`] says whether the load may be trusted up
@@ -35,15 +41,25 @@ pub(super) struct WatchedL1 {
 pub(super) struct LoadStart {
     live: bool,
     invalidations: u64,
+    generation: u64,
+}
+
+impl LoadStart {
+    /// The subscription the load began under.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 impl WatchedL1 {
-    pub fn new(l1: L1) -> Self {
+    pub fn new(l1: L1, edge: Option<Arc<EdgePurger>>) -> Self {
         WatchedL1 {
             l1,
             watermark: Watermark::new(0),
             live: AtomicBool::new(false),
             invalidations: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            edge,
         }
     }
 
@@ -55,10 +71,26 @@ impl WatchedL1 {
         &self.watermark
     }
 
-    /// Whether a cached entry answers a request that needs position `required`.
-    pub fn usable<T>(&self, cached: &Cached<T>, required: u64) -> bool {
-        cached.position >= required
-            || (cached.watched && self.is_live() && self.watermark.current() >= required)
+    /// Whether a cached entry answers a request that needs position `required`: fresh (within
+    /// `fresh_for` when watched under the current subscription, else the unwatched TTL), and
+    /// correct at `required`.
+    pub fn usable<T>(
+        &self,
+        cached: &Cached<T>,
+        required: u64,
+        fresh_for: Duration,
+        unwatched_ttl: Duration,
+    ) -> bool {
+        let watched = cached.watched && cached.generation == self.generation.load(Ordering::SeqCst);
+        let age = cached.loaded_at.elapsed();
+        let fresh = if watched {
+            age < fresh_for
+        } else {
+            age < unwatched_ttl
+        };
+        fresh
+            && (cached.position >= required
+                || (watched && self.is_live() && self.watermark.current() >= required))
     }
 
     /// The position a cached entry reflects: the watermark for a watched one.
@@ -75,30 +107,42 @@ impl WatchedL1 {
         LoadStart {
             invalidations: self.invalidations.load(Ordering::SeqCst),
             live: self.is_live(),
+            generation: self.generation.load(Ordering::SeqCst),
         }
     }
 
     /// Whether a load begun at `start` was watched throughout, no invalidation racing it.
     pub fn watched_since(&self, start: &LoadStart) -> bool {
-        start.live && self.invalidations.load(Ordering::SeqCst) == start.invalidations
+        start.live
+            && self.invalidations.load(Ordering::SeqCst) == start.invalidations
+            && self.generation.load(Ordering::SeqCst) == start.generation
     }
 
     fn apply(&self, invalidation: &Invalidation) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.l1.drop_changed(invalidation);
         self.watermark.advance(invalidation.position);
+        if let Some(edge) = &self.edge {
+            edge.purge_changed(invalidation);
+        }
     }
 
     fn subscribed(&self, checkpoint: u64) {
-        self.l1.drop_everything();
+        // What was cached before may have missed invalidations: kept only to answer stale
+        // when every layer below fails.
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.watermark.advance(checkpoint);
         self.live.store(true, Ordering::SeqCst);
+        // What the edge fetched while no invalidation was watched may be stale.
+        if let Some(edge) = &self.edge {
+            edge.purge_everything();
+        }
         tracing::info!(checkpoint, "watching cache invalidations");
     }
 
     fn lost(&self) {
         self.live.store(false, Ordering::SeqCst);
-        self.l1.drop_everything();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         tracing::warn!("lost the cache invalidation subscription; resubscribing");
     }
 }

@@ -17,12 +17,19 @@ pub(super) struct Cached<T> {
     pub position: u64,
     /// Loaded from Redis while invalidations were watched, none arriving during the load.
     pub watched: bool,
+    /// When it was loaded: how stale it is when served because every layer below failed.
+    pub loaded_at: Instant,
+    /// The invalidation subscription it was watched under: a subscription lost since (it may
+    /// have missed invalidations) leaves it usable only as a stale answer.
+    pub generation: u64,
 }
 
-/// Watched entries live their TTL (an invalidation drops them sooner); the others 2 s.
+/// Watched entries are fresh for their TTL (an invalidation drops them sooner), the others
+/// 2 s; each is kept `stale` longer, to answer when every layer below fails.
 struct Ttl {
     watched: Duration,
     unwatched: Duration,
+    stale: Duration,
 }
 
 impl<K, T> Expiry<K, Cached<T>> for Ttl {
@@ -32,11 +39,13 @@ impl<K, T> Expiry<K, Cached<T>> for Ttl {
         value: &Cached<T>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(if value.watched {
-            self.watched
-        } else {
-            self.unwatched
-        })
+        Some(
+            if value.watched {
+                self.watched
+            } else {
+                self.unwatched
+            } + self.stale,
+        )
     }
 }
 
@@ -81,6 +90,7 @@ pub(super) struct L1Config {
     pub product_ttl: Duration,
     pub page_ttl: Duration,
     pub unwatched_ttl: Duration,
+    pub stale_if_error: Duration,
     pub capacity: u64,
 }
 
@@ -97,6 +107,7 @@ impl L1 {
         let ttl = |watched| Ttl {
             watched,
             unwatched: config.unwatched_ttl,
+            stale: config.stale_if_error,
         };
         L1 {
             products: Cache::builder()
@@ -117,13 +128,6 @@ impl L1 {
                 .expire_after(ttl(config.page_ttl))
                 .build(),
         }
-    }
-
-    pub fn drop_everything(&self) {
-        self.products.invalidate_all();
-        self.pages.invalidate_all();
-        self.bestsellers.invalidate_all();
-        self.categories.invalidate_all();
     }
 
     /// Drops what `invalidation` names: the product, the pages of its scopes (and the

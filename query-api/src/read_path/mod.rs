@@ -34,6 +34,7 @@ mod database;
 mod invalidations;
 mod l1;
 mod redis;
+pub mod stale;
 
 use std::future::Future;
 use std::hash::Hash;
@@ -63,11 +64,16 @@ pub struct LayerConfig {
     pub page_ttl: Duration,
     /// Entries that no invalidation stream watches over.
     pub unwatched_ttl: Duration,
+    /// How long past its freshness an entry may still answer, marked stale
+    /// (`X-Stale-Seconds`), when Redis and the databases all fail (never for `X-Min-Position`).
+    pub stale_if_error: Duration,
     pub capacity: u64,
     pub redis_timeout: Duration,
     pub database_timeout: Duration,
     /// The longest a fallback read waits for the database to reach a required position.
     pub position_wait: Duration,
+    /// Where to send the edge cache's purges, after this process dropped the same entries.
+    pub edge: Option<Arc<crate::edge::EdgePurger>>,
 }
 
 impl Default for LayerConfig {
@@ -76,10 +82,12 @@ impl Default for LayerConfig {
             product_ttl: Duration::from_secs(60),
             page_ttl: Duration::from_secs(120),
             unwatched_ttl: Duration::from_secs(2),
+            stale_if_error: Duration::from_secs(300),
             capacity: 200_000,
             redis_timeout: Duration::from_millis(300),
             database_timeout: Duration::from_secs(2),
             position_wait: Duration::from_secs(2),
+            edge: None,
         }
     }
 }
@@ -109,9 +117,10 @@ impl LayeredReadModel {
             product_ttl: config.product_ttl,
             page_ttl: config.page_ttl,
             unwatched_ttl: config.unwatched_ttl,
+            stale_if_error: config.stale_if_error,
             capacity: config.capacity,
         });
-        let cache = Arc::new(WatchedL1::new(l1));
+        let cache = Arc::new(WatchedL1::new(l1, config.edge.clone()));
         let redis = redis.map(|(redis_config, model)| RedisLayer::new(redis_config, model));
         if let Some(redis) = &redis {
             tokio::spawn(invalidations::subscribe(
@@ -129,13 +138,16 @@ impl LayeredReadModel {
         })
     }
 
-    /// The one layered read: the L1 entry under `key` when it is correct at `at`, else `read`
-    /// on Redis, else on the replica (or the primary), the answer cached under `key`.
+    /// The one layered read: the L1 entry under `key` when it is fresh (`fresh_for`) and
+    /// correct at `at`, else `read` on Redis, else on the replica (or the primary), the answer
+    /// cached under `key`. When every layer fails, the entry that was there answers if it is
+    /// within `stale_if_error` and no position was required, marked stale ([`stale`]).
     async fn read_through<K, T, F, Fut>(
         &self,
         cache: &Cache<K, Cached<T>>,
         key: K,
         at: MinPosition,
+        fresh_for: Duration,
         read: F,
     ) -> Result<Cached<T>, ReadModelError>
     where
@@ -145,18 +157,38 @@ impl LayeredReadModel {
         Fut: Future<Output = Result<T, ReadModelError>> + Send,
     {
         let required = at.get();
+        let mut previous = None;
         if let Some(cached) = cache.get(&key).await {
-            if self.cache.usable(&cached, required) {
+            if self
+                .cache
+                .usable(&cached, required, fresh_for, self.config.unwatched_ttl)
+            {
                 record("l1", "hit");
                 return Ok(cached);
             }
             cache.invalidate(&key).await;
+            previous = Some(cached);
         }
         record("l1", "miss");
-        cache
-            .try_get_with(key, self.load(required, &read))
+        match cache
+            .try_get_with(key.clone(), self.load(required, &read))
             .await
-            .map_err(|error| ReadModelError::Unavailable(error.to_string()))
+        {
+            Ok(cached) => Ok(cached),
+            Err(error) => {
+                let stale = previous.filter(|cached| {
+                    required == 0 && cached.loaded_at.elapsed() < self.config.stale_if_error
+                });
+                let Some(stale) = stale else {
+                    return Err(ReadModelError::Unavailable(error.to_string()));
+                };
+                record("l1", "stale");
+                stale::note(stale.loaded_at.elapsed());
+                // Kept for the next request while the layers below are down.
+                cache.insert(key, stale.clone()).await;
+                Ok(stale)
+            }
+        }
     }
 
     /// `read` on Redis when it can answer at `required`, else on the databases.
@@ -198,10 +230,16 @@ impl LayeredReadModel {
         at: MinPosition,
     ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
         let cached = self
-            .read_through(&self.cache.l1.products, id, at, |model| async move {
-                let (product, _) = model.product_any_status(id, at).await?;
-                Ok(product)
-            })
+            .read_through(
+                &self.cache.l1.products,
+                id,
+                at,
+                self.config.product_ttl,
+                |model| async move {
+                    let (product, _) = model.product_any_status(id, at).await?;
+                    Ok(product)
+                },
+            )
             .await?;
         Ok((cached.value.clone(), self.cache.reflected(&cached)))
     }
@@ -235,10 +273,16 @@ impl CatalogReadModel for LayeredReadModel {
         let key = PageKey::new(query);
         let normalized = key.query().clone();
         let cached = self
-            .read_through(&self.cache.l1.pages, key, at, |model| {
-                let query = normalized.clone();
-                async move { model.list(&query, at).await.map(Arc::new) }
-            })
+            .read_through(
+                &self.cache.l1.pages,
+                key,
+                at,
+                self.config.page_ttl,
+                |model| {
+                    let query = normalized.clone();
+                    async move { model.list(&query, at).await.map(Arc::new) }
+                },
+            )
             .await?;
         let mut page = Page::clone(&cached.value);
         page.position = cached.position;
@@ -253,15 +297,21 @@ impl CatalogReadModel for LayeredReadModel {
     ) -> Result<(Vec<Arc<ProductView>>, u64), ReadModelError> {
         let key = category.map(str::to_owned);
         let cached = self
-            .read_through(&self.cache.l1.bestsellers, key.clone(), at, |model| {
-                let category = key.clone();
-                async move {
-                    let (items, _) = model
-                        .bestsellers(category.as_deref(), CACHED_BESTSELLERS, at)
-                        .await?;
-                    Ok(Arc::new(items))
-                }
-            })
+            .read_through(
+                &self.cache.l1.bestsellers,
+                key.clone(),
+                at,
+                self.config.page_ttl,
+                |model| {
+                    let category = key.clone();
+                    async move {
+                        let (items, _) = model
+                            .bestsellers(category.as_deref(), CACHED_BESTSELLERS, at)
+                            .await?;
+                        Ok(Arc::new(items))
+                    }
+                },
+            )
             .await?;
         let items = cached.value.iter().take(limit).cloned().collect();
         Ok((items, cached.position))
@@ -272,10 +322,16 @@ impl CatalogReadModel for LayeredReadModel {
         at: MinPosition,
     ) -> Result<(Vec<CategoryView>, u64), ReadModelError> {
         let cached = self
-            .read_through(&self.cache.l1.categories, (), at, |model| async move {
-                let (items, _) = model.categories(at).await?;
-                Ok(Arc::new(items))
-            })
+            .read_through(
+                &self.cache.l1.categories,
+                (),
+                at,
+                self.config.page_ttl,
+                |model| async move {
+                    let (items, _) = model.categories(at).await?;
+                    Ok(Arc::new(items))
+                },
+            )
             .await?;
         Ok((Vec::clone(&cached.value), cached.position))
     }

@@ -61,6 +61,8 @@ impl RedisLayer {
                     value,
                     position,
                     watched: cache.watched_since(&start),
+                    loaded_at: std::time::Instant::now(),
+                    generation: start.generation(),
                 })
             }
             Err(error) => {

@@ -3,14 +3,16 @@
 pub mod search;
 pub mod synonyms;
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use projectors::read_model::{
-    CategoryView, Cursor, ListQuery, ProductView, ReadModelError, SortKey, SortOrder,
+    CategoryView, Cursor, ListQuery, ProductView, ReadModelError, SortKey, SortOrder, StampScope,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -19,6 +21,7 @@ use web::Problem;
 
 use events::values::{Brand, Slug};
 
+use crate::answers::{Answer, AnswerKey};
 use crate::consistency::{RequiredPosition, X_POSITION};
 use crate::QueryState;
 
@@ -62,6 +65,154 @@ fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
+/// `Cache-Control` of listings, bestsellers and the category list: fresh for 5 s in a browser,
+/// then served while revalidated; shared caches (the edge) are purged by events instead.
+const LIST_CACHE_CONTROL: HeaderValue =
+    HeaderValue::from_static("public, max-age=5, stale-while-revalidate=30");
+
+/// The surrogate keys of an answer (`Surrogate-Key`, space-separated), by which the edge
+/// cache purges it when an event changes what it shows (docker/varnish/catalog.vcl): every
+/// answer has `catalog` (all of them at once); a product page `product:<id>`; a listing
+/// `scope:all` over every category, else `scope:<slug>` per category; bestseller lists
+/// `bestsellers`; the category list `categories`.
+pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
+
+fn surrogate_keys(keys: &str) -> HeaderValue {
+    HeaderValue::from_str(keys).unwrap_or(HeaderValue::from_static("catalog"))
+}
+
+fn product_keys(id: Uuid) -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    surrogate_keys(&format!(
+        "catalog product:{}",
+        id.hyphenated().encode_lower(&mut text)
+    ))
+}
+
+/// A JSON answer from bytes already encoded.
+pub(crate) fn json_bytes(body: Bytes) -> Response {
+    let mut response = Response::new(axum::body::Body::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `{"items":[…]}` (and `"next_cursor"` when `cursor` is given) from the items' encoded
+/// documents: a listing is its products' bytes, each encoded once.
+pub(crate) fn items_json(items: &[Arc<ProductView>], cursor: Option<Option<&str>>) -> Bytes {
+    let parts: Vec<Bytes> = items.iter().map(|item| item.json()).collect();
+    let size = parts.iter().map(Bytes::len).sum::<usize>() + parts.len() + 128;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(b"{\"items\":[");
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(part);
+    }
+    body.push(b']');
+    if let Some(cursor) = cursor {
+        body.extend_from_slice(b",\"next_cursor\":");
+        match cursor {
+            Some(text) => {
+                // A cursor is base64url: nothing to escape, but write it as JSON does.
+                let _ = serde_json::to_writer(&mut body, text);
+            }
+            None => body.extend_from_slice(b"null"),
+        }
+    }
+    body.push(b'}');
+    Bytes::from(body)
+}
+
+/// A listing's validator: derived from what the page shows (each item's id and version, and
+/// where the next page starts), the same in every process.
+fn items_tag(items: &[Arc<ProductView>], cursor: Option<&str>) -> HeaderValue {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for item in items {
+        item.id.hash(&mut hasher);
+        item.version.hash(&mut hasher);
+    }
+    cursor.hash(&mut hasher);
+    hashed_tag(hasher.finish())
+}
+
+fn hashed_tag(hash: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"l{hash:016x}\"")).unwrap_or(HeaderValue::from_static("\"l\""))
+}
+
+/// Whether `If-None-Match` names `tag` (or `*`); weak comparison, as for GET.
+fn matches_tag(headers: &HeaderMap, tag: &HeaderValue) -> bool {
+    let Ok(tag) = tag.to_str() else {
+        return false;
+    };
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|given| given == "*" || given.strip_prefix("W/").unwrap_or(given) == tag)
+}
+
+/// A 200 with `answer`'s body, or a 304 when `If-None-Match` names its tag; either with the
+/// list headers (`ETag`, `Cache-Control`, `Surrogate-Key`).
+fn list_response(headers: &HeaderMap, answer: &Answer) -> Response {
+    let mut response = if matches_tag(headers, &answer.tag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        json_bytes(answer.body.clone())
+    };
+    let fields = response.headers_mut();
+    fields.insert(ETAG, answer.tag.clone());
+    fields.insert(CACHE_CONTROL, LIST_CACHE_CONTROL);
+    fields.insert(SURROGATE_KEY, answer.keys.clone());
+    response
+}
+
+/// A list answer from the answer cache while the read model's stamp for `scope` holds
+/// ([`crate::answers`]), else built by `build` (which reads the model and gives the answer and
+/// the position it reflects) and kept.
+async fn cached_list<F, Fut>(
+    state: &QueryState,
+    headers: &HeaderMap,
+    key: AnswerKey,
+    scope: StampScope<'_>,
+    build: F,
+) -> QueryResult
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(Answer, u64), QueryProblem>>,
+{
+    // The position before the stamp: an answer whose stamp still holds reflects it.
+    let position = state.read_model.position();
+    let stamp = state.read_model.change_stamp(scope);
+    if let Some(stamp) = stamp {
+        if let Some(answer) = state.answers.get(&key, stamp) {
+            return Ok(with_position(list_response(headers, &answer), position));
+        }
+    }
+    let (mut answer, position) = build().await?;
+    let response = list_response(headers, &answer);
+    if let Some(stamp) = stamp {
+        answer.stamp = stamp;
+        state.answers.insert(key, answer);
+    }
+    Ok(with_position(response, position))
+}
+
+/// `Cache-Control` of a published product page.
+fn product_cache_control(max_age: u32) -> HeaderValue {
+    if max_age == 30 {
+        return HeaderValue::from_static("public, max-age=30, stale-while-revalidate=30");
+    }
+    HeaderValue::from_str(&format!(
+        "public, max-age={max_age}, stale-while-revalidate={max_age}"
+    ))
+    .unwrap_or(HeaderValue::from_static("public, max-age=30"))
+}
+
 /// Whether `If-None-Match` names the current version (or `*`).
 fn not_modified(headers: &HeaderMap, version: u64) -> bool {
     headers
@@ -100,36 +251,37 @@ fn caller_is_admin(state: &QueryState, headers: &HeaderMap) -> Result<bool, Prob
     params(("id" = Uuid, Path), ("If-None-Match" = Option<String>, Header), ("X-Min-Position" = Option<u64>, Header),
         ("Authorization" = Option<String>, Header, description = "Optional. With an admin's token, drafts and archived products are visible too (and the answer is `Cache-Control: private, no-store`).")),
     responses(
-        (status = 200, body = ProductView, headers(("ETag" = String), ("Cache-Control" = String), ("X-Position" = u64))),
+        (status = 200, body = ProductView, headers(("ETag" = String), ("Cache-Control" = String, description = "`public, max-age=30, stale-while-revalidate=30`; `private, no-store` for an admin"), ("Surrogate-Key" = String, description = "`catalog product:<id>`: what the edge cache purges it by"), ("X-Position" = u64))),
         (status = 304, description = "Not modified"),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn get_product(
-    State(state): State<QueryState>,
+    State(state): State<Arc<QueryState>>,
     RequiredPosition(at): RequiredPosition,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    request: axum::extract::Request,
 ) -> QueryResult {
+    let headers = request.headers();
     let Ok(id) = Uuid::parse_str(&id) else {
         return Err(Problem::not_found(format!("no product with id {id:?}")).into());
     };
-    let admin = caller_is_admin(&state, &headers)?;
+    let admin = caller_is_admin(&state, headers)?;
     let (product, position) = if admin {
         state.read_model.product_any_status(id, at).await?
     } else {
         state.read_model.product(id, at).await?
     };
     let Some(product) = product else {
-        let response = Problem::not_found(format!("no product with id {id}")).into_response();
+        let mut response = Problem::not_found(format!("no product with id {id}")).into_response();
+        // Cached at the edge too: its creation purges it.
+        response
+            .headers_mut()
+            .insert(SURROGATE_KEY, product_keys(id));
         return Ok(with_position(response, position));
     };
     let cache_control = if admin {
         HeaderValue::from_static("private, no-store")
     } else {
-        HeaderValue::from_str(&format!(
-            "public, max-age={}",
-            state.product_max_age_seconds
-        ))
-        .unwrap_or(HeaderValue::from_static("public, max-age=30"))
+        product_cache_control(state.product_max_age_seconds)
     };
     if let (Some(capture), false) = (&state.capture, admin) {
         capture.record(events::analytics::AnalyticsEvent::ProductViewed(
@@ -139,20 +291,15 @@ pub async fn get_product(
             },
         ));
     }
-    let tag = etag(product.version);
-    let response = if not_modified(&headers, product.version) {
-        (
-            StatusCode::NOT_MODIFIED,
-            [(ETAG, tag), (CACHE_CONTROL, cache_control)],
-        )
-            .into_response()
+    let mut response = if not_modified(headers, product.version) {
+        StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (
-            [(ETAG, tag), (CACHE_CONTROL, cache_control)],
-            axum::Json(product),
-        )
-            .into_response()
+        json_bytes(product.json())
     };
+    let answer = response.headers_mut();
+    answer.insert(ETAG, etag(product.version));
+    answer.insert(CACHE_CONTROL, cache_control);
+    answer.insert(SURROGATE_KEY, product_keys(product.id));
     Ok(with_position(response, position))
 }
 
@@ -396,23 +543,40 @@ fn parse_cursor(text: &str, sort: SortOrder) -> Result<SortKey, QueryProblem> {
 /// Published products, filtered and sorted, a page at a time.
 ///
 /// Every filter given must hold; a repeated `category` or `brand` matches any of its values.
-#[utoipa::path(get, path = "/api/products", tag = "queries", params(ListParams, ("X-Min-Position" = Option<u64>, Header)),
-    responses((status = 200, body = ProductPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem)))]
+#[utoipa::path(get, path = "/api/products", tag = "queries", params(ListParams, ("If-None-Match" = Option<String>, Header), ("X-Min-Position" = Option<u64>, Header)),
+    responses((status = 200, body = ProductPage, headers(("ETag" = String, description = "Derived from the items' ids and versions and the next cursor"), ("Cache-Control" = String, description = "`public, max-age=5, stale-while-revalidate=30`"), ("Surrogate-Key" = String, description = "`catalog scope:all`, or `catalog scope:<slug>…` per category"), ("X-Position" = u64))),
+        (status = 304, description = "Not modified"), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn list_products(
-    State(state): State<QueryState>,
+    State(state): State<Arc<QueryState>>,
     RequiredPosition(at): RequiredPosition,
+    headers: HeaderMap,
     web::extract::MultiQuery(params): web::extract::MultiQuery<ListParams>,
 ) -> QueryResult {
     let query = parse_list_params(params)?;
-    let page = state.read_model.list(&query, at).await?;
-    let body = ProductPage {
-        items: page.items,
-        next_cursor: page.next_cursor.map(|cursor| cursor.encode()),
-    };
-    Ok(with_position(
-        axum::Json(body).into_response(),
-        page.position,
-    ))
+    let key = AnswerKey::Listing(query.normalized());
+    let scope = StampScope::Products(&query.categories);
+    cached_list(&state, &headers, key, scope, || async {
+        let page = state.read_model.list(&query, at).await?;
+        let cursor = page.next_cursor.map(|cursor| cursor.encode());
+        let keys = if query.categories.is_empty() {
+            HeaderValue::from_static("catalog scope:all")
+        } else {
+            let scopes: Vec<String> = query
+                .categories
+                .iter()
+                .map(|slug| format!("scope:{slug}"))
+                .collect();
+            surrogate_keys(&format!("catalog {}", scopes.join(" ")))
+        };
+        let answer = Answer {
+            tag: items_tag(&page.items, cursor.as_deref()),
+            body: items_json(&page.items, Some(cursor.as_deref())),
+            keys,
+            stamp: 0,
+        };
+        Ok((answer, page.position))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -425,33 +589,70 @@ pub struct BestsellerParams {
 }
 
 /// The top published products by sales.
-#[utoipa::path(get, path = "/api/products/bestsellers", tag = "queries", params(BestsellerParams, ("X-Min-Position" = Option<u64>, Header)),
-    responses((status = 200, body = ProductList), (status = 400, body = Problem), (status = 503, body = Problem)))]
+#[utoipa::path(get, path = "/api/products/bestsellers", tag = "queries", params(BestsellerParams, ("If-None-Match" = Option<String>, Header), ("X-Min-Position" = Option<u64>, Header)),
+    responses((status = 200, body = ProductList, headers(("ETag" = String, description = "Derived from the items' ids and versions"), ("Cache-Control" = String, description = "`public, max-age=5, stale-while-revalidate=30`"), ("Surrogate-Key" = String, description = "`catalog bestsellers`"), ("X-Position" = u64))),
+        (status = 304, description = "Not modified"), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn bestsellers(
-    State(state): State<QueryState>,
+    State(state): State<Arc<QueryState>>,
     RequiredPosition(at): RequiredPosition,
+    headers: HeaderMap,
     Query(params): Query<BestsellerParams>,
 ) -> QueryResult {
     let category = parse_slug("category", given(params.category))?;
     let limit = parse_limit(given(params.limit), 10)?;
-    let (items, position) = state
-        .read_model
-        .bestsellers(category.as_deref(), limit, at)
-        .await?;
-    let body = ProductList { items };
-    Ok(with_position(axum::Json(body).into_response(), position))
+    let scopes: Vec<String> = category.iter().cloned().collect();
+    let key = AnswerKey::Bestsellers(category.clone(), limit);
+    cached_list(
+        &state,
+        &headers,
+        key,
+        StampScope::Products(&scopes),
+        || async {
+            let (items, position) = state
+                .read_model
+                .bestsellers(category.as_deref(), limit, at)
+                .await?;
+            let answer = Answer {
+                tag: items_tag(&items, None),
+                body: items_json(&items, None),
+                keys: HeaderValue::from_static("catalog bestsellers"),
+                stamp: 0,
+            };
+            Ok((answer, position))
+        },
+    )
+    .await
 }
 
 /// Every category with its number of published products.
-#[utoipa::path(get, path = "/api/categories", tag = "queries", params(("X-Min-Position" = Option<u64>, Header)),
-    responses((status = 200, body = CategoryList), (status = 400, body = Problem), (status = 503, body = Problem)))]
+#[utoipa::path(get, path = "/api/categories", tag = "queries", params(("If-None-Match" = Option<String>, Header), ("X-Min-Position" = Option<u64>, Header)),
+    responses((status = 200, body = CategoryList, headers(("ETag" = String, description = "Derived from every category's slug, name, parent and count"), ("Cache-Control" = String, description = "`public, max-age=5, stale-while-revalidate=30`"), ("Surrogate-Key" = String, description = "`catalog categories`"), ("X-Position" = u64))),
+        (status = 304, description = "Not modified"), (status = 400, body = Problem), (status = 503, body = Problem)))]
 pub async fn list_categories(
-    State(state): State<QueryState>,
+    State(state): State<Arc<QueryState>>,
     RequiredPosition(at): RequiredPosition,
+    headers: HeaderMap,
 ) -> QueryResult {
-    let (items, position) = state.read_model.categories(at).await?;
-    Ok(with_position(
-        axum::Json(CategoryList { items }).into_response(),
-        position,
-    ))
+    let key = AnswerKey::Categories;
+    cached_list(&state, &headers, key, StampScope::Categories, || async {
+        let (items, position) = state.read_model.categories(at).await?;
+        let mut hasher = std::hash::DefaultHasher::new();
+        for category in &items {
+            (
+                &category.slug,
+                &category.name,
+                &category.parent,
+                category.product_count,
+            )
+                .hash(&mut hasher);
+        }
+        let answer = Answer {
+            tag: hashed_tag(hasher.finish()),
+            body: Bytes::from(serde_json::to_vec(&CategoryList { items }).unwrap_or_default()),
+            keys: HeaderValue::from_static("catalog categories"),
+            stamp: 0,
+        };
+        Ok((answer, position))
+    })
+    .await
 }

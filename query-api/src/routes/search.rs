@@ -1,6 +1,7 @@
 //! `GET /api/search`: full-text search with typo tolerance, filters, sorts, facets.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -196,7 +197,7 @@ pub fn parse_search_params(params: SearchParams) -> Result<SearchQuery, QueryPro
 #[utoipa::path(get, path = "/api/search", tag = "queries", params(SearchParams, ("X-Min-Position" = Option<u64>, Header)),
     responses((status = 200, body = SearchPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem, headers(("Retry-After" = u64)))))]
 pub async fn search(
-    State(state): State<QueryState>,
+    State(state): State<Arc<QueryState>>,
     MultiQuery(params): MultiQuery<SearchParams>,
 ) -> QueryResult {
     let Some(index) = &state.search else {
@@ -269,7 +270,7 @@ pub struct SuggestPage {
 #[utoipa::path(get, path = "/api/search/suggest", tag = "queries", params(SuggestParams, ("X-Min-Position" = Option<u64>, Header)),
     responses((status = 200, body = SuggestPage, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem, headers(("Retry-After" = u64)))))]
 pub async fn suggest(
-    State(state): State<QueryState>,
+    State(state): State<Arc<QueryState>>,
     Query(params): Query<SuggestParams>,
 ) -> QueryResult {
     let Some(index) = &state.search else {

@@ -1,6 +1,8 @@
 //! `GET /api/search/synonyms`: the synonyms searches use now, as the search index holds them
 //! (read-your-writes with `X-Min-Position` after `PUT /api/search/synonyms`, like any search).
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Serialize;
@@ -20,7 +22,7 @@ pub struct SynonymList {
 /// The search synonyms in use: public, like every search.
 #[utoipa::path(get, path = "/api/search/synonyms", tag = "queries", params(("X-Min-Position" = Option<u64>, Header)),
     responses((status = 200, body = SynonymList, headers(("X-Position" = u64))), (status = 400, body = Problem), (status = 503, body = Problem)))]
-pub async fn list_synonyms(State(state): State<QueryState>) -> QueryResult {
+pub async fn list_synonyms(State(state): State<Arc<QueryState>>) -> QueryResult {
     let Some(index) = &state.search else {
         return Err(Problem::unavailable(5, "search is not configured on this process").into());
     };

@@ -740,6 +740,7 @@ pub fn generate() -> Catalog {
                 version: 1,
                 created_at: at + chrono::Duration::minutes(index as i64),
                 updated_at: at,
+                encoded: Default::default(),
             });
             facts.push(Facts {
                 kind: kind_position,

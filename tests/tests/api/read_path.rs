@@ -234,3 +234,62 @@ async fn with_redis_stopped_mid_load_answers_come_from_the_replica_and_redis_ser
     }
     eprintln!("statuses during the load: {by_status:?}");
 }
+
+#[tokio::test]
+async fn with_redis_and_the_replica_down_pages_read_before_are_served_stale_and_say_how_stale() {
+    let database = TestDatabase::create().await;
+    let (replica, proxy) = proxied_replica(&database).await;
+    let mut redis = RedisServer::start();
+    let app = spawn_distributed(EngineConfig {
+        database_read_url: Some(replica),
+        redis_url: Some(redis.url()),
+        ..engines(&database)
+    })
+    .await;
+    let (ids, position) = seed(&app, 3).await;
+    wait_until_read(&app, position).await;
+    let pages = [
+        format!("/api/products/{}", ids[0]),
+        "/api/products?category=electronics&sort=name".to_owned(),
+        "/api/products/bestsellers".to_owned(),
+    ];
+    for page in &pages {
+        let response = app.fetch(page).await;
+        assert_eq!(response.status(), 200, "{page}");
+        assert!(
+            !response.headers().contains_key("x-stale-seconds"),
+            "{page}"
+        );
+    }
+
+    redis.stop();
+    proxy.cut().await;
+    // Past the 2 s an entry stays fresh once its invalidations are no longer watched.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for page in &pages {
+        let started = Instant::now();
+        let response = app.fetch(page).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "{page} is answered from what was cached"
+        );
+        let age: u64 = response.headers()["x-stale-seconds"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("whole seconds");
+        assert!(age < 60, "{page}: {age} s");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{page}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{page}: no hang"
+        );
+    }
+    let product = json_body(app.fetch(&pages[0]).await).await;
+    assert_eq!(product["name"], "Product 0");
+    // What was never read has nothing to fall back on.
+    let never_read = app.fetch(&format!("/api/products/{}", ids[2])).await;
+    assert_eq!(never_read.status(), StatusCode::SERVICE_UNAVAILABLE);
+    proxy.restore();
+}
