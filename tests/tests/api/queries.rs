@@ -408,3 +408,80 @@ async fn a_cursor_is_stable_while_other_products_change() {
         );
     }
 }
+
+/// The ETag of `path` (read at `position`), after checking the list headers.
+async fn list_tag(app: &TestApp, path: &str, position: u64, keys: &str) -> String {
+    let response = app.read_after(path, position).await;
+    assert_eq!(response.status(), 200, "{path}");
+    let headers = response.headers();
+    assert_eq!(
+        headers["cache-control"], "public, max-age=5, stale-while-revalidate=30",
+        "{path}"
+    );
+    assert_eq!(headers["surrogate-key"], keys, "{path}");
+    headers["etag"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn listings_bestsellers_and_categories_answer_304_until_a_write_changes_what_they_show() {
+    let (app, created, position) = app_with_products().await;
+    let pages = [
+        (
+            "/api/products?category=kitchen&sort=price_asc",
+            "catalog scope:kitchen",
+        ),
+        ("/api/products?sort=newest&limit=3", "catalog scope:all"),
+        (
+            "/api/products/bestsellers?category=kitchen",
+            "catalog bestsellers",
+        ),
+        ("/api/categories", "catalog categories"),
+    ];
+    let mut tags = Vec::new();
+    for (path, keys) in pages {
+        let tag = list_tag(&app, path, position, keys).await;
+        // The same answer twice (the second from the encoded answer kept for it), the same tag.
+        assert_eq!(list_tag(&app, path, position, keys).await, tag, "{path}");
+        let not_modified = send(app.get(path).header("If-None-Match", format!("W/{tag}"))).await;
+        assert_eq!(not_modified.status(), 304, "{path}");
+        assert_eq!(not_modified.headers()["etag"], tag.as_str(), "{path}");
+        tags.push(tag);
+    }
+    let product = json_body(app.fetch(&format!("/api/products/{}", created[3].id)).await).await;
+    assert_eq!(product["category"], "kitchen");
+
+    // A sale of a kitchen product: its listings and the bestsellers change, the electronics
+    // listing and the category list (no count moved) do not.
+    let sold = json_body(
+        send(
+            app.admin(
+                Method::POST,
+                &format!("/api/products/{}/sales", created[3].id),
+            )
+            .json(&json!({"quantity": 2})),
+        )
+        .await,
+    )
+    .await;
+    let after = sold["position"].as_u64().unwrap();
+    for ((path, keys), before) in pages.iter().zip(&tags) {
+        let tag = list_tag(&app, path, after, keys).await;
+        let answer = send(app.get(path).header("If-None-Match", before.as_str())).await;
+        if path.starts_with("/api/categories") {
+            assert_eq!(&tag, before, "{path}");
+            assert_eq!(answer.status(), 304, "{path}");
+        } else {
+            assert_ne!(&tag, before, "{path} after the sale");
+            assert_eq!(answer.status(), 200, "{path} after the sale");
+        }
+    }
+    let bestsellers = app
+        .read_page_after("/api/products/bestsellers?category=kitchen", after)
+        .await;
+    assert_eq!(bestsellers["items"][0]["id"], created[3].id.as_str());
+    assert_eq!(bestsellers["items"][0]["sales"], 2);
+    let electronics = "/api/products?category=electronics";
+    let tag = list_tag(&app, electronics, after, "catalog scope:electronics").await;
+    let unchanged = send(app.get(electronics).header("If-None-Match", tag.as_str())).await;
+    assert_eq!(unchanged.status(), 304);
+}

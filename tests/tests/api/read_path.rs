@@ -293,3 +293,44 @@ async fn with_redis_and_the_replica_down_pages_read_before_are_served_stale_and_
     assert_eq!(never_read.status(), StatusCode::SERVICE_UNAVAILABLE);
     proxy.restore();
 }
+
+#[tokio::test]
+async fn a_cached_answer_reports_at_least_the_position_it_was_asked_for() {
+    let database = TestDatabase::create().await;
+    let replica = testkit::replica_url(&database).await;
+    let app = spawn_distributed(EngineConfig {
+        database_read_url: Some(replica),
+        redis_url: Some(testkit::redis_url()),
+        ..engines(&database)
+    })
+    .await;
+    let (ids, position) = seed(&app, 2).await;
+    wait_until_read(&app, position).await;
+    for path in ["/api/categories", "/api/products/bestsellers"] {
+        assert_eq!(app.fetch(path).await.status(), 200);
+    }
+    // A delivery changes no count: the cached category list stays valid, and says so.
+    let delivered = json_body(
+        catalog_tests::send(
+            app.admin(
+                reqwest::Method::POST,
+                &format!("/api/products/{}/stock", ids[0]),
+            )
+            .json(&json!({"delta": 1, "reason": "delivery"})),
+        )
+        .await,
+    )
+    .await;
+    let after = delivered["position"].as_u64().expect("position");
+    let response = app.read_after("/api/categories", after).await;
+    assert_eq!(response.status(), 200);
+    let reported: u64 = response.headers()["x-position"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a position");
+    assert!(
+        reported >= after,
+        "X-Position {reported} below X-Min-Position {after}"
+    );
+}
