@@ -153,6 +153,10 @@ pub struct Args {
     /// L1 [default: --url].
     #[arg(long)]
     pub direct_url: Option<String>,
+    /// The edge cache in front of the query processes: the write-to-visible lag there
+    /// [default: --url].
+    #[arg(long)]
+    pub edge_url: Option<String>,
     /// The admin the writes log in as.
     #[arg(long, env = "CATALOG_ADMIN_EMAIL", default_value = "admin@localhost")]
     pub admin_email: String,
@@ -226,7 +230,15 @@ struct Phase {
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
     require_loopback(&args.url)?;
-    let sample = catalog_sample(&args.url, args.sample_products).await?;
+    // A server still recovering from the run before may answer 503 for a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sample = loop {
+        let sample = catalog_sample(&args.url, args.sample_products).await?;
+        if !sample.named.is_empty() || Instant::now() > deadline {
+            break sample;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
     args.products = sample.products;
     args.categories = sample.categories;
     args.vocabulary = queries::vocabulary(&sample.named);

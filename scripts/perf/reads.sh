@@ -9,6 +9,8 @@
 # Parts:
 #   embedded     the all-in-one binary over $PRODUCTS products (`catalog seed --seed 1`, made once
 #                under $D/embedded and reused)
+#   edge         Varnish (docker/varnish/catalog.vcl) in front of the embedded catalog, purged by
+#                it; the same cells through Varnish against nginx, and Varnish's hit ratio
 #   distributed  one query process reading Redis (its L1 in front) on the local PostgreSQL
 #                (database perfreads, made once and reused) with the projectors role keeping
 #                the Redis views; the load starts once the Redis view has caught up
@@ -174,6 +176,41 @@ embedded() {
     sleep 1
 }
 
+edge() {
+    echo "== edge: Varnish in front of the embedded catalog over $PRODUCTS products"
+    [ -f "$D/embedded/.seeded-$PRODUCTS" ] || { echo "run the embedded part first (it seeds)" >&2; return 1; }
+    "$B/catalog" --data-dir "$D/embedded" serve --listen 127.0.0.1:18280 \
+        --edge-purge-url http://127.0.0.1:18270 > "$D/embedded-edge.log" 2>&1 &
+    local server=$!
+    PIDS+=($server)
+    mkdir -p "$D/vcl"
+    echo 'backend query { .host = "127.0.0.1"; .port = "18280"; }' > "$D/vcl/backend.vcl"
+    rm -rf "$D/varnish"
+    varnishd -F -j none -n "$D/varnish" -a 127.0.0.1:18270 -f "$PWD/docker/varnish/catalog.vcl" \
+        -p vcl_path="$D/vcl:$PWD/docker/varnish" -s malloc,1g -p thread_pool_min=200 \
+        > "$D/varnish.log" 2>&1 &
+    local cache=$!
+    PIDS+=($cache)
+    wait_ready http://127.0.0.1:18280
+    sleep 2
+    [ -d "$D/www" ] || fetch_pages http://127.0.0.1:18280
+    start_nginx
+    # Warm: every page once through the edge.
+    for id in $(cat "$D/ids"); do echo "url = \"http://127.0.0.1:18270/api/products/$id\""; echo 'output = "/dev/null"'; done > "$D/warm.curl"
+    curl -s -K "$D/warm.curl" > /dev/null
+    local before_hits before_misses
+    before_hits=$(varnishstat -n "$D/varnish" -1 -f MAIN.cache_hit | awk '{print $2}')
+    before_misses=$(varnishstat -n "$D/varnish" -1 -f MAIN.cache_miss | awk '{print $2}')
+    compare "varnish over embedded" http://127.0.0.1:18270
+    local hits misses
+    hits=$(( $(varnishstat -n "$D/varnish" -1 -f MAIN.cache_hit | awk '{print $2}') - before_hits ))
+    misses=$(( $(varnishstat -n "$D/varnish" -1 -f MAIN.cache_miss | awk '{print $2}') - before_misses ))
+    echo "varnish during the cells: $hits hits, $misses misses, hit ratio $(python3 -c "print(f'{$hits / max(1, $hits + $misses):.4f}')")"
+    kill "$server" "$cache" "$(cat "$D/nginx/nginx.pid")" 2>/dev/null || true
+    wait "$server" "$cache" 2>/dev/null || true
+    sleep 1
+}
+
 distributed() {
     echo "== distributed: one query process reading Redis, over $PRODUCTS products in PostgreSQL"
     export DATABASE_URL=postgres://postgres@127.0.0.1:5432/perfreads
@@ -190,7 +227,8 @@ distributed() {
     "$B/catalog" serve --role projectors --listen 127.0.0.1:18283 > "$D/projectors.log" 2>&1 &
     PIDS+=($!)
     local projectors=$!
-    wait_ready http://127.0.0.1:18283
+    # Alive is enough: the projectors are ready once caught up, which the load waits for below.
+    until curl -sf -o /dev/null http://127.0.0.1:18283/healthz; do sleep 0.2; done
     "$B/catalog" serve --role query --listen 127.0.0.1:18282 > "$D/query.log" 2>&1 &
     local query=$!
     PIDS+=($query)

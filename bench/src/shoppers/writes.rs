@@ -1,7 +1,7 @@
 //! The write stream beside a shoppers run (`--writes-per-second`): price changes, deliveries
 //! and sales to products of the sample through the command API at a steady rate, and how long
-//! each write takes to be visible where shoppers read: at `--url` (the edge, when the run goes
-//! through Varnish) and at `--direct-url` (a query process: its L1).
+//! each write takes to be visible where shoppers read: at the edge (`--edge-url`, default
+//! `--url`) and at a query process (`--direct-url`, default `--url`: its L1).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ impl std::fmt::Display for WriteReport {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             formatter,
-            "writes: {} in {:.0} s ({:.0}/s), {} refused (409, a sale beyond the stock), errors {}; answered {}; visible at --url {}; at --direct-url {}; never visible within 10 s: {}",
+            "writes: {} in {:.0} s ({:.0}/s), {} refused (409, a sale beyond the stock), errors {}; answered {}; visible at the edge {}; in L1 {}; never visible within 10 s: {}",
             self.sent,
             self.seconds,
             self.sent as f64 / self.seconds.max(0.001),
@@ -169,15 +169,10 @@ pub async fn run(args: &Args, duration: Duration) -> anyhow::Result<Option<Write
 
 /// Polls the product at `--url` and `--direct-url` until each shows `version`.
 async fn probe(shared: Arc<Shared>, id: String, version: u64, written: Instant) {
-    let direct = shared
-        .args
-        .direct_url
-        .clone()
-        .unwrap_or_else(|| shared.args.url.clone());
-    let targets = [
-        (shared.args.url.clone(), &shared.edge),
-        (direct, &shared.direct),
-    ];
+    let args = &shared.args;
+    let edge = args.edge_url.clone().unwrap_or_else(|| args.url.clone());
+    let direct = args.direct_url.clone().unwrap_or_else(|| args.url.clone());
+    let targets = [(edge, &shared.edge), (direct, &shared.direct)];
     for (base, lags) in targets {
         let url = format!("{base}/api/products/{id}");
         loop {
