@@ -109,6 +109,26 @@ fn varnish(dir: &std::path::Path, port: u16, backend_port: u16) -> Process {
     spawn("varnish", command, dir)
 }
 
+/// Waits until `process` accepts connections on `port`.
+async fn wait_listening(port: u16, process: &mut Process) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("{} exited with {status}:\n{}", process.name, process.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never listened:\n{}",
+            process.name,
+            process.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_ready(client: &Client, url: &str, process: &mut Process) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -323,6 +343,10 @@ async fn the_embedded_catalog_purges_the_edge_of_exactly_what_a_write_changes() 
     let dir = tempfile::tempdir().expect("temp dir");
     let (port, edge_port) = (free_port(), free_port());
     let edge = format!("http://127.0.0.1:{edge_port}");
+    // The edge first: the catalog purges everything at start, and a purge the edge refused
+    // would be retried (with backoff) after the test has cached its pages.
+    let mut cache = varnish(dir.path(), edge_port, port);
+    wait_listening(edge_port, &mut cache).await;
     let mut server = spawn(
         "catalog",
         catalog(
@@ -332,7 +356,6 @@ async fn the_embedded_catalog_purges_the_edge_of_exactly_what_a_write_changes() 
         ),
         dir.path(),
     );
-    let mut cache = varnish(dir.path(), edge_port, port);
     let client = Client::new();
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&client, &format!("{url}/readyz"), &mut server).await;
@@ -388,6 +411,9 @@ async fn a_query_process_purges_the_edge_after_its_own_cache_dropped_the_same_pa
     );
     let mut with_edge = environment.to_vec();
     with_edge.push(("CATALOG_EDGE_PURGE_URL", edge.clone()));
+    // The edge before the query process, whose first subscription purges everything.
+    let mut cache = varnish(dir.path(), edge_port, query_port);
+    wait_listening(edge_port, &mut cache).await;
     let mut query = spawn(
         "query",
         catalog(
@@ -397,7 +423,6 @@ async fn a_query_process_purges_the_edge_after_its_own_cache_dropped_the_same_pa
         ),
         dir.path(),
     );
-    let mut cache = varnish(dir.path(), edge_port, query_port);
     let query_url = format!("http://{}", listen(query_port));
     wait_ready(
         &client,
@@ -406,6 +431,16 @@ async fn a_query_process_purges_the_edge_after_its_own_cache_dropped_the_same_pa
     )
     .await;
     wait_ready(&client, &format!("{query_url}/readyz"), &mut query).await;
+    // Its first subscription purges everything: it must come before the test caches pages.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !query.log().contains("watching cache invalidations") {
+        assert!(
+            Instant::now() < deadline,
+            "never subscribed:\n{}",
+            query.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     wait_ready(&client, &format!("{edge}/healthz"), &mut cache).await;
     a_write_purges_exactly_the_pages_it_changes(&client, &command_url, &query_url, &edge).await;
 }
