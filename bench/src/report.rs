@@ -74,9 +74,8 @@ pub async fn bulk_create(
         .collect()
 }
 
-/// Logs the admin in at `url` and makes sure the `bench` category exists; returns the access
-/// token.
-pub async fn admin_session(
+/// Logs in at `url`; returns the access token.
+pub async fn login(
     client: &reqwest::Client,
     url: &str,
     email: &str,
@@ -93,10 +92,21 @@ pub async fn admin_session(
         .context("login")?
         .json()
         .await?;
-    let token = login["access_token"]
+    Ok(login["access_token"]
         .as_str()
         .context("no access_token")?
-        .to_owned();
+        .to_owned())
+}
+
+/// Logs the admin in at `url` and makes sure the `bench` category exists; returns the access
+/// token.
+pub async fn admin_session(
+    client: &reqwest::Client,
+    url: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    let token = login(client, url, email, password).await?;
     // 201, or 409 when an earlier run created it.
     let _ = client
         .post(format!("{url}/api/categories"))

@@ -203,7 +203,7 @@ impl Engines {
 /// fail later, under load, as acquire timeouts.
 pub async fn check_connection_budget(name: &str, database: &PostgresDatabase, pool_size: u32) {
     match database.free_connections().await {
-        Ok(budget) if budget.left_for(1) < i64::from(pool_size) => tracing::warn!(
+        Ok(budget) if budget.left() < i64::from(pool_size) => tracing::warn!(
             pool_size,
             max_connections = budget.max,
             reserved = budget.reserved,
@@ -212,7 +212,7 @@ pub async fn check_connection_budget(name: &str, database: &PostgresDatabase, po
              only {} left (max_connections {} less {} reserved and {} open): lower \
              CATALOG_DATABASE_POOL_SIZE or raise max_connections, or requests will wait for \
              connections under load",
-            budget.left_for(1).max(0),
+            budget.left(),
             budget.max,
             budget.reserved,
             budget.open

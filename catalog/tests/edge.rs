@@ -8,6 +8,8 @@
 //! Embedded (one process) and distributed (command, projectors with the Redis views, and a
 //! query process purging after its own L1 dropped the same entries).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -211,23 +213,8 @@ async fn a_write_purges_exactly_the_pages_it_changes(
     query: &str,
     edge: &str,
 ) {
-    let mut token = None;
-    for _ in 0..100 {
-        if let Ok(response) = client
-            .post(format!("{command}/api/auth/login"))
-            .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-            .send()
-            .await
-        {
-            if response.status() == 200 {
-                let body: Value = response.json().await.expect("json");
-                token = body["access_token"].as_str().map(str::to_owned);
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let token = token.expect("admin login");
+    let url = format!("{command}/api/auth/login");
+    let token = common::login(client, &url, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     for (slug, name) in [("kitchen", "Kitchen"), ("garden", "Garden")] {
         post(
             client,

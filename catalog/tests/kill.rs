@@ -8,6 +8,8 @@
 //! `If-Match` with the version it expects; when an answer is lost to a kill, it sends the same
 //! write again, and a 412 then means the lost attempt committed.
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -182,21 +184,7 @@ struct Expected {
 }
 
 async fn login(client: &Client, url: &str) -> String {
-    for _ in 0..100 {
-        if let Ok(response) = client
-            .post(url)
-            .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-            .send()
-            .await
-        {
-            if response.status() == 200 {
-                let body: Value = response.json().await.expect("json");
-                return body["access_token"].as_str().expect("token").to_owned();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("cannot log in");
+    common::login(client, url, ADMIN_EMAIL, ADMIN_PASSWORD).await
 }
 
 /// Sends one write with `If-Match` until it is answered; returns whether it took effect.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use projectors::read_model::{CatalogReadModel, MinPosition};
@@ -91,7 +91,6 @@ pub async fn read_your_writes(
     next: Next,
 ) -> Response {
     let position_now = || HeaderValue::from(state.views.position());
-    let mut required = 0;
     if let Some(value) = request.headers().get(&X_MIN_POSITION) {
         let Some(wanted) = value
             .to_str()
@@ -117,11 +116,10 @@ pub async fn read_your_writes(
             response.headers_mut().insert(X_POSITION, position_now());
             return response;
         }
-        required = wanted;
         // Without the header the handler's extractor defaults to ANY: nothing to insert.
         request
             .extensions_mut()
-            .insert(RequiredPosition(MinPosition(required)));
+            .insert(RequiredPosition(MinPosition(wanted)));
     }
     let (mut response, stale) = crate::read_path::stale::scope(next.run(request)).await;
     if let Some(age) = stale {
@@ -135,28 +133,8 @@ pub async fn read_your_writes(
             HeaderValue::from_static("no-store"),
         );
     }
-    let answered = response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED;
-    let reported = response
-        .headers()
-        .get(&X_POSITION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok());
-    match reported {
-        // An answer the read model gave for `required` reflects at least `required` (a cached
-        // entry known valid up to the watermark can carry the position it was loaded at).
-        Some(position) if answered && position < required => {
-            response
-                .headers_mut()
-                .insert(X_POSITION, HeaderValue::from(required));
-        }
-        Some(_) => {}
-        None => {
-            let now = state.views.position();
-            let position = if answered { now.max(required) } else { now };
-            response
-                .headers_mut()
-                .insert(X_POSITION, HeaderValue::from(position));
-        }
+    if !response.headers().contains_key(&X_POSITION) {
+        response.headers_mut().insert(X_POSITION, position_now());
     }
     response
 }

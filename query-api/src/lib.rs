@@ -32,8 +32,8 @@ pub struct QueryState {
     /// Verifies the optional bearer token (an admin sees products in every status); `None`
     /// when this process has no token keys.
     pub verifier: Option<Arc<auth::TokenVerifier>>,
-    /// `Cache-Control: public, max-age=` for product pages.
-    pub product_max_age_seconds: u32,
+    /// `Cache-Control` of published product pages.
+    pub product_cache_control: axum::http::HeaderValue,
     /// How long `X-Min-Position` may wait (API.md: 2 s).
     pub min_position_wait: Duration,
     /// The search index behind `/api/search`; without it the route is not served.
@@ -80,7 +80,9 @@ impl QueryState {
         QueryState {
             read_model,
             verifier: None,
-            product_max_age_seconds: 30,
+            product_cache_control: axum::http::HeaderValue::from_static(
+                "public, max-age=30, stale-while-revalidate=30",
+            ),
             min_position_wait: Duration::from_secs(2),
             search: None,
             search_cache: Default::default(),

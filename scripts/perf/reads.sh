@@ -37,18 +37,7 @@ mkdir -p "$D"
 ulimit -n 20000
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 command -v nginx >/dev/null || { echo "nginx is missing: apt-get install nginx-light" >&2; exit 1; }
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-wait_ready() {
-    for _ in $(seq 1200); do
-        curl -sf -o /dev/null "$1/readyz" && return 0
-        sleep 0.1
-    done
-    echo "$1 never became ready" >&2
-    return 1
-}
+. scripts/perf/lib.sh
 
 # The same bytes for nginx: every URL the load asks for, fetched from the catalog under the
 # path nginx serves it at; and the wrk scripts choosing among them.
@@ -183,14 +172,8 @@ edge() {
         --edge-purge-url http://127.0.0.1:18270 > "$D/embedded-edge.log" 2>&1 &
     local server=$!
     PIDS+=($server)
-    mkdir -p "$D/vcl"
-    echo 'backend query { .host = "127.0.0.1"; .port = "18280"; }' > "$D/vcl/backend.vcl"
-    rm -rf "$D/varnish"
-    varnishd -F -j none -n "$D/varnish" -a 127.0.0.1:18270 -f "$PWD/docker/varnish/catalog.vcl" \
-        -p vcl_path="$D/vcl:$PWD/docker/varnish" -s malloc,1g -p thread_pool_min=200 \
-        > "$D/varnish.log" 2>&1 &
-    local cache=$!
-    PIDS+=($cache)
+    start_varnish "$D" 18270 18280 -s malloc,1g -p thread_pool_min=200
+    local cache=$VARNISH_PID
     wait_ready http://127.0.0.1:18280
     sleep 2
     [ -d "$D/www" ] || fetch_pages http://127.0.0.1:18280

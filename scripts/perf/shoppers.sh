@@ -36,18 +36,7 @@ export CATALOG_ADMIN_EMAIL=bench@example.com CATALOG_ADMIN_PASSWORD='bench passw
 export CATALOG_LOG_FORMAT=json RUST_LOG=warn
 mkdir -p "$D"
 ulimit -n 20000
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-wait_ready() {
-    for _ in $(seq 1200); do
-        curl -sf -o /dev/null "$1/readyz" && return 0
-        sleep 0.1
-    done
-    echo "$1 never became ready" >&2
-    return 1
-}
+. scripts/perf/lib.sh
 
 pg_isready -q -h 127.0.0.1 -p 5433 || { echo "no replica on 127.0.0.1:5433: run scripts/test.sh once (it makes one)" >&2; exit 1; }
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/perfshop
@@ -74,11 +63,7 @@ wait_ready http://127.0.0.1:18481
 PIDS+=($!)
 until curl -sf -o /dev/null http://127.0.0.1:18483/healthz; do sleep 0.2; done
 # Varnish in front of the query processes, purged by them.
-mkdir -p "$D/vcl"
-echo 'backend query { .host = "127.0.0.1"; .port = "18482"; }' > "$D/vcl/backend.vcl"
-varnishd -F -j none -n "$D/varnish" -a 127.0.0.1:18480 -f "$PWD/docker/varnish/catalog.vcl" \
-    -p vcl_path="$D/vcl:$PWD/docker/varnish" -s malloc,256m > "$D/varnish.log" 2>&1 &
-PIDS+=($!)
+start_varnish "$D" 18480 18482 -s malloc,256m
 QUERY_PIDS=()
 for i in $(seq "$QUERIES"); do
     DATABASE_READ_URL=postgres://postgres@127.0.0.1:5433/perfshop CATALOG_EDGE_PURGE_URL=http://127.0.0.1:18480 \

@@ -31,16 +31,9 @@ SECONDS_PER_STEP=${SECONDS_PER_STEP:-10}
 export CATALOG_ADMIN_EMAIL=bench@example.com CATALOG_ADMIN_PASSWORD='bench password 123'
 export CATALOG_LOG_FORMAT=json RUST_LOG=warn
 mkdir -p "$D"
+. scripts/perf/lib.sh
+# Its jobs are started in subshells too: stop every job.
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
-
-wait_ready() {
-    for _ in $(seq 600); do
-        curl -sf -o /dev/null "$1/readyz" && return 0
-        sleep 0.1
-    done
-    echo "$1 never became ready" >&2
-    return 1
-}
 
 load() { # command API, query API
     echo "-- commands: price changes to random products of $PRODUCTS"
@@ -56,7 +49,7 @@ embedded() {
     rm -rf "$D/embedded"
     "$B/catalog" --data-dir "$D/embedded" serve --listen 127.0.0.1:18180 > "$D/embedded.log" 2>&1 &
     local server=$!
-    wait_ready http://127.0.0.1:18180
+    wait_ready http://127.0.0.1:18180 60
     load http://127.0.0.1:18180 http://127.0.0.1:18180
     kill $server; wait $server || true
 }
@@ -77,10 +70,10 @@ distributed() {
         "$B/catalog" bus setup
         "$B/catalog" serve --role command --listen 127.0.0.1:18181 > "$D/command.log" 2>&1 &
         local command=$!
-        wait_ready http://127.0.0.1:18181
+        wait_ready http://127.0.0.1:18181 60
         "$B/catalog" serve --role projectors --listen 127.0.0.1:18182 > "$D/projectors.log" 2>&1 &
         "$B/catalog" serve --role query --listen 127.0.0.1:18183 > "$D/query.log" 2>&1 &
-        wait_ready http://127.0.0.1:18183
+        wait_ready http://127.0.0.1:18183 60
         load http://127.0.0.1:18181 http://127.0.0.1:18183
         kill $(jobs -p) 2>/dev/null || true
         wait || true

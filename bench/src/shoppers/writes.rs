@@ -64,20 +64,9 @@ pub async fn run(args: &Args, duration: Duration) -> anyhow::Result<Option<Write
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let login: serde_json::Value = client
-        .post(format!("{command}/api/auth/login"))
-        .json(&serde_json::json!({"email": args.admin_email, "password": args.admin_password}))
-        .send()
+    let token = crate::report::login(&client, &command, &args.admin_email, &args.admin_password)
         .await
-        .context("log in to the command API")?
-        .error_for_status()
-        .context("log in with --admin-email / --admin-password")?
-        .json()
-        .await?;
-    let token = login["access_token"]
-        .as_str()
-        .context("the login answer has no access_token")?
-        .to_owned();
+        .context("log in with --admin-email / --admin-password")?;
     let shared = Arc::new(Shared {
         client,
         args: args.clone(),

@@ -29,9 +29,10 @@ pub struct ConnectionBudget {
 }
 
 impl ConnectionBudget {
-    /// Connections a pool that holds `own` of the open ones may still open.
-    pub fn left_for(&self, own: i64) -> i64 {
-        self.max - self.reserved - self.open + own
+    /// Connections the pool that read it may still open: it holds one of the open ones (its
+    /// `min_connections`).
+    pub fn left(&self) -> i64 {
+        (self.max - self.reserved - self.open + 1).max(0)
     }
 }
 

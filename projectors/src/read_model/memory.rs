@@ -29,9 +29,9 @@ struct State {
     /// Published products in each order, overall (`None`) and per category.
     indexes: HashMap<IndexKey, BTreeSet<SortKey>>,
     position: u64,
-    /// Changes applied: to any product, per category a product was or is in, to the category
-    /// list (the stamps of [`CatalogReadModel::change_stamp`]).
-    changed_products: u64,
+    /// Product changes applied per listing scope a product was or is in (`all` counts every
+    /// one), and changes to the category list: the stamps of
+    /// [`CatalogReadModel::change_stamp`].
     changed_in: HashMap<String, u64>,
     changed_categories: u64,
 }
@@ -98,7 +98,6 @@ impl State {
         self.index(&product, true);
         let counts_moved = !count_deltas(existing.as_deref(), &product).is_empty();
         let changed = product_invalidation(existing.as_deref(), &product, checkpoint, counts_moved);
-        self.changed_products += 1;
         for scope in &changed.scopes {
             *self.changed_in.entry(scope.clone()).or_default() += 1;
         }
@@ -189,12 +188,8 @@ impl Projection for MemoryReadModel {
             match event {
                 CatalogEvent::CategoryCreated(created) => {
                     let applied = state.apply_category(envelope, created);
-                    let changed = (applied == Applied::Applied).then(|| Invalidation {
-                        position: checkpoint,
-                        product: None,
-                        scopes: Vec::new(),
-                        categories: true,
-                    });
+                    let changed =
+                        (applied == Applied::Applied).then(|| Invalidation::categories(checkpoint));
                     (applied, changed)
                 }
                 // The search settings are the search projection's; only the position moves.
@@ -302,7 +297,7 @@ impl CatalogReadModel for MemoryReadModel {
     fn change_stamp(&self, scope: StampScope<'_>) -> Option<u64> {
         let state = self.state.read();
         Some(match scope {
-            StampScope::Products([]) => state.changed_products,
+            StampScope::Products([]) => state.changed_in.get("all").copied().unwrap_or(0),
             // Each count only grows, so their sum moves whenever one of them does.
             StampScope::Products(categories) => categories
                 .iter()

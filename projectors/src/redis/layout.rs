@@ -71,6 +71,26 @@ pub struct Invalidation {
     pub categories: bool,
 }
 
+impl Invalidation {
+    /// Nothing changed but the checkpoint.
+    pub fn checkpoint(position: u64) -> Self {
+        Invalidation {
+            position,
+            product: None,
+            scopes: Vec::new(),
+            categories: false,
+        }
+    }
+
+    /// The category list changed (a category was created).
+    pub fn categories(position: u64) -> Self {
+        Invalidation {
+            categories: true,
+            ..Invalidation::checkpoint(position)
+        }
+    }
+}
+
 /// A category as the Redis view keeps it (its count lives in `counts`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StoredCategory {

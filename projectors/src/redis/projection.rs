@@ -126,12 +126,7 @@ impl RedisProjection {
     }
 
     async fn save_checkpoint(&self, checkpoint: u64) -> Result<(), ProjectionError> {
-        let message = self.message(&Invalidation {
-            position: checkpoint,
-            product: None,
-            scopes: Vec::new(),
-            categories: false,
-        });
+        let message = self.message(&Invalidation::checkpoint(checkpoint));
         let mut connection = self.connection.clone();
         let _: i64 = self
             .save_checkpoint
@@ -266,12 +261,7 @@ impl RedisProjection {
             name: created.name,
             parent: created.parent,
         };
-        let message = self.message(&Invalidation {
-            position: checkpoint,
-            product: None,
-            scopes: Vec::new(),
-            categories: true,
-        });
+        let message = self.message(&Invalidation::categories(checkpoint));
         let written: i64 = self
             .apply_category
             .key(version_key)

@@ -81,7 +81,7 @@ impl WatchedL1 {
         fresh_for: Duration,
         unwatched_ttl: Duration,
     ) -> bool {
-        let watched = cached.watched && cached.generation == self.generation.load(Ordering::SeqCst);
+        let watched = self.watched_now(cached);
         let age = cached.loaded_at.elapsed();
         let fresh = if watched {
             age < fresh_for
@@ -93,9 +93,16 @@ impl WatchedL1 {
                 || (watched && self.is_live() && self.watermark.current() >= required))
     }
 
-    /// The position a cached entry reflects: the watermark for a watched one.
+    /// Whether a cached entry was watched under the current subscription: correct up to the
+    /// watermark.
+    fn watched_now<T>(&self, cached: &Cached<T>) -> bool {
+        cached.watched && cached.generation == self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The position a cached entry reflects: the watermark for one watched under the current
+    /// subscription, else the position it was loaded at.
     pub fn reflected<T>(&self, cached: &Cached<T>) -> u64 {
-        let watermark = if cached.watched {
+        let watermark = if self.watched_now(cached) {
             self.watermark.current()
         } else {
             0

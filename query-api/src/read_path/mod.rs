@@ -285,7 +285,7 @@ impl CatalogReadModel for LayeredReadModel {
             )
             .await?;
         let mut page = Page::clone(&cached.value);
-        page.position = cached.position;
+        page.position = self.cache.reflected(&cached);
         Ok(page)
     }
 
@@ -314,7 +314,7 @@ impl CatalogReadModel for LayeredReadModel {
             )
             .await?;
         let items = cached.value.iter().take(limit).cloned().collect();
-        Ok((items, cached.position))
+        Ok((items, self.cache.reflected(&cached)))
     }
 
     async fn categories(
@@ -333,7 +333,7 @@ impl CatalogReadModel for LayeredReadModel {
                 },
             )
             .await?;
-        Ok((Vec::clone(&cached.value), cached.position))
+        Ok((Vec::clone(&cached.value), self.cache.reflected(&cached)))
     }
 
     fn position(&self) -> u64 {

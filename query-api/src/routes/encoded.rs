@@ -92,18 +92,33 @@ pub(super) fn hashed_tag(hash: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"l{hash:016x}\"")).unwrap_or(HeaderValue::from_static("\"l\""))
 }
 
-/// Whether `If-None-Match` names `tag` (or `*`); weak comparison, as for GET.
-fn matches_tag(headers: &HeaderMap, tag: &HeaderValue) -> bool {
-    let Ok(tag) = tag.to_str() else {
-        return false;
-    };
+/// The entity tags `If-None-Match` gives, each without its weakness prefix (`*` as is):
+/// GET compares them weakly.
+fn if_none_match(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(IF_NONE_MATCH)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .any(|given| given == "*" || given.strip_prefix("W/").unwrap_or(given) == tag)
+        .map(|tag| {
+            let tag = tag.trim();
+            tag.strip_prefix("W/").unwrap_or(tag)
+        })
+}
+
+/// Whether `If-None-Match` names `tag` (or `*`).
+fn matches_tag(headers: &HeaderMap, tag: &HeaderValue) -> bool {
+    let Ok(tag) = tag.to_str() else {
+        return false;
+    };
+    if_none_match(headers).any(|given| given == "*" || given == tag)
+}
+
+/// Whether `If-None-Match` names a product's current version (or `*`): `"7"`, `W/"7"`, `7`.
+pub(super) fn not_modified(headers: &HeaderMap, version: u64) -> bool {
+    if_none_match(headers).any(|given| {
+        given == "*" || web::middleware::parse_version_tag_text(given) == Some(version)
+    })
 }
 
 /// A 200 with `answer`'s body, or a 304 when `If-None-Match` names its tag; either with the
@@ -150,15 +165,4 @@ where
         state.answers.insert(key, answer);
     }
     Ok(with_position(response, position))
-}
-
-/// `Cache-Control` of a published product page.
-pub(super) fn product_cache_control(max_age: u32) -> HeaderValue {
-    if max_age == 30 {
-        return HeaderValue::from_static("public, max-age=30, stale-while-revalidate=30");
-    }
-    HeaderValue::from_str(&format!(
-        "public, max-age={max_age}, stale-while-revalidate={max_age}"
-    ))
-    .unwrap_or(HeaderValue::from_static("public, max-age=30"))
 }

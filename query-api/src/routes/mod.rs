@@ -5,9 +5,7 @@ pub mod search;
 pub mod synonyms;
 
 pub use encoded::SURROGATE_KEY;
-use encoded::{
-    cached_list, hashed_tag, items_tag, product_cache_control, product_keys, surrogate_keys,
-};
+use encoded::{cached_list, hashed_tag, items_tag, not_modified, product_keys, surrogate_keys};
 pub(crate) use encoded::{items_json, json_bytes};
 
 use std::hash::{Hash, Hasher};
@@ -15,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+use axum::http::header::{CACHE_CONTROL, ETAG};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use projectors::read_model::{
@@ -72,23 +70,6 @@ fn etag(version: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-/// Whether `If-None-Match` names the current version (or `*`).
-fn not_modified(headers: &HeaderMap, version: u64) -> bool {
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|tag| {
-            let tag = tag.trim();
-            tag == "*"
-                || HeaderValue::from_str(tag)
-                    .ok()
-                    .and_then(|value| web::middleware::parse_version_tag(&value))
-                    == Some(version)
-        })
-}
-
 /// Whether the caller is an admin: `false` without a token; 401 for a token that does not
 /// verify (or when this process cannot verify tokens).
 fn caller_is_admin(state: &QueryState, headers: &HeaderMap) -> Result<bool, Problem> {
@@ -140,7 +121,7 @@ pub async fn get_product(
     let cache_control = if admin {
         HeaderValue::from_static("private, no-store")
     } else {
-        product_cache_control(state.product_max_age_seconds)
+        state.product_cache_control.clone()
     };
     if let (Some(capture), false) = (&state.capture, admin) {
         capture.record(events::analytics::AnalyticsEvent::ProductViewed(
