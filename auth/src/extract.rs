@@ -44,12 +44,10 @@ impl AuthUser {
         let text = value
             .to_str()
             .map_err(|_| Problem::unauthorized("the Authorization header is not valid text"))?;
-        let token = text
-            .strip_prefix("Bearer ")
-            .or_else(|| text.strip_prefix("bearer "))
+        let token = bearer_token(text)
             .ok_or_else(|| Problem::unauthorized("expected Authorization: Bearer <token>"))?;
         let claims = verifier
-            .verify(token.trim())
+            .verify(token)
             .map_err(|_| Problem::unauthorized("the access token is invalid or expired"))?;
         Ok(Some(AuthUser {
             id: claims.sub,
@@ -57,6 +55,26 @@ impl AuthUser {
             role: claims.role,
         }))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 9110 §11.1).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// The subject of a request's valid bearer token (for rate limits per authenticated client).
+pub fn verified_subject(
+    headers: &axum::http::HeaderMap,
+    verifier: &TokenVerifier,
+) -> Option<String> {
+    let text = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let claims = verifier.verify(bearer_token(text)?).ok()?;
+    Some(claims.sub.to_string())
 }
 
 /// Writes the one `FromRequestParts` impl of a bearer-token extractor: the verifier from the

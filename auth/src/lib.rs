@@ -3,12 +3,10 @@
 //! - [`keys`]: the Ed25519 signing key, access-token signing and local verification, JWKS.
 //! - [`password`]: Argon2id hashing.
 //! - [`extract`]: the `AuthUser` axum extractor and role checks.
-//! - [`limiter`]: failed-login counting per account and per client address.
 //! - [`tokens`]: opaque refresh-token secrets and their hashes.
 
 pub mod extract;
 pub mod keys;
-pub mod limiter;
 pub mod password;
 pub mod tokens;
 

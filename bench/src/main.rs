@@ -11,8 +11,11 @@
 //!   exact on the write and the read side.
 //! - `shoppers`: users on keep-alive connections browsing with think time, over several
 //!   processes and loopback source addresses (up to 100,000 connections on this machine).
+//! - `attack`: a login flood through a trusted-proxy header, slowloris connections and
+//!   made-up methods against one process: its answers, closed connections and peak RSS.
 //! - `sse`: event stream clients of one query process at an event rate: delivery lag, drops.
 
+mod attack;
 mod commands;
 mod lag;
 mod report;
@@ -34,6 +37,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Tool {
+    /// A hostile client: login flood, slow connections, made-up methods.
+    Attack(attack::Args),
     Commands(commands::Args),
     Lag(lag::Args),
     History(sales::HistoryArgs),
@@ -62,6 +67,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Tool::Attack(args) => attack::run(args).await,
             Tool::Commands(args) => commands::run(args).await,
             Tool::Lag(args) => lag::run(args).await,
             Tool::History(args) => sales::history(args).await,

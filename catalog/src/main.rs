@@ -60,7 +60,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let engines = cli.engines.to_config();
     match cli.command {
-        Some(Command::Serve(args)) => commands::serve(cli.data_dir, engines, args).await,
+        Some(Command::Serve(args)) => commands::serve(cli.data_dir, engines, *args).await,
         Some(Command::Migrate) => commands::migrate(&engines).await,
         Some(Command::Bus {
             command: BusCommand::Setup { projectors },

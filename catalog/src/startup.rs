@@ -26,6 +26,7 @@ pub use crate::roles::{ANALYTICS, ANALYTICS_EVENTS, PROJECTORS, READ_MODEL, REDI
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    connections: web::server::ConnectionLimits,
     address: SocketAddr,
     engines: Engines,
     background: Vec<JoinHandle<()>>,
@@ -74,15 +75,17 @@ impl Application {
             mounted.merge(query);
         }
         if parts.command {
-            let verifier = match verifier {
+            let verifier = match verifier.clone() {
                 Some(verifier) => verifier,
                 None => Arc::new(crate::keys::load_verifier(&config).await?),
             };
             let admin = roles::admin::mount(&engines, verifier, &mounted.projectors);
             mounted.merge(admin);
         }
+        let policy = http_policy(&config, &engines, parts.command, verifier.clone());
         let router = web::middleware::with_http_layers(
             mounted.router.merge(operations_routes(mounted.checks)),
+            policy,
         );
         let listener = bind(&config.listen, config.reuse_port)
             .await
@@ -91,6 +94,7 @@ impl Application {
         Ok(Application {
             listener,
             router,
+            connections: config.limits.connections.clone(),
             address,
             engines,
             background: mounted.background,
@@ -113,9 +117,6 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!("listening on {}", self.address);
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
         let feeds = self.feeds.clone();
         let shutdown = async move {
             shutdown.await;
@@ -123,9 +124,8 @@ impl Application {
                 feed.close();
             }
         };
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served =
+            web::server::serve(self.listener, self.router, self.connections, shutdown).await;
         for task in &self.background {
             task.abort();
         }
@@ -136,6 +136,41 @@ impl Application {
         }
         self.engines.close().await;
         served.context("the server failed")
+    }
+}
+
+/// The shared layers' policy: trusted proxies, and the rate limits, with the auth and write
+/// buckets in Redis when the command role has one (so its replicas enforce one limit), and
+/// authenticated clients named by their token's subject where this process verifies tokens.
+fn http_policy(
+    config: &ServeConfig,
+    engines: &Engines,
+    command: bool,
+    verifier: Option<Arc<auth::TokenVerifier>>,
+) -> web::guard::HttpPolicy {
+    use web::rate_limit::{Limiter, RateLimitBackend, RouteClass};
+    let mut limiter = Limiter::local(config.limits.rates);
+    if let (true, Some((redis_config, connection))) = (command, &engines.redis) {
+        let shared: Arc<dyn RateLimitBackend> =
+            Arc::new(command_api::accounts::redis_throttle::RedisRateLimits::new(
+                redis_config.clone(),
+                connection.clone(),
+                config.limits.rates,
+                limiter.local.clone(),
+            ));
+        limiter.shared = vec![
+            (RouteClass::Auth, shared.clone()),
+            (RouteClass::Writes, shared),
+        ];
+    }
+    if let Some(verifier) = verifier {
+        limiter.subject = Some(Arc::new(move |headers: &axum::http::HeaderMap| {
+            auth::extract::verified_subject(headers, &verifier)
+        }));
+    }
+    web::guard::HttpPolicy {
+        proxies: config.limits.trusted_proxies.clone(),
+        limiter: Some(limiter),
     }
 }
 

@@ -22,12 +22,12 @@ pub mod validation;
 
 use std::sync::Arc;
 
-use auth::limiter::FailedLoginLimiter;
 use auth::{TokenSigner, TokenVerifier};
 use axum::extract::FromRef;
 use axum::routing::{get, post, put};
 use axum::Router;
 
+use crate::accounts::throttle::{LoginThrottle, PasswordGate, ThrottlePolicy};
 use crate::accounts::{SessionStore, UserStore};
 use crate::idempotency::{IdempotencyLayerState, IdempotencyStore};
 use crate::service::CommandService;
@@ -41,7 +41,15 @@ pub struct CommandState {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub signer: Arc<TokenSigner>,
     pub verifier: Arc<TokenVerifier>,
-    pub login_limiter: Arc<FailedLoginLimiter>,
+    pub login: Arc<LoginGuard>,
+}
+
+/// What stands before a password check: the failed-login throttle and the gate that bounds
+/// concurrent Argon2 work.
+pub struct LoginGuard {
+    pub policy: ThrottlePolicy,
+    pub throttle: Arc<dyn LoginThrottle>,
+    pub gate: PasswordGate,
 }
 
 impl FromRef<CommandState> for Arc<TokenVerifier> {

@@ -63,6 +63,17 @@ pub async fn spawn_app_with_product(overrides: serde_json::Value) -> (TestApp, S
     (app, id)
 }
 
+/// A fresh embedded catalog (as [`spawn_app`]) whose settings `change` adjusts first: limits,
+/// trusted proxies, timeouts.
+pub async fn spawn_app_with(change: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ServeConfig::embedded(dir.path().to_path_buf(), "127.0.0.1:0");
+    change(&mut config);
+    let mut app = spawn_configured(config).await;
+    app._temp_dir = Some(dir);
+    app
+}
+
 /// Starts a catalog on `data_dir` (for restart tests: same dir, new process state).
 pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
     let config = ServeConfig::embedded(data_dir.to_path_buf(), "127.0.0.1:0");

@@ -15,10 +15,12 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
+use crate::guard::{GuardLayer, HttpPolicy};
 use crate::problem::{Problem, PROBLEM_JSON};
 
 /// The request body limit (API.md: default 1 MiB).
@@ -29,16 +31,32 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Wraps `router` in the layers every service shares, outermost first: request id (set when
-/// missing, echoed on the response), tracing, panic → opaque 500, metrics per matched route
-/// and the problem fallback, a timeout and the body limits.
+/// Wraps `router` in the layers every service shares, outermost first: the security headers,
+/// request id (a client's kept only when short and printable, else made; echoed on the
+/// response), tracing, panic → opaque 500, the client's address and rate limits
+/// ([`crate::guard`]), metrics per matched route and the problem fallback, a timeout and the
+/// body limits.
 ///
 /// They are one tower stack, applied once: `Router::layer` boxes each route's service once per
 /// call, and axum clones a route's boxed service on every request, so nine layers added one by
 /// one were nine nested boxes cloned per request (a third of a product page's instructions).
-pub fn with_http_layers(router: Router) -> Router {
+pub fn with_http_layers(router: Router, policy: HttpPolicy) -> Router {
+    let [nosniff, frame, referrer, policy_header] = crate::guard::security_headers();
     // ServiceBuilder: the first layer added is the outermost.
     let layers = tower::ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::if_not_present(nosniff.0, nosniff.1))
+        .layer(SetResponseHeaderLayer::if_not_present(frame.0, frame.1))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            referrer.0, referrer.1,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            policy_header.0,
+            policy_header.1,
+        ))
+        .map_request(|mut request: Request| {
+            crate::guard::sanitize_request_id(&mut request);
+            request
+        })
         .layer(SetRequestIdLayer::new(
             X_REQUEST_ID.clone(),
             MakeCheapRequestId,
@@ -67,6 +85,7 @@ pub fn with_http_layers(router: Router) -> Router {
                 Problem::internal().into_response()
             },
         ))
+        .layer(GuardLayer::new(policy))
         .layer(MetricsAndProblemsLayer)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

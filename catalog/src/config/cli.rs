@@ -41,7 +41,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the catalog's HTTP services.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Append N generated products (and the demo categories they need) to the store.
     Seed(SeedArgs),
     /// Manage user accounts.
@@ -182,6 +182,77 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub analysts: AnalystArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What one client may hold and send (README, "Security").
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Proxies (CIDRs or addresses, comma-separated) whose Forwarded / X-Forwarded-For names
+    /// the client; they are also exempt from the per-address connection cap. Unset: the client
+    /// is the TCP peer.
+    #[arg(long, env = "CATALOG_TRUSTED_PROXIES", default_value = "", value_parser = parse_proxies)]
+    pub trusted_proxies: web::client::TrustedProxies,
+    /// Logins and token refreshes per client (N/s, N/min, N/h or off).
+    #[arg(long, env = "CATALOG_RATE_LIMIT_AUTH", default_value = "30/min", value_parser = parse_rate)]
+    pub rate_limit_auth: RateSetting,
+    /// Writes (every method but GET and HEAD) per client.
+    #[arg(long, env = "CATALOG_RATE_LIMIT_WRITES", default_value = "100/s", value_parser = parse_rate)]
+    pub rate_limit_writes: RateSetting,
+    /// Reads per client (in each query process).
+    #[arg(long, env = "CATALOG_RATE_LIMIT_READS", default_value = "1000/s", value_parser = parse_rate)]
+    pub rate_limit_reads: RateSetting,
+    /// Open connections per process; more get 503 and are closed.
+    #[arg(long, env = "CATALOG_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Open connections per client address (0: no cap; trusted proxies are exempt).
+    #[arg(
+        long,
+        env = "CATALOG_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 512
+    )]
+    pub max_connections_per_address: usize,
+    /// Seconds within which a request's headers must arrive.
+    #[arg(long, env = "CATALOG_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_seconds: u64,
+    /// Seconds after which a connection on which nothing moved is closed.
+    #[arg(long, env = "CATALOG_IDLE_TIMEOUT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_seconds: u64,
+}
+
+/// A rate limit setting (`None`: off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting(pub Option<web::rate_limit::Rate>);
+
+fn parse_rate(text: &str) -> Result<RateSetting, String> {
+    web::rate_limit::Rate::parse(text).map(RateSetting)
+}
+
+fn parse_proxies(text: &str) -> Result<web::client::TrustedProxies, String> {
+    web::client::TrustedProxies::parse(text)
+}
+
+impl LimitArgs {
+    pub fn to_config(&self) -> super::LimitsConfig {
+        super::LimitsConfig {
+            rates: web::rate_limit::RateLimits {
+                auth: self.rate_limit_auth.0,
+                writes: self.rate_limit_writes.0,
+                reads: self.rate_limit_reads.0,
+            },
+            connections: web::server::ConnectionLimits {
+                max_connections: self.max_connections.max(1),
+                per_address: self.max_connections_per_address,
+                header_timeout: std::time::Duration::from_secs(self.header_timeout_seconds),
+                idle_timeout: std::time::Duration::from_secs(self.idle_timeout_seconds),
+                exempt: self.trusted_proxies.clone(),
+                ..web::server::ConnectionLimits::default()
+            },
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
 }
 
 /// The analysts' side of query-api.

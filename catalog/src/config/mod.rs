@@ -6,4 +6,4 @@ pub mod cli;
 pub mod serve;
 
 pub use cli::*;
-pub use serve::{AnalystConfig, EngineConfig, ServeConfig};
+pub use serve::{AnalystConfig, EngineConfig, LimitsConfig, ServeConfig};

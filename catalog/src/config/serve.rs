@@ -82,6 +82,15 @@ pub struct ServeConfig {
     pub analysts: AnalystConfig,
     /// Edge caches purged by events (base URLs).
     pub edge_purge_urls: Vec<String>,
+    pub limits: LimitsConfig,
+}
+
+/// Rate limits, connection caps and timeouts, and the trusted proxies.
+#[derive(Debug, Clone, Default)]
+pub struct LimitsConfig {
+    pub rates: web::rate_limit::RateLimits,
+    pub connections: web::server::ConnectionLimits,
+    pub trusted_proxies: web::client::TrustedProxies,
 }
 
 /// The analysts' side of query-api.
@@ -132,6 +141,7 @@ impl ServeConfig {
                 .map(|url| url.trim().to_owned())
                 .filter(|url| !url.is_empty())
                 .collect(),
+            limits: args.limits.to_config(),
         }
     }
 
@@ -154,6 +164,7 @@ impl ServeConfig {
             reuse_port: false,
             analysts: AnalystConfig::default(),
             edge_purge_urls: Vec::new(),
+            limits: LimitsConfig::default(),
         }
     }
 }

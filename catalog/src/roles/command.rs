@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
-use auth::limiter::FailedLoginLimiter;
 use auth::{Role as UserRole, TokenVerifier};
+use command_api::accounts::redis_throttle::RedisLoginThrottle;
+use command_api::accounts::throttle::{LocalThrottle, LoginThrottle, PasswordGate, ThrottlePolicy};
 use command_api::accounts::UserStore;
 use command_api::idempotency::IdempotencyStore;
-use command_api::CommandState;
+use command_api::{CommandState, LoginGuard};
 use event_store::outbox::OutboxRelay;
 use secrecy::ExposeSecret;
 
@@ -18,10 +19,6 @@ use super::Mounted;
 use crate::config::ServeConfig;
 use crate::engines::Engines;
 use crate::readiness::BusReadiness;
-
-/// Wrong passwords per account and address before logins are refused for a while.
-const FAILED_LOGINS_ALLOWED: usize = 5;
-const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// Mounts the write API; returns it with the verifier of the tokens it signs (the other roles
 /// of an all-in-one process verify with it too).
@@ -38,10 +35,7 @@ pub async fn mount(
         idempotency: engines.idempotency(),
         signer: Arc::new(signer),
         verifier: verifier.clone(),
-        login_limiter: Arc::new(FailedLoginLimiter::new(
-            FAILED_LOGINS_ALLOWED,
-            FAILED_LOGIN_WINDOW,
-        )),
+        login: Arc::new(login_guard(engines)),
     };
     ensure_first_admin(config, state.users.as_ref(), !engines.is_distributed()).await?;
     load_demo_data(config, engines).await?;
@@ -58,6 +52,25 @@ pub async fn mount(
     }
     mounted.router = command_api::router(state);
     Ok((mounted, verifier))
+}
+
+/// The failed-login throttle (in Redis when there is one, so replicas share it) and the gate
+/// of concurrent password checks.
+fn login_guard(engines: &Engines) -> LoginGuard {
+    let policy = ThrottlePolicy::default();
+    let throttle: Arc<dyn LoginThrottle> = match &engines.redis {
+        Some((config, connection)) => Arc::new(RedisLoginThrottle::new(
+            config.clone(),
+            connection.clone(),
+            policy.forget,
+        )),
+        None => Arc::new(LocalThrottle::new(&policy)),
+    };
+    LoginGuard {
+        policy,
+        throttle,
+        gate: PasswordGate::for_this_machine(),
+    }
 }
 
 /// `--demo`: generated products, only into an empty store.

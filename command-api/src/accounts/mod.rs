@@ -8,8 +8,10 @@
 pub mod conformance;
 pub mod postgres;
 pub mod redis;
+pub mod redis_throttle;
 mod sql;
 pub mod sqlite;
+pub mod throttle;
 
 use async_trait::async_trait;
 use auth::password::hash_password;

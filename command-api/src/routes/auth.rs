@@ -12,10 +12,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::Value;
+use web::client::ClientIp;
 use web::extract::Json;
 use web::{FieldErrors, Problem};
 
 use super::schemas::{LoginInput, NewUserInput, RefreshInput, TokenPair, UserOutput};
+use crate::accounts::throttle::{AttemptKeys, MAX_EMAIL_LENGTH};
 use crate::accounts::{check_email, check_password, create_account, AccountError, Rotation, User};
 use crate::CommandState;
 
@@ -43,21 +45,26 @@ impl From<AccountError> for Problem {
     }
 }
 
-/// The client's address when the server knows it (not in `oneshot` tests).
+/// The client's address when the server knows it (not in `oneshot` tests): the one the
+/// shared layers resolved (behind trusted proxies, the one they name), else the TCP peer.
 pub struct ClientAddr(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
+        let resolved = parts.extensions.get::<ClientIp>().map(|client| client.0);
+        Ok(ClientAddr(resolved.or_else(|| {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip()),
-        ))
+                .map(|info| info.0.ip())
+        })))
     }
 }
+
+/// The longest password accepted (1,024 characters of up to 4 bytes).
+const MAX_PASSWORD_BYTES: usize = 4 * 1024;
 
 fn required_string(body: &Value, field: &str, errors: &mut FieldErrors) -> String {
     match body.get(field) {
@@ -111,9 +118,15 @@ fn pair(state: &CommandState, user: &User, refresh_token: String) -> Result<Toke
 }
 
 /// Log in with email and password.
+///
+/// Failed logins back off per account and address (waits doubling from 1 s after 3 wrong
+/// passwords), per address and, after many failures from many addresses, per account; the
+/// attempt is counted before the password is checked. Password checks run a few at a time:
+/// beyond that, 503 with `Retry-After`.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginInput,
     responses((status = 200, body = TokenPair), (status = 401, description = "Wrong email or password", body = Problem),
-        (status = 422, body = Problem), (status = 429, description = "Too many failed logins", body = Problem)))]
+        (status = 422, body = Problem), (status = 429, description = "Too many failed logins or requests", body = Problem),
+        (status = 503, description = "Too many password checks at once", body = Problem)))]
 pub async fn login(
     State(state): State<CommandState>,
     ClientAddr(address): ClientAddr,
@@ -121,46 +134,56 @@ pub async fn login(
 ) -> Result<axum::Json<TokenPair>, Problem> {
     object_body(&body)?;
     let mut errors = FieldErrors::new();
-    let email = required_string(&body, "email", &mut errors)
-        .trim()
-        .to_lowercase();
+    let email = required_string(&body, "email", &mut errors);
+    // Before anything else: an email is never longer than this, and a longer one is not
+    // kept anywhere (not even as a throttle key).
+    if email.len() > MAX_EMAIL_LENGTH {
+        errors
+            .entry("email".to_owned())
+            .or_default()
+            .push(format!("must be at most {MAX_EMAIL_LENGTH} characters"));
+    }
     let password = required_string(&body, "password", &mut errors);
+    if password.len() > MAX_PASSWORD_BYTES {
+        errors
+            .entry("password".to_owned())
+            .or_default()
+            .push("must be 8 to 1024 characters".to_owned());
+    }
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
-    let account_key = format!("account:{email}");
-    let address_key = address.map(|ip| format!("address:{ip}"));
-    for key in std::iter::once(&account_key).chain(address_key.as_ref()) {
-        if let Some(wait) = state.login_limiter.blocked_for(key) {
-            return Err(Problem::too_many_requests(
-                wait.as_secs().max(1),
-                "too many failed logins; wait before trying again",
-            ));
-        }
+    let email = email.trim().to_lowercase();
+    let attempt = AttemptKeys::new(&state.login.policy, &email, address);
+    if let Err(wait) = state.login.throttle.begin(&attempt).await? {
+        metrics::counter!("catalog_auth_throttled_logins_total").increment(1);
+        return Err(Problem::too_many_requests(
+            wait.as_secs_f64().ceil().max(1.0) as u64,
+            "too many failed logins; wait before trying again",
+        ));
     }
     let user = state.users.by_email(&email).await?;
-    let verified = tokio::task::spawn_blocking({
-        let password = password.clone();
-        let hash = user.as_ref().map(|user| user.password_hash.clone());
-        move || match hash {
+    let hash = user.as_ref().map(|user| user.password_hash.clone());
+    let verified = state
+        .login
+        .gate
+        .run(move || match hash {
             Some(hash) => verify_password(&password, &hash),
             None => {
                 verify_against_dummy(&password);
                 false
             }
-        }
-    })
-    .await
-    .map_err(|error| Problem::internal_logged(&error))?;
+        })
+        .await
+        .map_err(|_| {
+            metrics::counter!("catalog_auth_password_checks_refused_total").increment(1);
+            Problem::unavailable(1, "too many logins at once; retry in a second")
+        })?;
     let Some(user) = user.filter(|_| verified) else {
-        state.login_limiter.record_failure(&account_key);
-        if let Some(key) = &address_key {
-            state.login_limiter.record_failure(key);
-        }
         metrics::counter!("catalog_auth_failed_logins_total").increment(1);
         return Err(Problem::unauthorized("wrong email or password"));
     };
-    state.login_limiter.clear(&account_key);
+    state.login.throttle.succeeded(&attempt).await?;
     Ok(axum::Json(issue_pair(&state, &user).await?))
 }
 
