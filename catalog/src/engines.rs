@@ -70,6 +70,7 @@ impl Engines {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
         let path = data_dir.join("catalog.db");
+        owner_only(data_dir, &path)?;
         let database = SqliteDatabase::open(&path)
             .await
             .with_context(|| format!("cannot open the event store at {}", path.display()))?;
@@ -220,4 +221,31 @@ pub async fn check_connection_budget(name: &str, database: &PostgresDatabase, po
         Ok(_) => {}
         Err(error) => tracing::debug!(%error, "cannot read the server's connection budget"),
     }
+}
+
+/// The data dir (0700) and the store (0600, created so before SQLite opens it; SQLite gives its
+/// `-wal` and `-shm` files the store's mode) are the owner's only: they hold every account's
+/// password hash and the signing key's neighbours.
+fn owner_only(data_dir: &Path, store: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let private = std::fs::Permissions::from_mode(0o700);
+        std::fs::set_permissions(data_dir, private)
+            .with_context(|| format!("cannot make {} owner-only", data_dir.display()))?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(store)
+            .with_context(|| format!("cannot create {}", store.display()))?;
+        for file in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{}{file}", store.display()));
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("cannot make {} owner-only", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -153,10 +153,63 @@ impl Observation {
     }
 }
 
-/// The normalised form of a search text: lower-cased, whitespace collapsed, trimmed.
+/// The longest normalised search text kept (characters).
+pub const MAX_QUERY_CHARS: usize = 100;
+
+/// The normalised form of a search text, as analytics keep it: lower-cased; only letters,
+/// digits and the punctuation of product names (`-`, `'`, `.`, `&`, `+`) kept, anything
+/// else (markup, control characters) read as a space; whitespace collapsed; at most the
+/// first 10 words (what search uses) and [`MAX_QUERY_CHARS`] characters.
 pub fn normalise_query(text: &str) -> String {
-    text.split_whitespace()
+    let cleaned: String = text
+        .chars()
+        .take(MAX_QUERY_CHARS * 4)
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '\'' | '.' | '&' | '+') {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    let mut normalised = cleaned
+        .split_whitespace()
+        .take(10)
         .map(str::to_lowercase)
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    if let Some((cut, _)) = normalised.char_indices().nth(MAX_QUERY_CHARS) {
+        normalised.truncate(cut);
+        normalised.truncate(normalised.trim_end().len());
+    }
+    normalised
+}
+
+#[cfg(test)]
+mod normalise_tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_not_kept_and_long_texts_are_cut() {
+        assert_eq!(
+            normalise_query("<script>alert(1)</script> TV"),
+            "script alert 1 script tv"
+        );
+        assert_eq!(
+            normalise_query("  Wireless\u{0}  HEADPHONES "),
+            "wireless headphones"
+        );
+        assert_eq!(
+            normalise_query("usb-c 3.5mm jack & o'neill"),
+            "usb-c 3.5mm jack & o'neill"
+        );
+        let long = "abcdefghij ".repeat(50);
+        let cut = normalise_query(&long);
+        assert!(cut.chars().count() <= MAX_QUERY_CHARS, "{cut}");
+        assert_eq!(cut.split(' ').count(), 10);
+        assert_eq!(
+            normalise_query(&"é".repeat(500)).chars().count(),
+            MAX_QUERY_CHARS
+        );
+    }
 }

@@ -63,21 +63,28 @@ pub fn with_http_layers(router: Router, policy: HttpPolicy) -> Router {
         ))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let request_id = request
-                    .headers()
-                    .get(&X_REQUEST_ID)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or("");
-                // At debug: a span per request only where a subscriber wants one
-                // (`RUST_LOG=debug`); at the default level none is made.
-                tracing::debug_span!(
-                    "request",
-                    method = %request.method(),
-                    uri = %request.uri().path(),
-                    request_id,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get(&X_REQUEST_ID)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or("");
+                    // At debug: a span per request only where a subscriber wants one
+                    // (`RUST_LOG=debug`); at the default level none is made.
+                    tracing::debug_span!(
+                        "request",
+                        method = %request.method(),
+                        uri = %request.uri().path(),
+                        request_id,
+                    )
+                })
+                // A 5xx is counted in the metrics and, where it is the server's fault, logged where
+                // it happened (`Problem::internal_logged`); a line per failed response would let
+                // any client flood the log (a 503 is a client's for the asking).
+                .on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ),
         )
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {

@@ -98,13 +98,18 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn revoke(&self, token_hash: &str) -> Result<(), AccountError>;
 }
 
-/// An email as the API accepts it (API.md: at most 254 characters, one `@`, no white space).
+/// An email as the API accepts it (API.md: at most 254 characters, one `@`, no white space),
+/// with a domain that can receive mail: dotted labels (`example.com`) or `localhost`.
 pub fn check_email(email: &str) -> Result<(), String> {
     let trimmed = email.trim();
     let valid = trimmed.len() <= 254
-        && !trimmed.chars().any(char::is_whitespace)
+        && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
         && trimmed.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+            !local.is_empty()
+                && local.len() <= 64
+                && !domain.contains('@')
+                && (domain.eq_ignore_ascii_case("localhost")
+                    || (domain.contains('.') && domain.split('.').all(|label| !label.is_empty())))
         });
     if valid {
         Ok(())
@@ -113,14 +118,18 @@ pub fn check_email(email: &str) -> Result<(), String> {
     }
 }
 
-/// A password as the API accepts it: 8 to 1,024 characters.
+/// A password as the API accepts it: 8 to 1,024 characters, at least 5 different ones (so
+/// `aaaaaaaa` or `12121212` are refused).
 pub fn check_password(password: &str) -> Result<(), String> {
     let length = password.chars().count();
-    if (8..=1024).contains(&length) {
-        Ok(())
-    } else {
-        Err("must be 8 to 1024 characters".into())
+    if !(8..=1024).contains(&length) {
+        return Err("must be 8 to 1024 characters".into());
     }
+    let distinct: std::collections::HashSet<char> = password.chars().collect();
+    if distinct.len() < 5 {
+        return Err("must have at least 5 different characters".into());
+    }
+    Ok(())
 }
 
 /// Hashes the password and stores a new user (email lower-cased).

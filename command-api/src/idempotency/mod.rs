@@ -213,7 +213,7 @@ async fn answer_from_store(
 }
 
 /// Stores the handler's response under the key for replays, or frees the key when the server
-/// failed; returns the response.
+/// failed or the caller was refused; returns the response.
 async fn remember(
     state: &IdempotencyLayerState,
     caller: &str,
@@ -229,8 +229,18 @@ async fn remember(
         }
     };
     let status = response_parts.status;
-    if status.is_server_error() {
-        // Nothing was decided: let a retry with the same key run again.
+    // A server error decided nothing; a refusal of the caller (401, 403) or of the moment
+    // (408, 429) is not the command's answer either: let a retry with the same key run again
+    // rather than replay it for a day.
+    let not_an_answer = status.is_server_error()
+        || matches!(
+            status,
+            StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::REQUEST_TIMEOUT
+                | StatusCode::TOO_MANY_REQUESTS
+        );
+    if not_an_answer {
         if let Err(error) = state.store.abandon(caller, key).await {
             tracing::warn!(%error, "could not free an idempotency key");
         }

@@ -97,6 +97,28 @@ impl MemoryAnalytics {
     }
 }
 
+/// Bounds a bucket's distinct search texts (anyone can send new ones): past
+/// [`super::SEARCHES_PER_BUCKET`] + 10 %, the least counted go, down to the cap.
+fn keep_most_counted(counts: &mut HashMap<String, u64>) {
+    let cap = super::SEARCHES_PER_BUCKET;
+    if counts.len() <= cap + cap / 10 {
+        return;
+    }
+    let mut by_count: Vec<u64> = counts.values().copied().collect();
+    let cut = by_count.len() - cap;
+    by_count.select_nth_unstable(cut);
+    let threshold = by_count[cut];
+    let mut over = counts.len() - cap;
+    counts.retain(|_, count| {
+        if over > 0 && *count <= threshold {
+            over -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
 #[async_trait]
 impl AnalyticsView for MemoryAnalytics {
     async fn record(&self, batch: &[Observation]) -> Result<(), AnalyticsError> {
@@ -115,8 +137,10 @@ impl AnalyticsView for MemoryAnalytics {
                 AnalyticsEvent::SearchPerformed(search) => {
                     state.count(observation.at, |bucket| {
                         *bucket.searches.entry(search.query.clone()).or_default() += 1;
+                        keep_most_counted(&mut bucket.searches);
                         if search.result_count == 0 {
                             *bucket.zero_results.entry(search.query.clone()).or_default() += 1;
+                            keep_most_counted(&mut bucket.zero_results);
                         }
                     });
                 }
@@ -237,4 +261,22 @@ mod tests {
     }
 
     crate::analytics_view_suite!(the_memory_view_passes, memory_view);
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_keeps_its_most_counted_search_texts() {
+        let cap = super::super::SEARCHES_PER_BUCKET;
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        counts.insert("tv".into(), 50);
+        for index in 0..(cap * 2) {
+            counts.insert(format!("junk {index}"), 1);
+            keep_most_counted(&mut counts);
+        }
+        assert!(counts.len() <= cap + cap / 10, "{}", counts.len());
+        assert_eq!(counts.get("tv"), Some(&50));
+    }
 }

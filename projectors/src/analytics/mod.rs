@@ -12,6 +12,11 @@
 #[cfg(any(test, feature = "testsuite"))]
 pub mod conformance;
 mod memory;
+
+/// The distinct search texts one bucket (a minute or an hour) keeps, its most counted: any
+/// client can send new texts, so they are bounded where they are stored.
+pub const SEARCHES_PER_BUCKET: usize = 10_000;
+
 mod redis;
 mod view;
 

@@ -318,6 +318,14 @@ impl AnalyticsView for RedisAnalytics {
                     .ignore();
             }
             pipe.cmd("EXPIREAT").arg(key).arg(*expire_at).ignore();
+            if (key.ends_with(":q") || key.ends_with(":z")) && !key.contains(":v:c:") {
+                // Anyone can send new search texts: a bucket keeps its most counted ones.
+                pipe.cmd("ZREMRANGEBYRANK")
+                    .arg(key)
+                    .arg(0)
+                    .arg(-(super::SEARCHES_PER_BUCKET as i64) - 1)
+                    .ignore();
+            }
         }
         // A view's category stands until the catalog stream says otherwise.
         let category_key = self.config.key("an:cat");

@@ -158,7 +158,9 @@ async fn writes_are_limited_per_token_subject_not_per_address() {
         config.limits.rates.writes = Rate::new(2, Duration::from_secs(60));
     })
     .await;
-    for slug in ["one", "two"] {
+    // Creating the second admin is the first of the two writes.
+    let other = app.user_token("second@example.com", "admin").await;
+    for slug in ["one"] {
         let created = app
             .admin_json(
                 reqwest::Method::POST,
@@ -177,7 +179,6 @@ async fn writes_are_limited_per_token_subject_not_per_address() {
         .await;
     assert_problem(limited, 429).await;
     // Another admin from the same address has a bucket of its own.
-    let other = app.user_token("second@example.com", "admin").await;
     let created = send(
         app.request(reqwest::Method::POST, "/api/categories")
             .bearer_auth(&other)
@@ -330,4 +331,78 @@ async fn the_bearer_scheme_is_case_insensitive() {
         .await;
         assert_eq!(me.status(), StatusCode::OK, "{scheme}");
     }
+}
+
+#[tokio::test]
+async fn a_refused_callers_answer_is_not_kept_under_its_idempotency_key() {
+    let app = spawn_app().await;
+    let shopper = app.user_token("shopper@example.com", "shopper").await;
+    let keyed = |slug: &str| {
+        send(
+            app.request(reqwest::Method::POST, "/api/categories")
+                .bearer_auth(&shopper)
+                .header("idempotency-key", "k-1")
+                .json(&json!({"slug": slug, "name": slug})),
+        )
+    };
+    assert_problem(keyed("one").await, 403).await;
+    // Had the 403 been stored, another body under the key would be a 409 conflict.
+    assert_problem(keyed("two").await, 403).await;
+}
+
+#[tokio::test]
+async fn weak_emails_and_passwords_are_refused() {
+    let app = spawn_app().await;
+    for (email, password, field) in [
+        ("a@b", "a good long password", "email"),
+        ("someone@example.com", "aaaaaaaa", "password"),
+        ("someone@example.com", "12121212", "password"),
+    ] {
+        let answer = app.create_user(email, password, "analyst").await;
+        let problem = assert_problem(answer, 422).await;
+        assert!(
+            problem["errors"][field].is_array(),
+            "{email} {password}: {problem}"
+        );
+    }
+    assert_eq!(
+        app.create_user("ops@example.com", "five different", "analyst")
+            .await
+            .status(),
+        201
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_dir_and_the_store_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    let mode = |path: std::path::PathBuf| {
+        std::fs::metadata(&path)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(app.data_dir.clone()), 0o700);
+    assert_eq!(mode(app.data_dir.join("catalog.db")), 0o600);
+}
+
+#[tokio::test]
+async fn made_up_methods_add_no_metric_labels() {
+    let app = spawn_app().await;
+    for method in ["FROB", "XYZZY", "PLUGH"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let answer = send(app.request(method, "/api/products")).await;
+        assert_eq!(answer.status(), 405);
+    }
+    let metrics = app.metrics().await;
+    for made_up in ["FROB", "XYZZY", "PLUGH"] {
+        assert!(!metrics.contains(made_up), "{made_up} became a label");
+    }
+    assert!(
+        metrics.contains("method=\"other\""),
+        "unknown methods are counted as other"
+    );
 }
