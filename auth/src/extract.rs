@@ -17,6 +17,8 @@ pub struct AuthUser {
     pub id: Uuid,
     pub email: String,
     pub role: Role,
+    /// When the token expires (Unix seconds): what it allows ends then.
+    pub expires_at: i64,
 }
 
 impl AuthUser {
@@ -53,6 +55,7 @@ impl AuthUser {
             id: claims.sub,
             email: claims.email,
             role: claims.role,
+            expires_at: claims.exp,
         }))
     }
 }

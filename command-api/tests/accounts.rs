@@ -98,6 +98,17 @@ async fn postgres_users() -> UserFixture {
 command_api::session_store_suite!(sqlite_sessions_pass, sqlite_sessions);
 command_api::session_store_suite!(postgres_sessions_pass, postgres_sessions);
 command_api::session_store_suite!(redis_sessions_pass, redis_sessions);
+
+#[tokio::test]
+async fn the_sql_session_stores_purge_expired_tokens() {
+    for fixture in [sqlite_sessions().await, postgres_sessions().await] {
+        command_api::accounts::conformance::sessions::expired_tokens_are_purged(
+            &*fixture.store,
+            fixture.user_id,
+        )
+        .await;
+    }
+}
 command_api::session_store_suite!(redis_cluster_sessions_pass, redis_cluster_sessions);
 command_api::user_store_suite!(sqlite_users_pass, sqlite_users);
 command_api::user_store_suite!(postgres_users_pass, postgres_users);

@@ -63,6 +63,8 @@ pub struct FeedConfig {
     pub poll: Duration,
     /// Comment lines on an idle stream, so proxies do not cut it.
     pub keep_alive: Duration,
+    /// Streams one user may hold open at once.
+    pub streams_per_user: usize,
 }
 
 impl Default for FeedConfig {
@@ -71,6 +73,7 @@ impl Default for FeedConfig {
             ring: 4096,
             poll: Duration::from_millis(100),
             keep_alive: Duration::from_secs(15),
+            streams_per_user: 4,
         }
     }
 }
@@ -82,6 +85,26 @@ pub struct EventFeed {
     config: FeedConfig,
     /// Set at shutdown: every stream ends.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Open streams per user.
+    open: Arc<parking_lot::Mutex<std::collections::HashMap<uuid::Uuid, usize>>>,
+}
+
+/// One open stream of a user, given back when the stream ends.
+struct StreamSlot {
+    open: Arc<parking_lot::Mutex<std::collections::HashMap<uuid::Uuid, usize>>>,
+    user: uuid::Uuid,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        if let Some(count) = open.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl EventFeed {
@@ -93,6 +116,7 @@ impl EventFeed {
             live,
             config,
             closing: tokio::sync::watch::Sender::new(false),
+            open: Arc::default(),
         })
     }
 
@@ -154,19 +178,53 @@ impl EventFeed {
         self.store.read_all(after, limit).await.map_err(unavailable)
     }
 
-    /// The SSE events after `after`: catch-up from the store, then live.
-    pub fn stream(self: &Arc<Self>, after: u64) -> impl Stream<Item = Result<Event, Infallible>> {
+    /// A stream slot for `user`, or `None` when it holds its maximum already.
+    fn take_slot(&self, user: uuid::Uuid) -> Option<StreamSlot> {
+        let mut open = self.open.lock();
+        let count = open.entry(user).or_default();
+        if *count >= self.config.streams_per_user.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            open: self.open.clone(),
+            user,
+        })
+    }
+
+    /// The SSE events after `after`: catch-up from the store, then live; at `expires` (the
+    /// token's expiry) a final `expired` event ends the stream.
+    fn stream(
+        self: &Arc<Self>,
+        after: u64,
+        expires: Option<tokio::time::Instant>,
+        slot: Option<StreamSlot>,
+    ) -> impl Stream<Item = Result<Event, Infallible>> {
         let state = StreamState {
             feed: self.clone(),
             after,
             live: None,
             pending: std::collections::VecDeque::new(),
             done: false,
+            expires,
             _client: ClientGauge::new(),
+            _slot: slot,
         };
         futures::StreamExt::take_until(
             futures::stream::unfold(state, |mut state| async move {
-                let event = state.next().await?;
+                let event = match state.expires.filter(|_| !state.done) {
+                    Some(at) => {
+                        let next = tokio::select! {
+                            event = state.next() => Some(event),
+                            () = tokio::time::sleep_until(at) => None,
+                        };
+                        match next {
+                            Some(event) => event?,
+                            None => state.expired(),
+                        }
+                    }
+                    None => state.next().await?,
+                };
                 Some((Ok(event), state))
             }),
             self.closed(),
@@ -206,10 +264,25 @@ struct StreamState {
     live: Option<broadcast::Receiver<Arc<Frame>>>,
     pending: std::collections::VecDeque<Event>,
     done: bool,
+    /// When the stream's token expires.
+    expires: Option<tokio::time::Instant>,
     _client: ClientGauge,
+    _slot: Option<StreamSlot>,
 }
 
 impl StreamState {
+    /// The last event of a stream whose token expired.
+    fn expired(&mut self) -> Event {
+        self.done = true;
+        self.pending.clear();
+        metrics::counter!("catalog_sse_streams_expired_total").increment(1);
+        let body = serde_json::json!({
+            "reason": "the access token expired; reconnect with a fresh token and Last-Event-ID to resume",
+            "resume_after": self.after,
+        });
+        Event::default().event("expired").data(body.to_string())
+    }
+
     async fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(event) = self.pending.pop_front() {
@@ -376,14 +449,15 @@ pub async fn list_events(
 #[utoipa::path(get, path = "/api/events/stream", tag = "analysts", params(StreamParams,
         ("Last-Event-ID" = Option<u64>, Header, description = "The last position received; takes precedence over `after`.")),
     security(("bearer" = [])),
-    responses((status = 200, content_type = "text/event-stream", description = "`id:` position, `event:` event type, `data:` the envelope; comment lines keep an idle stream open; a final `dropped` event (data `{\"reason\",\"resume_after\"}`) ends a stream that fell too far behind."),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, content_type = "text/event-stream", description = "`id:` position, `event:` event type, `data:` the envelope; comment lines keep an idle stream open; a final `dropped` event (data `{\"reason\",\"resume_after\"}`) ends a stream that fell too far behind, a final `expired` event (same data) one whose access token expired."),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 429, description = "The user has its maximum of open streams", body = Problem)))]
 pub async fn stream_events(
     State(state): State<EventsState>,
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
 ) -> Result<Response, QueryProblem> {
-    require_analyst(state.verifier.as_deref(), &headers)?;
+    let user = require_analyst(state.verifier.as_deref(), &headers)?;
     let last_event_id = headers
         .get("last-event-id")
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
@@ -392,8 +466,21 @@ pub async fn stream_events(
         Some(text) => parse_position("Last-Event-ID", Some(text))?,
         None => parse_position("after", given(params.after))?,
     };
+    let Some(slot) = state.feed.take_slot(user.id) else {
+        return Err(QueryProblem(Problem::too_many_requests(
+            5,
+            format!(
+                "this user has {} event streams open already; close one first",
+                state.feed.config.streams_per_user
+            ),
+        )));
+    };
+    let left = u64::try_from(user.expires_at - chrono::Utc::now().timestamp()).unwrap_or(0);
+    let expires = tokio::time::Instant::now() + Duration::from_secs(left);
     let keep_alive = KeepAlive::new().interval(state.feed.config.keep_alive);
-    Ok(Sse::new(state.feed.stream(after))
-        .keep_alive(keep_alive)
-        .into_response())
+    Ok(
+        Sse::new(state.feed.stream(after, Some(expires), Some(slot)))
+            .keep_alive(keep_alive)
+            .into_response(),
+    )
 }

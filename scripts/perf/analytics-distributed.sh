@@ -15,6 +15,9 @@
 # Loopback only; about 20 s per run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# Without the per-client limits, as scripts/perf/lib.sh explains.
+export CATALOG_RATE_LIMIT_AUTH=off CATALOG_RATE_LIMIT_WRITES=off CATALOG_RATE_LIMIT_READS=off
+export CATALOG_MAX_CONNECTIONS_PER_ADDRESS=0
 B=$PWD/target/release
 T=${CATALOG_TOOLS_DIR:-$HOME/.cache/catalog-tools}/tansu/bin/tansu
 D=${PERF_DIR:-/tmp/catalog-perf-analytics}

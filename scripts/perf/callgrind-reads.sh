@@ -12,6 +12,9 @@
 # callgrind_annotate. BIN: the directory of catalog (default target/release).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# Without the per-client limits, as scripts/perf/lib.sh explains.
+export CATALOG_RATE_LIMIT_AUTH=off CATALOG_RATE_LIMIT_WRITES=off CATALOG_RATE_LIMIT_READS=off
+export CATALOG_MAX_CONNECTIONS_PER_ADDRESS=0
 B=${BIN:-$PWD/target/release}
 D=${PERF_DIR:-/tmp/catalog-callgrind}
 PRODUCTS=${PRODUCTS:-20000}

@@ -265,6 +265,9 @@ pub struct AnalystArgs {
     /// Seconds between keep-alive comments on an idle event stream.
     #[arg(long, env = "CATALOG_SSE_KEEP_ALIVE_SECONDS", default_value_t = 15)]
     pub sse_keep_alive_seconds: u64,
+    /// Event streams one user may hold open at once (more: 429).
+    #[arg(long, env = "CATALOG_SSE_STREAMS_PER_USER", default_value_t = 4)]
+    pub sse_streams_per_user: usize,
     /// Record shopper analytics (ProductViewed, SearchPerformed): `true` or `false`.
     #[arg(long, env = "CATALOG_ANALYTICS_CAPTURE", default_value_t = true, action = clap::ArgAction::Set)]
     pub analytics_capture: bool,

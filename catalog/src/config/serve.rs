@@ -99,6 +99,8 @@ pub struct AnalystConfig {
     /// Envelopes the live ring of `/api/events/stream` holds.
     pub sse_ring: usize,
     pub sse_keep_alive: Duration,
+    /// Event streams one user may hold open at once.
+    pub sse_streams_per_user: usize,
     /// Record `ProductViewed` and `SearchPerformed`.
     pub capture: bool,
     /// Analytics events queued before new ones are dropped.
@@ -110,6 +112,7 @@ impl Default for AnalystConfig {
         AnalystConfig {
             sse_ring: 4096,
             sse_keep_alive: Duration::from_secs(15),
+            sse_streams_per_user: 4,
             capture: true,
             capture_queue: 10_000,
         }
@@ -174,6 +177,7 @@ impl AnalystArgs {
         AnalystConfig {
             sse_ring: self.sse_ring.max(1),
             sse_keep_alive: std::time::Duration::from_secs(self.sse_keep_alive_seconds.max(1)),
+            sse_streams_per_user: self.sse_streams_per_user.max(1),
             capture: self.analytics_capture,
             capture_queue: self.analytics_queue.max(1),
         }

@@ -9,7 +9,7 @@ use anyhow::bail;
 use auth::{Role as UserRole, TokenVerifier};
 use command_api::accounts::redis_throttle::RedisLoginThrottle;
 use command_api::accounts::throttle::{LocalThrottle, LoginThrottle, PasswordGate, ThrottlePolicy};
-use command_api::accounts::UserStore;
+use command_api::accounts::{SessionStore, UserStore};
 use command_api::idempotency::IdempotencyStore;
 use command_api::{CommandState, LoginGuard};
 use event_store::outbox::OutboxRelay;
@@ -40,8 +40,9 @@ pub async fn mount(
     ensure_first_admin(config, state.users.as_ref(), !engines.is_distributed()).await?;
     load_demo_data(config, engines).await?;
     let mut mounted = Mounted::default();
-    mounted.background.push(tokio::spawn(purge_idempotency_keys(
+    mounted.background.push(tokio::spawn(purge_expired(
         state.idempotency.clone(),
+        state.sessions.clone(),
     )));
     if let (Some(configured), Some(database)) = (&engines.configured_bus, engines.postgres()) {
         mounted
@@ -136,10 +137,16 @@ async fn ensure_first_admin(
     Ok(())
 }
 
-async fn purge_idempotency_keys(store: Arc<dyn IdempotencyStore>) {
+/// Hourly: forgets expired idempotency keys and refresh tokens (and sessions left without one).
+async fn purge_expired(store: Arc<dyn IdempotencyStore>, sessions: Arc<dyn SessionStore>) {
     let mut interval = tokio::time::interval(Duration::from_secs(60 * 60));
     loop {
         interval.tick().await;
+        match sessions.purge_expired(chrono::Utc::now()).await {
+            Ok(removed) if removed > 0 => tracing::info!(removed, "forgot expired refresh tokens"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot purge expired sessions"),
+        }
         let lifetime = chrono::Duration::from_std(command_api::idempotency::KEY_LIFETIME)
             .unwrap_or_else(|_| chrono::Duration::hours(24));
         match store.purge(chrono::Utc::now() - lifetime).await {

@@ -246,6 +246,7 @@ pub async fn mount(
         FeedConfig {
             ring: config.analysts.sse_ring,
             keep_alive: config.analysts.sse_keep_alive,
+            streams_per_user: config.analysts.sse_streams_per_user,
             ..FeedConfig::default()
         },
     );

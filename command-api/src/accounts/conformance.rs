@@ -61,6 +61,7 @@ macro_rules! session_store_suite {
             unknown_and_expired_tokens_are_invalid,
             logout_revokes_the_session_and_ignores_unknown_tokens,
             of_many_concurrent_refreshes_with_one_token_exactly_one_wins,
+            refreshing_never_extends_a_session_past_its_first_expiry,
         );
     };
     (@cases $module:ident, $make:expr; $($case:ident),+ $(,)?) => {
@@ -192,6 +193,63 @@ pub mod sessions {
             matches!(after, Err(AccountError::InvalidToken)),
             "{after:?}"
         );
+    }
+
+    pub async fn refreshing_never_extends_a_session_past_its_first_expiry(
+        store: &dyn SessionStore,
+        user_id: Uuid,
+    ) {
+        let now = Utc::now();
+        let first = token("first");
+        store
+            .start(user_id, &first, now + Duration::seconds(60))
+            .await
+            .expect("start");
+        let second = token("second");
+        store
+            .rotate(Rotation {
+                old_hash: &first,
+                new_hash: &second,
+                now,
+                expires_at: now + Duration::hours(24),
+            })
+            .await
+            .expect("rotate");
+        // Two minutes on, the session's 60 s are over, though the rotation asked for 24 h.
+        let late = store
+            .rotate(Rotation {
+                old_hash: &second,
+                new_hash: &token("third"),
+                now: now + Duration::seconds(120),
+                expires_at: now + Duration::hours(24),
+            })
+            .await;
+        assert!(matches!(late, Err(AccountError::InvalidToken)), "{late:?}");
+    }
+
+    /// For the SQL stores (Redis expires its keys itself): expired tokens are deleted, live
+    /// ones kept.
+    pub async fn expired_tokens_are_purged(store: &dyn SessionStore, user_id: Uuid) {
+        let now = Utc::now();
+        let (expired, live) = (token("expired"), token("live"));
+        store
+            .start(user_id, &expired, now - Duration::hours(1))
+            .await
+            .expect("start");
+        store
+            .start(user_id, &live, now + Duration::hours(1))
+            .await
+            .expect("start");
+        assert_eq!(store.purge_expired(now).await.expect("purge"), 1);
+        let rotated = store
+            .rotate(Rotation {
+                old_hash: &live,
+                new_hash: &token("next"),
+                now,
+                expires_at: now + Duration::hours(1),
+            })
+            .await;
+        assert_eq!(rotated.expect("the live session survives"), user_id);
     }
 
     pub async fn unknown_and_expired_tokens_are_invalid(store: &dyn SessionStore, user_id: Uuid) {

@@ -37,9 +37,11 @@ if token[2] == '1' then
 end
 redis.call('HSET', KEYS[1], 'used', '1')
 if session[2] == '1' or tonumber(token[3]) <= tonumber(ARGV[1]) then return {'invalid'} end
-redis.call('HSET', KEYS[2], 'session', token[1], 'used', '0', 'expires', ARGV[2])
-redis.call('EXPIREAT', KEYS[2], ARGV[2])
-redis.call('EXPIRE', session_key, ARGV[3])
+-- The session's lifetime is absolute: the next token expires with the first.
+local expires = math.min(tonumber(ARGV[2]), tonumber(token[3]))
+redis.call('HSET', KEYS[2], 'session', token[1], 'used', '0', 'expires', expires)
+redis.call('EXPIREAT', KEYS[2], expires)
+redis.call('EXPIREAT', session_key, expires + tonumber(ARGV[3]))
 return {'ok', session[1]}
 "#;
 

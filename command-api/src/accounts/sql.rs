@@ -33,6 +33,10 @@ pub(super) const REVOKE_SESSION: &str = "UPDATE sessions SET revoked = TRUE WHER
 pub(super) const REVOKE_SESSION_OF_TOKEN: &str = "UPDATE sessions SET revoked = TRUE \
      WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)";
 
+pub(super) const PURGE_TOKENS: &str = "DELETE FROM refresh_tokens WHERE expires_at < $1";
+pub(super) const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE NOT EXISTS \
+     (SELECT 1 FROM refresh_tokens t WHERE t.session_id = sessions.id)";
+
 pub(super) fn unexpected(error: impl std::fmt::Display) -> AccountError {
     AccountError::Unexpected(error.to_string())
 }

@@ -406,3 +406,35 @@ async fn made_up_methods_add_no_metric_labels() {
         "unknown methods are counted as other"
     );
 }
+
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_expires_and_streams_per_user_are_capped() {
+    let app = spawn_app_with(|config| {
+        config.access_token_ttl_seconds = 3;
+        config.analysts.sse_keep_alive = Duration::from_secs(1);
+    })
+    .await;
+    let analyst = app.user_token("analyst@example.com", "analyst").await;
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        streams.push(catalog_tests::sse::Stream::open(&app, &analyst, "", None).await);
+    }
+    let fifth = send(app.get("/api/events/stream").bearer_auth(&analyst)).await;
+    assert_problem(fifth, 429).await;
+    let mut first = streams.remove(0);
+    let started = Instant::now();
+    let last = loop {
+        match first.next().await {
+            Some(event) if event.event.as_deref() == Some("expired") => break event,
+            Some(_) => continue,
+            None => panic!("the stream closed without an `expired` event"),
+        }
+    };
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let body: serde_json::Value = serde_json::from_str(&last.data).expect("json");
+    assert!(body["resume_after"].is_u64(), "{body}");
+    assert!(
+        first.next().await.is_none(),
+        "the stream went on after `expired`"
+    );
+}

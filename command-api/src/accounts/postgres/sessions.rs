@@ -100,7 +100,7 @@ impl SessionStore for PostgresSessionStore {
             &mut transaction,
             rotation.new_hash,
             session_id,
-            rotation.expires_at,
+            token_expires_at.min(rotation.expires_at),
         )
         .await?;
         transaction.commit().await.map_err(store_error)?;
@@ -111,5 +111,20 @@ impl SessionStore for PostgresSessionStore {
         let revoke = sqlx::query(sql::REVOKE_SESSION_OF_TOKEN).bind(token_hash);
         revoke.execute(&self.pool).await.map_err(store_error)?;
         Ok(())
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, AccountError> {
+        let pool = &self.pool;
+        let tokens = sqlx::query(sql::PURGE_TOKENS)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        sqlx::query(sql::PURGE_SESSIONS)
+            .execute(pool)
+            .await
+            .map_err(store_error)?;
+        Ok(tokens)
     }
 }

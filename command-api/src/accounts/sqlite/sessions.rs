@@ -99,13 +99,10 @@ impl SessionStore for SqliteSessionStore {
             }
             RotationOutcome::Rotate => {}
         }
-        insert_token(
-            &mut transaction,
-            rotation.new_hash,
-            &session_id,
-            rotation.expires_at,
-        )
-        .await?;
+        // The session's lifetime is absolute: the next token expires with the first.
+        let expires_at = chrono::DateTime::from_timestamp(token_expires_at, 0)
+            .map_or(rotation.expires_at, |first| first.min(rotation.expires_at));
+        insert_token(&mut transaction, rotation.new_hash, &session_id, expires_at).await?;
         transaction.commit().await.map_err(store_error)?;
         Uuid::parse_str(&user_id).map_err(unexpected)
     }
@@ -117,5 +114,20 @@ impl SessionStore for SqliteSessionStore {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64, AccountError> {
+        let pool = self.database.writer();
+        let tokens = sqlx::query(sql::PURGE_TOKENS)
+            .bind(now.timestamp())
+            .execute(pool)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        sqlx::query(sql::PURGE_SESSIONS)
+            .execute(pool)
+            .await
+            .map_err(store_error)?;
+        Ok(tokens)
     }
 }
