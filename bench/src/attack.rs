@@ -37,6 +37,10 @@ pub struct Args {
     /// Waves of the login flood.
     #[arg(long, default_value_t = 5)]
     login_waves: usize,
+    /// The loopback address the login flood leaves from (list it in CATALOG_TRUSTED_PROXIES
+    /// for its X-Forwarded-For to name the guessing clients).
+    #[arg(long, default_value = "127.0.0.10")]
+    login_source: IpAddr,
     /// Slow connections to hold (0: none).
     #[arg(long, default_value_t = 300)]
     slowloris: usize,
@@ -83,12 +87,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
     let logins = tokio::spawn(login_flood(
         target,
+        args.login_source,
         args.account.clone(),
         args.login_concurrency,
         args.login_waves,
         counts.clone(),
     ));
-    let methods = tokio::spawn(made_up_methods(target, args.methods, counts.clone()));
+    let methods = tokio::spawn(made_up_methods(
+        target,
+        args.login_source,
+        args.methods,
+        counts.clone(),
+    ));
     let login_time = logins.await.context("the login flood stopped")?;
     methods.await.context("the method burst stopped")?;
     let slow = slow.await.context("the slow connections stopped")?;
@@ -130,9 +140,9 @@ fn median(values: &[f64]) -> f64 {
 
 /// Sends one request on a new connection and returns its status line's code (or what went
 /// wrong).
-async fn one_request(target: SocketAddr, request: String) -> String {
+async fn one_request(target: SocketAddr, source: IpAddr, request: String) -> String {
     let exchange = async {
-        let mut stream = TcpStream::connect(target).await?;
+        let mut stream = connect_from(source, target).await?;
         stream.write_all(request.as_bytes()).await?;
         let mut head = vec![0u8; 512];
         let read = stream.read(&mut head).await?;
@@ -151,6 +161,7 @@ async fn one_request(target: SocketAddr, request: String) -> String {
 
 async fn login_flood(
     target: SocketAddr,
+    source: IpAddr,
     account: String,
     concurrency: usize,
     waves: usize,
@@ -174,7 +185,7 @@ async fn login_flood(
             );
             let counts = counts.clone();
             guesses.push(tokio::spawn(async move {
-                let status = one_request(target, request).await;
+                let status = one_request(target, source, request).await;
                 count(&counts, format!("login {status}"));
             }));
         }
@@ -185,7 +196,7 @@ async fn login_flood(
     started.elapsed()
 }
 
-async fn made_up_methods(target: SocketAddr, requests: usize, counts: Counts) {
+async fn made_up_methods(target: SocketAddr, source: IpAddr, requests: usize, counts: Counts) {
     for _ in 0..requests {
         let method: String = {
             let mut random = rand::thread_rng();
@@ -196,9 +207,18 @@ async fn made_up_methods(target: SocketAddr, requests: usize, counts: Counts) {
         let request = format!(
             "{method} /api/products HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
         );
-        let status = one_request(target, request).await;
+        let status = one_request(target, source, request).await;
         count(&counts, format!("made-up method {status}"));
     }
+}
+
+async fn connect_from(source: IpAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(target).await
 }
 
 #[derive(Default)]
@@ -222,14 +242,7 @@ async fn slowloris(
     for _ in 0..connections {
         let report = report.clone();
         tasks.push(tokio::spawn(async move {
-            let connected = async {
-                let socket = match source {
-                    IpAddr::V4(_) => TcpSocket::new_v4()?,
-                    IpAddr::V6(_) => TcpSocket::new_v6()?,
-                };
-                socket.bind(SocketAddr::new(source, 0))?;
-                socket.connect(target).await
-            };
+            let connected = connect_from(source, target);
             let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(5), connected).await
             else {
                 report.lock().refused += 1;
