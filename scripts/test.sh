@@ -14,6 +14,8 @@
 #   create), under target/redis-cluster;
 # - Varnish with vmod xkey (Debian's varnish and varnish-modules) for the edge cache tests,
 #   installed with apt-get when missing (the tests start their own varnishd on free ports);
+# - Chromium (Debian's chromium), installed with apt-get when missing, for scripts/docs-check.sh
+#   (the API reference page rendered with no network, after the tests);
 # - cargo-deny (deny.toml), installed once with cargo into ~/.cache/catalog-tools like tansu;
 #   it checks licences, duplicate versions and sources after clippy, and advisories when the
 #   RustSec database can be fetched from GitHub (a line says so when it cannot).
@@ -154,6 +156,18 @@ if ! command -v varnishd >/dev/null || ! compgen -G "/usr/lib/*/varnish/vmods/li
 fi
 varnishd -V 2>&1 | head -1
 
+step "Chromium (the API reference page, rendered offline)"
+if ! command -v chromium >/dev/null; then
+    command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] ||
+        fail "Chromium is not installed; install Debian's chromium (apt-get install chromium)"
+    echo "installing chromium with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >target/chromium-install.log 2>&1 ||
+        { apt-get update -q >>target/chromium-install.log 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >>target/chromium-install.log 2>&1; } ||
+        fail "cannot install chromium with apt-get (see target/chromium-install.log)"
+fi
+chromium --version
+
 step "moto_server (SNS, SQS)"
 if [ ! -x target/moto-venv/bin/moto_server ]; then
     mkdir -p target
@@ -208,6 +222,9 @@ fi
 
 step "cargo test (Kafka tests on librdkafka's mock cluster)"
 cargo test --workspace --locked --no-fail-fast
+
+step "The API reference page in headless Chromium with no network"
+scripts/docs-check.sh
 
 step "Kafka tests again, against the tansu broker on 127.0.0.1:$TANSU_PORT (the fault-injection tests named mock_cluster_* need the mock and ran above)"
 CATALOG_TEST_KAFKA_BROKERS="127.0.0.1:$TANSU_PORT" \

@@ -9,13 +9,15 @@
 //! - [`startup`]: `Application::build` (wiring only) and `run_until_stopped`.
 //! - [`readiness`], [`keys`]: the readiness checks; the token signing and verifying keys.
 //! - [`demo`], [`seed`]: generated demo data and loading it into the store.
-//! - [`openapi`]: the OpenAPI document of the whole public API.
+//! - [`openapi`]: the OpenAPI document of the whole public API; [`docs`]: its reference page,
+//!   from assets compiled in.
 //! - [`commands`]: the body of each command of the binary (`main.rs` only parses and calls).
 //! - [`events_cli`]: `catalog events tail|export`.
 
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod docs;
 pub mod engines;
 pub mod events_cli;
 pub mod keys;

@@ -349,7 +349,14 @@ fn add_served_paths(paths: &mut serde_json::Map<String, Value>) {
     );
     paths.insert(
         "/api/docs".into(),
-        json!({"get": {"tags": ["operations"], "summary": "A browsable rendering of this document", "responses": {"200": {"description": "An HTML page", "content": {"text/html": {}}}}}}),
+        json!({"get": {"tags": ["operations"], "summary": "A browsable rendering of this document (Swagger UI, from assets compiled into the binary)", "responses": {"200": {"description": "An HTML page", "content": {"text/html": {}}}}}}),
+    );
+    paths.insert(
+        "/api/docs/{asset}".into(),
+        json!({"get": {"tags": ["operations"], "summary": "A script or style sheet of the reference page",
+            "parameters": [{"name": "asset", "in": "path", "required": true, "schema": {"type": "string", "enum": ["swagger-ui.css", "swagger-ui-bundle.js", "catalog-docs.js"]}}],
+            "responses": {"200": {"description": "The asset", "content": {"text/css": {}, "text/javascript": {}}},
+                "404": {"description": "No such asset", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}}}),
     );
 }
 

@@ -14,7 +14,6 @@ use axum::Router;
 use query_api::events_api::EventFeed;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use utoipa_scalar::{Scalar, Servable};
 use web::ops::Readiness;
 
 pub use crate::config::{AnalystConfig, EngineConfig, ServeConfig};
@@ -240,5 +239,5 @@ fn operations_routes(checks: Vec<Arc<dyn web::ops::ReadinessCheck>>) -> Router {
                 async move { axum::Json(openapi.as_ref().clone()) }
             }),
         )
-        .merge(Scalar::with_url("/api/docs", crate::openapi::document()))
+        .merge(crate::docs::routes())
 }

@@ -69,11 +69,26 @@ async fn the_openapi_document_and_docs_page_are_served() {
     assert!(document["paths"]["/api/products/{id}"]["get"].is_object());
     let docs = app.fetch("/api/docs").await;
     assert_eq!(docs.status(), 200);
+    let policy = docs.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
     let page = docs.text().await.unwrap();
-    assert!(
-        page.contains("<html") && page.contains("/api/products/bulk"),
-        "the page embeds the document"
-    );
+    assert!(page.contains("<html"), "{page}");
+    // Everything the page loads comes from this origin, and is there.
+    let sources: Vec<&str> = page
+        .split(['"', '\''])
+        .filter(|part| part.starts_with("/api/docs/") || part.starts_with("http"))
+        .collect();
+    assert!(sources.len() >= 3, "{sources:?}");
+    for source in sources {
+        assert!(source.starts_with("/api/docs/"), "the page loads {source}");
+        let asset = app.fetch(source).await;
+        assert_eq!(asset.status(), 200, "{source}");
+        assert!(asset.bytes().await.unwrap().len() > 100, "{source}");
+    }
+    assert_eq!(app.fetch("/api/docs/nothing.js").await.status(), 404);
 }
 
 #[tokio::test]
