@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -17,6 +18,9 @@ use crate::{AuthError, Role};
 
 /// The issuer every token names.
 pub const ISSUER: &str = "catalog";
+/// The audience every access token names: the catalog's APIs (a token minted for something
+/// else with the same key is refused).
+pub const AUDIENCE: &str = "catalog-api";
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +30,7 @@ pub struct Claims {
     pub email: String,
     pub role: Role,
     pub iss: String,
+    pub aud: String,
     pub iat: i64,
     pub exp: i64,
 }
@@ -89,6 +94,7 @@ impl TokenSigner {
             email: email.to_owned(),
             role,
             iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
             iat: now,
             exp: now + self.lifetime_seconds,
         };
@@ -128,41 +134,52 @@ const LEEWAY_SECONDS: i64 = 5;
 /// costs a hash and a lookup. A remembered token is still refused once it expires.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    keys: HashMap<String, DecodingKey>,
+    keys: Arc<RwLock<HashMap<String, DecodingKey>>>,
     verified: moka::sync::Cache<[u8; 32], Claims>,
+    /// Told when a token names a key this verifier does not know (a JWKS refresher listens).
+    unknown_key: Arc<tokio::sync::Notify>,
 }
 
 impl TokenVerifier {
     /// From a JWKS document (as served at `/.well-known/jwks.json`).
     pub fn from_jwks(jwks: &serde_json::Value) -> Result<Self, AuthError> {
-        let mut keys = HashMap::new();
-        let entries = jwks["keys"]
-            .as_array()
-            .ok_or_else(|| AuthError::InvalidKey("JWKS without keys".into()))?;
-        for entry in entries {
-            let (Some(kid), Some(x)) = (entry["kid"].as_str(), entry["x"].as_str()) else {
-                continue;
-            };
-            if entry["kty"] != "OKP" || entry["crv"] != "Ed25519" {
-                continue;
-            }
-            let key = DecodingKey::from_ed_components(x)
-                .map_err(|error| AuthError::InvalidKey(error.to_string()))?;
-            keys.insert(kid.to_owned(), key);
+        Ok(TokenVerifier::with_keys(keys_of_jwks(jwks)?))
+    }
+
+    /// Replaces the keys with those of `jwks` (a refreshed key set: a rotated-in key is
+    /// accepted from now on, a retired one no longer). Remembered tokens of a retired key
+    /// are forgotten.
+    pub fn replace_keys(&self, jwks: &serde_json::Value) -> Result<usize, AuthError> {
+        let keys = keys_of_jwks(jwks)?;
+        let count = keys.len();
+        let retired = {
+            let mut current = self
+                .keys
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let retired = current.keys().any(|kid| !keys.contains_key(kid));
+            *current = keys;
+            retired
+        };
+        if retired {
+            self.verified.invalidate_all();
         }
-        if keys.is_empty() {
-            return Err(AuthError::InvalidKey("JWKS holds no Ed25519 key".into()));
-        }
-        Ok(TokenVerifier::with_keys(keys))
+        Ok(count)
+    }
+
+    /// Resolves when a token named a key this verifier does not know.
+    pub async fn unknown_key_seen(&self) {
+        self.unknown_key.notified().await;
     }
 
     fn with_keys(keys: HashMap<String, DecodingKey>) -> Self {
         TokenVerifier {
-            keys,
+            keys: Arc::new(RwLock::new(keys)),
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_TOKENS)
                 .time_to_live(std::time::Duration::from_secs(300))
                 .build(),
+            unknown_key: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -192,15 +209,50 @@ impl TokenVerifier {
             .ok_or_else(|| AuthError::InvalidToken("token without kid".into()))?;
         let key = self
             .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(&key_id)
-            .ok_or_else(|| AuthError::InvalidToken("unknown signing key".into()))?;
+            .cloned();
+        let Some(key) = key else {
+            self.unknown_key.notify_one();
+            return Err(AuthError::InvalidToken("unknown signing key".into()));
+        };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS as u64;
-        jsonwebtoken::decode::<Claims>(token, key, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
-            .map_err(|error| AuthError::InvalidToken(error.to_string()))
+            .map_err(|error| AuthError::InvalidToken(error.to_string()))?;
+        if claims.iat > chrono::Utc::now().timestamp() + LEEWAY_SECONDS {
+            return Err(AuthError::InvalidToken("issued in the future".into()));
+        }
+        Ok(claims)
     }
+}
+
+/// The Ed25519 keys of a JWKS document by `kid`.
+fn keys_of_jwks(jwks: &serde_json::Value) -> Result<HashMap<String, DecodingKey>, AuthError> {
+    let mut keys = HashMap::new();
+    let entries = jwks["keys"]
+        .as_array()
+        .ok_or_else(|| AuthError::InvalidKey("JWKS without keys".into()))?;
+    for entry in entries {
+        let (Some(kid), Some(x)) = (entry["kid"].as_str(), entry["x"].as_str()) else {
+            continue;
+        };
+        if entry["kty"] != "OKP" || entry["crv"] != "Ed25519" {
+            continue;
+        }
+        let key = DecodingKey::from_ed_components(x)
+            .map_err(|error| AuthError::InvalidKey(error.to_string()))?;
+        keys.insert(kid.to_owned(), key);
+    }
+    if keys.is_empty() {
+        return Err(AuthError::InvalidKey("JWKS holds no Ed25519 key".into()));
+    }
+    Ok(keys)
 }
 
 /// A new Ed25519 private key as PKCS#8 PEM.
@@ -263,6 +315,60 @@ mod tests {
         assert_eq!(
             (claims.sub, claims.role, claims.email.as_str()),
             (user, Role::Analyst, "a@b.c")
+        );
+    }
+
+    /// A token of `signer` with these claims, signed as `issue` signs.
+    fn token_with(signer: &TokenSigner, claims: &Claims) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(signer.key_id.clone());
+        jsonwebtoken::encode(&header, claims, &signer.encoding_key).expect("token")
+    }
+
+    #[test]
+    fn a_token_for_another_audience_or_issued_in_the_future_is_rejected() {
+        let signer = signer();
+        let verifier = signer.verifier();
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: Uuid::now_v7(),
+            email: "a@b.c".into(),
+            role: Role::Admin,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: now,
+            exp: now + 60,
+        };
+        assert!(verifier.verify(&token_with(&signer, &claims)).is_ok());
+        let elsewhere = Claims {
+            aud: "another-service".into(),
+            ..claims.clone()
+        };
+        assert!(verifier.verify(&token_with(&signer, &elsewhere)).is_err());
+        let future = Claims {
+            iat: now + 3600,
+            ..claims
+        };
+        assert!(verifier.verify(&token_with(&signer, &future)).is_err());
+    }
+
+    #[test]
+    fn replaced_keys_accept_the_new_signer_and_retire_the_old() {
+        let (old, new) = (signer(), signer());
+        let verifier = TokenVerifier::from_jwks(&old.jwks()).expect("jwks");
+        let old_token = old
+            .issue(Uuid::now_v7(), "a@b.c", Role::Admin)
+            .expect("token");
+        let new_token = new
+            .issue(Uuid::now_v7(), "a@b.c", Role::Admin)
+            .expect("token");
+        assert!(verifier.verify(&old_token).is_ok());
+        assert!(verifier.verify(&new_token).is_err());
+        verifier.replace_keys(&new.jwks()).expect("replace");
+        assert!(verifier.verify(&new_token).is_ok());
+        assert!(
+            verifier.verify(&old_token).is_err(),
+            "a remembered token of a retired key"
         );
     }
 

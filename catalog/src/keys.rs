@@ -37,7 +37,12 @@ pub async fn load_verifier(config: &ServeConfig) -> anyhow::Result<TokenVerifier
         let mut last_error = String::new();
         for _ in 0..10 {
             match fetch_jwks(url).await {
-                Ok(verifier) => return Ok(verifier),
+                Ok(jwks) => {
+                    let verifier = TokenVerifier::from_jwks(&jwks)
+                        .map_err(|error| anyhow::anyhow!("{error}"))?;
+                    tokio::spawn(refresh_jwks(url.clone(), verifier.clone()));
+                    return Ok(verifier);
+                }
                 Err(error) => last_error = error,
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -81,7 +86,35 @@ pub async fn query_verifier(config: &ServeConfig) -> Option<Arc<TokenVerifier>> 
     None
 }
 
-async fn fetch_jwks(url: &str) -> Result<TokenVerifier, String> {
+/// How often a verifier re-reads `CATALOG_JWKS_URL`, and the least time between two reads
+/// (a token naming an unknown key asks for one at once, but no more often than this).
+pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
+const JWKS_MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keeps a verifier's keys in step with the signer's JWKS: every [`JWKS_REFRESH`], and soon
+/// after a token names a key it does not know (a key rotated in). A failed read keeps the
+/// keys it had.
+async fn refresh_jwks(url: String, verifier: TokenVerifier) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(JWKS_REFRESH) => {}
+            () = verifier.unknown_key_seen() => {}
+        }
+        match fetch_jwks(&url).await.and_then(|jwks| {
+            verifier
+                .replace_keys(&jwks)
+                .map_err(|error| error.to_string())
+        }) {
+            Ok(keys) => tracing::debug!(keys, "refreshed the token keys"),
+            Err(error) => {
+                tracing::warn!(%error, url = %url, "cannot refresh the token keys; keeping the ones I have")
+            }
+        }
+        tokio::time::sleep(JWKS_MIN_INTERVAL).await;
+    }
+}
+
+async fn fetch_jwks(url: &str) -> Result<serde_json::Value, String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -94,6 +127,18 @@ async fn fetch_jwks(url: &str) -> Result<TokenVerifier, String> {
     if !response.status().is_success() {
         return Err(format!("status {}", response.status()));
     }
-    let jwks: serde_json::Value = response.json().await.map_err(|error| error.to_string())?;
-    TokenVerifier::from_jwks(&jwks).map_err(|error| error.to_string())
+    response.json().await.map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_key_set_is_fetched_over_tls_too() {
+        // Nothing speaks TLS on port 9: the request is tried and fails to connect. A build
+        // without TLS refused the URL's scheme before sending anything.
+        let error = super::fetch_jwks("https://127.0.0.1:9/.well-known/jwks.json")
+            .await
+            .expect_err("nothing listens there");
+        assert!(error.contains("error sending request"), "{error}");
+    }
 }
