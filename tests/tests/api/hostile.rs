@@ -438,3 +438,58 @@ async fn an_event_stream_ends_when_its_token_expires_and_streams_per_user_are_ca
         "the stream went on after `expired`"
     );
 }
+
+/// Two all-in-one replicas on one PostgreSQL and one Redis: the limits are the replicas' one.
+async fn two_replicas(
+    database: &testkit::TestDatabase,
+    writes: Option<Rate>,
+) -> (TestApp, TestApp) {
+    let engines = catalog::config::EngineConfig {
+        database_url: Some(database.url.clone()),
+        database_pool_size: 4,
+        redis_url: Some(testkit::redis_url()),
+        ..catalog::config::EngineConfig::default()
+    };
+    let configure = |engines: catalog::config::EngineConfig| {
+        move |config: &mut catalog::config::ServeConfig| {
+            config.engines = engines;
+            config.limits.rates.writes = writes;
+        }
+    };
+    let one = spawn_app_with(configure(engines.clone())).await;
+    let other = spawn_app_with(configure(engines)).await;
+    (one, other)
+}
+
+#[tokio::test]
+async fn replicas_sharing_redis_share_the_login_throttle_and_the_write_limit() {
+    let database = testkit::TestDatabase::create().await;
+    let (one, other) = two_replicas(&database, Rate::new(4, Duration::from_secs(60))).await;
+    // Wrong passwords sent to either replica count together: three, then both refuse.
+    let mut statuses = Vec::new();
+    for index in 0..6 {
+        let app = if index % 2 == 0 { &one } else { &other };
+        statuses.push(
+            app.login_response(ADMIN_EMAIL, "wrong password")
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+    // The admin's writes count together too: four, then both refuse.
+    let mut statuses = Vec::new();
+    for index in 0..6 {
+        let app = if index % 2 == 0 { &one } else { &other };
+        let slug = format!("shared-{index}");
+        let answer = app
+            .admin_json(
+                reqwest::Method::POST,
+                "/api/categories",
+                &json!({"slug": slug, "name": slug}),
+            )
+            .await;
+        statuses.push(answer.status().as_u16());
+    }
+    assert_eq!(statuses, [201, 201, 201, 201, 429, 429]);
+}
