@@ -41,6 +41,9 @@ pub struct TokenSigner {
     key_id: String,
     public_key: [u8; 32],
     lifetime_seconds: i64,
+    /// Published beside the signing key: the staged next key and the retired previous one
+    /// ([`crate::rotation`]).
+    also_published: Vec<(String, [u8; 32])>,
 }
 
 impl TokenSigner {
@@ -56,7 +59,13 @@ impl TokenSigner {
             key_id: key_id(&public_key),
             public_key,
             lifetime_seconds,
+            also_published: Vec::new(),
         })
+    }
+
+    /// The `kid` of the signing key.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
     }
 
     /// Reads the key at `path`, or, when `create` and the file is missing, generates one and
@@ -71,7 +80,28 @@ impl TokenSigner {
             source,
         };
         match std::fs::read_to_string(path) {
-            Ok(pem) => Self::from_pem(&pem, lifetime_seconds),
+            Ok(pem) => {
+                let mut signer = Self::from_pem(&pem, lifetime_seconds)?;
+                for companion in [
+                    crate::rotation::next_of(path),
+                    crate::rotation::previous_of(path),
+                ] {
+                    match std::fs::read_to_string(&companion) {
+                        Ok(pem) => {
+                            let other = Self::from_pem(&pem, lifetime_seconds)?;
+                            signer.also_published.push((other.key_id, other.public_key));
+                        }
+                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(source) => {
+                            return Err(AuthError::KeyFile {
+                                path: companion.display().to_string(),
+                                source,
+                            })
+                        }
+                    }
+                }
+                Ok(signer)
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound && create => {
                 let pem = generate_pem()?;
                 write_private_file(path, &pem).map_err(key_file_error)?;
@@ -104,19 +134,26 @@ impl TokenSigner {
             .map_err(|error| AuthError::InvalidKey(error.to_string()))
     }
 
-    /// The JWKS document (`/.well-known/jwks.json`) with the public half of this key.
+    /// The JWKS document (`/.well-known/jwks.json`): the public half of the signing key, then
+    /// those of the staged next and retired previous keys when there are.
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({"keys": [jwk(&self.key_id, &self.public_key)]})
+        let keys: Vec<_> = std::iter::once((&self.key_id, &self.public_key))
+            .chain(self.also_published.iter().map(|(kid, key)| (kid, key)))
+            .map(|(kid, key)| jwk(kid, key))
+            .collect();
+        serde_json::json!({ "keys": keys })
     }
 
     /// A verifier for tokens this signer issues.
     pub fn verifier(&self) -> TokenVerifier {
         let mut keys = HashMap::new();
-        keys.insert(
-            self.key_id.clone(),
-            DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(self.public_key))
-                .unwrap_or_else(|_| DecodingKey::from_secret(&[])),
-        );
+        for (kid, public_key) in std::iter::once((&self.key_id, &self.public_key))
+            .chain(self.also_published.iter().map(|(kid, key)| (kid, key)))
+        {
+            if let Ok(key) = DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(public_key)) {
+                keys.insert(kid.clone(), key);
+            }
+        }
         TokenVerifier::with_keys(keys)
     }
 }
@@ -280,7 +317,7 @@ fn jwk(key_id: &str, public_key: &[u8; 32]) -> serde_json::Value {
     })
 }
 
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }

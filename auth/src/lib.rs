@@ -3,11 +3,14 @@
 //! - [`keys`]: the Ed25519 signing key, access-token signing and local verification, JWKS.
 //! - [`password`]: Argon2id hashing.
 //! - [`extract`]: the `AuthUser` axum extractor and role checks.
+//! - [`rotation`]: staging and promoting a new signing key; the signer running processes
+//!   re-read.
 //! - [`tokens`]: opaque refresh-token secrets and their hashes.
 
 pub mod extract;
 pub mod keys;
 pub mod password;
+pub mod rotation;
 pub mod tokens;
 
 use serde::{Deserialize, Serialize};

@@ -75,6 +75,32 @@ pub fn keys_generate(output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `catalog keys rotate`: stages a next signing key, or promotes the staged one.
+pub fn keys_rotate(path: &Path, overlap_seconds: u64, force: bool) -> anyhow::Result<()> {
+    if !path.exists() {
+        bail!("no signing key at {}; nothing to rotate", path.display());
+    }
+    let overlap = std::time::Duration::from_secs(overlap_seconds);
+    match auth::rotation::rotate(path, overlap, force)
+        .with_context(|| format!("cannot rotate {}", path.display()))?
+    {
+        auth::rotation::Rotated::Staged { next_kid } => println!(
+            "staged the next signing key {next_kid} in {}.next; it is published from now on. \
+             Run `catalog keys rotate` again after {overlap_seconds} s to sign with it.",
+            path.display()
+        ),
+        auth::rotation::Rotated::Promoted {
+            signing_kid,
+            previous_kid,
+        } => println!(
+            "signing with {signing_kid}; {previous_kid} stays published (as {}.previous) until \
+             the next rotation, so the tokens it signed stay valid until they expire.",
+            path.display()
+        ),
+    }
+    Ok(())
+}
+
 /// `catalog seed`: appends generated products with a progress bar.
 pub async fn seed(data_dir: &Path, config: &EngineConfig, args: SeedArgs) -> anyhow::Result<()> {
     let engines = Engines::open(data_dir, config).await?;

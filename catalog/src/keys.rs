@@ -10,6 +10,14 @@ use auth::{TokenSigner, TokenVerifier};
 
 use crate::config::ServeConfig;
 
+/// The file of the command role's signing key.
+pub fn signing_key_path(config: &ServeConfig) -> std::path::PathBuf {
+    config
+        .jwt_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("jwt-ed25519.pem"))
+}
+
 /// The signing key of the command role: the configured file, or one generated once under
 /// the data dir.
 pub fn load_signer(config: &ServeConfig) -> anyhow::Result<TokenSigner> {
@@ -84,6 +92,29 @@ pub async fn query_verifier(config: &ServeConfig) -> Option<Arc<TokenVerifier>> 
         tracing::warn!(error = %format!("{error:#}"), "the query role cannot verify tokens; admins cannot read drafts through it");
     }
     None
+}
+
+/// Re-reads the signing key files every 10 s (a `catalog keys rotate` staged or promoted a
+/// key) and gives the process's own verifier the new key set.
+pub async fn follow_key_files(
+    signer: Arc<auth::rotation::SharedSigner>,
+    verifier: Arc<TokenVerifier>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        match signer.reload() {
+            Ok(false) => {}
+            Ok(true) => match verifier.replace_keys(&signer.jwks()) {
+                Ok(keys) => {
+                    tracing::info!(keys, kid = %signer.get().key_id(), "re-read the token signing keys")
+                }
+                Err(error) => tracing::warn!(%error, "cannot use the re-read token keys"),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "cannot re-read the token signing keys; keeping the ones I have")
+            }
+        }
+    }
 }
 
 /// How often a verifier re-reads `CATALOG_JWKS_URL`, and the least time between two reads

@@ -68,6 +68,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Keys {
             command: KeysCommand::Generate { output },
         }) => commands::keys_generate(&output),
+        Some(Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    key_file,
+                    overlap_seconds,
+                    force,
+                },
+        }) => commands::keys_rotate(
+            &key_file.unwrap_or_else(|| cli.data_dir.join("jwt-ed25519.pem")),
+            overlap_seconds,
+            force,
+        ),
         Some(Command::Seed(args)) => commands::seed(&cli.data_dir, &engines, args).await,
         Some(Command::Users {
             command:

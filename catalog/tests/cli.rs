@@ -293,3 +293,31 @@ async fn a_pool_larger_than_the_servers_free_connections_is_said_at_start() {
         "{warning}"
     );
 }
+
+#[test]
+fn keys_rotate_stages_then_promotes_after_the_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    let key_text = key.to_str().unwrap();
+    let generated = run(catalog(dir.path()).args(["keys", "generate", "--output", key_text]));
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let rotate = |extra: &[&str]| {
+        let mut command = catalog(dir.path());
+        command
+            .args(["keys", "rotate", "--key-file", key_text])
+            .args(extra);
+        run(&mut command)
+    };
+    let staged = rotate(&[]);
+    assert!(staged.status.success(), "{}", stderr(&staged));
+    assert!(String::from_utf8_lossy(&staged.stdout).contains("staged the next signing key"));
+    assert!(dir.path().join("signing.pem.next").exists());
+    let early = rotate(&[]);
+    assert!(!early.status.success());
+    assert!(stderr(&early).contains("--force"), "{}", stderr(&early));
+    let promoted = rotate(&["--force"]);
+    assert!(promoted.status.success(), "{}", stderr(&promoted));
+    assert!(String::from_utf8_lossy(&promoted.stdout).contains("signing with"));
+    assert!(dir.path().join("signing.pem.previous").exists());
+    assert!(!dir.path().join("signing.pem.next").exists());
+}

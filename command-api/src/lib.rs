@@ -22,7 +22,8 @@ pub mod validation;
 
 use std::sync::Arc;
 
-use auth::{TokenSigner, TokenVerifier};
+use auth::rotation::SharedSigner;
+use auth::TokenVerifier;
 use axum::extract::FromRef;
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -39,7 +40,7 @@ pub struct CommandState {
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
-    pub signer: Arc<TokenSigner>,
+    pub signer: Arc<SharedSigner>,
     pub verifier: Arc<TokenVerifier>,
     pub login: Arc<LoginGuard>,
 }

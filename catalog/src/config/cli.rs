@@ -121,6 +121,23 @@ pub enum KeysCommand {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Rotate the signing key without a restart. The first run stages a next key
+    /// (KEY.next), published in the JWKS from then on; run again after --overlap-seconds, it
+    /// signs with the staged key and keeps the old one published as KEY.previous until the
+    /// rotation after. Running command roles re-read the files within 10 s; verifiers fetch
+    /// the JWKS within 5 minutes.
+    Rotate {
+        /// The signing key [default: CATALOG_JWT_KEY_FILE, else the data dir's key].
+        #[arg(long, env = "CATALOG_JWT_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        /// How old the staged key must be before it signs (the JWKS refresh, 300 s, plus the
+        /// access-token lifetime, 900 s).
+        #[arg(long, default_value_t = 1200)]
+        overlap_seconds: u64,
+        /// Promote the staged key however young it is.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,18 +28,28 @@ pub async fn mount(
 ) -> anyhow::Result<(Mounted, Arc<TokenVerifier>)> {
     let signer = crate::keys::load_signer(config)?;
     let verifier = Arc::new(signer.verifier());
+    let signer = Arc::new(auth::rotation::SharedSigner::new(
+        crate::keys::signing_key_path(config),
+        signer,
+    ));
     let state = CommandState {
         commands: engines.commands.clone(),
         users: engines.users(),
         sessions: engines.sessions(),
         idempotency: engines.idempotency(),
-        signer: Arc::new(signer),
+        signer: signer.clone(),
         verifier: verifier.clone(),
         login: Arc::new(login_guard(engines)),
     };
     ensure_first_admin(config, state.users.as_ref(), !engines.is_distributed()).await?;
     load_demo_data(config, engines).await?;
     let mut mounted = Mounted::default();
+    mounted
+        .background
+        .push(tokio::spawn(crate::keys::follow_key_files(
+            signer,
+            verifier.clone(),
+        )));
     mounted.background.push(tokio::spawn(purge_expired(
         state.idempotency.clone(),
         state.sessions.clone(),
