@@ -10,12 +10,15 @@ use auth::{TokenSigner, TokenVerifier};
 
 use crate::config::ServeConfig;
 
+/// The name of the signing key generated under the data dir when no key file is configured.
+pub const DATA_DIR_KEY_FILE: &str = "jwt-ed25519.pem";
+
 /// The file of the command role's signing key.
 pub fn signing_key_path(config: &ServeConfig) -> std::path::PathBuf {
     config
         .jwt_key_file
         .clone()
-        .unwrap_or_else(|| config.data_dir.join("jwt-ed25519.pem"))
+        .unwrap_or_else(|| config.data_dir.join(DATA_DIR_KEY_FILE))
 }
 
 /// The signing key of the command role: the configured file, or one generated once under
@@ -29,7 +32,7 @@ pub fn load_signer(config: &ServeConfig) -> anyhow::Result<TokenSigner> {
                 format!("cannot create the data dir {}", config.data_dir.display())
             })?;
             TokenSigner::load_or_create(
-                &config.data_dir.join("jwt-ed25519.pem"),
+                &signing_key_path(config),
                 true,
                 config.access_token_ttl_seconds,
             )
@@ -57,10 +60,7 @@ pub async fn load_verifier(config: &ServeConfig) -> anyhow::Result<TokenVerifier
         }
         bail!("cannot fetch the token keys from CATALOG_JWKS_URL {url}: {last_error}");
     }
-    let path = config
-        .jwt_key_file
-        .clone()
-        .unwrap_or_else(|| config.data_dir.join("jwt-ed25519.pem"));
+    let path = signing_key_path(config);
     if !path.exists() {
         bail!(
             "no token key to verify with: set CATALOG_JWT_KEY_FILE or CATALOG_JWKS_URL \

@@ -76,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     force,
                 },
         }) => commands::keys_rotate(
-            &key_file.unwrap_or_else(|| cli.data_dir.join("jwt-ed25519.pem")),
+            &key_file.unwrap_or_else(|| cli.data_dir.join(catalog::keys::DATA_DIR_KEY_FILE)),
             overlap_seconds,
             force,
         ),

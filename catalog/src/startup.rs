@@ -82,6 +82,11 @@ impl Application {
             mounted.merge(admin);
         }
         let policy = http_policy(&config, &engines, parts.command, verifier.clone());
+        if let Some(limiter) = &policy.limiter {
+            let buckets = limiter.local.clone();
+            let forget = buckets.forget_idle_every(std::time::Duration::from_secs(60));
+            mounted.background.push(tokio::spawn(forget));
+        }
         let router = web::middleware::with_http_layers(
             mounted.router.merge(operations_routes(mounted.checks)),
             policy,

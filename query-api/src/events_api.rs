@@ -86,26 +86,10 @@ pub struct EventFeed {
     /// Set at shutdown: every stream ends.
     closing: tokio::sync::watch::Sender<bool>,
     /// Open streams per user.
-    open: Arc<parking_lot::Mutex<std::collections::HashMap<uuid::Uuid, usize>>>,
+    open: web::slots::Slots<uuid::Uuid>,
 }
 
-/// One open stream of a user, given back when the stream ends.
-struct StreamSlot {
-    open: Arc<parking_lot::Mutex<std::collections::HashMap<uuid::Uuid, usize>>>,
-    user: uuid::Uuid,
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut open = self.open.lock();
-        if let Some(count) = open.get_mut(&self.user) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.user);
-            }
-        }
-    }
-}
+type StreamSlot = web::slots::Slot<uuid::Uuid>;
 
 impl EventFeed {
     /// A feed over `store`; call [`EventFeed::follow`] to start the live tail.
@@ -116,7 +100,7 @@ impl EventFeed {
             live,
             config,
             closing: tokio::sync::watch::Sender::new(false),
-            open: Arc::default(),
+            open: web::slots::Slots::default(),
         })
     }
 
@@ -180,16 +164,7 @@ impl EventFeed {
 
     /// A stream slot for `user`, or `None` when it holds its maximum already.
     fn take_slot(&self, user: uuid::Uuid) -> Option<StreamSlot> {
-        let mut open = self.open.lock();
-        let count = open.entry(user).or_default();
-        if *count >= self.config.streams_per_user.max(1) {
-            return None;
-        }
-        *count += 1;
-        Some(StreamSlot {
-            open: self.open.clone(),
-            user,
-        })
+        self.open.take(user, self.config.streams_per_user.max(1))
     }
 
     /// The SSE events after `after`: catch-up from the store, then live; at `expires` (the

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::Response;
 
 use crate::client::{resolve_client, TrustedProxies};
-use crate::rate_limit::{add_headers, Admission, Limiter};
+use crate::rate_limit::{add_headers, Admission, Decision, Limiter};
 
 /// The longest client request id kept (echoed and stored as the events' `correlation_id`).
 pub const MAX_REQUEST_ID_LENGTH: usize = 128;
@@ -121,36 +121,20 @@ where
         resolve_client(&self.policy.proxies, &mut request);
         let admission = match &self.policy.limiter {
             Some(limiter) => limiter.admission(&request),
-            None => Admission::Pass(None),
+            None => Admission::Decided(Ok(None)),
         };
         match admission {
-            Admission::Pass(decision) => {
-                let answer = self.inner.call(request);
-                Box::pin(async move {
-                    let mut response = answer.await?;
-                    if let Some(decision) = decision {
-                        add_headers(response.headers_mut(), &decision);
-                    }
-                    Ok(response)
-                })
-            }
-            Admission::Refuse(response) => Box::pin(std::future::ready(Ok(response))),
-            ask @ Admission::Ask(..) => {
+            Admission::Decided(Err(response)) => Box::pin(std::future::ready(Ok(*response))),
+            Admission::Decided(Ok(decision)) => with_headers(self.inner.call(request), decision),
+            Admission::Ask(pending) => {
                 // The service that was polled ready answers this request; the clone waits
                 // for the next one.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 Box::pin(async move {
-                    match ask.settle().await {
-                        Admission::Refuse(response) => Ok(response),
-                        Admission::Pass(decision) => {
-                            let mut response = inner.call(request).await?;
-                            if let Some(decision) = decision {
-                                add_headers(response.headers_mut(), &decision);
-                            }
-                            Ok(response)
-                        }
-                        Admission::Ask(..) => unreachable_ask(),
+                    match pending.settle().await {
+                        Err(response) => Ok(*response),
+                        Ok(decision) => with_headers(inner.call(request), decision).await,
                     }
                 })
             }
@@ -158,13 +142,18 @@ where
     }
 }
 
-/// `settle` never answers `Ask`; if it did, the request is refused (503), never let through
-/// unchecked.
-fn unreachable_ask() -> Result<Response, std::convert::Infallible> {
-    tracing::error!("a rate-limit backend did not decide; refusing the request");
-    Ok(axum::response::IntoResponse::into_response(
-        crate::problem::Problem::unavailable(1, "the rate limiter did not decide; retry"),
-    ))
+/// The inner answer with the rate-limit headers of `decision`, when there is one.
+fn with_headers<F>(answer: F, decision: Option<Decision>) -> BoxedAnswer
+where
+    F: std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send + 'static,
+{
+    Box::pin(async move {
+        let mut response = answer.await?;
+        if let Some(decision) = decision {
+            add_headers(response.headers_mut(), &decision);
+        }
+        Ok(response)
+    })
 }
 
 #[cfg(test)]

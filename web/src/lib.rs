@@ -5,6 +5,7 @@
 //! - [`client`]: the client's address, behind trusted proxies too.
 //! - [`rate_limit`]: rate limits per client and route class.
 //! - [`guard`]: both as one layer, request-id hygiene and the security headers.
+//! - [`slots`]: counted slots per key with a cap.
 //! - [`server`]: the HTTP server with header and idle timeouts and connection caps.
 //! - [`middleware`]: request ids, tracing, metrics, limits and the problem fallback.
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`.
@@ -18,6 +19,7 @@ pub mod ops;
 pub mod problem;
 pub mod rate_limit;
 pub mod server;
+pub mod slots;
 pub mod telemetry;
 
 pub use problem::{FieldErrors, Problem};

@@ -227,11 +227,12 @@ impl LocalBackend {
         }
     }
 
-    pub fn buckets(&self) -> usize {
-        self.classes
-            .iter()
-            .map(|(_, _, limiter)| limiter.len())
-            .sum()
+    /// [`LocalBackend::forget_idle`] every `period`, for as long as the process runs.
+    pub async fn forget_idle_every(self: Arc<Self>, period: Duration) {
+        loop {
+            tokio::time::sleep(period).await;
+            self.forget_idle();
+        }
     }
 }
 
@@ -313,10 +314,10 @@ impl Limiter {
     /// What to do with `request`: pass it, answer it (429), or ask a shared backend.
     pub fn admission(&self, request: &Request) -> Admission {
         let Some(class) = RouteClass::of(request.method(), request.uri().path()) else {
-            return Admission::Pass(None);
+            return Admission::Decided(Ok(None));
         };
         if self.limits.rate(class).is_none() {
-            return Admission::Pass(None);
+            return Admission::Decided(Ok(None));
         }
         let subject = self
             .subject
@@ -331,40 +332,48 @@ impl Limiter {
             (Some(subject), _) => ClientKey::Subject(subject),
             (None, Some(ClientIp(address))) => ClientKey::Address(*address),
             // No connection (a router called directly): nobody to limit.
-            (None, None) => return Admission::Pass(None),
+            (None, None) => return Admission::Decided(Ok(None)),
         };
         match self.shared.iter().find(|(each, _)| *each == class) {
-            Some((_, backend)) => Admission::Ask(class, key, backend.clone()),
-            None => decided(class, self.local.decide(class, &key)),
+            Some((_, backend)) => Admission::Ask(Pending {
+                class,
+                key,
+                backend: backend.clone(),
+            }),
+            None => Admission::Decided(verdict(class, self.local.decide(class, &key))),
         }
     }
 }
 
-/// A request's fate under the limits.
+/// A decision made: allowed (with the headers for the answer, when there are any), or the
+/// 429 that is the answer.
+pub type Verdict = Result<Option<Decision>, Box<Response>>;
+
+/// A request's fate under the limits: decided here, or to be asked of a shared backend.
 pub enum Admission {
-    /// Allowed; the decision's headers go on the answer when there is one.
-    Pass(Option<Decision>),
-    /// Over the limit: this 429 is the answer.
-    Refuse(Response),
-    /// A shared backend decides (see [`Admission::settle`]).
-    Ask(RouteClass, ClientKey, Arc<dyn RateLimitBackend>),
+    Decided(Verdict),
+    Ask(Pending),
 }
 
-impl Admission {
-    /// Waits for a shared backend's decision.
-    pub async fn settle(self) -> Admission {
-        match self {
-            Admission::Ask(class, key, backend) => decided(class, backend.check(class, &key).await),
-            other => other,
-        }
+/// A check a shared backend makes.
+pub struct Pending {
+    class: RouteClass,
+    key: ClientKey,
+    backend: Arc<dyn RateLimitBackend>,
+}
+
+impl Pending {
+    /// Waits for the backend's decision.
+    pub async fn settle(self) -> Verdict {
+        verdict(self.class, self.backend.check(self.class, &self.key).await)
     }
 }
 
 /// Allowed (with headers, except on reads: a cached page must not carry one client's count)
 /// or refused with a 429.
-fn decided(class: RouteClass, decision: Decision) -> Admission {
+fn verdict(class: RouteClass, decision: Decision) -> Verdict {
     if decision.allowed {
-        return Admission::Pass((class != RouteClass::Reads).then_some(decision));
+        return Ok((class != RouteClass::Reads).then_some(decision));
     }
     metrics::counter!("catalog_rate_limited_total", "class" => class.as_str()).increment(1);
     let seconds = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
@@ -374,7 +383,7 @@ fn decided(class: RouteClass, decision: Decision) -> Admission {
     );
     let mut response = Problem::too_many_requests(seconds, detail).into_response();
     add_headers(response.headers_mut(), &decision);
-    Admission::Refuse(response)
+    Err(Box::new(response))
 }
 
 /// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds, rounded up).

@@ -11,13 +11,12 @@
 //! On shutdown it stops accepting, lets in-flight requests finish (closing idle connections),
 //! and returns when every connection has ended or after `drain_timeout`.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::client::TrustedProxies;
+use crate::slots::Slots;
 
 /// How long connections may live and how many there may be.
 #[derive(Debug, Clone)]
@@ -69,51 +69,6 @@ static REFUSAL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Open connections per address.
-#[derive(Default)]
-struct PerAddress {
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-struct AddressSlot {
-    table: Arc<PerAddress>,
-    address: IpAddr,
-}
-
-impl PerAddress {
-    fn take(self: &Arc<Self>, address: IpAddr, cap: usize) -> Option<AddressSlot> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = open.entry(address).or_default();
-        if *count >= cap {
-            return None;
-        }
-        *count += 1;
-        Some(AddressSlot {
-            table: self.clone(),
-            address,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .table
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = open.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.address);
-            }
-        }
-    }
-}
-
 /// Serves `router` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -133,7 +88,7 @@ pub async fn serve(
         .keep_alive_timeout(limits.header_timeout);
     let builder = Arc::new(builder);
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let per_address = Arc::new(PerAddress::default());
+    let per_address = Slots::default();
     let (stop, stopped) = tokio::sync::watch::channel(());
     let started = Instant::now();
     tokio::pin!(shutdown);

@@ -1,12 +1,12 @@
 //! `/api/auth/*` and `/.well-known/jwks.json`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ::auth::password::{verify_against_dummy, verify_password};
 use ::auth::tokens::{hash_secret, new_secret};
 use ::auth::{AdminUser, AuthUser, Role};
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -45,21 +45,17 @@ impl From<AccountError> for Problem {
     }
 }
 
-/// The client's address when the server knows it (not in `oneshot` tests): the one the
-/// shared layers resolved (behind trusted proxies, the one they name), else the TCP peer.
+/// The client's address as the shared layers resolved it (behind trusted proxies, the one they
+/// name); `None` without a connection (a router called directly in a test).
 pub struct ClientAddr(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let resolved = parts.extensions.get::<ClientIp>().map(|client| client.0);
-        Ok(ClientAddr(resolved.or_else(|| {
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip())
-        })))
+        Ok(ClientAddr(
+            parts.extensions.get::<ClientIp>().map(|client| client.0),
+        ))
     }
 }
 
