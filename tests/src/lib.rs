@@ -45,13 +45,13 @@ pub struct TestApp {
 
 /// Starts a fresh catalog with an empty store in a new temporary data dir.
 pub async fn spawn_app() -> TestApp {
-    spawn_fresh(None, AppSlot::shared().await).await
+    spawn_fresh(None, |_| {}, AppSlot::shared().await).await
 }
 
 /// [`spawn_app`], with no other test's app running beside it (see the `alone` module): for a
 /// test that counts a process-wide metric.
 pub async fn spawn_app_alone() -> TestApp {
-    spawn_fresh(None, AppSlot::alone().await).await
+    spawn_fresh(None, |_| {}, AppSlot::alone().await).await
 }
 
 /// Starts a fresh catalog (as [`spawn_app`]) with the `electronics` category and one product
@@ -83,22 +83,35 @@ pub async fn spawn_app_in(data_dir: &Path) -> TestApp {
 /// Starts the all-in-one catalog on the distributed engines of `engines`, in this process,
 /// with a data dir of its own (for the token key).
 pub async fn spawn_distributed(engines: catalog::config::EngineConfig) -> TestApp {
-    spawn_fresh(Some(engines), AppSlot::shared().await).await
+    spawn_fresh(Some(engines), |_| {}, AppSlot::shared().await).await
 }
 
 /// [`spawn_distributed`], but with no other test's app running beside it while it runs: for a
 /// test that counts a process-wide metric (see the `alone` module). One app per such test.
 pub async fn spawn_distributed_alone(engines: catalog::config::EngineConfig) -> TestApp {
-    spawn_fresh(Some(engines), AppSlot::alone().await).await
+    spawn_distributed_alone_with(engines, |_| {}).await
+}
+
+/// [`spawn_distributed_alone`], with settings `change` adjusts first (limits, say).
+pub async fn spawn_distributed_alone_with(
+    engines: catalog::config::EngineConfig,
+    change: impl FnOnce(&mut ServeConfig),
+) -> TestApp {
+    spawn_fresh(Some(engines), change, AppSlot::alone().await).await
 }
 
 /// A catalog in a new temporary data dir, on the embedded engines or on `engines`.
-async fn spawn_fresh(engines: Option<catalog::config::EngineConfig>, slot: AppSlot) -> TestApp {
+async fn spawn_fresh(
+    engines: Option<catalog::config::EngineConfig>,
+    change: impl FnOnce(&mut ServeConfig),
+    slot: AppSlot,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = ServeConfig::embedded(dir.path().to_path_buf(), "127.0.0.1:0");
     if let Some(engines) = engines {
         config.engines = engines;
     }
+    change(&mut config);
     let mut app = spawn_in_slot(config, slot).await;
     app._temp_dir = Some(dir);
     app
