@@ -137,12 +137,30 @@ fn start_moto() -> String {
     );
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, for a process a test starts and that binds it
+/// later. Below the kernel's ephemeral range (32768–60999 by default), so no outgoing
+/// connection of another test takes it as its local port in the meantime (a port from
+/// `bind(:0)` is in that range and was taken so, once); never the same port twice in one
+/// process; seeded by the process id, so test binaries running side by side start apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % COUNT,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..COUNT {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % COUNT;
+        let port = u16::try_from(FIRST + offset).expect("a port below 30000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port from {FIRST} to {}", FIRST + COUNT - 1)
 }
 
 /// `redis://…` of the Redis tests use (`CATALOG_TEST_REDIS_URL`, default the local one on

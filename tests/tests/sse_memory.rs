@@ -89,6 +89,7 @@ async fn a_client_that_stops_reading_is_dropped_without_the_server_buffering_for
     let dir = tempfile::tempdir().expect("dir");
     let mut config = ServeConfig::embedded(dir.path().to_path_buf(), "127.0.0.1:0");
     config.analysts.sse_ring = 64;
+    config.analysts.sse_streams_per_user = STALLED;
     let app = spawn_configured(config).await;
     let analyst = analyst(&app).await;
     let database = event_store::sqlite::SqliteDatabase::open(&app.data_dir.join("catalog.db"))
@@ -103,40 +104,34 @@ async fn a_client_that_stops_reading_is_dropped_without_the_server_buffering_for
     let head_a = append_big_events(&store, EVENTS).await;
     let growth_a = live_heap(&app, head_a).await - before_a;
 
-    // Phase B: a client with a tiny receive window reads the response head and stops.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let mut stalled = socket.connect(app.address).await.expect("connect");
-    let request = format!(
-        "GET /api/events/stream?after={head_a} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {analyst}\r\n\r\n",
-        app.address
-    );
-    stalled
-        .write_all(request.as_bytes())
-        .await
-        .expect("request");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stalled.read_exact(&mut byte).await.expect("response head");
-        head.push(byte[0]);
+    // Phase B: clients with a tiny receive window read the response head and stop. Several, so
+    // that buffering for them (at least `written` each) stands far above the noise of the
+    // heap's growth in phase A (which the projections' views dominate: about 140 MB, ±8 MB
+    // between runs); the first one reads on afterwards.
+    let mut stalled_clients = Vec::new();
+    for _ in 0..STALLED {
+        stalled_clients.push(stalled_stream(&app, &analyst, head_a).await);
     }
-    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200"));
+    let mut stalled = stalled_clients.remove(0);
     let before_b = live_heap(&app, head_a).await;
     let head_b = append_big_events(&store, EVENTS).await;
     let growth_b = live_heap(&app, head_b).await - before_b;
     let written = (EVENTS * 9_000) as isize;
     eprintln!(
         "heap growth writing {EVENTS} events of ~9 KB ({written} bytes): {growth_a} bytes \
-         without a stream, {growth_b} bytes with a stalled stream client"
+         without a stream, {growth_b} bytes with {STALLED} stalled stream clients"
     );
-    // Buffering the stalled client's events would hold at least `written` more bytes; the
-    // ring (64 events, about 0.6 MB) and the connection's write buffer are all the server may
-    // keep for it (measured: about 2 MB more than without the client).
+    // Buffering the stalled clients' events would hold at least `STALLED × written` more
+    // bytes; the ring (64 events, about 0.6 MB) and each connection's write buffer are all the
+    // server may keep for them. The bound, two clients' worth, is half of what buffering would
+    // add, and above the noise (one stalled client measured 0.6–8 MB over phase A).
     assert!(
-        growth_b < growth_a.max(0) + written / 2,
-        "a stalled client grew the server's heap by {growth_b} bytes against {growth_a} without it"
+        growth_b < growth_a.max(0) + 2 * written,
+        "{STALLED} stalled clients grew the server's heap by {growth_b} bytes against \
+         {growth_a} without them (buffering would add {} bytes)",
+        STALLED as isize * written
     );
+    drop(stalled_clients);
 
     // The client reads on: what the kernel held, then a `dropped` event, then the end of the
     // stream (the last chunk of the chunked body).
@@ -193,6 +188,33 @@ async fn a_client_that_stops_reading_is_dropped_without_the_server_buffering_for
                 && !line.ends_with(" 0")),
         "the drop is counted"
     );
+}
+
+/// Stalled stream clients in phase B.
+const STALLED: usize = 4;
+
+/// A stream from `after` on a socket with a 4 KiB receive buffer, read up to the end of the
+/// response head and no further.
+async fn stalled_stream(app: &TestApp, analyst: &str, after: u64) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stalled = socket.connect(app.address).await.expect("connect");
+    let request = format!(
+        "GET /api/events/stream?after={after} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {analyst}\r\n\r\n",
+        app.address
+    );
+    stalled
+        .write_all(request.as_bytes())
+        .await
+        .expect("request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stalled.read_exact(&mut byte).await.expect("response head");
+        head.push(byte[0]);
+    }
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200"));
+    stalled
 }
 
 async fn analyst(app: &TestApp) -> String {
