@@ -18,7 +18,9 @@
 #   (the API reference page rendered with no network, after the tests);
 # - cargo-deny (deny.toml), installed once with cargo into ~/.cache/catalog-tools like tansu;
 #   it checks licences, duplicate versions and sources after clippy, and advisories when the
-#   RustSec database can be fetched from GitHub (a line says so when it cannot).
+#   RustSec database can be fetched from GitHub (a line says so when it cannot);
+# - cargo-fuzz, installed once the same way, for scripts/fuzz.sh (every fuzz target for a
+#   bounded time, after the tests).
 #
 # Nothing is skipped silently: a missing engine that cannot be started stops the script with a
 # line that says which and how to start it.
@@ -222,6 +224,9 @@ fi
 
 step "cargo test (Kafka tests on librdkafka's mock cluster)"
 cargo test --workspace --locked --no-fail-fast
+
+step "cargo fuzz: every target for ${FUZZ_SECONDS:-20} s (scripts/fuzz.sh)"
+scripts/fuzz.sh
 
 step "The API reference page in headless Chromium with no network"
 scripts/docs-check.sh

@@ -219,7 +219,11 @@ pub async fn bulk_create(
 
 /// The items of a bulk body: a JSON array, or NDJSON (a line that is not JSON is that item's
 /// 400, not the whole request's). 400 for a malformed array, 415 for another media type.
-fn bulk_items(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Result<Value, Problem>>, Problem> {
+/// Public for the fuzz target (fuzz/fuzz_targets/bulk_body.rs).
+pub fn bulk_items(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<Result<Value, Problem>>, Problem> {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

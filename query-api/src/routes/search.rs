@@ -276,24 +276,7 @@ pub async fn suggest(
     let Some(index) = &state.search else {
         return Err(Problem::unavailable(5, "search is not configured on this process").into());
     };
-    let text = params.q.unwrap_or_default();
-    if text.chars().count() > MAX_SUGGEST_CHARS {
-        return Err(bad(format!(
-            "q must be at most {MAX_SUGGEST_CHARS} characters; got {}",
-            text.chars().count()
-        )));
-    }
-    let limit = match given(params.limit) {
-        None => 5,
-        Some(text) => match text.parse::<usize>() {
-            Ok(limit @ 1..=20) => limit,
-            _ => {
-                return Err(bad(format!(
-                    "limit must be an integer from 1 to 20; got {text:?}"
-                )))
-            }
-        },
-    };
+    let search::SuggestQuery { text, limit } = parse_suggest_params(params)?;
     // Keystrokes repeat even more than searches: answers are cached like first pages.
     let key = search_cache::suggest_key(&text, limit);
     let position = index.position();
@@ -326,4 +309,28 @@ pub async fn suggest(
         },
     );
     Ok(json_response(body, position))
+}
+
+/// Parses and checks the suggestion parameters: `q` up to [`MAX_SUGGEST_CHARS`] characters,
+/// `limit` from 1 to 20 (5 when not given).
+pub fn parse_suggest_params(params: SuggestParams) -> Result<search::SuggestQuery, QueryProblem> {
+    let text = params.q.unwrap_or_default();
+    if text.chars().count() > MAX_SUGGEST_CHARS {
+        return Err(bad(format!(
+            "q must be at most {MAX_SUGGEST_CHARS} characters; got {}",
+            text.chars().count()
+        )));
+    }
+    let limit = match given(params.limit) {
+        None => 5,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit @ 1..=20) => limit,
+            _ => {
+                return Err(bad(format!(
+                    "limit must be an integer from 1 to 20; got {text:?}"
+                )))
+            }
+        },
+    };
+    Ok(search::SuggestQuery { text, limit })
 }
