@@ -225,6 +225,11 @@ fn add_error_responses(
             "409",
             "Conflict, or an Idempotency-Key reused with another body or still in progress",
         ));
+    } else if kind.command {
+        wanted.push(("409", "Conflict with the product's state (archived, say)"));
+    }
+    if kind.path.starts_with("/api/products/{id}") && kind.command {
+        wanted.push(("400", "A malformed If-Match"));
     }
     wanted.push(("503", "A dependency is down; retry after Retry-After"));
     for (status, description) in wanted {
@@ -294,9 +299,35 @@ fn add_header_parameters(kind: &OperationKind, parameters: &mut Vec<Value>) {
     }
 }
 
-/// The exact schema of a query parameter whose Rust type says less than the contract.
+/// A log position or version as the server reads it: `0` to `i64::MAX` (positions and
+/// versions are 64-bit signed in the stores; a larger number is a 400).
+const POSITION_MAX: i64 = i64::MAX;
+
+/// What `If-Match` holds (RFC 9110 §13.1.1): `*`, or a list of entity tags holding a version
+/// (`"7"`, weak `W/"7"`, or a bare `7`), at most 19 digits each.
+const IF_MATCH_PATTERN: &str = r#"^[ \t]*(\*|(W/)?("[0-9]{1,19}"|[0-9]{1,19}))([ \t]*,[ \t]*(\*|(W/)?("[0-9]{1,19}"|[0-9]{1,19})))*[ \t]*$"#;
+
+/// The exact schema of a parameter (query or header) whose Rust type says less than the
+/// contract.
 fn parameter_schema(path: &str, name: Option<&str>) -> Option<Value> {
     let schema = match name? {
+        "X-Min-Position" | "Last-Event-ID" => {
+            json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": POSITION_MAX})
+        }
+        "If-Match" => json!({"type": "string", "pattern": IF_MATCH_PATTERN}),
+        "If-None-Match" | "Authorization" => json!({"type": "string"}),
+        "Idempotency-Key" => json!({"type": "string", "minLength": 1, "maxLength": 255}),
+        "window" => json!({"type": "string", "enum": ["1h", "24h", "7d"], "default": "24h"}),
+        "category" if path == "/api/products/bestsellers" || path == "/api/analytics/trending" => {
+            // An empty value counts as not given.
+            json!({"type": "string", "pattern": "^[a-z0-9-]{0,64}$"})
+        }
+        "after" => {
+            json!({"type": "integer", "format": "int64", "minimum": 0, "maximum": POSITION_MAX})
+        }
+        "limit" if path == "/api/events" => {
+            json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})
+        }
         "category" if path == "/api/search" || path == "/api/products" => json!({
             "type": "array",
             // An empty value counts as not given.
@@ -503,5 +534,39 @@ mod tests {
             patch["name"]["type"], "string",
             "name is not nullable: {patch}"
         );
+    }
+
+    #[test]
+    fn the_if_match_pattern_accepts_exactly_what_the_server_accepts() {
+        let pattern = regex::Regex::new(IF_MATCH_PATTERN).expect("pattern");
+        for value in [
+            "\"7\"",
+            "W/\"7\"",
+            "7",
+            "*",
+            " \"7\" , \"8\",W/\"9\"",
+            "*, \"3\"",
+            "\"9999999999999999999\"",
+            "\"99999999999999999999\"",
+            "null",
+            "",
+            "\"7",
+            "7\"",
+            "\"7\",",
+            "\"-1\"",
+            "W/7x",
+            "\"\"",
+        ] {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(
+                axum::http::header::IF_MATCH,
+                axum::http::HeaderValue::from_str(value).expect("header value"),
+            );
+            assert_eq!(
+                pattern.is_match(value),
+                command_api::routes::if_match(&headers).is_ok(),
+                "If-Match: {value:?}"
+            );
+        }
     }
 }

@@ -95,11 +95,14 @@ pub async fn read_your_writes(
         let Some(wanted) = value
             .to_str()
             .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
+            .and_then(|text| text.trim().parse::<i64>().ok())
+            .and_then(|position| u64::try_from(position).ok())
         else {
-            let mut response =
-                Problem::bad_request("X-Min-Position must be a non-negative integer")
-                    .into_response();
+            // Positions are 64-bit signed in the stores: above i64::MAX is no position.
+            let mut response = Problem::bad_request(
+                "X-Min-Position must be an integer from 0 to 9223372036854775807",
+            )
+            .into_response();
             response.headers_mut().insert(X_POSITION, position_now());
             return response;
         };

@@ -160,7 +160,10 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free loopback port from {FIRST} to {}", FIRST + COUNT - 1)
+    panic!(
+        "no free loopback port from {FIRST} to {}",
+        FIRST + COUNT - 1
+    )
 }
 
 /// `redis://…` of the Redis tests use (`CATALOG_TEST_REDIS_URL`, default the local one on

@@ -360,14 +360,15 @@ pub fn parse_version_tag(value: &HeaderValue) -> Option<u64> {
     parse_version_tag_text(text.strip_prefix("W/").unwrap_or(text))
 }
 
-/// The version in one entity tag without its weakness prefix: `"7"` (or a bare `7`).
+/// The version in one entity tag without its weakness prefix: `"7"` (or a bare `7`), at most
+/// 19 digits (versions are 64-bit signed in the stores; the OpenAPI document says the same).
 pub fn parse_version_tag_text(text: &str) -> Option<u64> {
     let text = text.trim();
     let text = text
         .strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
         .unwrap_or(text);
-    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+    if text.is_empty() || text.len() > 19 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
     text.parse().ok()

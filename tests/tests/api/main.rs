@@ -13,6 +13,7 @@ mod coalescing;
 mod commands;
 mod concurrency;
 mod contract;
+mod document;
 mod hostile;
 mod http;
 mod properties;
