@@ -192,6 +192,9 @@ fn complete_operation(
         if let Some(schema) = parameter_schema(kind.path, parameter["name"].as_str()) {
             parameter["schema"] = schema;
         }
+        if parameter["name"] == "X-Min-Position" {
+            parameter["description"] = json!(X_MIN_POSITION_DESCRIPTION);
+        }
     }
     if parameters.is_empty() {
         operation.remove("parameters");
@@ -293,11 +296,14 @@ fn add_header_parameters(kind: &OperationKind, parameters: &mut Vec<Value>) {
     if kind.query && !named(parameters, "X-Min-Position") {
         parameters.push(json!({
             "name": "X-Min-Position", "in": "header", "required": false,
-            "description": "Answer only once the views have applied this position (waits up to 2 s, then 503)",
+            "description": X_MIN_POSITION_DESCRIPTION,
             "schema": {"type": "integer", "format": "int64", "minimum": 0}
         }));
     }
 }
+
+/// What `X-Min-Position` does, on every read that takes it.
+const X_MIN_POSITION_DESCRIPTION: &str = "Answer only once the views have applied this position: the request waits up to 2 s, then answers 503 with Retry-After. A position the log has not reached (one beyond its head) is a 503 too, by design: the reader cannot tell it from a write still on its way, so it is told to retry rather than refused. (Schemathesis's not_a_server_error check accepts this 503, and only this status, on the reads that take the header: schemathesis.toml.)";
 
 /// A log position or version as the server reads it: `0` to `i64::MAX` (positions and
 /// versions are 64-bit signed in the stores; a larger number is a 400).

@@ -139,7 +139,8 @@ pub async fn unpublish(admin: AdminCommand, Path(id): Path<String>) -> Result<Re
     Ok(accepted(StatusCode::OK, result))
 }
 
-/// Archive a product.
+/// Archive a product: shoppers get 404 for it from now on; an admin still reads it (with
+/// `"status": "archived"`) at `GET /api/products/{id}`.
 #[utoipa::path(delete, path = "/api/products/{id}", tag = "commands",
     params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 204, description = "Archived", headers(("X-Position" = u64))), (status = 404, body = Problem),

@@ -87,6 +87,11 @@ fn caller_is_admin(state: &QueryState, headers: &HeaderMap) -> Result<bool, Prob
 }
 
 /// A published product; with an admin's token, a product in any status.
+///
+/// `DELETE /api/products/{id}` archives: the product is kept, and an admin still reads it here
+/// (with `"status": "archived"`), while shoppers get 404. On purpose: an archived product's
+/// history and its events stay reachable. (Schemathesis's use-after-free check is excluded for
+/// this operation alone, in `schemathesis.toml`.)
 #[utoipa::path(get, path = "/api/products/{id}", tag = "queries",
     params(("id" = Uuid, Path), ("If-None-Match" = Option<String>, Header), ("X-Min-Position" = Option<u64>, Header),
         ("Authorization" = Option<String>, Header, description = "Optional. With an admin's token, drafts and archived products are visible too (and the answer is `Cache-Control: private, no-store`).")),
