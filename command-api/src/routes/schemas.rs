@@ -6,25 +6,37 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// `POST /api/products` and each bulk item.
+/// `POST /api/products` and each bulk item. A field the server sets (`id`, `version`, `sales`,
+/// `created_at`, `updated_at`) or does not know is refused.
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProductInput {
     /// 1–64 of `[A-Za-z0-9._-]`, unique.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
-    /// 1–200 characters.
+    /// 1–200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// At most 10,000 characters.
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     /// The slug of an existing category.
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub category: String,
+    /// 1–100 characters, not all blank.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub brand: Option<String>,
-    /// Minor units, ≥ 0.
+    /// Minor units, 0 to 10,000,000,000,000.
+    #[schema(minimum = 0, maximum = 10_000_000_000_000_i64)]
     pub price_cents: i64,
     /// ISO 4217, three upper-case letters.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
-    /// ≥ 0, default 0.
+    /// 0 to 1,000,000,000, default 0.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: Option<i64>,
     /// `draft` (default), `published` or `archived`.
+    #[schema(pattern = "^(draft|published|archived)$")]
     pub status: Option<String>,
     /// Flat object of string, number or boolean values, at most 50 keys.
     #[schema(value_type = Option<Object>)]
@@ -34,14 +46,19 @@ pub struct ProductInput {
 
 /// `PATCH /api/products/{id}`: any of these; `brand: null` clears the brand.
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProductPatch {
-    #[schema(nullable = false)]
+    /// 1–200 characters, not all blank.
+    #[schema(nullable = false, min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: Option<String>,
-    #[schema(nullable = false)]
+    /// At most 10,000 characters.
+    #[schema(nullable = false, max_length = 10000)]
     pub description: Option<String>,
-    #[schema(nullable = false)]
+    /// The slug of an existing category.
+    #[schema(nullable = false, pattern = "^[a-z0-9-]{1,64}$")]
     pub category: Option<String>,
-    /// `null` clears the brand.
+    /// 1–100 characters, not all blank; `null` clears the brand.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub brand: Option<String>,
     /// Replaces the whole attribute set.
     #[schema(value_type = Option<Object>, nullable = false)]
@@ -52,28 +69,46 @@ pub struct ProductPatch {
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PriceInput {
+    /// Minor units, 0 to 10,000,000,000,000.
+    #[schema(minimum = 0, maximum = 10_000_000_000_000_i64)]
     pub price_cents: i64,
+    /// ISO 4217, three upper-case letters.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StockInput {
-    /// Non-zero; the resulting stock may not go below 0 (409).
+    /// Non-zero, at most 1,000,000,000 either way; the resulting stock may not go below 0
+    /// (409).
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub delta: i64,
+    /// At most 200 characters.
+    #[schema(max_length = 200)]
     pub reason: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SaleInput {
-    /// ≥ 1; more than the stock is 409.
+    /// 1 to 1,000,000; more than the stock is 409.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CategoryInput {
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub slug: String,
+    /// 1–200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
+    /// The slug of an existing category.
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub parent: Option<String>,
 }
 
@@ -109,12 +144,15 @@ pub struct BulkResults {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct LoginInput {
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 1)]
     pub password: String,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct RefreshInput {
+    #[schema(min_length = 1)]
     pub refresh_token: String,
 }
 
