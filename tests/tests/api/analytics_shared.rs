@@ -108,6 +108,16 @@ async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
     // Asynchronous all the way (capture queue, Kafka, the projectors role): poll, for up to a
     // minute (in the one api binary it shares two cores with the other tests; 30 s ran out
     // once there, with the view still filling).
+    //
+    // Views and searches arrive at least once (projectors/src/analytics/redis.rs): a batch
+    // redelivered when the two replicas' projectors rebalance their consumer group counts
+    // again (seen once: 5 views of 3 served). So a count is at least what was served and at
+    // most twice it; sales are exact (applied once per aggregate version).
+    let at_least_once = |count: &Value, served: u64| {
+        count
+            .as_u64()
+            .is_some_and(|count| (served..=2 * served).contains(&count))
+    };
     let trending = other
         .poll_json(
             &analyst,
@@ -115,13 +125,19 @@ async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
             600,
             |status, trending| {
                 assert_eq!(status, 200, "trending");
-                trending["by_views"][0]["views"] == 3 && trending["by_sales"][0]["units_sold"] == 4
+                trending["by_views"][0]["views"].as_u64() >= Some(3)
+                    && trending["by_sales"][0]["units_sold"] == 4
             },
         )
         .await;
-    let expected = json!({"product_id": id, "category": "kitchen", "views": 3, "units_sold": 4});
-    assert_eq!(trending["by_views"], json!([expected]), "{trending}");
-    assert_eq!(trending["by_sales"], json!([expected]), "{trending}");
+    for ranking in ["by_views", "by_sales"] {
+        let rows = trending[ranking].as_array().expect("a ranking");
+        assert_eq!(rows.len(), 1, "{trending}");
+        assert_eq!(rows[0]["product_id"], json!(id), "{trending}");
+        assert_eq!(rows[0]["category"], "kitchen", "{trending}");
+        assert_eq!(rows[0]["units_sold"], 4, "{trending}");
+        assert!(at_least_once(&rows[0]["views"], 3), "{trending}");
+    }
     // The same view answers on both replicas, filtered by category too (each test process
     // signs with a key of its own: log in there).
     let analyst_on_one = one.login("analyst@example.com", USER_PASSWORD).await;
@@ -131,7 +147,7 @@ async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
         &analyst_on_one,
     )
     .await;
-    assert_eq!(kitchen["by_views"], json!([expected]));
+    assert_eq!(kitchen["by_views"], trending["by_views"], "{kitchen}");
     let searches = other
         .poll_json(
             &analyst,
@@ -143,15 +159,21 @@ async fn two_replicas_share_one_view(database: &TestDatabase, bus: String) {
             },
         )
         .await;
-    assert_eq!(
-        searches["zero_results"],
-        json!([{"query": "chocolate teapot", "count": 1}]),
-        "{searches}"
-    );
-    assert_eq!(
-        searches["top"],
-        json!([{"query": "chocolate teapot", "count": 1}, {"query": "kettle", "count": 1}])
-    );
+    let zero = searches["zero_results"].as_array().expect("zero_results");
+    assert_eq!(zero.len(), 1, "{searches}");
+    assert_eq!(zero[0]["query"], "chocolate teapot", "{searches}");
+    assert!(at_least_once(&zero[0]["count"], 1), "{searches}");
+    let mut top: Vec<&str> = searches["top"]
+        .as_array()
+        .expect("top")
+        .iter()
+        .map(|row| {
+            assert!(at_least_once(&row["count"], 1), "{searches}");
+            row["query"].as_str().expect("a query")
+        })
+        .collect();
+    top.sort_unstable();
+    assert_eq!(top, ["chocolate teapot", "kettle"], "{searches}");
     one.stop().await;
     other.stop().await;
 }
