@@ -20,14 +20,9 @@ ROOT=$PWD
 fail() { printf 'fuzz.sh: %s\n' "$*" >&2; exit 1; }
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-TOOLS_DIR=${CATALOG_TOOLS_DIR:-$HOME/.cache/catalog-tools}
-CARGO_FUZZ_VERSION=0.13.2
-CARGO_FUZZ=$TOOLS_DIR/cargo-fuzz/bin/cargo-fuzz
-if ! "$CARGO_FUZZ" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
-    echo "installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS_DIR/cargo-fuzz (once; a few minutes)"
-    cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION" --root "$TOOLS_DIR/cargo-fuzz" ||
-        fail "cannot install cargo-fuzz with cargo"
-fi
+# shellcheck source=scripts/cargo-tool.sh
+source scripts/cargo-tool.sh
+CARGO_FUZZ=$(cargo_tool cargo-fuzz 0.13.2) || fail "cannot install cargo-fuzz with cargo"
 export RUSTC_BOOTSTRAP=1
 TARGET_DIR=$ROOT/target/fuzz
 # fuzz build|run ARGS…: cargo fuzz with this repository's fuzz dir, no sanitizer, one target dir.

@@ -184,7 +184,8 @@ wait_for_port 127.0.0.1 "$MOTO_PORT" 60 || fail "moto_server did not start (see 
 export CATALOG_TEST_SQS_ENDPOINT="127.0.0.1:$MOTO_PORT"
 
 step "tansu (a Kafka broker process)"
-TOOLS_DIR=${CATALOG_TOOLS_DIR:-$HOME/.cache/catalog-tools}
+# shellcheck source=scripts/cargo-tool.sh
+source scripts/cargo-tool.sh
 TANSU=$TOOLS_DIR/tansu/bin/tansu
 if [ ! -x "$TANSU" ]; then
     echo "installing tansu into $TOOLS_DIR/tansu (once; about ten minutes)"
@@ -205,13 +206,7 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo deny: licences, bans (duplicate versions), sources; advisories when the database can be fetched"
-CARGO_DENY_VERSION=0.20.2
-CARGO_DENY=$TOOLS_DIR/cargo-deny/bin/cargo-deny
-if ! "$CARGO_DENY" --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
-    echo "installing cargo-deny $CARGO_DENY_VERSION into $TOOLS_DIR/cargo-deny (once; a few minutes)"
-    cargo install cargo-deny --locked --version "$CARGO_DENY_VERSION" --root "$TOOLS_DIR/cargo-deny" ||
-        fail "cannot install cargo-deny with cargo"
-fi
+CARGO_DENY=$(cargo_tool cargo-deny 0.20.2) || fail "cannot install cargo-deny with cargo"
 "$CARGO_DENY" --locked check --hide-inclusion-graph --show-stats licenses bans sources
 # The advisory database is a git repository on GitHub (see deny.toml). Where it cannot be
 # fetched, cargo deny check advisories fails without checking anything; say so rather than

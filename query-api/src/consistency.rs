@@ -92,13 +92,7 @@ pub async fn read_your_writes(
 ) -> Response {
     let position_now = || HeaderValue::from(state.views.position());
     if let Some(value) = request.headers().get(&X_MIN_POSITION) {
-        let Some(wanted) = value
-            .to_str()
-            .ok()
-            .and_then(|text| text.trim().parse::<i64>().ok())
-            .and_then(|position| u64::try_from(position).ok())
-        else {
-            // Positions are 64-bit signed in the stores: above i64::MAX is no position.
+        let Some(wanted) = value.to_str().ok().and_then(parse_position) else {
             let mut response = Problem::bad_request(
                 "X-Min-Position must be an integer from 0 to 9223372036854775807",
             )
@@ -140,4 +134,11 @@ pub async fn read_your_writes(
         response.headers_mut().insert(X_POSITION, position_now());
     }
     response
+}
+
+/// A log position as a client writes it (`X-Min-Position`, `Last-Event-ID`, `after`): an
+/// integer from 0 to `i64::MAX`, the stores' 64-bit signed positions; anything else is none.
+pub fn parse_position(text: &str) -> Option<u64> {
+    let position = text.trim().parse::<i64>().ok()?;
+    u64::try_from(position).ok()
 }

@@ -393,17 +393,11 @@ pub fn require_analyst(
 fn parse_position(field: &str, value: Option<String>) -> Result<u64, QueryProblem> {
     match value {
         None => Ok(0),
-        // Positions are 64-bit signed in the stores: above i64::MAX is no position.
-        Some(text) => text
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .and_then(|position| u64::try_from(position).ok())
-            .ok_or_else(|| {
-                QueryProblem(Problem::bad_request(format!(
-                    "{field} must be an integer position from 0 to 9223372036854775807; got {text:?}"
-                )))
-            }),
+        Some(text) => crate::consistency::parse_position(&text).ok_or_else(|| {
+            QueryProblem(Problem::bad_request(format!(
+                "{field} must be an integer position from 0 to 9223372036854775807; got {text:?}"
+            )))
+        }),
     }
 }
 

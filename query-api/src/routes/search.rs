@@ -12,7 +12,8 @@ use web::extract::{MultiQuery, Query};
 use web::Problem;
 
 use super::{
-    bad, given, parse_filters, parse_limit, with_position, FilterParams, QueryProblem, QueryResult,
+    bad, given, parse_filters, parse_limit, parse_limit_up_to, with_position, FilterParams,
+    QueryProblem, QueryResult,
 };
 use crate::{search_cache, QueryState};
 
@@ -321,16 +322,6 @@ pub fn parse_suggest_params(params: SuggestParams) -> Result<search::SuggestQuer
             text.chars().count()
         )));
     }
-    let limit = match given(params.limit) {
-        None => 5,
-        Some(text) => match text.parse::<usize>() {
-            Ok(limit @ 1..=20) => limit,
-            _ => {
-                return Err(bad(format!(
-                    "limit must be an integer from 1 to 20; got {text:?}"
-                )))
-            }
-        },
-    };
+    let limit = parse_limit_up_to(given(params.limit), 5, 20)?;
     Ok(search::SuggestQuery { text, limit })
 }
