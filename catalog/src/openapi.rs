@@ -159,6 +159,12 @@ fn complete(document: &mut Value) {
         }
     }
     add_served_paths(paths);
+    if let Some(schemas) = document
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        command_api::routes::schemas::refine(schemas);
+    }
     if let Some(status) = document.pointer_mut("/components/schemas/ProductView/properties/status")
     {
         *status = json!({"type": "string", "enum": ["draft", "published", "archived"]});
@@ -363,7 +369,24 @@ fn parameter_schema(path: &str, name: Option<&str>) -> Option<Value> {
         }),
         _ => return None,
     };
-    Some(schema)
+    // The parameters an empty value leaves out (`limit=` is no limit given, an empty
+    // `Last-Event-ID` none): the schema says so, so a fuzzer sending one expects it accepted.
+    let empty_is_absent = matches!(
+        name?,
+        "window"
+            | "after"
+            | "limit"
+            | "min_price"
+            | "max_price"
+            | "in_stock"
+            | "sort"
+            | "Last-Event-ID"
+    );
+    Some(if empty_is_absent {
+        json!({"anyOf": [schema, {"type": "string", "maxLength": 0, "description": "Empty: as if not given"}]})
+    } else {
+        schema
+    })
 }
 
 /// The NDJSON body of the bulk import, and the paths the binary serves itself.
@@ -375,6 +398,14 @@ fn add_served_paths(paths: &mut serde_json::Map<String, Value>) {
         .and_then(|body| body.get_mut("content"))
         .and_then(Value::as_object_mut)
     {
+        // Each item is checked on its own and refused in its own result (a 207 whatever the
+        // items hold), so the request's schema is the array alone.
+        if let Some(json) = bulk.get_mut("application/json") {
+            json["schema"] = json!({
+                "type": "array", "minItems": 1, "maxItems": 1000,
+                "items": {"description": "A product as for POST /api/products (ProductInput); one the rules refuse is that item's 422 in the results, not the request's"}
+            });
+        }
         bulk.insert(
             "application/x-ndjson".into(),
             json!({"schema": {"type": "string", "description": "One product (as for POST /api/products) per line, at most 1,000 lines"}}),

@@ -126,7 +126,7 @@ impl<'a> Body<'a> {
         required: bool,
         parse: fn(i64) -> Result<T, ValueError>,
     ) -> Option<T> {
-        match self.field(field, required)?.as_i64() {
+        match json_integer(self.field(field, required)?) {
             Some(number) => self.checked(field, parse(number)),
             None => {
                 self.error(field, "must be an integer");
@@ -273,11 +273,27 @@ impl<'a> Body<'a> {
     }
 }
 
+/// A JSON integer, also when written with a zero fraction (`3.0`): JSON Schema's `integer`
+/// is a number whose fraction is zero, however it is spelled.
+fn json_integer(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        let number = value.as_f64()?;
+        // Every integral f64 in [-2^63, 2^63) converts exactly.
+        let in_range =
+            (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&number);
+        (number.fract() == 0.0 && in_range).then_some(number as i64)
+    })
+}
+
+/// `http://` or `https://` and at least one more character, all printable ASCII (a URL's
+/// other characters are percent-encoded), at most 2048 in all: the OpenAPI document's
+/// pattern `^https?://[!-~]+$` with `maxLength: 2048`.
 fn is_image_url(url: &str) -> bool {
-    (url.starts_with("https://") || url.starts_with("http://"))
-        && url.len() <= 2048
-        && url.len() > "https://".len()
-        && !url.chars().any(char::is_whitespace)
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    url.len() <= 2048
+        && rest.is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 fn parse_status(status: &str) -> Result<ProductStatus, ValueError> {

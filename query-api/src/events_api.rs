@@ -437,9 +437,11 @@ pub async fn stream_events(
         .get("last-event-id")
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         .filter(|text| !text.trim().is_empty());
+    // Both are checked, so a malformed `after` is a 400 even where `Last-Event-ID` wins.
+    let after = parse_position("after", given(params.after))?;
     let after = match last_event_id {
         Some(text) => parse_position("Last-Event-ID", Some(text))?,
-        None => parse_position("after", given(params.after))?,
+        None => after,
     };
     let Some(slot) = state.feed.take_slot(user.id) else {
         return Err(QueryProblem(Problem::too_many_requests(

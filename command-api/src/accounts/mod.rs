@@ -104,15 +104,16 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
-/// An email as the API accepts it (API.md: at most 254 characters, one `@`, no white space),
-/// with a domain that can receive mail: dotted labels (`example.com`) or `localhost`.
+/// An email as the API accepts it (API.md: at most 254 characters, one `@`, no white space or
+/// control characters, not even around it), with a local part of 1 to 64 characters and a
+/// domain that can receive mail: dotted labels (`example.com`) or `localhost`. The OpenAPI
+/// document's `NewUserInput.email` pattern says the same.
 pub fn check_email(email: &str) -> Result<(), String> {
-    let trimmed = email.trim();
-    let valid = trimmed.len() <= 254
-        && !trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
-        && trimmed.split_once('@').is_some_and(|(local, domain)| {
+    let valid = email.chars().count() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
-                && local.len() <= 64
+                && local.chars().count() <= 64
                 && !domain.contains('@')
                 && (domain.eq_ignore_ascii_case("localhost")
                     || (domain.contains('.') && domain.split('.').all(|label| !label.is_empty())))

@@ -133,7 +133,7 @@ pub async fn login(
     let email = required_string(&body, "email", &mut errors);
     // Before anything else: an email is never longer than this, and a longer one is not
     // kept anywhere (not even as a throttle key).
-    if email.len() > MAX_EMAIL_LENGTH {
+    if email.chars().count() > MAX_EMAIL_LENGTH {
         errors
             .entry("email".to_owned())
             .or_default()

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 /// `POST /api/products` and each bulk item. A field the server sets (`id`, `version`, `sales`,
@@ -18,7 +19,7 @@ pub struct ProductInput {
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// At most 10,000 characters.
-    #[schema(max_length = 10000)]
+    #[schema(nullable = false, max_length = 10000)]
     pub description: Option<String>,
     /// The slug of an existing category.
     #[schema(pattern = "^[a-z0-9-]{1,64}$")]
@@ -33,14 +34,15 @@ pub struct ProductInput {
     #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// 0 to 1,000,000,000, default 0.
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[schema(nullable = false, minimum = 0, maximum = 1_000_000_000)]
     pub stock: Option<i64>,
     /// `draft` (default), `published` or `archived`.
-    #[schema(pattern = "^(draft|published|archived)$")]
+    #[schema(nullable = false, pattern = "^(draft|published|archived)$")]
     pub status: Option<String>,
     /// Flat object of string, number or boolean values, at most 50 keys.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, nullable = false)]
     pub attributes: Option<BTreeMap<String, serde_json::Value>>,
+    #[schema(nullable = false)]
     pub images: Option<Vec<String>>,
 }
 
@@ -114,6 +116,7 @@ pub struct CategoryInput {
 
 /// `PUT /api/search/synonyms`: the whole set of synonym groups (`[]` clears them).
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SynonymsInput {
     /// At most 500 groups; each 2 to 20 words; each word 1 to 50 letters or digits (trimmed
     /// and lower-cased; a word repeated in a group is kept once).
@@ -167,9 +170,12 @@ pub struct TokenPair {
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewUserInput {
+    /// At most 254 characters, one `@`, no white space or control characters; a domain of
+    /// dotted labels or `localhost`.
     pub email: String,
-    /// At least 8 characters.
+    /// 8 to 1,024 characters, at least 5 of them different.
     pub password: String,
     /// `admin`, `analyst` or `shopper`.
     #[schema(value_type = auth::Role)]
@@ -182,4 +188,137 @@ pub struct UserOutput {
     pub email: String,
     #[schema(value_type = auth::Role)]
     pub role: String,
+}
+
+/// Characters no email holds: `@`, and white space and control characters as Rust's
+/// `char::is_whitespace` and `char::is_control` say (spelled out, since `\s` differs from one
+/// regex dialect to another).
+const NOT_IN_EMAIL: &str = r"@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// What `accounts::check_email` accepts, as a pattern (with `maxLength: 254`).
+pub fn email_pattern() -> String {
+    let part = format!("[^{NOT_IN_EMAIL}]");
+    let label = format!("[^.{NOT_IN_EMAIL}]+");
+    format!("^{part}{{1,64}}@([Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|{label}(\\.{label})+)$")
+}
+
+/// What `validation::is_image_url` accepts, as a pattern (with `maxLength: 2048`).
+pub const IMAGE_URL_PATTERN: &str = "^https?://[!-~]+$";
+
+/// Completes the request-body schemas with what the derive macros cannot say: the attribute
+/// and image rules, a non-zero stock delta, a patch of at least one field, the synonym groups'
+/// sizes and words, and the new user's email and password. Each says what `validation` (or
+/// `accounts`) refuses, no more and no less, so a schema-valid body is accepted unless it names
+/// a category that does not exist, repeats a synonym once lower-cased, or reuses a password of
+/// fewer than five different characters (rules of the data, not of the shape; the
+/// descriptions say them).
+pub fn refine(schemas: &mut Map<String, Value>) {
+    let attributes = json!({
+        "type": "object", "maxProperties": 50,
+        "propertyNames": {"minLength": 1, "maxLength": 64},
+        "additionalProperties": {"anyOf": [
+            {"type": "string", "maxLength": 1000}, {"type": "number"}, {"type": "boolean"}
+        ]},
+        "description": "At most 50 keys of 1 to 64 characters; each value a string of at most 1,000 characters, a number or a boolean"
+    });
+    let images = json!({
+        "type": "array", "maxItems": 50,
+        "items": {"type": "string", "maxLength": 2048, "pattern": IMAGE_URL_PATTERN},
+        "description": "At most 50 http or https URLs of printable ASCII (other characters percent-encoded), each at most 2,048 characters"
+    });
+    for name in ["ProductInput", "ProductPatch"] {
+        if let Some(properties) = schemas
+            .get_mut(name)
+            .and_then(|schema| schema.get_mut("properties"))
+            .and_then(Value::as_object_mut)
+        {
+            properties.insert("attributes".into(), attributes.clone());
+            properties.insert("images".into(), images.clone());
+        }
+    }
+    if let Some(patch) = schemas.get_mut("ProductPatch") {
+        patch["minProperties"] = json!(1);
+    }
+    if let Some(delta) = schemas
+        .get_mut("StockInput")
+        .and_then(|s| s.pointer_mut("/properties/delta"))
+    {
+        delta["not"] = json!({"const": 0});
+    }
+    // Words are trimmed (white space as Rust's `str::trim` says), then 1 to 50 letters or digits.
+    let space = r"[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*";
+    if let Some(groups) = schemas
+        .get_mut("SynonymsInput")
+        .and_then(|s| s.pointer_mut("/properties/groups"))
+    {
+        groups["maxItems"] = json!(500);
+        groups["items"] = json!({
+            "type": "array", "minItems": 2, "maxItems": 20,
+            "items": {"type": "string", "pattern": format!("^{space}[^\\W_]{{1,50}}{space}$")},
+            "description": "2 to 20 words, at least 2 different once lower-cased (a repeated word is kept once)"
+        });
+    }
+    if let Some(properties) = schemas
+        .get_mut("NewUserInput")
+        .and_then(|schema| schema.get_mut("properties"))
+    {
+        properties["email"]["maxLength"] = json!(254);
+        properties["email"]["pattern"] = json!(email_pattern());
+        properties["password"]["minLength"] = json!(8);
+        properties["password"]["maxLength"] = json!(1024);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::check_email;
+
+    /// The document's email pattern and `check_email` agree, string by string.
+    #[test]
+    fn the_email_pattern_says_what_check_email_accepts() {
+        let pattern = regex::Regex::new(&email_pattern()).expect("a valid pattern");
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        let long = format!("a@{}.com", "b".repeat(250));
+        for email in [
+            "ann@example.com",
+            "a.b+c@sub.example.co",
+            "root@LocalHost",
+            "é@exämple.org",
+            "a@b",
+            "@example.com",
+            "a@",
+            "a@.com",
+            "a@b..c",
+            "a@b.",
+            "a@@b.c",
+            "a b@c.d",
+            " a@b.c",
+            "a@b.c\n",
+            "a\u{a0}b@c.d",
+            "a\u{7f}@b.c",
+            "a@b\u{3000}.c",
+            &long_local,
+            &long,
+        ] {
+            // The schema: the pattern and `maxLength: 254`.
+            let schema_valid = pattern.is_match(email) && email.chars().count() <= 254;
+            assert_eq!(schema_valid, check_email(email).is_ok(), "{email:?}");
+        }
+    }
+
+    #[test]
+    fn the_refined_schemas_are_where_the_document_expects_them() {
+        let mut document = serde_json::to_value(<ProductInput as utoipa::PartialSchema>::schema())
+            .expect("schema");
+        let mut schemas = Map::new();
+        schemas.insert("ProductInput".into(), document.take());
+        refine(&mut schemas);
+        let images = &schemas["ProductInput"]["properties"]["images"];
+        assert_eq!(images["items"]["pattern"], IMAGE_URL_PATTERN);
+        assert_eq!(
+            schemas["ProductInput"]["properties"]["attributes"]["maxProperties"],
+            50
+        );
+    }
 }

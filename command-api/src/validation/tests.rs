@@ -316,3 +316,42 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn an_integer_written_with_a_zero_fraction_is_an_integer_as_json_schema_says() {
+    let quantity = |value: Value| sale(&json!({ "quantity": value }));
+    assert_eq!(quantity(json!(3.0)).expect("3.0 is 3").quantity.get(), 3);
+    assert_eq!(
+        quantity(json!(2.5)).expect_err("a fraction")["quantity"],
+        vec!["must be an integer".to_owned()]
+    );
+    assert_eq!(
+        quantity(json!(1e300)).expect_err("beyond i64")["quantity"],
+        vec!["must be an integer".to_owned()]
+    );
+}
+
+#[test]
+fn image_urls_are_printable_ascii_after_the_scheme() {
+    let images = |list: Value| {
+        let mut body = valid_product();
+        body["images"] = list;
+        new_product(&body).map(|created| created.images)
+    };
+    assert_eq!(
+        images(json!(["http://x", "https://cdn.example.com/a%20b.png"])).expect("valid"),
+        vec!["http://x", "https://cdn.example.com/a%20b.png"]
+    );
+    for bad in [
+        "https://",
+        "http://",
+        "https://a b",
+        "https://caf\u{e9}.example",
+        "ftp://x",
+    ] {
+        assert!(images(json!([bad])).is_err(), "{bad:?} was accepted");
+    }
+    let longest = format!("https://{}", "a".repeat(2040));
+    assert!(images(json!([longest])).is_ok());
+    assert!(images(json!([format!("{longest}a")])).is_err());
+}

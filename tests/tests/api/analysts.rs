@@ -140,6 +140,14 @@ async fn a_stream_resumed_with_last_event_id_gets_exactly_the_missed_events_in_o
     )
     .await;
     assert_problem(response, 400).await;
+    // So is a malformed `after`, even beside a Last-Event-ID that would take precedence.
+    let response = send(
+        app.get("/api/events/stream?after=AAA")
+            .bearer_auth(&analyst)
+            .header("Last-Event-ID", "0"),
+    )
+    .await;
+    assert_problem(response, 400).await;
 }
 
 #[tokio::test]
