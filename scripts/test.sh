@@ -20,7 +20,11 @@
 #   it checks licences, duplicate versions and sources after clippy, and advisories when the
 #   RustSec database can be fetched from GitHub (a line says so when it cannot);
 # - cargo-fuzz, installed once the same way, for scripts/fuzz.sh (every fuzz target for a
-#   bounded time, after the tests).
+#   bounded time, after the tests);
+# - schemathesis, installed from PyPI into target/schemathesis-venv by scripts/schemathesis.sh,
+#   which runs it against the embedded catalog's OpenAPI document (every check, 10 examples
+#   per operation, a fixed seed so a run repeats, at most 300 s; SCHEMATHESIS_SEED and
+#   SCHEMATHESIS_SECONDS change them).
 #
 # Nothing is skipped silently: a missing engine that cannot be started stops the script with a
 # line that says which and how to start it.
@@ -225,6 +229,10 @@ scripts/fuzz.sh
 
 step "The API reference page in headless Chromium with no network"
 scripts/docs-check.sh
+
+step "Schemathesis: the OpenAPI document against the server, every check (scripts/schemathesis.sh, a fixed seed, at most ${SCHEMATHESIS_SECONDS:-300} s)"
+BINARY=target/debug/catalog EXAMPLES=10 MAX_TIME="${SCHEMATHESIS_SECONDS:-300}" \
+    SEED="${SCHEMATHESIS_SEED:-176853523516662504555054985212150200076}" scripts/schemathesis.sh
 
 step "Kafka tests again, against the tansu broker on 127.0.0.1:$TANSU_PORT (the fault-injection tests named mock_cluster_* need the mock and ran above)"
 CATALOG_TEST_KAFKA_BROKERS="127.0.0.1:$TANSU_PORT" \
