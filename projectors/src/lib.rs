@@ -11,6 +11,7 @@
 //! - [`analytics`]: shopper analytics views; [`status`]: projector heartbeats.
 
 pub mod analytics;
+pub mod parking;
 pub mod read_model;
 pub mod redis;
 pub mod runner;
@@ -123,6 +124,14 @@ pub trait Projection: Send + Sync + 'static {
     /// the runner then rebuilds it from the store and calls [`Projection::mark_intact`].
     async fn is_intact(&self) -> Result<bool, ProjectionError> {
         Ok(true)
+    }
+
+    /// Records `checkpoint` (never lowering it) without a change: the runner passed over an
+    /// event it parked ([`parking`]), so readers waiting for that position (`X-Min-Position`)
+    /// are answered. The default records nothing: the next applied event moves the checkpoint.
+    async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
+        let _ = checkpoint;
+        Ok(())
     }
 
     /// Records that the view is complete up to its checkpoint (after a catch-up).

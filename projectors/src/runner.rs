@@ -11,7 +11,10 @@
 //!   [`HOLE_GRACE`] (an event lost before a restart whose offset was already committed, say)
 //!   is read from the store and applied, so the watermark always moves on.
 //!
-//! Only after the projection applied an envelope does the runner acknowledge its delivery.
+//! Only after the projection applied an envelope (or parked it: [`crate::parking`]) does the
+//! runner acknowledge its delivery.
+
+mod parked;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,7 +28,10 @@ use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
+use crate::parking::{MemoryParking, ParkingStore, FIRST_RETRY_DELAY, PARK_AFTER_TRIES};
 use crate::{Applied, Projection, ProjectionError};
+
+pub use parked::Held;
 
 const CATCH_UP_BATCH: usize = 2000;
 const RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -45,6 +51,8 @@ pub struct ProjectorStatus {
     /// When the last applied event occurred.
     pub last_event_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// Events parked and held back from the view (failed, or waiting behind one).
+    pub parked: u64,
 }
 
 /// The positions handled: everything up to `low`, plus the ones in `above`.
@@ -113,6 +121,8 @@ pub struct Projector {
     store: Arc<dyn EventStore>,
     status: Arc<RwLock<ProjectorStatus>>,
     watermark: Arc<Mutex<Watermark>>,
+    parking: Arc<dyn ParkingStore>,
+    held: Arc<Mutex<Held>>,
 }
 
 impl Projector {
@@ -124,13 +134,22 @@ impl Projector {
             position: 0,
             last_event_at: None,
             last_error: None,
+            parked: 0,
         };
         Projector {
             projection,
             store,
             status: Arc::new(RwLock::new(status)),
             watermark: Arc::new(Mutex::new(Watermark::default())),
+            parking: Arc::new(MemoryParking::default()),
+            held: Arc::new(Mutex::new(Held::default())),
         }
+    }
+
+    /// Keeps parked events in `parking` (durable) instead of in memory.
+    pub fn with_parking(mut self, parking: Arc<dyn ParkingStore>) -> Self {
+        self.parking = parking;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -145,10 +164,13 @@ impl Projector {
         self.status.write().state = state.to_owned();
     }
 
-    /// Applies one envelope, retrying until the projection takes it: an event is never
-    /// skipped. Returns what the projection did.
-    async fn apply_once(&self, envelope: &Envelope) -> Applied {
+    /// Applies one envelope. An engine that is unavailable is retried until it is back; an
+    /// envelope the projection refuses ([`ProjectionError::Invalid`]) is tried
+    /// [`PARK_AFTER_TRIES`] times with a doubling delay, then parked: `None`.
+    async fn apply_once(&self, envelope: &Envelope) -> Option<Applied> {
         let name = self.projection.name().to_owned();
+        let mut tries = 0;
+        let mut delay = FIRST_RETRY_DELAY;
         loop {
             let checkpoint = self.watermark.lock().with(envelope.position);
             match self.projection.apply(envelope, checkpoint).await {
@@ -156,21 +178,28 @@ impl Projector {
                     if !matches!(applied, Applied::Gap { .. }) {
                         self.handled(envelope, applied);
                     }
-                    return applied;
+                    return Some(applied);
                 }
                 Err(error) => {
                     metrics::counter!("catalog_projection_errors_total", "projector" => name.clone()).increment(1);
-                    if matches!(error, ProjectionError::Invalid { .. }) {
-                        tracing::error!(projector = %name, %error, "projection is stuck on an event");
-                    } else {
-                        tracing::warn!(projector = %name, %error, "projection failed; retrying");
-                    }
                     {
                         let mut status = self.status.write();
                         status.state = "failing".to_owned();
                         status.last_error = Some(error.to_string());
                     }
-                    tokio::time::sleep(RETRY_DELAY).await;
+                    if !matches!(error, ProjectionError::Invalid { .. }) {
+                        tracing::warn!(projector = %name, %error, "projection failed; retrying");
+                        tokio::time::sleep(RETRY_DELAY).await;
+                        continue;
+                    }
+                    tries += 1;
+                    if tries >= PARK_AFTER_TRIES {
+                        self.park_failed(envelope, &error, tries).await;
+                        return None;
+                    }
+                    tracing::warn!(projector = %name, %error, tries, "projection cannot apply an event; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
                 }
             }
         }
@@ -204,7 +233,10 @@ impl Projector {
     /// Applies `envelope`, first applying from the store any versions of its aggregate the
     /// projection is missing.
     pub async fn apply(&self, envelope: &Envelope) {
-        let Applied::Gap { applied_version } = self.apply_once(envelope).await else {
+        if self.pass_parked(envelope).await {
+            return;
+        }
+        let Some(Applied::Gap { applied_version }) = self.apply_once(envelope).await else {
             return;
         };
         let name = self.projection.name().to_owned();
@@ -224,7 +256,10 @@ impl Projector {
                         e.aggregate_version > applied_version
                             && e.aggregate_version <= envelope.aggregate_version
                     }) {
-                        if let Applied::Gap { .. } = self.apply_once(missing).await {
+                        if self.pass_parked(missing).await {
+                            continue;
+                        }
+                        if let Some(Applied::Gap { .. }) = self.apply_once(missing).await {
                             tracing::error!(projector = %name, position = missing.position, "the store's history of an aggregate has a gap");
                         }
                     }
@@ -242,6 +277,7 @@ impl Projector {
     /// the rebuild at start. Returns the position reached.
     pub async fn catch_up(&self) -> Result<u64, events::store::StoreError> {
         self.set_state("catching-up");
+        self.load_parked().await;
         let mut position = self.projection.checkpoint().await.unwrap_or(0);
         self.reset_watermark(position);
         loop {
@@ -354,6 +390,7 @@ impl Projector {
                     _ = repair_tick.tick() => {
                         self.rebuild_if_lost().await;
                         self.repair_holes().await;
+                        self.act_on_requests().await;
                         continue;
                     }
                 };

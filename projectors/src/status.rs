@@ -61,6 +61,8 @@ pub async fn read(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
             position: row.try_get::<i64, _>("position")?.max(0) as u64,
             last_event_at: None,
             last_error: row.try_get("last_error")?,
+            // The parked-event store says; see `parking::ParkingStore::held_counts`.
+            parked: 0,
         });
     }
     Ok(statuses)

@@ -113,6 +113,10 @@ impl Projection for SearchProjection {
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {
         self.writer.checkpoint().await.map_err(failed)
     }
+
+    async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
+        self.writer.advance(checkpoint).await.map_err(failed)
+    }
 }
 
 #[cfg(test)]

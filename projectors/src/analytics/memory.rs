@@ -247,6 +247,12 @@ impl Projection for MemoryAnalytics {
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {
         Ok(self.state.read().position)
     }
+
+    async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
+        let mut state = self.state.write();
+        state.position = state.position.max(checkpoint);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

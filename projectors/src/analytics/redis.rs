@@ -485,6 +485,10 @@ impl Projection for RedisAnalytics {
             .map_err(unavailable)
     }
 
+    async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
+        self.save_checkpoint(checkpoint).await
+    }
+
     async fn is_intact(&self) -> Result<bool, ProjectionError> {
         is_marked(&self.connection, self.config.key("an:intact"))
             .await

@@ -207,6 +207,11 @@ impl Projection for MemoryReadModel {
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {
         Ok(self.state.read().position)
     }
+
+    async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
+        MemoryReadModel::advance(self, checkpoint);
+        Ok(())
+    }
 }
 
 impl MemoryReadModel {

@@ -326,4 +326,8 @@ impl Projection for RedisProjection {
             .await
             .map_err(unavailable)
     }
+
+    async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
+        self.save_checkpoint(checkpoint).await
+    }
 }

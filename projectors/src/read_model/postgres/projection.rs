@@ -196,6 +196,12 @@ impl Projection for PostgresReadModelProjection {
             .await
             .map_err(unavailable)
     }
+
+    async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
+        let mut transaction = self.pool.begin().await.map_err(unavailable)?;
+        self.save_checkpoint(&mut transaction, checkpoint).await?;
+        transaction.commit().await.map_err(unavailable)
+    }
 }
 
 /// The checkpoint of the projection named `name`, 0 before its first event.
