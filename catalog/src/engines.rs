@@ -184,6 +184,19 @@ impl Engines {
         self.postgres().is_some()
     }
 
+    /// Where projectors park the events their views cannot apply: `parked_events` in this
+    /// process's database.
+    pub fn parking(&self) -> Arc<dyn projectors::parking::ParkingStore> {
+        match &self.storage {
+            Storage::Sqlite(database) => Arc::new(projectors::parking::SqliteParking::new(
+                database.writer().clone(),
+            )),
+            Storage::Postgres(database) => Arc::new(projectors::parking::PostgresParking::new(
+                database.pool().clone(),
+            )),
+        }
+    }
+
     pub fn postgres(&self) -> Option<&PostgresDatabase> {
         match &self.storage {
             Storage::Postgres(database) => Some(database),

@@ -22,6 +22,7 @@ pub mod engines;
 pub mod events_cli;
 pub mod keys;
 pub mod openapi;
+pub mod projections_cli;
 pub mod readiness;
 pub mod roles;
 pub mod seed;

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             "keys",
             "events",
             "snapshots",
+            "projections",
             "help",
             "--help",
             "-h",
@@ -102,6 +103,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Snapshots {
             command: SnapshotsCommand::Take { min_events },
         }) => commands::snapshots_take(&cli.data_dir, &engines, min_events).await,
+        Some(Command::Projections { command }) => {
+            catalog::projections_cli::run(&cli.data_dir, &engines, command).await
+        }
         // `main` turns a bare `catalog` into `catalog serve --demo`.
         None => anyhow::bail!("no command given; try catalog --help"),
     }

@@ -321,3 +321,104 @@ fn keys_rotate_stages_then_promotes_after_the_overlap() {
     assert!(dir.path().join("signing.pem.previous").exists());
     assert!(!dir.path().join("signing.pem.next").exists());
 }
+
+/// Rewrites the body of the store's first sale into one no version of `SaleRecorded` has;
+/// returns its position.
+fn poison_first_sale(data_dir: &std::path::Path) -> u64 {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let database = event_store::sqlite::SqliteDatabase::open(&data_dir.join("catalog.db"))
+            .await
+            .unwrap();
+        let position: i64 = sqlx::query_scalar(
+            "SELECT position FROM events WHERE event_type = 'SaleRecorded' ORDER BY position LIMIT 1",
+        )
+        .fetch_one(database.writer())
+        .await
+        .expect("the seed records sales");
+        sqlx::query("UPDATE events SET data = '{\"quantity\": \"many\"}' WHERE position = ?")
+            .bind(position)
+            .execute(database.writer())
+            .await
+            .unwrap();
+        database.close().await;
+        u64::try_from(position).unwrap()
+    })
+}
+
+#[test]
+fn projections_lists_parked_events_and_asks_the_running_projector_to_skip_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = run(catalog(dir.path()).args(["seed", "--products", "25", "--seed", "9"]));
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    let poisoned = poison_first_sale(dir.path());
+    let mut server = catalog(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_listening(&mut server);
+    let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+
+    let status = run(catalog(dir.path()).args(["projections", "status"]));
+    assert!(status.status.success(), "{}", stderr(&status));
+    let line = stdout(&status)
+        .lines()
+        .find(|line| line.starts_with("read-model"))
+        .map(str::to_owned)
+        .expect("a line for the read model");
+    let held: u64 = line.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(held >= 1, "{line}");
+
+    let listed = run(catalog(dir.path()).args(["projections", "parked", "read-model"]));
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let records: Vec<serde_json::Value> = stdout(&listed)
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("NDJSON"))
+        .collect();
+    assert_eq!(records.len() as u64, held);
+    assert_eq!(records[0]["position"], poisoned);
+    assert_eq!(records[0]["state"], "failed");
+    assert!(records[1..]
+        .iter()
+        .all(|record| record["state"] == "waiting"));
+
+    let nothing = run(catalog(dir.path()).args(["projections", "retry", "read-model", "999999"]));
+    assert!(!nothing.status.success());
+    assert!(
+        stderr(&nothing).contains("has no failed event at position 999999"),
+        "{}",
+        stderr(&nothing)
+    );
+    let position = poisoned.to_string();
+    let skip = run(catalog(dir.path()).args(["projections", "skip", "read-model", &position]));
+    assert!(skip.status.success(), "{}", stderr(&skip));
+    assert!(stdout(&skip).starts_with("asked the read-model projector to skip"));
+
+    // The serving process acts on it: the event is skipped and what waited is applied.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let listed = run(catalog(dir.path()).args(["projections", "parked", "read-model"]));
+        let records: Vec<serde_json::Value> = stdout(&listed)
+            .lines()
+            .filter(|line| line.starts_with('{'))
+            .map(|line| serde_json::from_str(line).expect("NDJSON"))
+            .collect();
+        let decided = records[0]["state"] == "skipped"
+            && records[1..]
+                .iter()
+                .all(|record| record["state"] == "applied");
+        if decided {
+            assert!(records[0]["decided_by"]
+                .as_str()
+                .is_some_and(|by| by.starts_with("cli ")));
+            break;
+        }
+        assert!(Instant::now() < deadline, "not acted on: {records:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}

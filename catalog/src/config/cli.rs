@@ -72,6 +72,30 @@ pub enum Command {
         #[command(subcommand)]
         command: SnapshotsCommand,
     },
+    /// The views' parked events: events a view could not apply, held back with the later events
+    /// of their product (the embedded database under --data-dir, or DATABASE_URL).
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// How many events each view holds back; with DATABASE_URL, each projector's state and
+    /// position too (the embedded mode's positions: GET /api/admin/projections).
+    Status,
+    /// List a view's parked events as NDJSON, by position, with the decisions taken on them.
+    Parked {
+        /// The view: read-model, redis, search or analytics.
+        view: String,
+    },
+    /// Ask the running projector of VIEW to apply the failed event at POSITION again (after a
+    /// fix); when it applies, the product's events parked behind it follow in order.
+    Retry { view: String, position: u64 },
+    /// Ask the running projector of VIEW to pass over the failed event at POSITION (the
+    /// decision is recorded); the product's events parked behind it follow.
+    Skip { view: String, position: u64 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,13 +1,18 @@
-//! `GET /api/admin/projections`: each projector's position, lag and state.
+//! `/api/admin/projections`: each projector's position, lag, state and parked events, and an
+//! operator's retry or skip of a parked event.
 
 use std::sync::Arc;
 
 use auth::{AuthUser, Role, TokenVerifier};
 use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use events::store::EventStore;
+use projectors::parking::{ParkedAction, ParkedEvent, ParkingError, ParkingStore};
 use projectors::runner::Projector;
 use serde::Serialize;
+use web::extract::Path;
 use web::Problem;
 
 /// Where projector statuses come from.
@@ -23,6 +28,7 @@ pub enum StatusSource {
 pub struct AdminState {
     pub statuses: StatusSource,
     pub store: Arc<dyn EventStore>,
+    pub parking: Arc<dyn ParkingStore>,
     pub verifier: Arc<TokenVerifier>,
 }
 
@@ -43,6 +49,9 @@ pub struct ProjectionStatus {
     /// Age of the oldest event not yet applied (0 when caught up).
     pub lag_seconds: f64,
     pub last_error: Option<String>,
+    /// Events parked and held back from the view: failed, or waiting behind a failed one of
+    /// the same product (`GET /api/admin/projections/{view}/parked`).
+    pub parked: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -51,7 +60,19 @@ pub struct ProjectionList {
     pub items: Vec<ProjectionStatus>,
 }
 
-/// Each projector's position, lag in events and seconds, and state (admin only).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ParkedList {
+    /// Every parked event of the view, by position, with the decisions taken on them.
+    pub items: Vec<ParkedEvent>,
+}
+
+fn parking_unavailable(error: ParkingError) -> Problem {
+    tracing::warn!(%error, "parked-event store unavailable");
+    Problem::unavailable(1, "the parked events are unavailable; retry shortly")
+}
+
+/// Each projector's position, lag in events and seconds, state and parked events (admin
+/// only).
 #[utoipa::path(get, path = "/api/admin/projections", tag = "operations",
     responses((status = 200, body = ProjectionList), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)),
     security(("bearer" = [])))]
@@ -72,6 +93,11 @@ pub async fn projections(
             Problem::unavailable(1, "the projector statuses are unavailable; retry shortly")
         })?,
     };
+    let parked = state
+        .parking
+        .held_counts()
+        .await
+        .map_err(parking_unavailable)?;
     let mut items = Vec::new();
     for status in statuses {
         let lag_events = head.saturating_sub(status.position);
@@ -93,6 +119,7 @@ pub async fn projections(
                 .unwrap_or(0.0)
         };
         items.push(ProjectionStatus {
+            parked: parked.get(&status.name).copied().unwrap_or(0),
             name: status.name,
             state: status.state,
             position: status.position,
@@ -102,6 +129,81 @@ pub async fn projections(
         });
     }
     Ok(axum::Json(ProjectionList { head, items }))
+}
+
+/// The parked events of one view (admin only).
+#[utoipa::path(get, path = "/api/admin/projections/{view}/parked", tag = "operations",
+    params(("view" = String, Path, description = "A projector's name, as `GET /api/admin/projections` lists it")),
+    responses((status = 200, body = ParkedList), (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn parked(
+    State(state): State<AdminState>,
+    user: AuthUser,
+    Path(view): Path<String>,
+) -> Result<axum::Json<ParkedList>, Problem> {
+    user.require(&[Role::Admin])?;
+    let items = state
+        .parking
+        .list(&view)
+        .await
+        .map_err(parking_unavailable)?;
+    Ok(axum::Json(ParkedList { items }))
+}
+
+/// Asks the projector of `view` to apply the failed event at `position` again; when it
+/// applies, the product's events parked behind it follow in order (admin only).
+#[utoipa::path(post, path = "/api/admin/projections/{view}/parked/{position}/retry", tag = "operations",
+    params(("view" = String, Path, description = "A projector's name"),
+        ("position" = u64, Path, description = "The parked event's position")),
+    responses((status = 202, description = "The running projector acts on it within a second; the parked list shows the outcome"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, description = "No failed event of this view at this position (or a position that is not an integer)", body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(state): State<AdminState>,
+    user: AuthUser,
+    Path((view, position)): Path<(String, u64)>,
+) -> Result<Response, Problem> {
+    request(&state, &user, &view, position, ParkedAction::Retry).await
+}
+
+/// Asks the projector of `view` to pass over the failed event at `position` (the decision is
+/// recorded, with who took it); the product's events parked behind it follow (admin only).
+#[utoipa::path(post, path = "/api/admin/projections/{view}/parked/{position}/skip", tag = "operations",
+    params(("view" = String, Path, description = "A projector's name"),
+        ("position" = u64, Path, description = "The parked event's position")),
+    responses((status = 202, description = "The running projector acts on it within a second; the parked list shows the outcome"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, description = "No failed event of this view at this position (or a position that is not an integer)", body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn skip(
+    State(state): State<AdminState>,
+    user: AuthUser,
+    Path((view, position)): Path<(String, u64)>,
+) -> Result<Response, Problem> {
+    request(&state, &user, &view, position, ParkedAction::Skip).await
+}
+
+async fn request(
+    state: &AdminState,
+    user: &AuthUser,
+    view: &str,
+    position: u64,
+    action: ParkedAction,
+) -> Result<Response, Problem> {
+    user.require(&[Role::Admin])?;
+    let by = format!("admin {}", user.email);
+    let found = state
+        .parking
+        .request(view, position, action, &by)
+        .await
+        .map_err(parking_unavailable)?;
+    if !found {
+        return Err(Problem::not_found(format!(
+            "view {view:?} has no failed event at position {position}"
+        )));
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// The admin routes of the command role: projector statuses from PostgreSQL heartbeats in the
@@ -118,13 +220,23 @@ pub fn mount(
     let state = AdminState {
         statuses,
         store: engines.store.clone(),
+        parking: engines.parking(),
         verifier,
     };
+    use axum::routing::{get, post};
     super::Mounted {
-        router: axum::Router::new().route(
-            "/api/admin/projections",
-            axum::routing::get(projections).with_state(state),
-        ),
+        router: axum::Router::new()
+            .route("/api/admin/projections", get(projections))
+            .route("/api/admin/projections/{view}/parked", get(parked))
+            .route(
+                "/api/admin/projections/{view}/parked/{position}/retry",
+                post(retry),
+            )
+            .route(
+                "/api/admin/projections/{view}/parked/{position}/skip",
+                post(skip),
+            )
+            .with_state(state),
         ..super::Mounted::default()
     }
 }

@@ -132,14 +132,16 @@ impl Mounted {
     }
 
     /// Starts a projection the one way every view starts: catch up with the store (so the
-    /// process is not ready before its views are), then follow `bus` in the background.
+    /// process is not ready before its views are), then follow `bus` in the background,
+    /// parking what the view cannot apply in `engines`' database.
     pub async fn start_projector(
         &mut self,
         projection: Arc<dyn Projection>,
+        engines: &Engines,
         store: Arc<dyn EventStore>,
         bus: Arc<dyn EventBus>,
     ) -> anyhow::Result<()> {
-        let projector = Projector::new(projection, store);
+        let projector = Projector::new(projection, store).with_parking(engines.parking());
         catch_up(&projector).await?;
         self.background
             .push(tokio::spawn(projector.clone().run(bus)));

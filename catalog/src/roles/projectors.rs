@@ -65,7 +65,12 @@ pub async fn mount(
     }
     for projection in projections {
         mounted
-            .start_projector(projection, engines.store.clone(), engines.bus.clone())
+            .start_projector(
+                projection,
+                engines,
+                engines.store.clone(),
+                engines.bus.clone(),
+            )
             .await?;
     }
     mounted

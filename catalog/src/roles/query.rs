@@ -57,16 +57,16 @@ pub async fn embedded_views(
         read_model.on_change(Box::new(move |changed| edge.purge_changed(changed)));
     }
     mounted
-        .start_projector(read_model.clone(), store.clone(), bus.clone())
+        .start_projector(read_model.clone(), engines, store.clone(), bus.clone())
         .await?;
     let index = TantivyIndex::open(&config.data_dir.join("search-index"))?;
     let projection = Arc::new(SearchProjection::new(index.clone(), SEARCH));
     mounted
-        .start_projector(projection, store.clone(), bus.clone())
+        .start_projector(projection, engines, store.clone(), bus.clone())
         .await?;
     let analytics = Arc::new(MemoryAnalytics::new());
     mounted
-        .start_projector(analytics.clone(), store.clone(), bus)
+        .start_projector(analytics.clone(), engines, store.clone(), bus)
         .await?;
     Ok(Views {
         read_model,
@@ -124,7 +124,7 @@ pub async fn distributed_views(
         None => {
             let view = Arc::new(MemoryAnalytics::new());
             mounted
-                .start_projector(view.clone(), engines.store.clone(), store_bus)
+                .start_projector(view.clone(), engines, engines.store.clone(), store_bus)
                 .await?;
             let view: Arc<dyn AnalyticsView> = view;
             (view, false)
@@ -222,7 +222,12 @@ async fn search_index(
     mounted.temporary_dirs.push(directory);
     let projection = Arc::new(SearchProjection::new(index.clone(), SEARCH));
     mounted
-        .start_projector(projection, engines.store.clone(), store_bus.clone())
+        .start_projector(
+            projection,
+            engines,
+            engines.store.clone(),
+            store_bus.clone(),
+        )
         .await?;
     Ok(index)
 }

@@ -16,6 +16,7 @@ mod contract;
 mod document;
 mod hostile;
 mod http;
+mod parking;
 mod properties;
 mod queries;
 mod read_path;
