@@ -23,6 +23,7 @@ import re
 import schemathesis
 
 SLUG = re.compile(r"[a-z0-9-]{1,64}")
+DIGITS = re.compile(r"[0-9]+")
 CATEGORIES = ("electronics", "books")
 ALWAYS_DECLARED = {"authorization", "content-type"}
 PRICED = {"/api/products", "/api/search"}
@@ -85,7 +86,8 @@ def _price(value):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
+    if isinstance(value, str) and DIGITS.fullmatch(value):
         return int(value)
     return None
 
