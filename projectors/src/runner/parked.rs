@@ -234,6 +234,12 @@ impl Projector {
     /// Acts on the retries and skips operators asked for (from any process: the store is
     /// read again), then lets the waiting events of each released aggregate follow.
     pub(super) async fn act_on_requests(&self) {
+        // A request is only ever for a failed event, and one this process never parked has
+        // nothing to release here: with nothing held, the store is not asked (every 500 ms
+        // per view otherwise).
+        if self.held.lock().count() == 0 {
+            return;
+        }
         let records = match self.parking.list(self.name()).await {
             Ok(records) => records,
             Err(error) => {
@@ -282,11 +288,7 @@ impl Projector {
 
     /// Tries a parked event again: `true` when the view took it.
     async fn retry(&self, envelope: &Envelope, record: ParkedEvent) -> bool {
-        // Not held while it is tried, so the try reaches the view.
-        self.held.lock().put(ParkedEvent {
-            state: ParkedState::Applied,
-            ..record.clone()
-        });
+        // `apply_once` goes to the view whatever is held (only `apply` asks `pass_parked`).
         match self.apply_once(envelope).await {
             Some(Applied::Applied | Applied::Duplicate) => {
                 tracing::info!(
@@ -328,10 +330,6 @@ impl Projector {
             let Some(envelope) = self.read_at(record.position).await else {
                 continue;
             };
-            self.held.lock().put(ParkedEvent {
-                state: ParkedState::Applied,
-                ..record.clone()
-            });
             match self.apply_once(&envelope).await {
                 Some(_) => {
                     self.save(&ParkedEvent {
