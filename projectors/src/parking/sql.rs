@@ -77,6 +77,34 @@ where
         .collect()
 }
 
+/// Binds every column of `record` but the aggregate id, in the order of the `INSERT`s below;
+/// the caller binds the aggregate id last (TEXT in SQLite, UUID in PostgreSQL).
+fn bind_record<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    record: &'q ParkedEvent,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<DateTime<Utc>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(record.view.as_str())
+        .bind(signed(record.position))
+        .bind(record.event_type.as_str())
+        .bind(record.state.as_str())
+        .bind(record.error.as_deref())
+        .bind(i64::from(record.attempts))
+        .bind(record.first_attempt_at)
+        .bind(record.last_attempt_at)
+        .bind(record.requested.map(ParkedAction::as_str))
+        .bind(record.decided_by.as_deref())
+        .bind(record.decided_at)
+}
+
 const SELECT: &str = "SELECT view, position, aggregate_id, event_type, state, error, attempts, \
      first_attempt_at, last_attempt_at, requested, decided_by, decided_at FROM parked_events";
 const HELD_COUNTS: &str = "SELECT view, COUNT(*) AS held FROM parked_events \
@@ -98,23 +126,15 @@ impl SqliteParking {
 #[async_trait]
 impl ParkingStore for SqliteParking {
     async fn save(&self, record: &ParkedEvent) -> Result<(), ParkingError> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO parked_events (view, position, aggregate_id, event_type, state, \
-             error, attempts, first_attempt_at, last_attempt_at, requested, decided_by, decided_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        bind_record(
+            sqlx::query(
+                "INSERT OR REPLACE INTO parked_events (view, position, event_type, state, error, \
+                 attempts, first_attempt_at, last_attempt_at, requested, decided_by, decided_at, \
+                 aggregate_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
+            record,
         )
-        .bind(&record.view)
-        .bind(signed(record.position))
         .bind(record.aggregate_id.to_string())
-        .bind(&record.event_type)
-        .bind(record.state.as_str())
-        .bind(&record.error)
-        .bind(i64::from(record.attempts))
-        .bind(record.first_attempt_at)
-        .bind(record.last_attempt_at)
-        .bind(record.requested.map(ParkedAction::as_str))
-        .bind(&record.decided_by)
-        .bind(record.decided_at)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -184,28 +204,20 @@ impl PostgresParking {
 #[async_trait]
 impl ParkingStore for PostgresParking {
     async fn save(&self, record: &ParkedEvent) -> Result<(), ParkingError> {
-        sqlx::query(
-            "INSERT INTO parked_events (view, position, aggregate_id, event_type, state, error, \
-             attempts, first_attempt_at, last_attempt_at, requested, decided_by, decided_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (view, position) DO UPDATE SET aggregate_id = EXCLUDED.aggregate_id, \
-             event_type = EXCLUDED.event_type, state = EXCLUDED.state, error = EXCLUDED.error, \
-             attempts = EXCLUDED.attempts, first_attempt_at = EXCLUDED.first_attempt_at, \
-             last_attempt_at = EXCLUDED.last_attempt_at, requested = EXCLUDED.requested, \
-             decided_by = EXCLUDED.decided_by, decided_at = EXCLUDED.decided_at",
+        bind_record(
+            sqlx::query(
+                "INSERT INTO parked_events (view, position, event_type, state, error, attempts, \
+                 first_attempt_at, last_attempt_at, requested, decided_by, decided_at, aggregate_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (view, position) DO UPDATE SET aggregate_id = EXCLUDED.aggregate_id, \
+                 event_type = EXCLUDED.event_type, state = EXCLUDED.state, error = EXCLUDED.error, \
+                 attempts = EXCLUDED.attempts, first_attempt_at = EXCLUDED.first_attempt_at, \
+                 last_attempt_at = EXCLUDED.last_attempt_at, requested = EXCLUDED.requested, \
+                 decided_by = EXCLUDED.decided_by, decided_at = EXCLUDED.decided_at",
+            ),
+            record,
         )
-        .bind(&record.view)
-        .bind(signed(record.position))
         .bind(record.aggregate_id)
-        .bind(&record.event_type)
-        .bind(record.state.as_str())
-        .bind(&record.error)
-        .bind(i64::from(record.attempts))
-        .bind(record.first_attempt_at)
-        .bind(record.last_attempt_at)
-        .bind(record.requested.map(ParkedAction::as_str))
-        .bind(&record.decided_by)
-        .bind(record.decided_at)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
