@@ -283,7 +283,7 @@ async fn events_export(
 }
 
 /// A progress bar over `length` things named `unit`, with rate and ETA.
-fn progress_bar(length: u64, unit: &str) -> ProgressBar {
+pub(crate) fn progress_bar(length: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(length);
     bar.set_style(
         ProgressStyle::with_template(&format!(

@@ -9,8 +9,11 @@
 //! - [`redis`]: the Redis views (`redis/{layout,projection,reader}.rs`) that the query side's
 //!   layered read path asks before PostgreSQL.
 //! - [`analytics`]: shopper analytics views; [`status`]: projector heartbeats.
+//! - [`generations`]: blue/green rebuilds of a view beside the live one; [`parking`]: poison
+//!   events parked.
 
 pub mod analytics;
+pub mod generations;
 pub mod parking;
 pub mod read_model;
 pub mod redis;
@@ -132,6 +135,26 @@ pub trait Projection: Send + Sync + 'static {
     async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
         let _ = checkpoint;
         Ok(())
+    }
+
+    /// Applies `envelopes` (in position order, from a rebuild reading the store: no gaps, no
+    /// duplicates within the batch) and records `checkpoint`. A view that can write a batch in
+    /// fewer round trips than one per event overrides it; the default applies them one by one.
+    async fn apply_batch(
+        &self,
+        envelopes: &[Envelope],
+        checkpoint: u64,
+    ) -> Result<(), ProjectionError> {
+        for envelope in envelopes {
+            self.apply(envelope, envelope.position.min(checkpoint))
+                .await?;
+        }
+        self.advance(checkpoint).await
+    }
+
+    /// The view's blue/green generations, when it can be rebuilt beside itself.
+    fn generations(&self) -> Option<&dyn generations::Generations> {
+        None
     }
 
     /// Records that the view is complete up to its checkpoint (after a catch-up).

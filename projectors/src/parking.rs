@@ -100,6 +100,43 @@ impl ParkedAction {
     }
 }
 
+/// What an operator asks of a whole view (`catalog projections rebuild|pause|resume`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewAction {
+    /// Build the next generation from the store beside the live one, then switch readers.
+    Rebuild,
+    /// Stop applying deliveries (they wait on the bus) until resumed.
+    Pause,
+    Resume,
+}
+
+impl ViewAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewAction::Rebuild => "rebuild",
+            ViewAction::Pause => "pause",
+            ViewAction::Resume => "resume",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ViewAction> {
+        match text {
+            "rebuild" => Some(ViewAction::Rebuild),
+            "pause" => Some(ViewAction::Pause),
+            "resume" => Some(ViewAction::Resume),
+            _ => None,
+        }
+    }
+}
+
+/// A request for a view, as its projector takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewRequest {
+    pub action: ViewAction,
+    pub requested_by: String,
+}
+
 /// One parked event of one view: the durable dead-letter record.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ParkedEvent {
@@ -147,12 +184,23 @@ pub trait ParkingStore: Send + Sync + 'static {
         action: ParkedAction,
         by: &str,
     ) -> Result<bool, ParkingError>;
+    /// Asks the projector of `view` to rebuild, pause or resume it; the running projector
+    /// acts within a second.
+    async fn request_view(
+        &self,
+        view: &str,
+        action: ViewAction,
+        by: &str,
+    ) -> Result<(), ParkingError>;
+    /// Removes and returns the requests for `view`, oldest first.
+    async fn take_view_requests(&self, view: &str) -> Result<Vec<ViewRequest>, ParkingError>;
 }
 
 /// Records in memory: for tests, and for a process without a database.
 #[derive(Default)]
 pub struct MemoryParking {
     records: Mutex<BTreeMap<(String, u64), ParkedEvent>>,
+    view_requests: Mutex<Vec<(String, ViewRequest)>>,
 }
 
 #[async_trait]
@@ -201,5 +249,30 @@ impl ParkingStore for MemoryParking {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn request_view(
+        &self,
+        view: &str,
+        action: ViewAction,
+        by: &str,
+    ) -> Result<(), ParkingError> {
+        self.view_requests.lock().push((
+            view.to_owned(),
+            ViewRequest {
+                action,
+                requested_by: by.to_owned(),
+            },
+        ));
+        Ok(())
+    }
+
+    async fn take_view_requests(&self, view: &str) -> Result<Vec<ViewRequest>, ParkingError> {
+        let mut requests = self.view_requests.lock();
+        let (taken, kept) = std::mem::take(&mut *requests)
+            .into_iter()
+            .partition(|(name, _)| name == view);
+        *requests = kept;
+        Ok(taken.into_iter().map(|(_, request)| request).collect())
     }
 }

@@ -15,8 +15,10 @@
 //! runner acknowledge its delivery.
 
 mod parked;
+mod rebuild;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use crate::parking::{MemoryParking, ParkingStore, FIRST_RETRY_DELAY, PARK_AFTER_
 use crate::{Applied, Projection, ProjectionError};
 
 pub use parked::Held;
+pub use rebuild::{RebuildError, RebuildProgress, REBUILD_BATCH};
 
 const CATCH_UP_BATCH: usize = 2000;
 const RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -44,8 +47,12 @@ const HOLE_REPAIR_BATCH: usize = 1000;
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProjectorStatus {
     pub name: String,
-    /// `starting`, `catching-up`, `live` or `failing`.
+    /// `starting`, `catching-up`, `live`, `paused` or `failing`.
     pub state: String,
+    /// The generation readers see (1 until the view is first rebuilt).
+    pub generation: u64,
+    /// A rebuild in progress.
+    pub rebuild: Option<RebuildProgress>,
     /// Every position up to this one has been applied.
     pub position: u64,
     /// When the last applied event occurred.
@@ -123,6 +130,11 @@ pub struct Projector {
     watermark: Arc<Mutex<Watermark>>,
     parking: Arc<dyn ParkingStore>,
     held: Arc<Mutex<Held>>,
+    /// Held while the live projector applies anything; a rebuild takes it for its tail and
+    /// switch.
+    gate: Arc<tokio::sync::Mutex<()>>,
+    paused: Arc<tokio::sync::watch::Sender<bool>>,
+    rebuilding: Arc<AtomicBool>,
 }
 
 impl Projector {
@@ -131,6 +143,8 @@ impl Projector {
         let status = ProjectorStatus {
             name: projection.name().to_owned(),
             state: "starting".to_owned(),
+            generation: 1,
+            rebuild: None,
             position: 0,
             last_event_at: None,
             last_error: None,
@@ -143,6 +157,9 @@ impl Projector {
             watermark: Arc::new(Mutex::new(Watermark::default())),
             parking: Arc::new(MemoryParking::default()),
             held: Arc::new(Mutex::new(Held::default())),
+            gate: Arc::new(tokio::sync::Mutex::new(())),
+            paused: Arc::new(tokio::sync::watch::channel(false).0),
+            rebuilding: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -358,6 +375,8 @@ impl Projector {
     /// Follows the bus until the task is dropped: applies each delivery, then acknowledges it.
     pub async fn run(self, bus: Arc<dyn EventBus>) {
         let name = self.projection.name().to_owned();
+        self.rebuild_if_outdated().await;
+        let mut paused = self.paused.subscribe();
         loop {
             let after = match self.projection.checkpoint().await {
                 Ok(position) => position,
@@ -381,13 +400,20 @@ impl Projector {
                     continue;
                 }
             };
-            self.set_state("live");
+            self.set_state(if *paused.borrow() { "paused" } else { "live" });
             let mut repair_tick = tokio::time::interval(Duration::from_millis(500));
             repair_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                let is_paused = *paused.borrow_and_update();
                 let item = tokio::select! {
-                    item = stream.next() => item,
+                    item = stream.next(), if !is_paused => item,
+                    _ = paused.changed() => continue,
                     _ = repair_tick.tick() => {
+                        self.act_on_view_requests().await;
+                        if is_paused {
+                            continue;
+                        }
+                        let _held = self.gate.lock().await;
                         self.rebuild_if_lost().await;
                         self.repair_holes().await;
                         self.act_on_requests().await;
@@ -397,12 +423,15 @@ impl Projector {
                 let Some(item) = item else { break };
                 match item {
                     Ok(delivery) => {
-                        self.apply(&delivery.envelope).await;
+                        {
+                            let _held = self.gate.lock().await;
+                            self.apply(&delivery.envelope).await;
+                        }
                         if let Err(error) = delivery.ack().await {
                             // Not acknowledged means delivered again: a harmless duplicate.
                             tracing::warn!(projector = %name, %error, "cannot acknowledge a delivery");
                         }
-                        if self.status.read().state != "live" {
+                        if self.status.read().state != "live" && !*paused.borrow() {
                             self.set_state("live");
                         }
                     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 use sqlx::Row;
 
-use crate::runner::{Projector, ProjectorStatus};
+use crate::runner::{Projector, ProjectorStatus, RebuildProgress};
 
 /// How often a projector process reports.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -22,15 +22,19 @@ pub async fn report(pool: PgPool, projectors: Vec<Projector>) {
         for projector in &projectors {
             let status = projector.status();
             let written = sqlx::query(
-                "INSERT INTO projector_status (name, state, position, last_error, updated_at) \
-                 VALUES ($1, $2, $3, $4, now()) ON CONFLICT (name) DO UPDATE SET \
+                "INSERT INTO projector_status (name, state, position, last_error, updated_at, \
+                 generation, rebuild) VALUES ($1, $2, $3, $4, now(), $5, $6) \
+                 ON CONFLICT (name) DO UPDATE SET \
                  state = EXCLUDED.state, position = EXCLUDED.position, \
-                 last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at",
+                 last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at, \
+                 generation = EXCLUDED.generation, rebuild = EXCLUDED.rebuild",
             )
             .bind(&status.name)
             .bind(&status.state)
             .bind(status.position as i64)
             .bind(&status.last_error)
+            .bind(status.generation as i64)
+            .bind(status.rebuild.as_ref().map(sqlx::types::Json))
             .execute(&pool)
             .await;
             if let Err(error) = written {
@@ -45,7 +49,7 @@ pub async fn read(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
     // The checkpoint is the truth about the position; the heartbeat may be a moment behind.
     let rows = sqlx::query(
         "SELECT s.name, s.state, GREATEST(s.position, COALESCE(c.position, 0)) AS position, \
-         s.last_error, s.updated_at FROM projector_status s \
+         s.last_error, s.updated_at, s.generation, s.rebuild FROM projector_status s \
          LEFT JOIN rm_checkpoints c ON c.projection = s.name ORDER BY s.name",
     )
     .fetch_all(pool)
@@ -61,6 +65,11 @@ pub async fn read(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
             position: row.try_get::<i64, _>("position")?.max(0) as u64,
             last_event_at: None,
             last_error: row.try_get("last_error")?,
+            generation: row.try_get::<i64, _>("generation")?.max(1) as u64,
+            rebuild: row
+                .try_get::<Option<sqlx::types::Json<RebuildProgress>>, _>("rebuild")?
+                .filter(|_| !stale)
+                .map(|json| json.0),
             // The parked-event store says; see `parking::ParkingStore::held_counts`.
             parked: 0,
         });

@@ -82,8 +82,9 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectionsCommand {
-    /// How many events each view holds back; with DATABASE_URL, each projector's state and
-    /// position too (the embedded mode's positions: GET /api/admin/projections).
+    /// How many events each view holds back; with DATABASE_URL, each projector's state,
+    /// generation, position, lag and rebuild too (the embedded mode's: GET
+    /// /api/admin/projections).
     Status,
     /// List a view's parked events as NDJSON, by position, with the decisions taken on them.
     Parked {
@@ -96,6 +97,21 @@ pub enum ProjectionsCommand {
     /// Ask the running projector of VIEW to pass over the failed event at POSITION (the
     /// decision is recorded); the product's events parked behind it follow.
     Skip { view: String, position: u64 },
+    /// Rebuild VIEW blue/green: the running projector builds the next generation from the
+    /// event store beside the live one (which keeps serving), then switches readers to it at
+    /// once. Waits with a progress bar (rate, ETA) until the switch, where the projectors
+    /// report to PostgreSQL.
+    Rebuild {
+        /// The view: read-model, redis, search or analytics.
+        view: String,
+        /// Ask and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Ask the running projector of VIEW to stop applying events (they wait on the bus).
+    Pause { view: String },
+    /// Ask a paused projector of VIEW to apply events again.
+    Resume { view: String },
 }
 
 #[derive(Debug, Subcommand)]

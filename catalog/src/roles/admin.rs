@@ -1,5 +1,6 @@
-//! `/api/admin/projections`: each projector's position, lag, state and parked events, and an
-//! operator's retry or skip of a parked event.
+//! `/api/admin/projections`: each projector's generation, position, lag, state and parked
+//! events; an operator's rebuild, pause or resume of a view, and retry or skip of a parked
+//! event.
 
 use std::sync::Arc;
 
@@ -9,8 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use events::store::EventStore;
-use projectors::parking::{ParkedAction, ParkedEvent, ParkingError, ParkingStore};
+use projectors::parking::{ParkedAction, ParkedEvent, ParkingError, ParkingStore, ViewAction};
 use projectors::runner::Projector;
+use projectors::runner::RebuildProgress;
 use serde::Serialize;
 use web::extract::Path;
 use web::Problem;
@@ -41,8 +43,13 @@ impl FromRef<AdminState> for Arc<TokenVerifier> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ProjectionStatus {
     pub name: String,
-    /// `starting`, `catching-up`, `live`, `failing`, or `stopped` (no heartbeat lately).
+    /// `starting`, `catching-up`, `live`, `paused`, `failing`, or `stopped` (no heartbeat
+    /// lately).
     pub state: String,
+    /// The generation readers see (1 until the view is first rebuilt).
+    pub generation: u64,
+    /// A rebuild in progress (`POST /api/admin/projections/{view}/rebuild`).
+    pub rebuild: Option<RebuildProgress>,
     pub position: u64,
     /// Events in the store the projector has not applied yet.
     pub lag_events: u64,
@@ -122,6 +129,8 @@ pub async fn projections(
             parked: parked.get(&status.name).copied().unwrap_or(0),
             name: status.name,
             state: status.state,
+            generation: status.generation,
+            rebuild: status.rebuild,
             position: status.position,
             lag_events,
             lag_seconds,
@@ -206,6 +215,76 @@ async fn request(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
+/// Asks the projector of `view` to rebuild it blue/green: the next generation is built from
+/// the event store beside the live one, which keeps serving, then readers switch to it at
+/// once (admin only).
+#[utoipa::path(post, path = "/api/admin/projections/{view}/rebuild", tag = "operations",
+    params(("view" = String, Path, description = "A projector's name, as `GET /api/admin/projections` lists it")),
+    responses((status = 202, description = "The running projector starts within a second; `GET /api/admin/projections` shows the progress (`rebuild`) and then the new `generation`"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, description = "No such view", body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn rebuild(
+    State(state): State<AdminState>,
+    user: AuthUser,
+    Path(view): Path<String>,
+) -> Result<Response, Problem> {
+    request_view(&state, &user, &view, ViewAction::Rebuild).await
+}
+
+/// Asks the projector of `view` to stop applying events (they wait on the bus; readers keep
+/// reading what it holds) until resumed (admin only).
+#[utoipa::path(post, path = "/api/admin/projections/{view}/pause", tag = "operations",
+    params(("view" = String, Path, description = "A projector's name")),
+    responses((status = 202, description = "The running projector pauses within a second (state `paused`)"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, description = "No such view", body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn pause(
+    State(state): State<AdminState>,
+    user: AuthUser,
+    Path(view): Path<String>,
+) -> Result<Response, Problem> {
+    request_view(&state, &user, &view, ViewAction::Pause).await
+}
+
+/// Asks a paused projector of `view` to apply events again, from where it stopped (admin only).
+#[utoipa::path(post, path = "/api/admin/projections/{view}/resume", tag = "operations",
+    params(("view" = String, Path, description = "A projector's name")),
+    responses((status = 202, description = "The running projector resumes within a second"),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, description = "No such view", body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn resume(
+    State(state): State<AdminState>,
+    user: AuthUser,
+    Path(view): Path<String>,
+) -> Result<Response, Problem> {
+    request_view(&state, &user, &view, ViewAction::Resume).await
+}
+
+async fn request_view(
+    state: &AdminState,
+    user: &AuthUser,
+    view: &str,
+    action: ViewAction,
+) -> Result<Response, Problem> {
+    user.require(&[Role::Admin])?;
+    if !super::PROJECTORS.contains(&view) {
+        return Err(Problem::not_found(format!(
+            "there is no view {view:?} (the views: {})",
+            super::PROJECTORS.join(", ")
+        )));
+    }
+    let by = format!("admin {}", user.email);
+    state
+        .parking
+        .request_view(view, action, &by)
+        .await
+        .map_err(parking_unavailable)?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
 /// The admin routes of the command role: projector statuses from PostgreSQL heartbeats in the
 /// distributed mode, from the projectors of this process (`local`) in the embedded one.
 pub fn mount(
@@ -236,6 +315,9 @@ pub fn mount(
                 "/api/admin/projections/{view}/parked/{position}/skip",
                 post(skip),
             )
+            .route("/api/admin/projections/{view}/rebuild", post(rebuild))
+            .route("/api/admin/projections/{view}/pause", post(pause))
+            .route("/api/admin/projections/{view}/resume", post(resume))
             .with_state(state),
         ..super::Mounted::default()
     }

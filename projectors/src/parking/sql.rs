@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row, SqlitePool};
 use uuid::Uuid;
 
-use super::{ParkedAction, ParkedEvent, ParkedState, ParkingError, ParkingStore};
+use super::{
+    ParkedAction, ParkedEvent, ParkedState, ParkingError, ParkingStore, ViewAction, ViewRequest,
+};
 
 fn unavailable(error: sqlx::Error) -> ParkingError {
     ParkingError::Unavailable(error.to_string())
@@ -110,6 +112,34 @@ const SELECT: &str = "SELECT view, position, aggregate_id, event_type, state, er
 const HELD_COUNTS: &str = "SELECT view, COUNT(*) AS held FROM parked_events \
      WHERE state IN ('failed', 'waiting') GROUP BY view";
 
+/// View requests from rows of `(action, requested_by)`, oldest first (rows ordered by id).
+fn view_requests<R>(rows: &[R]) -> Result<Vec<ViewRequest>, ParkingError>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|row| {
+            let action: String = row.try_get("action").map_err(unavailable)?;
+            Ok(ViewRequest {
+                action: ViewAction::parse(&action).ok_or_else(|| corrupt("view action"))?,
+                requested_by: row.try_get("requested_by").map_err(unavailable)?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes and returns one view's requests, oldest first (both engines speak this SQL but
+/// for the placeholder).
+fn take_requests_sql(placeholder: &str) -> String {
+    format!(
+        "DELETE FROM projection_requests WHERE id IN \
+         (SELECT id FROM projection_requests WHERE view = {placeholder} ORDER BY id) \
+         RETURNING id, action, requested_by"
+    )
+}
+
 /// `parked_events` in SQLite (the embedded mode's `catalog.db`).
 #[derive(Clone)]
 pub struct SqliteParking {
@@ -187,6 +217,36 @@ impl ParkingStore for SqliteParking {
         .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn request_view(
+        &self,
+        view: &str,
+        action: ViewAction,
+        by: &str,
+    ) -> Result<(), ParkingError> {
+        sqlx::query(
+            "INSERT INTO projection_requests (view, action, requested_by, requested_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(view)
+        .bind(action.as_str())
+        .bind(by)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn take_view_requests(&self, view: &str) -> Result<Vec<ViewRequest>, ParkingError> {
+        let mut rows = sqlx::query(&take_requests_sql("?"))
+            .bind(view)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.sort_by_key(|row| row.try_get::<i64, _>("id").unwrap_or(0));
+        view_requests(&rows)
+    }
 }
 
 /// `parked_events` in PostgreSQL (the distributed mode), shared by every projector process.
@@ -262,5 +322,33 @@ impl ParkingStore for PostgresParking {
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn request_view(
+        &self,
+        view: &str,
+        action: ViewAction,
+        by: &str,
+    ) -> Result<(), ParkingError> {
+        sqlx::query(
+            "INSERT INTO projection_requests (view, action, requested_by) VALUES ($1, $2, $3)",
+        )
+        .bind(view)
+        .bind(action.as_str())
+        .bind(by)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn take_view_requests(&self, view: &str) -> Result<Vec<ViewRequest>, ParkingError> {
+        let mut rows = sqlx::query(&take_requests_sql("$1"))
+            .bind(view)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.sort_by_key(|row| row.try_get::<i64, _>("id").unwrap_or(0));
+        view_requests(&rows)
     }
 }

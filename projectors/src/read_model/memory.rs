@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use uuid::Uuid;
 use super::evolve::{category_out_of_order, evolve, Evolved};
 use super::port::{CatalogReadModel, MinPosition, ReadModelError, StampScope};
 use super::view::{count_deltas, CategoryView, ListQuery, Page, ProductView, SortKey, SortOrder};
+use crate::generations::{Generations, Live};
 use crate::redis::{product_invalidation, Invalidation};
 use crate::{Applied, Projection, ProjectionError};
 
@@ -144,6 +146,11 @@ pub struct MemoryReadModel {
     state: RwLock<State>,
     position: Watermark,
     listener: std::sync::OnceLock<ChangeListener>,
+    /// The generation being built by a rebuild, and the one it replaced (kept for the grace
+    /// period); see [`crate::generations`].
+    next: parking_lot::Mutex<Option<Arc<MemoryReadModel>>>,
+    previous: parking_lot::Mutex<Option<State>>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Default for MemoryReadModel {
@@ -158,6 +165,9 @@ impl MemoryReadModel {
             state: RwLock::new(State::default()),
             position: Watermark::new(0),
             listener: std::sync::OnceLock::new(),
+            next: Default::default(),
+            previous: Default::default(),
+            generation: std::sync::atomic::AtomicU64::new(1),
         }
     }
 
@@ -210,6 +220,74 @@ impl Projection for MemoryReadModel {
 
     async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
         MemoryReadModel::advance(self, checkpoint);
+        Ok(())
+    }
+
+    fn generations(&self) -> Option<&dyn Generations> {
+        Some(self)
+    }
+}
+
+/// The version of the in-memory read model (rebuilt at every start, so a deploy never finds
+/// an older one; a rebuild is still what an operator asks for after a projection fix).
+const MEMORY_VERSION: u64 = 1;
+
+#[async_trait]
+impl Generations for MemoryReadModel {
+    fn version(&self) -> u64 {
+        MEMORY_VERSION
+    }
+
+    async fn live(&self) -> Result<Live, ProjectionError> {
+        Ok(Live {
+            generation: self.generation.load(Ordering::SeqCst),
+            version: MEMORY_VERSION,
+        })
+    }
+
+    async fn prepare(&self) -> Result<Arc<dyn Projection>, ProjectionError> {
+        let next = Arc::new(MemoryReadModel::new());
+        *self.next.lock() = Some(next.clone());
+        Ok(next)
+    }
+
+    async fn switch(&self) -> Result<u64, ProjectionError> {
+        let Some(next) = self.next.lock().take() else {
+            return Err(ProjectionError::Unavailable(
+                "no generation is being built".into(),
+            ));
+        };
+        let built = std::mem::take(&mut *next.state.write());
+        let (position, changed) = {
+            let mut state = self.state.write();
+            let mut old = std::mem::replace(&mut *state, built);
+            // Change stamps only grow: a cache keyed by one never takes the new generation for
+            // the old.
+            for (scope, count) in &old.changed_in {
+                *state.changed_in.entry(scope.clone()).or_default() += count;
+            }
+            for count in state.changed_in.values_mut() {
+                *count += 1;
+            }
+            state.changed_categories += old.changed_categories + 1;
+            state.position = state.position.max(old.position);
+            let changed = Invalidation {
+                scopes: state.changed_in.keys().cloned().collect(),
+                ..Invalidation::categories(state.position)
+            };
+            old.indexes.clear();
+            *self.previous.lock() = Some(old);
+            (state.position, changed)
+        };
+        self.position.advance(position);
+        if let Some(listener) = self.listener.get() {
+            listener(&changed);
+        }
+        Ok(self.generation.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    async fn drop_previous(&self) -> Result<(), ProjectionError> {
+        self.previous.lock().take();
         Ok(())
     }
 }

@@ -200,18 +200,10 @@ impl Projector {
     /// A skipped product event is applied as a change of nothing, so the product's version
     /// moves on and its later events apply; other aggregates' events are passed over.
     async fn apply_as_nothing(&self, envelope: &Envelope) {
-        let is_product = !matches!(
-            envelope.event_type.as_str(),
-            "CategoryCreated" | "SynonymsChanged"
-        );
-        if !is_product {
+        let Some(nothing) = super::rebuild::as_nothing(envelope) else {
             self.pass_over(envelope).await;
             return;
-        }
-        let mut nothing = envelope.clone();
-        nothing.event_type = "ProductDetailsChanged".to_owned();
-        nothing.schema_version = 1;
-        nothing.data = serde_json::json!({});
+        };
         loop {
             let checkpoint = self.watermark.lock().with(envelope.position);
             match self.projection.apply(&nothing, checkpoint).await {

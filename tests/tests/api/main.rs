@@ -20,6 +20,7 @@ mod parking;
 mod properties;
 mod queries;
 mod read_path;
+mod rebuild;
 mod restart;
 mod search;
 mod synonyms;

@@ -40,6 +40,10 @@ impl PostgresReadModelProjection {
         }
     }
 
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn save_checkpoint(
         &self,
         transaction: &mut Transaction<'_, Postgres>,
@@ -195,6 +199,10 @@ impl Projection for PostgresReadModelProjection {
         read_checkpoint(&self.pool, &self.name)
             .await
             .map_err(unavailable)
+    }
+
+    fn generations(&self) -> Option<&dyn crate::generations::Generations> {
+        Some(self)
     }
 
     async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
