@@ -101,14 +101,13 @@ async fn rebuilt_while_serving(app: &TestApp, view: &str) {
     let written = Arc::new(AtomicU64::new(0));
     let mut last_price: HashMap<String, i64> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last_position = 0;
-    loop {
+    let last_position = loop {
         let n = written.fetch_add(1, Ordering::SeqCst) as usize;
         let id = &ids[n % ids.len()];
         let price = 1000 + n as i64;
         let response = app.change_price(id, price, "EUR").await;
         assert_eq!(response.status(), 200);
-        last_position = json_body(response).await["position"]
+        let position = json_body(response).await["position"]
             .as_u64()
             .expect("position");
         last_price.insert(id.clone(), price);
@@ -116,11 +115,11 @@ async fn rebuilt_while_serving(app: &TestApp, view: &str) {
         let item = view_status(&status, view);
         if item["generation"].as_u64() > Some(before) && n >= 20 {
             assert!(item["rebuild"].is_null(), "{item}");
-            break;
+            break position;
         }
         assert!(Instant::now() < deadline, "no switch within 60 s: {item}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     stop.store(true, Ordering::SeqCst);
     let reads = reader.await.expect("the reader never failed");
     assert!(reads > 0);
