@@ -112,13 +112,15 @@ const SELECT: &str = "SELECT view, position, aggregate_id, event_type, state, er
 const HELD_COUNTS: &str = "SELECT view, COUNT(*) AS held FROM parked_events \
      WHERE state IN ('failed', 'waiting') GROUP BY view";
 
-/// View requests from rows of `(action, requested_by)`, oldest first (rows ordered by id).
-fn view_requests<R>(rows: &[R]) -> Result<Vec<ViewRequest>, ParkingError>
+/// View requests from rows of `(id, action, requested_by)`, oldest first.
+fn view_requests<R>(mut rows: Vec<R>) -> Result<Vec<ViewRequest>, ParkingError>
 where
     R: Row,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
+    rows.sort_by_key(|row| row.try_get::<i64, _>("id").unwrap_or(0));
     rows.iter()
         .map(|row| {
             let action: String = row.try_get("action").map_err(unavailable)?;
@@ -239,13 +241,13 @@ impl ParkingStore for SqliteParking {
     }
 
     async fn take_view_requests(&self, view: &str) -> Result<Vec<ViewRequest>, ParkingError> {
-        let mut rows = sqlx::query(&take_requests_sql("?"))
-            .bind(view)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.sort_by_key(|row| row.try_get::<i64, _>("id").unwrap_or(0));
-        view_requests(&rows)
+        view_requests(
+            sqlx::query(&take_requests_sql("?"))
+                .bind(view)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?,
+        )
     }
 }
 
@@ -343,12 +345,12 @@ impl ParkingStore for PostgresParking {
     }
 
     async fn take_view_requests(&self, view: &str) -> Result<Vec<ViewRequest>, ParkingError> {
-        let mut rows = sqlx::query(&take_requests_sql("$1"))
-            .bind(view)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        rows.sort_by_key(|row| row.try_get::<i64, _>("id").unwrap_or(0));
-        view_requests(&rows)
+        view_requests(
+            sqlx::query(&take_requests_sql("$1"))
+                .bind(view)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?,
+        )
     }
 }
