@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -157,9 +156,13 @@ impl Projector {
         };
         let mut position = 0;
         while position < head {
-            position = self
+            let reached = self
                 .apply_from_store(next.as_ref(), &mut filter, position)
                 .await?;
+            if reached == position {
+                break;
+            }
+            position = reached;
             let elapsed = started.elapsed().as_secs_f64().max(1e-3);
             progress.position = position;
             progress.events_per_second = position as f64 / elapsed;
@@ -168,9 +171,6 @@ impl Projector {
             self.status.write().rebuild = Some(progress.clone());
             metrics::gauge!("catalog_projection_rebuild_position", "projector" => name.clone())
                 .set(position as f64);
-            if position == 0 {
-                break;
-            }
         }
         generations.sealed().await?;
         let generation = {
@@ -282,7 +282,7 @@ impl Projector {
 
     /// Starts a rebuild in the background (nothing when one runs already).
     pub fn spawn_rebuild(&self) {
-        let projector = Arc::new(self.clone());
+        let projector = self.clone();
         tokio::spawn(async move {
             if let Err(error) = projector.rebuild().await {
                 tracing::warn!(projector = projector.name(), %error, "rebuild failed");
