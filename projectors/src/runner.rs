@@ -34,7 +34,7 @@ use crate::parking::{MemoryParking, ParkingStore, FIRST_RETRY_DELAY, PARK_AFTER_
 use crate::{Applied, Projection, ProjectionError};
 
 pub use parked::Held;
-pub use rebuild::{RebuildError, RebuildProgress, REBUILD_BATCH};
+pub use rebuild::{RebuildError, RebuildProgress, BULK_CATCH_UP_FROM, REBUILD_BATCH};
 
 const CATCH_UP_BATCH: usize = 2000;
 const RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -296,6 +296,12 @@ impl Projector {
         self.set_state("catching-up");
         self.load_parked().await;
         let mut position = self.projection.checkpoint().await.unwrap_or(0);
+        if position == 0 {
+            if let Some(reached) = self.bulk_catch_up().await {
+                position = reached;
+            }
+            self.set_state("catching-up");
+        }
         self.reset_watermark(position);
         loop {
             let batch = self.store.read_all(position, CATCH_UP_BATCH).await?;

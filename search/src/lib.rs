@@ -288,6 +288,26 @@ pub trait SearchWriter: Send + Sync + 'static {
     async fn checkpoint(&self) -> Result<u64, SearchError>;
 }
 
+pub use projectors::generations::Live;
+
+/// A search index that can build its next generation beside the live one (see
+/// `projectors::generations`): the search projection drives it through a rebuild.
+#[async_trait]
+pub trait SearchGenerations: Send + Sync + 'static {
+    /// The version of the index this code builds.
+    fn version(&self) -> u64;
+    /// The live generation and the version it was built with.
+    async fn live(&self) -> Result<Live, SearchError>;
+    /// Creates the next generation, empty (clearing what an interrupted rebuild left), and
+    /// returns the writer that fills it.
+    async fn prepare(&self) -> Result<Arc<dyn SearchWriter>, SearchError>;
+    /// Makes the prepared generation the one searches read and the live writer writes, once
+    /// it made everything it was given searchable. Returns the new generation.
+    async fn switch(&self) -> Result<u64, SearchError>;
+    /// Drops the generation before the live one.
+    async fn drop_previous(&self) -> Result<(), SearchError>;
+}
+
 /// The words of a query as a shopper typed them: lower-cased, split on anything that is not a
 /// letter or digit (so punctuation and injection attempts are just separators).
 pub fn words(text: &str) -> Vec<String> {

@@ -14,14 +14,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use events::{CatalogEvent, Envelope, SynonymsChanged};
+use projectors::generations::{Generations, Live};
 use projectors::read_model::{evolve, Evolved};
 use projectors::{Applied, Projection, ProjectionError};
 
-use crate::{SearchError, SearchWriter, Synonyms};
+use crate::{SearchError, SearchGenerations, SearchWriter, Synonyms};
 
 /// The search projection over any [`SearchWriter`].
 pub struct SearchProjection {
     writer: Arc<dyn SearchWriter>,
+    /// The index's generations, when it can be rebuilt beside itself.
+    generations: Option<Arc<dyn SearchGenerations>>,
     name: String,
     /// The version of the search settings last applied by this process (0: none yet).
     settings_version: AtomicU64,
@@ -31,9 +34,28 @@ impl SearchProjection {
     pub fn new(writer: Arc<dyn SearchWriter>, name: &str) -> Self {
         SearchProjection {
             writer,
+            generations: None,
             name: name.to_owned(),
             settings_version: AtomicU64::new(0),
         }
+    }
+
+    /// The projection over an index with generations: `catalog projections rebuild` builds
+    /// the next one beside it.
+    pub fn with_generations<I>(index: Arc<I>, name: &str) -> Self
+    where
+        I: SearchWriter + SearchGenerations,
+    {
+        SearchProjection {
+            generations: Some(index.clone()),
+            ..SearchProjection::new(index, name)
+        }
+    }
+
+    fn live_generations(&self) -> Result<&Arc<dyn SearchGenerations>, ProjectionError> {
+        self.generations.as_ref().ok_or_else(|| {
+            ProjectionError::Unavailable("this search index has no generations".into())
+        })
     }
 
     /// Replaces the writer's synonyms with the event's, unless a newer set is applied already.
@@ -116,6 +138,37 @@ impl Projection for SearchProjection {
 
     async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
         self.writer.advance(checkpoint).await.map_err(failed)
+    }
+
+    fn generations(&self) -> Option<&dyn Generations> {
+        self.generations.as_ref().map(|_| self as &dyn Generations)
+    }
+}
+
+#[async_trait]
+impl Generations for SearchProjection {
+    fn version(&self) -> u64 {
+        self.generations.as_ref().map_or(1, |g| g.version())
+    }
+
+    async fn live(&self) -> Result<Live, ProjectionError> {
+        self.live_generations()?.live().await.map_err(failed)
+    }
+
+    async fn prepare(&self) -> Result<Arc<dyn Projection>, ProjectionError> {
+        let writer = self.live_generations()?.prepare().await.map_err(failed)?;
+        Ok(Arc::new(SearchProjection::new(writer, &self.name)))
+    }
+
+    async fn switch(&self) -> Result<u64, ProjectionError> {
+        self.live_generations()?.switch().await.map_err(failed)
+    }
+
+    async fn drop_previous(&self) -> Result<(), ProjectionError> {
+        self.live_generations()?
+            .drop_previous()
+            .await
+            .map_err(failed)
     }
 }
 

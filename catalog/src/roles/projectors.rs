@@ -61,7 +61,7 @@ pub async fn mount(
         mounted
             .checks
             .push(Arc::new(SearchReadiness(index.clone())));
-        projections.push(Arc::new(SearchProjection::new(index, SEARCH)));
+        projections.push(Arc::new(SearchProjection::with_generations(index, SEARCH)));
     }
     for projection in projections {
         mounted

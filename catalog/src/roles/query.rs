@@ -24,7 +24,7 @@ use query_api::events_api::{EventFeed, FeedConfig};
 use query_api::QueryState;
 use search::opensearch::OpenSearchIndex;
 use search::projection::SearchProjection;
-use search::tantivy::TantivyIndex;
+use search::tantivy::TantivyGenerations;
 use search::SearchIndex;
 
 use super::{analytics, Mounted, ANALYTICS, READ_MODEL, SEARCH};
@@ -59,8 +59,8 @@ pub async fn embedded_views(
     mounted
         .start_projector(read_model.clone(), engines, store.clone(), bus.clone())
         .await?;
-    let index = TantivyIndex::open(&config.data_dir.join("search-index"))?;
-    let projection = Arc::new(SearchProjection::new(index.clone(), SEARCH));
+    let index = TantivyGenerations::open(&config.data_dir.join("search-index"))?;
+    let projection = Arc::new(SearchProjection::with_generations(index.clone(), SEARCH));
     mounted
         .start_projector(projection, engines, store.clone(), bus.clone())
         .await?;
@@ -218,9 +218,9 @@ async fn search_index(
         .prefix("catalog-search-")
         .tempdir()
         .context("cannot create a directory for the search index")?;
-    let index = TantivyIndex::open(directory.path())?;
+    let index = TantivyGenerations::open(&directory.path().join("search-index"))?;
     mounted.temporary_dirs.push(directory);
-    let projection = Arc::new(SearchProjection::new(index.clone(), SEARCH));
+    let projection = Arc::new(SearchProjection::with_generations(index.clone(), SEARCH));
     mounted
         .start_projector(
             projection,

@@ -2,6 +2,8 @@
 //! [`crate::redis`]), the invalidation message, and the bookkeeping keys every Redis view has
 //! (its checkpoint and its `intact` marker).
 
+use std::sync::Arc;
+
 use redis_client::{RedisConfig, RedisConnection};
 use serde::{Deserialize, Serialize};
 
@@ -24,11 +26,58 @@ fn order_name(sort: SortOrder) -> &'static str {
         .map_or("newest", |(_, name)| name)
 }
 
-/// The index key of `scope` (`None` = every product) in `sort` order.
-pub fn index_key(config: &RedisConfig, category: Option<&str>, sort: SortOrder) -> String {
-    match category {
-        None => config.key(&format!("ix:all:{}", order_name(sort))),
-        Some(slug) => config.key(&format!("ix:c:{slug}:{}", order_name(sort))),
+/// The pointer key: the generation of the Redis views readers see (missing: 1).
+pub fn generation_key(config: &RedisConfig) -> String {
+    config.key("generation")
+}
+
+/// The key of the view version the live generation was built with (missing: 1).
+pub(crate) fn generation_version_key(config: &RedisConfig) -> String {
+    config.key("generation:version")
+}
+
+/// The keys of one generation of the Redis views. Generation 1's are the names in the module
+/// documentation of [`crate::redis`]; generation N > 1 puts `gN:` before each name, under the
+/// same hash tag (so a switch, which sets the pointer key, is atomic on a cluster too).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    config: Arc<RedisConfig>,
+    generation: u64,
+}
+
+impl Keys {
+    pub fn new(config: Arc<RedisConfig>, generation: u64) -> Self {
+        Keys { config, generation }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// `name` in this generation.
+    pub fn key(&self, name: &str) -> String {
+        if self.generation <= 1 {
+            self.config.key(name)
+        } else {
+            self.config.key(&format!("g{}:{name}", self.generation))
+        }
+    }
+
+    /// The index of `category` (`None` = every product) in `sort` order.
+    pub fn index(&self, category: Option<&str>, sort: SortOrder) -> String {
+        match category {
+            None => self.key(&format!("ix:all:{}", order_name(sort))),
+            Some(slug) => self.key(&format!("ix:c:{slug}:{}", order_name(sort))),
+        }
+    }
+
+    /// The patterns of this generation's keys that exist per product, category or index,
+    /// and the names of its single keys: what dropping the generation deletes.
+    pub(crate) fn all(&self) -> ([String; 4], [String; 4]) {
+        (
+            ["p:*", "v:*", "ix:*", "cv:*"].map(|pattern| self.key(pattern)),
+            ["counts", "categories", "checkpoint", "intact"].map(|name| self.key(name)),
+        )
     }
 }
 

@@ -14,6 +14,14 @@
 //! | `cv:<category id>` | the category version applied |
 //! | `checkpoint` | every position up to it applied |
 //! | `intact` | set once the projector caught the view up; missing after Redis lost its data, and then readers fall back to PostgreSQL while the projector rebuilds |
+//! | `generation` | the generation readers see (missing: 1); every key above is generation 1's, and generation N > 1 has each under `gN:` (`{catalog}:g2:p:<id>`) |
+//! | `generation:version` | the view version the live generation was built with |
+//!
+//! A rebuild ([`crate::generations`]) writes generation N+1 with pipelines of grouped
+//! commands (no script, no invalidation: nobody reads it yet), then one `MULTI` marks it
+//! intact and moves the pointer; readers pick the pointer up with the checkpoint they poll
+//! and check it in every read's round trip. Generation N is deleted after the grace period
+//! (`SCAN` and `UNLINK` in small steps, so Redis never blocks on it).
 //!
 //! Listings are one `ZRANGE … BYLEX` from the cursor's encoded key, then one `MGET`. A listing
 //! over several categories sends one `ZRANGE` per category index in one pipeline and merges
@@ -28,11 +36,14 @@
 //! [`invalidation_channel`] — all or nothing, so the checkpoint never covers a write that did
 //! not happen, and a cache never misses an invalidation for a write that did.
 
+mod generations;
 mod layout;
 mod projection;
 mod reader;
 
-pub use layout::{encode_member, index_key, invalidation_channel, member_id, Invalidation, ORDERS};
+pub use layout::{
+    encode_member, generation_key, invalidation_channel, member_id, Invalidation, Keys, ORDERS,
+};
 pub(crate) use layout::{is_marked, mark, read_position, unavailable};
 pub use projection::product_invalidation;
 pub use projection::RedisProjection;

@@ -1,6 +1,7 @@
 //! Writes the Redis views: one Lua script per event (see "Atomic per event" in the module
 //! documentation of [`crate::redis`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,8 +10,8 @@ use redis::Script;
 use redis_client::{RedisConfig, RedisConnection};
 
 use super::layout::{
-    encode_member, index_key, invalidation_channel, is_marked, mark, read_position, unavailable,
-    Invalidation, StoredCategory, ORDERS,
+    encode_member, generation_key, invalidation_channel, is_marked, mark, read_position,
+    unavailable, Invalidation, Keys, StoredCategory, ORDERS,
 };
 use crate::read_model::evolve::{category_out_of_order, evolve, Evolved};
 use crate::read_model::view::{count_deltas, ProductView};
@@ -65,24 +66,27 @@ return 1
 
 /// Writes the Redis views; see the module documentation.
 pub struct RedisProjection {
-    config: Arc<RedisConfig>,
-    connection: RedisConnection,
-    name: String,
+    pub(super) config: Arc<RedisConfig>,
+    pub(super) connection: RedisConnection,
+    pub(super) name: String,
+    /// The generation this projection writes: the live one (0 until the pointer is read, and
+    /// read again when the view lost its data), or one being rebuilt.
+    pub(super) generation: AtomicU64,
     apply_product: Script,
     apply_category: Script,
     save_checkpoint: Script,
 }
 
 /// The index entries of a product: none unless it is published.
-fn entries(config: &RedisConfig, product: &ProductView) -> Vec<(String, String)> {
+pub(super) fn entries(keys: &Keys, product: &ProductView) -> Vec<(String, String)> {
     if product.status != ProductStatus::Published {
         return Vec::new();
     }
     let mut entries = Vec::with_capacity(ORDERS.len() * 2);
     for (sort, _) in ORDERS {
         let member = encode_member(&sort.key(product));
-        entries.push((index_key(config, None, sort), member.clone()));
-        entries.push((index_key(config, Some(&product.category), sort), member));
+        entries.push((keys.index(None, sort), member.clone()));
+        entries.push((keys.index(Some(&product.category), sort), member));
     }
     entries
 }
@@ -111,26 +115,59 @@ pub fn product_invalidation(
 
 impl RedisProjection {
     pub fn new(config: Arc<RedisConfig>, connection: RedisConnection, name: &str) -> Self {
+        Self::writing(config, connection, name, 0)
+    }
+
+    /// The projection that writes `generation` (0: the live one, as the pointer says).
+    pub(super) fn writing(
+        config: Arc<RedisConfig>,
+        connection: RedisConnection,
+        name: &str,
+        generation: u64,
+    ) -> Self {
         RedisProjection {
             config,
             connection,
             name: name.to_owned(),
+            generation: AtomicU64::new(generation),
             apply_product: Script::new(APPLY_PRODUCT),
             apply_category: Script::new(APPLY_CATEGORY),
             save_checkpoint: Script::new(SAVE_CHECKPOINT),
         }
     }
 
-    fn message(&self, invalidation: &Invalidation) -> String {
+    pub(super) fn message(&self, invalidation: &Invalidation) -> String {
         serde_json::to_string(invalidation).unwrap_or_default()
+    }
+
+    /// The generation pointer as Redis holds it (missing: 1).
+    pub(super) async fn read_generation(&self) -> Result<u64, ProjectionError> {
+        let mut connection = self.connection.clone();
+        let found: Option<u64> = redis::cmd("GET")
+            .arg(generation_key(&self.config))
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(found.unwrap_or(1))
+    }
+
+    /// The keys this projection writes.
+    pub(super) async fn keys(&self) -> Result<Keys, ProjectionError> {
+        let mut generation = self.generation.load(Ordering::SeqCst);
+        if generation == 0 {
+            generation = self.read_generation().await?;
+            self.generation.store(generation, Ordering::SeqCst);
+        }
+        Ok(Keys::new(self.config.clone(), generation))
     }
 
     async fn save_checkpoint(&self, checkpoint: u64) -> Result<(), ProjectionError> {
         let message = self.message(&Invalidation::checkpoint(checkpoint));
+        let keys = self.keys().await?;
         let mut connection = self.connection.clone();
         let _: i64 = self
             .save_checkpoint
-            .key(self.config.key("checkpoint"))
+            .key(keys.key("checkpoint"))
             .arg(checkpoint)
             .arg(invalidation_channel(&self.config))
             .arg(message)
@@ -143,12 +180,13 @@ impl RedisProjection {
     /// The product document as the view holds it, if any.
     async fn stored_product(
         &self,
+        keys: &Keys,
         envelope: &Envelope,
     ) -> Result<Option<ProductView>, ProjectionError> {
         let id = envelope.aggregate_id;
         let mut connection = self.connection.clone();
         let text: Option<String> = redis::cmd("GET")
-            .arg(self.config.key(&format!("p:{id}")))
+            .arg(keys.key(&format!("p:{id}")))
             .query_async(&mut connection)
             .await
             .map_err(unavailable)?;
@@ -169,7 +207,8 @@ impl RedisProjection {
         event: CatalogEvent,
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
-        let current = self.stored_product(envelope).await?;
+        let keys = self.keys().await?;
+        let current = self.stored_product(&keys, envelope).await?;
         let product = match evolve(current.as_ref(), envelope, event) {
             Evolved::Changed(product) => product,
             Evolved::Unchanged(applied) => return Ok(applied),
@@ -180,7 +219,7 @@ impl RedisProjection {
                 message: error.to_string(),
             })?;
         let written = self
-            .write_product(current.as_ref(), &product, document, checkpoint)
+            .write_product(&keys, current.as_ref(), &product, document, checkpoint)
             .await?;
         ProjectionError::unless_concurrent(written as u64, "updated the product")
     }
@@ -189,16 +228,15 @@ impl RedisProjection {
     /// `product` what it holds now. Returns 0 when a concurrent worker wrote first.
     async fn write_product(
         &self,
+        keys: &Keys,
         current: Option<&ProductView>,
         product: &ProductView,
         document: String,
         checkpoint: u64,
     ) -> Result<i64, ProjectionError> {
         let id = product.id;
-        let removed = current
-            .map(|view| entries(&self.config, view))
-            .unwrap_or_default();
-        let added = entries(&self.config, product);
+        let removed = current.map(|view| entries(keys, view)).unwrap_or_default();
+        let added = entries(keys, product);
         let deltas = count_deltas(current, product);
         let message = self.message(&product_invalidation(
             current,
@@ -208,10 +246,10 @@ impl RedisProjection {
         ));
         let mut invocation = self.apply_product.prepare_invoke();
         invocation
-            .key(self.config.key(&format!("v:{id}")))
-            .key(self.config.key(&format!("p:{id}")))
-            .key(self.config.key("counts"))
-            .key(self.config.key("checkpoint"));
+            .key(keys.key(&format!("v:{id}")))
+            .key(keys.key(&format!("p:{id}")))
+            .key(keys.key("counts"))
+            .key(keys.key("checkpoint"));
         for (key, _) in removed.iter().chain(added.iter()) {
             invocation.key(key);
         }
@@ -245,8 +283,9 @@ impl RedisProjection {
         created: events::CategoryCreated,
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
+        let keys = self.keys().await?;
         let mut connection = self.connection.clone();
-        let version_key = self.config.key(&format!("cv:{}", envelope.aggregate_id));
+        let version_key = keys.key(&format!("cv:{}", envelope.aggregate_id));
         let applied: Option<u64> = redis::cmd("GET")
             .arg(&version_key)
             .query_async(&mut connection)
@@ -265,8 +304,8 @@ impl RedisProjection {
         let written: i64 = self
             .apply_category
             .key(version_key)
-            .key(self.config.key("categories"))
-            .key(self.config.key("checkpoint"))
+            .key(keys.key("categories"))
+            .key(keys.key("checkpoint"))
             .arg(applied)
             .arg(envelope.aggregate_version)
             .arg(&created.slug)
@@ -310,21 +349,28 @@ impl Projection for RedisProjection {
     }
 
     async fn is_intact(&self) -> Result<bool, ProjectionError> {
-        is_marked(&self.connection, self.config.key("intact"))
+        // A Redis that lost its data lost the pointer too: write what readers read.
+        self.generation
+            .store(self.read_generation().await?, Ordering::SeqCst);
+        is_marked(&self.connection, self.keys().await?.key("intact"))
             .await
             .map_err(unavailable)
     }
 
     async fn mark_intact(&self) -> Result<(), ProjectionError> {
-        mark(&self.connection, self.config.key("intact"))
+        mark(&self.connection, self.keys().await?.key("intact"))
             .await
             .map_err(unavailable)
     }
 
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {
-        read_position(&self.connection, self.config.key("checkpoint"))
+        read_position(&self.connection, self.keys().await?.key("checkpoint"))
             .await
             .map_err(unavailable)
+    }
+
+    fn generations(&self) -> Option<&dyn crate::generations::Generations> {
+        Some(self)
     }
 
     async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {

@@ -1,6 +1,6 @@
 //! Reads the Redis views.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use events::ProductStatus;
 use redis_client::{RedisConfig, RedisConnection};
 use uuid::Uuid;
 
-use super::layout::{encode_member, index_key, member_id, StoredCategory};
+use super::layout::{encode_member, generation_key, member_id, Keys, StoredCategory};
 use crate::read_model::polled::PolledWatermark;
 use crate::read_model::port::{CatalogReadModel, MinPosition, ReadModelError};
 use crate::read_model::view::{CategoryView, ListQuery, Page, ProductView};
@@ -27,6 +27,8 @@ pub struct RedisReadModel {
     position: PolledWatermark,
     /// Whether the view is complete (its `intact` marker exists), as last read.
     intact: Arc<AtomicBool>,
+    /// The generation readers see, as last read (every read checks it in its round trip).
+    generation: Arc<AtomicU64>,
 }
 
 fn unavailable(error: redis::RedisError) -> ReadModelError {
@@ -42,18 +44,44 @@ fn decode(text: &str) -> Result<Arc<ProductView>, ReadModelError> {
 impl RedisReadModel {
     pub fn new(config: Arc<RedisConfig>, connection: RedisConnection) -> Self {
         let intact = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(1));
         let position = PolledWatermark::spawn({
             let config = config.clone();
             let connection = connection.clone();
             let intact = intact.clone();
-            move || poll_checkpoint(config.clone(), connection.clone(), intact.clone())
+            let generation = generation.clone();
+            move || {
+                poll_checkpoint(
+                    config.clone(),
+                    connection.clone(),
+                    intact.clone(),
+                    generation.clone(),
+                )
+            }
         });
         RedisReadModel {
             config,
             connection,
             position,
             intact,
+            generation,
         }
+    }
+
+    /// The keys of the generation last read.
+    fn keys(&self) -> Keys {
+        Keys::new(self.config.clone(), self.generation.load(Ordering::SeqCst))
+    }
+
+    /// The generation as a read's round trip found it (`None`: the pointer is missing, which
+    /// is generation 1): true when it is `keys`'s, else records it for the next try.
+    fn same_generation(&self, keys: &Keys, found: Option<u64>) -> bool {
+        let found = found.unwrap_or(1);
+        if found == keys.generation() {
+            return true;
+        }
+        self.generation.store(found, Ordering::SeqCst);
+        false
     }
 
     /// Whether the view is complete: a Redis that restarted without its data is not, until
@@ -66,20 +94,24 @@ impl RedisReadModel {
     pub async fn read_checkpoint(&self) -> Result<u64, ReadModelError> {
         let mut connection = self.connection.clone();
         let position: Option<u64> = redis::cmd("GET")
-            .arg(self.config.key("checkpoint"))
+            .arg(self.keys().key("checkpoint"))
             .query_async(&mut connection)
             .await
             .map_err(unavailable)?;
         Ok(position.unwrap_or(0))
     }
 
-    async fn documents(&self, ids: &[Uuid]) -> Result<Vec<Arc<ProductView>>, ReadModelError> {
+    async fn documents(
+        &self,
+        generation: &Keys,
+        ids: &[Uuid],
+    ) -> Result<Vec<Arc<ProductView>>, ReadModelError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids
             .iter()
-            .map(|id| self.config.key(&format!("p:{id}")))
+            .map(|id| generation.key(&format!("p:{id}")))
             .collect();
         let mut connection = self.connection.clone();
         let texts: Vec<Option<String>> = redis::cmd("MGET")
@@ -102,18 +134,22 @@ impl RedisReadModel {
     /// `count` (one of those may hold more members below another's last): the answer stops
     /// there, so a next call from its last member neither skips nor repeats one. It is never
     /// shorter than `count` unless the union is exhausted.
+    /// `None` when the generation moved since `generation` was read (the caller starts again
+    /// with the new one).
     async fn members(
         &self,
+        generation: &Keys,
         keys: &[String],
         after: Option<&str>,
         count: usize,
-    ) -> Result<(Vec<String>, bool), ReadModelError> {
+    ) -> Result<Option<(Vec<String>, bool)>, ReadModelError> {
         let start = match after {
             Some(member) => format!("({member}"),
             None => "-".to_owned(),
         };
         let mut pipe = redis::pipe();
-        pipe.cmd("EXISTS").arg(self.config.key("intact"));
+        pipe.cmd("GET").arg(generation_key(&self.config));
+        pipe.cmd("EXISTS").arg(generation.key("intact"));
         for key in keys {
             pipe.cmd("ZRANGE")
                 .arg(key)
@@ -130,12 +166,16 @@ impl RedisReadModel {
             .await
             .map_err(unavailable)?;
         let mut replies = replies.into_iter();
+        let found: Option<u64> = parse_reply(replies.next())?;
+        if !self.same_generation(generation, found) {
+            return Ok(None);
+        }
         let intact: bool = parse_reply(replies.next())?;
         Self::require_intact(intact)?;
         let ranges = replies
             .map(|reply| parse_reply::<Vec<String>>(Some(reply)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(merge_ranges(ranges, count))
+        Ok(Some(merge_ranges(ranges, count)))
     }
 
     /// Every read checks, in the same round trip, that the view is complete: a Redis that
@@ -182,22 +222,36 @@ fn merge_ranges(ranges: Vec<Vec<String>>, count: usize) -> (Vec<String>, bool) {
     (merged, bound.is_none())
 }
 
-/// Reads the checkpoint and the `intact` marker in one round trip; records the marker.
+/// Reads the generation pointer, and the checkpoint and the `intact` marker of the generation
+/// last seen, in one round trip (again when the pointer moved); records the marker and the
+/// generation.
 async fn poll_checkpoint(
     config: Arc<RedisConfig>,
     mut connection: RedisConnection,
     intact: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
 ) -> Option<u64> {
-    let read: Result<(Option<u64>, bool), _> = redis::pipe()
-        .cmd("GET")
-        .arg(config.key("checkpoint"))
-        .cmd("EXISTS")
-        .arg(config.key("intact"))
-        .query_async(&mut connection)
-        .await;
-    let (checkpoint, marked) = read.ok()?;
-    intact.store(marked, Ordering::SeqCst);
-    Some(checkpoint.unwrap_or(0))
+    for _ in 0..2 {
+        let keys = Keys::new(config.clone(), generation.load(Ordering::SeqCst));
+        let read: Result<(Option<u64>, Option<u64>, bool), _> = redis::pipe()
+            .cmd("GET")
+            .arg(generation_key(&config))
+            .cmd("GET")
+            .arg(keys.key("checkpoint"))
+            .cmd("EXISTS")
+            .arg(keys.key("intact"))
+            .query_async(&mut connection)
+            .await;
+        let (found, checkpoint, marked) = read.ok()?;
+        let found = found.unwrap_or(1);
+        if found != keys.generation() {
+            generation.store(found, Ordering::SeqCst);
+            continue;
+        }
+        intact.store(marked, Ordering::SeqCst);
+        return Some(checkpoint.unwrap_or(0));
+    }
+    None
 }
 
 #[async_trait]
@@ -221,64 +275,33 @@ impl CatalogReadModel for RedisReadModel {
     ) -> Result<(Option<Arc<ProductView>>, u64), ReadModelError> {
         let position = self.position();
         let mut connection = self.connection.clone();
-        let (intact, text): (bool, Option<String>) = redis::pipe()
-            .cmd("EXISTS")
-            .arg(self.config.key("intact"))
-            .cmd("GET")
-            .arg(self.config.key(&format!("p:{id}")))
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        Self::require_intact(intact)?;
-        Ok((text.as_deref().map(decode).transpose()?, position))
+        loop {
+            let keys = self.keys();
+            let (found, intact, text): (Option<u64>, bool, Option<String>) = redis::pipe()
+                .cmd("GET")
+                .arg(generation_key(&self.config))
+                .cmd("EXISTS")
+                .arg(keys.key("intact"))
+                .cmd("GET")
+                .arg(keys.key(&format!("p:{id}")))
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            if !self.same_generation(&keys, found) {
+                continue;
+            }
+            Self::require_intact(intact)?;
+            return Ok((text.as_deref().map(decode).transpose()?, position));
+        }
     }
 
     async fn list(&self, query: &ListQuery, _at: MinPosition) -> Result<Page, ReadModelError> {
         let position = self.position();
-        let keys: Vec<String> = if query.categories.is_empty() {
-            vec![index_key(&self.config, None, query.sort)]
-        } else {
-            query
-                .categories
-                .iter()
-                .map(|category| index_key(&self.config, Some(category), query.sort))
-                .collect()
-        };
-        let mut after = query.after.as_ref().map(encode_member);
-        let filtered = query.is_filtered();
-        let mut items = Vec::with_capacity(query.limit + 1);
-        let mut scanned = 0;
         loop {
-            let wanted = if filtered {
-                SCAN_CHUNK
-            } else {
-                query.limit + 1 - items.len()
-            };
-            let (members, exhausted) = self.members(&keys, after.as_deref(), wanted).await?;
-            scanned += members.len();
-            after = members.last().cloned();
-            let ids: Vec<Uuid> = members.iter().filter_map(|m| member_id(m)).collect();
-            for product in self.documents(&ids).await? {
-                // A document ahead of its index entry (written between our two reads) is
-                // checked again here, so a page never shows a product out of its scope.
-                if product.status == ProductStatus::Published
-                    && query.in_categories(&product)
-                    && query.matches(&product)
-                {
-                    items.push(product);
-                    if items.len() > query.limit {
-                        break;
-                    }
-                }
-            }
-            if items.len() > query.limit || exhausted {
-                break;
-            }
-            if scanned >= FILTER_SCAN_BUDGET {
-                return Err(ReadModelError::TooCostly);
+            if let Some(page) = self.list_in(&self.keys(), query, position).await? {
+                return Ok(page);
             }
         }
-        Ok(Page::cut(items, query, position))
     }
 
     async fn categories(
@@ -287,18 +310,30 @@ impl CatalogReadModel for RedisReadModel {
     ) -> Result<(Vec<CategoryView>, u64), ReadModelError> {
         let position = self.position();
         let mut connection = self.connection.clone();
-        let (intact, categories, counts): (bool, Vec<(String, String)>, Vec<(String, i64)>) =
-            redis::pipe()
+        let (categories, counts) = loop {
+            let keys = self.keys();
+            let (found, intact, categories, counts): (
+                Option<u64>,
+                bool,
+                Vec<(String, String)>,
+                Vec<(String, i64)>,
+            ) = redis::pipe()
+                .cmd("GET")
+                .arg(generation_key(&self.config))
                 .cmd("EXISTS")
-                .arg(self.config.key("intact"))
+                .arg(keys.key("intact"))
                 .cmd("HGETALL")
-                .arg(self.config.key("categories"))
+                .arg(keys.key("categories"))
                 .cmd("HGETALL")
-                .arg(self.config.key("counts"))
+                .arg(keys.key("counts"))
                 .query_async(&mut connection)
                 .await
                 .map_err(unavailable)?;
-        Self::require_intact(intact)?;
+            if self.same_generation(&keys, found) {
+                Self::require_intact(intact)?;
+                break (categories, counts);
+            }
+        };
         let counts: std::collections::HashMap<String, i64> = counts.into_iter().collect();
         let mut views: Vec<CategoryView> = categories
             .into_iter()
@@ -322,6 +357,66 @@ impl CatalogReadModel for RedisReadModel {
 
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
         self.position.wait_for(position, timeout).await
+    }
+}
+
+impl RedisReadModel {
+    /// A listing from generation `generation`; `None` when the generation moved meanwhile.
+    async fn list_in(
+        &self,
+        generation: &Keys,
+        query: &ListQuery,
+        position: u64,
+    ) -> Result<Option<Page>, ReadModelError> {
+        let keys: Vec<String> = if query.categories.is_empty() {
+            vec![generation.index(None, query.sort)]
+        } else {
+            query
+                .categories
+                .iter()
+                .map(|category| generation.index(Some(category), query.sort))
+                .collect()
+        };
+        let mut after = query.after.as_ref().map(encode_member);
+        let filtered = query.is_filtered();
+        let mut items = Vec::with_capacity(query.limit + 1);
+        let mut scanned = 0;
+        loop {
+            let wanted = if filtered {
+                SCAN_CHUNK
+            } else {
+                query.limit + 1 - items.len()
+            };
+            let Some((members, exhausted)) = self
+                .members(generation, &keys, after.as_deref(), wanted)
+                .await?
+            else {
+                return Ok(None);
+            };
+            scanned += members.len();
+            after = members.last().cloned();
+            let ids: Vec<Uuid> = members.iter().filter_map(|m| member_id(m)).collect();
+            for product in self.documents(generation, &ids).await? {
+                // A document ahead of its index entry (written between our two reads) is
+                // checked again here, so a page never shows a product out of its scope.
+                if product.status == ProductStatus::Published
+                    && query.in_categories(&product)
+                    && query.matches(&product)
+                {
+                    items.push(product);
+                    if items.len() > query.limit {
+                        break;
+                    }
+                }
+            }
+            if items.len() > query.limit || exhausted {
+                break;
+            }
+            if scanned >= FILTER_SCAN_BUDGET {
+                return Err(ReadModelError::TooCostly);
+            }
+        }
+        Ok(Some(Page::cut(items, query, position)))
     }
 }
 

@@ -44,6 +44,27 @@ pub enum RebuildError {
     Projection(#[from] ProjectionError),
     #[error(transparent)]
     Store(#[from] events::store::StoreError),
+    /// A bulk catch-up met an event the view refuses (the catch-up then goes event by event,
+    /// which parks it).
+    #[error("the view refuses the event at position {0}")]
+    Refused(u64),
+}
+
+/// A view whose checkpoint is 0 while the store holds at least this many events is caught up
+/// as a rebuild (in batches, beside the empty generation) rather than event by event: a new
+/// PostgreSQL read model of a million events took 70 minutes at 240 events/s before.
+pub const BULK_CATCH_UP_FROM: u64 = 10_000;
+
+/// How a rebuild runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Beside a live generation that follows the bus: the tail and the switch hold the live
+    /// projector; an event the view refuses is left out with its product's later events (the
+    /// live view parks them).
+    Beside,
+    /// The catch-up of an empty view, before the live projector runs (or while it is held):
+    /// an event the view refuses stops the rebuild, and the catch-up goes event by event.
+    CatchUp,
 }
 
 /// A product event recorded as skipped, applied as a change of nothing (its version moves on);
@@ -68,6 +89,7 @@ pub(super) fn as_nothing(envelope: &Envelope) -> Option<Envelope> {
 struct Filter {
     parked: BTreeMap<u64, ParkedState>,
     blocked: HashSet<uuid::Uuid>,
+    mode: Mode,
 }
 
 impl Filter {
@@ -121,13 +143,39 @@ impl Projector {
                 status.last_error = None;
             }
         }
-        let outcome = self.rebuild_with(generations).await;
+        let outcome = self.rebuild_with(generations, Mode::Beside).await;
         self.rebuilding.store(false, Ordering::SeqCst);
         self.status.write().rebuild = None;
         outcome
     }
 
-    async fn rebuild_with(&self, generations: &dyn Generations) -> Result<u64, RebuildError> {
+    /// Catches an empty view up as a rebuild when the store is long (see
+    /// [`BULK_CATCH_UP_FROM`]); the position reached, or `None` when the view is to be caught
+    /// up event by event (the store is short, the view has no generations, or the rebuild
+    /// stopped).
+    pub(super) async fn bulk_catch_up(&self) -> Option<u64> {
+        let generations = self.projection.generations()?;
+        let head = self.store.head().await.ok()?;
+        if head < BULK_CATCH_UP_FROM || self.rebuilding.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        let outcome = self.rebuild_with(generations, Mode::CatchUp).await;
+        self.rebuilding.store(false, Ordering::SeqCst);
+        self.status.write().rebuild = None;
+        match outcome {
+            Ok(_) => self.projection.checkpoint().await.ok(),
+            Err(error) => {
+                tracing::warn!(projector = self.name(), %error, "the bulk catch-up stopped; applying the store event by event");
+                None
+            }
+        }
+    }
+
+    async fn rebuild_with(
+        &self,
+        generations: &dyn Generations,
+        mode: Mode,
+    ) -> Result<u64, RebuildError> {
         let name = self.name().to_owned();
         let live = generations.live().await?;
         let next = generations.prepare().await?;
@@ -153,6 +201,7 @@ impl Projector {
                 .map(|record| (record.position, record.state))
                 .collect(),
             blocked: HashSet::new(),
+            mode,
         };
         let mut position = 0;
         while position < head {
@@ -174,8 +223,12 @@ impl Projector {
         }
         generations.sealed().await?;
         let generation = {
-            // Between two deliveries: the live projector applies nothing until the switch.
-            let _held = self.gate.lock().await;
+            // Between two deliveries: the live projector applies nothing until the switch (a
+            // catch-up runs where the live projector is not running or already held).
+            let _held = match mode {
+                Mode::Beside => Some(self.gate.lock().await),
+                Mode::CatchUp => None,
+            };
             loop {
                 let reached = self
                     .apply_from_store(next.as_ref(), &mut filter, position)
@@ -249,6 +302,9 @@ impl Projector {
                 .await
             {
                 Ok(()) => {}
+                Err(ProjectionError::Invalid { .. }) if filter.mode == Mode::CatchUp => {
+                    return Err(RebuildError::Refused(envelope.position));
+                }
                 Err(ProjectionError::Invalid { message, .. }) => {
                     tracing::warn!(projector = self.name(), position = envelope.position, %message, "rebuild leaves out an event the view refuses, and its product's later events");
                     filter.blocked.insert(envelope.aggregate_id);

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::checkpoints::Checkpoints;
-use super::mapping::{document, unavailable, ALIAS};
+use super::mapping::{document, unavailable};
 use crate::SearchError;
 
 const FLUSH_DOCUMENTS: usize = 500;
@@ -37,6 +37,8 @@ struct Pending {
 
 pub(super) struct BulkWriter {
     client: OpenSearch,
+    /// Where documents go: the alias, or a generation being rebuilt.
+    index: String,
     /// Documents waiting for the next bulk request.
     buffer: Mutex<Vec<Pending>>,
     /// Documents handed to `put` and not yet acknowledged by a bulk request.
@@ -50,9 +52,10 @@ pub(super) struct BulkWriter {
 }
 
 impl BulkWriter {
-    pub(super) fn new(client: OpenSearch) -> Self {
+    pub(super) fn new(client: OpenSearch, index: &str) -> Self {
         BulkWriter {
             client,
+            index: index.to_owned(),
             buffer: Mutex::new(Vec::new()),
             overlay: Mutex::new(HashMap::new()),
             sequence: AtomicU64::new(0),
@@ -113,12 +116,12 @@ impl BulkWriter {
     async fn send_bulk(&self, batch: Vec<Pending>) -> Result<(), SearchError> {
         let mut body: Vec<JsonBody<Value>> = Vec::with_capacity(batch.len() * 2);
         for pending in &batch {
-            body.push(json!({"index": {"_index": ALIAS, "_id": pending.product.id}}).into());
+            body.push(json!({"index": {"_index": self.index, "_id": pending.product.id}}).into());
             body.push(document(&pending.product).into());
         }
         let sent = self
             .client
-            .bulk(BulkParts::Index(ALIAS))
+            .bulk(BulkParts::Index(&self.index))
             .refresh(Refresh::WaitFor)
             .body(body)
             .send()

@@ -15,12 +15,15 @@ use serde_json::json;
 use super::mapping::{get_json, unavailable, CHECKPOINTS};
 use crate::{SearchError, Synonyms};
 
-/// The document ids in [`CHECKPOINTS`].
-const CHECKPOINT_ID: &str = "search";
-const SYNONYMS_ID: &str = "synonyms";
+/// The document ids in [`CHECKPOINTS`] of the live generation; a generation being rebuilt
+/// keeps its own (`search-v2`, `synonyms-v2`) until the switch.
+pub(super) const CHECKPOINT_ID: &str = "search";
+pub(super) const SYNONYMS_ID: &str = "synonyms";
 
 pub(super) struct Checkpoints {
     client: OpenSearch,
+    checkpoint_id: String,
+    synonyms_id: String,
     /// The stored checkpoint (what is in the index), as this process knows it.
     position: Watermark,
     /// The stored synonyms, as this process last read them.
@@ -28,9 +31,11 @@ pub(super) struct Checkpoints {
 }
 
 impl Checkpoints {
-    pub(super) fn new(client: OpenSearch) -> Self {
+    pub(super) fn new(client: OpenSearch, suffix: &str) -> Self {
         Checkpoints {
             client,
+            checkpoint_id: format!("{CHECKPOINT_ID}{suffix}"),
+            synonyms_id: format!("{SYNONYMS_ID}{suffix}"),
             position: Watermark::new(0),
             synonyms: RwLock::new(Synonyms::default()),
         }
@@ -47,7 +52,11 @@ impl Checkpoints {
 
     /// The stored checkpoint (0 before the first is stored).
     pub(super) async fn stored(&self) -> Result<u64, SearchError> {
-        let found = get_json(&self.client, GetParts::IndexId(CHECKPOINTS, CHECKPOINT_ID)).await?;
+        let found = get_json(
+            &self.client,
+            GetParts::IndexId(CHECKPOINTS, &self.checkpoint_id),
+        )
+        .await?;
         Ok(found
             .and_then(|body| body["_source"]["position"].as_u64())
             .unwrap_or(0))
@@ -55,7 +64,11 @@ impl Checkpoints {
 
     /// The stored synonyms (none before the first are stored).
     pub(super) async fn stored_synonyms(&self) -> Result<Synonyms, SearchError> {
-        let found = get_json(&self.client, GetParts::IndexId(CHECKPOINTS, SYNONYMS_ID)).await?;
+        let found = get_json(
+            &self.client,
+            GetParts::IndexId(CHECKPOINTS, &self.synonyms_id),
+        )
+        .await?;
         let Some(body) = found else {
             return Ok(Synonyms::default());
         };
@@ -79,7 +92,7 @@ impl Checkpoints {
     /// Stores `checkpoint`, then moves the watermark to it.
     pub(super) async fn store(&self, checkpoint: u64) -> Result<(), SearchError> {
         self.client
-            .index(IndexParts::IndexId(CHECKPOINTS, CHECKPOINT_ID))
+            .index(IndexParts::IndexId(CHECKPOINTS, &self.checkpoint_id))
             .body(json!({"position": checkpoint}))
             .send()
             .await
@@ -97,7 +110,7 @@ impl Checkpoints {
         checkpoint: u64,
     ) -> Result<(), SearchError> {
         self.client
-            .index(IndexParts::IndexId(CHECKPOINTS, SYNONYMS_ID))
+            .index(IndexParts::IndexId(CHECKPOINTS, &self.synonyms_id))
             .body(json!({"synonyms": synonyms, "position": checkpoint}))
             .send()
             .await

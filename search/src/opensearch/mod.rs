@@ -5,9 +5,11 @@
 //!   `catalog` analyzer (standard tokenizer, lowercase, ASCII folding, English stemmer), the
 //!   same fields as the embedded index, keyword fields for filters and facets, and the
 //!   unstemmed `name.words` / `brand.words` that suggestions and did-you-mean read.
-//! - **Generations behind an alias**: documents are written and searched through the alias
-//!   `catalog-products`, created pointing at `catalog-products-v1`; a rebuild indexes into a new
-//!   generation and swaps the alias.
+//! - **Generations behind an alias** (`generations`): documents are written and searched
+//!   through the alias `catalog-products`, created pointing at `catalog-products-v1`; a
+//!   rebuild indexes into `catalog-products-vN+1` (its checkpoint in `_doc/search-vN+1`), then
+//!   moves the alias in one `_aliases` call (remove and add), stores the new checkpoint as the
+//!   live one, and deletes generation N after the grace period.
 //! - **Bulk indexing** (`bulk`): `put` buffers; a flusher sends a `_bulk` request every 200 ms
 //!   or 500 documents, with `refresh=wait_for` (a flushed write is searchable when the call
 //!   returns). The answer is checked item by item; items refused with 429 or 5xx are retried
@@ -26,6 +28,7 @@
 
 mod bulk;
 mod checkpoints;
+mod generations;
 mod mapping;
 mod query;
 
@@ -63,20 +66,34 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 /// The OpenSearch adapter; see the module documentation.
 pub struct OpenSearchIndex {
     client: OpenSearch,
+    /// Where this index writes and reads: the alias, or a generation being rebuilt.
+    index: String,
     writer: BulkWriter,
     checkpoints: Checkpoints,
+    /// The generation a rebuild is writing, between `prepare` and `switch`.
+    next: parking_lot::Mutex<Option<Arc<OpenSearchIndex>>>,
 }
 
 impl OpenSearchIndex {
     /// A client for `url` (`opensearch://host:9200`); talks to the server only when used.
     pub fn connect(url: &str) -> Result<Arc<Self>, SearchError> {
         let transport = Transport::single_node(&endpoint(url)?).map_err(unavailable)?;
-        let client = OpenSearch::new(transport);
-        Ok(Arc::new(OpenSearchIndex {
-            writer: BulkWriter::new(client.clone()),
-            checkpoints: Checkpoints::new(client.clone()),
+        Ok(Arc::new(Self::writing(
+            OpenSearch::new(transport),
+            ALIAS,
+            "",
+        )))
+    }
+
+    /// The index that writes `index`, its checkpoints under ids ending with `suffix`.
+    fn writing(client: OpenSearch, index: &str, suffix: &str) -> Self {
+        OpenSearchIndex {
+            writer: BulkWriter::new(client.clone(), index),
+            checkpoints: Checkpoints::new(client.clone(), suffix),
+            index: index.to_owned(),
+            next: parking_lot::Mutex::new(None),
             client,
-        }))
+        }
     }
 
     /// Creates the index template, and the first generation behind the alias when there is no
@@ -287,7 +304,8 @@ impl SearchWriter for OpenSearchIndex {
             return Ok(Some(product));
         }
         let id_text = id.to_string();
-        let Some(body) = get_json(&self.client, GetParts::IndexId(ALIAS, &id_text)).await? else {
+        let Some(body) = get_json(&self.client, GetParts::IndexId(&self.index, &id_text)).await?
+        else {
             return Ok(None);
         };
         if body["found"] != json!(true) {

@@ -27,6 +27,7 @@
 
 mod expansions;
 mod facets;
+mod generations;
 mod highlight;
 mod query;
 mod reader;
@@ -58,6 +59,7 @@ use crate::{
     SearchError, SearchIndex, SearchQuery, SearchResults, SearchWriter, SuggestQuery, Suggestions,
     Synonyms,
 };
+pub use generations::{TantivyGenerations, SEARCH_VIEW_VERSION};
 
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
@@ -91,6 +93,8 @@ pub struct TantivyIndex {
     shared: Arc<Shared>,
     commands: Sender<Command>,
     sequence: AtomicU64,
+    /// The highest checkpoint handed to the writer (what [`TantivyIndex::flushed`] waits for).
+    sent: AtomicU64,
     permits: Arc<tokio::sync::Semaphore>,
     tuning: Tuning,
     expansions: Arc<expansions::Expansions>,
@@ -174,6 +178,7 @@ impl TantivyIndex {
             shared,
             commands,
             sequence: AtomicU64::new(0),
+            sent: AtomicU64::new(checkpoint),
             permits: Arc::new(tokio::sync::Semaphore::new(cores)),
             tuning,
             expansions: Default::default(),
@@ -216,6 +221,12 @@ impl TantivyIndex {
         })
         .await
         .map_err(|error| SearchError::Unexpected(format!("a search stopped: {error}")))?
+    }
+
+    /// Waits until everything handed to the writer is committed and searchable.
+    pub(crate) async fn flushed(&self, timeout: Duration) -> bool {
+        let sent = self.sent.load(Ordering::SeqCst);
+        self.shared.committed.wait_for(sent, timeout).await
     }
 
     /// Documents in the index (all statuses), for tests and the index build report.
@@ -308,18 +319,21 @@ impl SearchWriter for TantivyIndex {
             .pending
             .lock()
             .insert(product.id, (sequence, product.clone()));
+        self.sent.fetch_max(checkpoint, Ordering::SeqCst);
         self.commands
             .send(Command::Put(Box::new(product), checkpoint, sequence))
             .map_err(writer_stopped)
     }
 
     async fn advance(&self, checkpoint: u64) -> Result<(), SearchError> {
+        self.sent.fetch_max(checkpoint, Ordering::SeqCst);
         self.commands
             .send(Command::Advance(checkpoint))
             .map_err(writer_stopped)
     }
 
     async fn set_synonyms(&self, synonyms: Synonyms, checkpoint: u64) -> Result<(), SearchError> {
+        self.sent.fetch_max(checkpoint, Ordering::SeqCst);
         self.commands
             .send(Command::Synonyms(synonyms, checkpoint))
             .map_err(writer_stopped)

@@ -38,6 +38,8 @@ async fn read_continuously(
         let id = &ids[reads as usize % ids.len()];
         let path = if reads % 5 == 4 {
             "/api/products?category=electronics&sort=price_asc&limit=10".to_owned()
+        } else if reads % 7 == 3 {
+            "/api/search?q=headphones&limit=10".to_owned()
         } else {
             format!("/api/products/{id}")
         };
@@ -136,6 +138,17 @@ async fn rebuilt_while_serving(app: &TestApp, view: &str) {
         )
         .await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(PRODUCTS));
+    let found = app
+        .read_page_after("/api/search?q=headphones&limit=100", last_position)
+        .await;
+    let hits = found["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hits.len(), PRODUCTS, "{found}");
+    for hit in hits {
+        let id = hit["id"].as_str().unwrap_or_default();
+        if let Some(price) = last_price.get(id) {
+            assert_eq!(hit["price_cents"], *price, "{id} found after the switch");
+        }
+    }
     let categories = app.fetch_json("/api/categories").await;
     assert!(
         categories.to_string().contains("electronics"),
@@ -154,6 +167,13 @@ async fn the_embedded_read_model_is_rebuilt_while_shoppers_read_and_an_admin_wri
         404,
     )
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_embedded_search_index_is_rebuilt_while_shoppers_search_and_an_admin_writes() {
+    let app = catalog_tests::spawn_app_alone().await;
+    rebuilt_while_serving(&app, "search").await;
     app.stop().await;
 }
 
@@ -182,5 +202,56 @@ async fn the_postgres_read_model_is_rebuilt_while_shoppers_read_and_an_admin_wri
             .await
             .expect("count");
     assert_eq!(doubled, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_redis_views_are_rebuilt_while_shoppers_read_and_an_admin_writes() {
+    let database = testkit::TestDatabase::create().await;
+    let redis_url = testkit::redis_url();
+    let engines = catalog::config::EngineConfig {
+        database_url: Some(database.url.clone()),
+        database_pool_size: 8,
+        redis_url: Some(redis_url.clone()),
+        ..catalog::config::EngineConfig::default()
+    };
+    let app = catalog_tests::spawn_distributed_alone(engines).await;
+    rebuilt_while_serving(&app, "redis").await;
+    // Redis points at generation 2, which holds every product; generation 1's keys go once
+    // the grace period is over.
+    let config = redis_client::RedisConfig::from_url(&redis_url).expect("a Redis URL");
+    let client = redis::Client::open(config.nodes[0].as_str()).expect("a client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers");
+    let count = |pattern: String| {
+        let mut connection = connection.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut connection)
+                .await
+                .expect("KEYS");
+            keys.len()
+        }
+    };
+    let pointer: Option<u64> = redis::cmd("GET")
+        .arg(config.key("generation"))
+        .query_async(&mut connection)
+        .await
+        .expect("GET");
+    assert_eq!(pointer, Some(2));
+    assert_eq!(count(config.key("g2:p:*")).await, PRODUCTS);
+    let deadline = Instant::now() + projectors::generations::GRACE + Duration::from_secs(20);
+    while count(config.key("p:*")).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "generation 1 is still there after the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(count(config.key("ix:*")).await, 0);
+    assert!(count(config.key("g2:ix:*")).await > 0);
     app.stop().await;
 }

@@ -211,6 +211,7 @@ impl BulkReadModel {
             .map(|(envelope, _)| envelope.aggregate_id)
             .collect();
         let mut transaction = self.pool.begin().await.map_err(unavailable)?;
+        super::projection::relaxed_commit(&mut transaction).await?;
         let rows = sqlx::query(&format!(
             "SELECT id, doc FROM {NEXT}.rm_products WHERE id = ANY($1)"
         ))

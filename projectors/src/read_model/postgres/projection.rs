@@ -173,6 +173,7 @@ impl Projection for PostgresReadModelProjection {
         checkpoint: u64,
     ) -> Result<Applied, ProjectionError> {
         let mut transaction = self.pool.begin().await.map_err(unavailable)?;
+        relaxed_commit(&mut transaction).await?;
         let applied = match crate::decode_event(envelope)? {
             Some(CatalogEvent::CategoryCreated(created)) => {
                 self.apply_category(&mut transaction, envelope, created)
@@ -210,6 +211,22 @@ impl Projection for PostgresReadModelProjection {
         self.save_checkpoint(&mut transaction, checkpoint).await?;
         transaction.commit().await.map_err(unavailable)
     }
+}
+
+/// Lets the transaction commit without waiting for its WAL flush (`synchronous_commit = off`
+/// for this transaction only). The view is derived from the event store and its checkpoint is
+/// written in the same transaction, so a crash can only lose the last few events applied
+/// together with their checkpoint, and they are applied again from the store at start: the
+/// view is never ahead of or different from the log, while an event no longer waits for a
+/// disk flush (about 4 ms here: 240 events/s before, see ADR 0018).
+pub(super) async fn relaxed_commit(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> Result<(), ProjectionError> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut **transaction)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 /// The checkpoint of the projection named `name`, 0 before its first event.
