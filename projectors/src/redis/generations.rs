@@ -126,14 +126,18 @@ impl Generations for RedisProjection {
             .arg(generation_version_key(&self.config))
             .arg(REDIS_VIEW_VERSION)
             .ignore()
-            .cmd("PUBLISH")
-            .arg(invalidation_channel(&self.config))
-            .arg(message)
-            .ignore()
             .query_async(&mut connection)
             .await
             .map_err(unavailable)?;
         self.generation.store(next, Ordering::SeqCst);
+        // Apart from the MULTI: a cluster routes a transaction by its keys, and a channel is
+        // not one of the view's slot.
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(invalidation_channel(&self.config))
+            .arg(message)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
         Ok(next)
     }
 

@@ -42,9 +42,23 @@ pub(super) struct LoadStart {
     live: bool,
     invalidations: u64,
     generation: u64,
+    watermark: u64,
 }
 
 impl LoadStart {
+    /// A position a load begun now reflects at least: the watermark, when the subscription is
+    /// live (each invalidation is published after the write it announces, so Redis held
+    /// everything up to the watermark before the load began). Without it, a load an
+    /// invalidation raced would say the Redis view's polled checkpoint, which may be below the
+    /// watermark an earlier answer of the same resource reflected.
+    pub fn floor(&self) -> u64 {
+        if self.live {
+            self.watermark
+        } else {
+            0
+        }
+    }
+
     /// The subscription the load began under.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -115,6 +129,7 @@ impl WatchedL1 {
             invalidations: self.invalidations.load(Ordering::SeqCst),
             live: self.is_live(),
             generation: self.generation.load(Ordering::SeqCst),
+            watermark: self.watermark.current(),
         }
     }
 

@@ -53,7 +53,7 @@ impl RedisLayer {
             return None;
         }
         let start = cache.load_start();
-        let position = self.model.position();
+        let position = self.model.position().max(start.floor());
         match self.breaker.call(timeout, read(self.model.clone())).await {
             Ok(value) => {
                 record("redis", "hit");
