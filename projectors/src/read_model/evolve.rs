@@ -113,3 +113,70 @@ pub fn category_out_of_order(applied_version: u64, envelope: &Envelope) -> Optio
     }
     None
 }
+
+/// A rebuild's batch, decoded: the product events in order, and the categories it creates
+/// (id, version, event). Search settings are not a read model's.
+pub(crate) struct RebuildBatch<'a> {
+    pub products: Vec<(&'a Envelope, CatalogEvent)>,
+    pub categories: Vec<(uuid::Uuid, u64, events::CategoryCreated)>,
+}
+
+impl<'a> RebuildBatch<'a> {
+    pub fn decode(envelopes: &'a [Envelope]) -> Result<Self, crate::ProjectionError> {
+        let mut batch = RebuildBatch {
+            products: Vec::with_capacity(envelopes.len()),
+            categories: Vec::new(),
+        };
+        for envelope in envelopes {
+            match crate::decode_event(envelope)? {
+                Some(CatalogEvent::CategoryCreated(created)) => {
+                    if category_out_of_order(0, envelope).is_none() {
+                        batch.categories.push((
+                            envelope.aggregate_id,
+                            envelope.aggregate_version,
+                            created,
+                        ));
+                    }
+                }
+                Some(CatalogEvent::SynonymsChanged(_)) | None => {}
+                Some(event) => batch.products.push((envelope, event)),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The products the batch touches, each once.
+    pub fn product_ids(&self) -> Vec<uuid::Uuid> {
+        let mut ids: Vec<uuid::Uuid> = self
+            .products
+            .iter()
+            .map(|(envelope, _)| envelope.aggregate_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// [`evolve`] in a rebuild, which reads the store in order: the product after the event
+/// (`None` when it changed nothing), or the refusal of an event that comes after a gap.
+pub(crate) fn evolve_in_order(
+    current: Option<&ProductView>,
+    envelope: &Envelope,
+    event: CatalogEvent,
+) -> Result<Option<ProductView>, crate::ProjectionError> {
+    match evolve(current, envelope, event) {
+        Evolved::Changed(product) => Ok(Some(*product)),
+        Evolved::Unchanged(Applied::Gap { applied_version }) => {
+            Err(crate::ProjectionError::Invalid {
+                position: envelope.position,
+                message: format!(
+                "the rebuild holds version {applied_version} of the product, and this event is \
+                 version {}",
+                envelope.aggregate_version
+            ),
+            })
+        }
+        Evolved::Unchanged(_) => Ok(None),
+    }
+}

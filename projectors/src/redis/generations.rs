@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use events::{CatalogEvent, Envelope};
+use events::Envelope;
 use redis::Script;
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ use super::layout::{
 };
 use super::projection::{entries, RedisProjection};
 use crate::generations::{Generations, Live};
-use crate::read_model::evolve::{category_out_of_order, evolve, Evolved};
+use crate::read_model::evolve::{evolve_in_order, RebuildBatch};
 use crate::read_model::view::{count_deltas, ProductView};
 use crate::{Applied, Projection, ProjectionError};
 
@@ -190,57 +190,25 @@ impl Projection for NextGeneration {
         checkpoint: u64,
     ) -> Result<(), ProjectionError> {
         let keys = self.0.keys().await?;
-        let mut decoded = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            if let Some(event) = crate::decode_event(envelope)? {
-                decoded.push((envelope, event));
-            }
-        }
-        let mut products = self.stored(&keys, &decoded).await?;
-        let mut categories = Vec::new();
-        for (envelope, event) in decoded {
-            match event {
-                CatalogEvent::CategoryCreated(created) => {
-                    if category_out_of_order(0, envelope).is_none() {
-                        categories.push((
-                            envelope.aggregate_id,
-                            envelope.aggregate_version,
-                            created,
-                        ));
-                    }
-                }
-                CatalogEvent::SynonymsChanged(_) => {}
-                event => {
-                    let id = envelope.aggregate_id;
-                    let current = products.get(&id).and_then(|w| w.as_ref()).map(|w| &w.after);
-                    match evolve(current, envelope, event) {
-                        Evolved::Changed(product) => {
-                            let entry = products.entry(id).or_insert(None);
-                            match entry {
-                                Some(written) => written.after = *product,
-                                None => {
-                                    *entry = Some(Written {
-                                        before: None,
-                                        after: *product,
-                                    })
-                                }
-                            }
-                        }
-                        Evolved::Unchanged(Applied::Gap { applied_version }) => {
-                            return Err(ProjectionError::Invalid {
-                                position: envelope.position,
-                                message: format!(
-                                    "the rebuild holds version {applied_version} of the product, \
-                                     and this event is version {}",
-                                    envelope.aggregate_version
-                                ),
-                            })
-                        }
-                        Evolved::Unchanged(_) => {}
+        let batch = RebuildBatch::decode(envelopes)?;
+        let mut products = self.stored(&keys, &batch.product_ids()).await?;
+        for (envelope, event) in batch.products {
+            let id = envelope.aggregate_id;
+            let current = products.get(&id).and_then(|w| w.as_ref()).map(|w| &w.after);
+            if let Some(product) = evolve_in_order(current, envelope, event)? {
+                let entry = products.entry(id).or_insert(None);
+                match entry {
+                    Some(written) => written.after = product,
+                    None => {
+                        *entry = Some(Written {
+                            before: None,
+                            after: product,
+                        })
                     }
                 }
             }
         }
+        let categories = batch.categories;
         self.write(&keys, products, categories, checkpoint).await
     }
 }
@@ -251,15 +219,8 @@ impl NextGeneration {
     async fn stored(
         &self,
         keys: &Keys,
-        decoded: &[(&Envelope, CatalogEvent)],
+        ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Option<Written>>, ProjectionError> {
-        let mut ids: Vec<Uuid> = decoded
-            .iter()
-            .filter(|(_, event)| crate::is_product_event(event))
-            .map(|(envelope, _)| envelope.aggregate_id)
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
         let mut products = HashMap::with_capacity(ids.len());
         if ids.is_empty() {
             return Ok(products);
@@ -274,7 +235,7 @@ impl NextGeneration {
             .query_async(&mut connection)
             .await
             .map_err(unavailable)?;
-        for (id, text) in ids.into_iter().zip(texts) {
+        for (id, text) in ids.iter().copied().zip(texts) {
             let written = match text {
                 Some(text) => {
                     let view: ProductView = serde_json::from_str(&text).map_err(|error| {

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use opensearch::http::response::Response;
 use opensearch::indices::{IndicesCreateParts, IndicesDeleteParts, IndicesGetAliasParts};
 use opensearch::{DeleteParts, GetParts, IndexParts};
 use serde_json::json;
@@ -31,6 +32,14 @@ fn generation_index(generation: u64) -> String {
 /// The generation of an index name of the alias, if it is one.
 fn generation_of(index: &str) -> Option<u64> {
     index.strip_prefix(ALIAS)?.strip_prefix("-v")?.parse().ok()
+}
+
+/// The answer to a delete: done, or there was nothing to delete.
+async fn done_or_absent(response: Response) -> Result<(), SearchError> {
+    if response.status_code().as_u16() == 404 {
+        return Ok(());
+    }
+    json_body(response).await.map(drop)
 }
 
 impl OpenSearchIndex {
@@ -71,10 +80,7 @@ impl OpenSearchIndex {
             .send()
             .await
             .map_err(unavailable)?;
-        if response.status_code().as_u16() == 404 {
-            return Ok(());
-        }
-        json_body(response).await.map(drop)
+        done_or_absent(response).await
     }
 
     /// Deletes a document of [`CHECKPOINTS`], if it is there.
@@ -85,10 +91,7 @@ impl OpenSearchIndex {
             .send()
             .await
             .map_err(unavailable)?;
-        if response.status_code().as_u16() == 404 {
-            return Ok(());
-        }
-        json_body(response).await.map(drop)
+        done_or_absent(response).await
     }
 
     /// Sends everything buffered and stores the checkpoint it reaches.

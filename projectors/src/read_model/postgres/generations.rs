@@ -9,14 +9,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use events::{CatalogEvent, Envelope};
+use events::Envelope;
 use sqlx::postgres::PgPool;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::projection::PostgresReadModelProjection;
 use crate::generations::{Generations, Live};
-use crate::read_model::evolve::{category_out_of_order, evolve, Evolved};
+use crate::read_model::evolve::{evolve_in_order, RebuildBatch};
 use crate::read_model::view::{count_deltas, ProductView};
 use crate::{Applied, Projection, ProjectionError};
 
@@ -199,17 +199,8 @@ struct Written {
 
 impl BulkReadModel {
     async fn write(&self, envelopes: &[Envelope], checkpoint: u64) -> Result<(), ProjectionError> {
-        let mut decoded = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            if let Some(event) = crate::decode_event(envelope)? {
-                decoded.push((envelope, event));
-            }
-        }
-        let ids: Vec<Uuid> = decoded
-            .iter()
-            .filter(|(_, event)| crate::is_product_event(event))
-            .map(|(envelope, _)| envelope.aggregate_id)
-            .collect();
+        let batch = RebuildBatch::decode(envelopes)?;
+        let ids = batch.product_ids();
         let mut transaction = self.pool.begin().await.map_err(unavailable)?;
         super::projection::relaxed_commit(&mut transaction).await?;
         let rows = sqlx::query(&format!(
@@ -231,48 +222,22 @@ impl BulkReadModel {
                 },
             );
         }
-        let mut categories = Vec::new();
-        for (envelope, event) in decoded {
-            match event {
-                CatalogEvent::CategoryCreated(created) => {
-                    if category_out_of_order(0, envelope).is_none() {
-                        categories.push((
-                            envelope.aggregate_id,
-                            envelope.aggregate_version,
-                            created,
-                        ));
-                    }
-                }
-                CatalogEvent::SynonymsChanged(_) => {}
-                event => {
-                    let entry = products.get(&envelope.aggregate_id);
-                    match evolve(entry.map(|written| &written.after), envelope, event) {
-                        Evolved::Changed(product) => {
-                            let entry = products.entry(envelope.aggregate_id).or_insert(Written {
-                                before: None,
-                                after: (*product).clone(),
-                                applied: 0,
-                            });
-                            entry.after = *product;
-                            entry.applied += 1;
-                        }
-                        Evolved::Unchanged(Applied::Gap { applied_version }) => {
-                            return Err(ProjectionError::Invalid {
-                                position: envelope.position,
-                                message: format!(
-                                    "the rebuild holds version {applied_version} of the product, \
-                                     and this event is version {}",
-                                    envelope.aggregate_version
-                                ),
-                            })
-                        }
-                        Evolved::Unchanged(_) => {}
-                    }
-                }
+        for (envelope, event) in batch.products {
+            let entry = products.get(&envelope.aggregate_id);
+            if let Some(product) =
+                evolve_in_order(entry.map(|written| &written.after), envelope, event)?
+            {
+                let entry = products.entry(envelope.aggregate_id).or_insert(Written {
+                    before: None,
+                    after: product.clone(),
+                    applied: 0,
+                });
+                entry.after = product;
+                entry.applied += 1;
             }
         }
         self.write_products(&mut transaction, &products).await?;
-        for (aggregate_id, version, created) in categories {
+        for (aggregate_id, version, created) in batch.categories {
             sqlx::query(&format!(
                 "INSERT INTO {NEXT}.rm_categories (slug, aggregate_id, version, name, parent) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
