@@ -75,6 +75,23 @@ impl Generations for PostgresReadModelProjection {
     }
 
     async fn prepare(&self) -> Result<Arc<dyn Projection>, ProjectionError> {
+        // One builder of rm_next at a time, whichever process it runs in: a session lock on a
+        // connection of its own, held by the bulk writer and released when the rebuild ends
+        // (the connection is closed, not returned to the pool).
+        let mut lock = self.pool().acquire().await.map_err(unavailable)?.detach();
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('catalog-rebuild:' || $1))")
+                .bind(self.name())
+                .fetch_one(&mut lock)
+                .await
+                .map_err(unavailable)?;
+        if !locked {
+            return Err(ProjectionError::Unavailable(format!(
+                "another process is rebuilding the {} view (it holds the rebuild lock); wait \
+                 for it to switch, or stop it",
+                self.name()
+            )));
+        }
         let mut statements = vec![
             format!("DROP SCHEMA IF EXISTS {NEXT} CASCADE"),
             format!("CREATE SCHEMA {NEXT}"),
@@ -94,6 +111,7 @@ impl Generations for PostgresReadModelProjection {
         Ok(Arc::new(BulkReadModel {
             pool: self.pool().clone(),
             name: self.name().to_owned(),
+            _lock: parking_lot::Mutex::new(lock),
         }))
     }
 
@@ -188,6 +206,8 @@ impl Generations for PostgresReadModelProjection {
 struct BulkReadModel {
     pool: PgPool,
     name: String,
+    /// The connection holding the rebuild lock (see `prepare`).
+    _lock: parking_lot::Mutex<sqlx::PgConnection>,
 }
 
 /// A product as the batch leaves it, with how many of its events the batch applied.
