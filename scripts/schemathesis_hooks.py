@@ -19,8 +19,28 @@ changed, so a negative case stays negative unless the hook made it valid.
 
 import copy
 import re
+import sys
 
+import hypothesis.internal.filtering as _filtering
+import hypothesis.internal.lambda_sources as _lambda_sources
 import schemathesis
+
+# CPython before 3.11.8 (this machine has 3.11.7) can raise SystemError "AST constructor
+# recursion depth mismatch" (python/cpython#106905) when hypothesis parses a source file deep in
+# the stack to describe a lambda; the description is only for messages, but the error makes
+# hypothesis report a FlakyFailure for the operation being generated (POST /api/products/bulk
+# in the full run). Describe such a lambda as unknown instead.
+if sys.version_info < (3, 11, 8):
+    _describe_lambda = _lambda_sources.lambda_description
+
+    def _lambda_description_or_unknown(f):
+        try:
+            return _describe_lambda(f)
+        except SystemError:
+            return "lambda: <unknown>"
+
+    _lambda_sources.lambda_description = _lambda_description_or_unknown
+    _filtering.lambda_description = _lambda_description_or_unknown
 
 SLUG = re.compile(r"[a-z0-9-]{1,64}")
 DIGITS = re.compile(r"[0-9]+")
