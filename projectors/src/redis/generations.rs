@@ -278,15 +278,17 @@ impl NextGeneration {
                 .map(|view| entries(keys, view))
                 .unwrap_or_default();
             let new = entries(keys, &after);
-            for (key, member) in &old {
-                if !new.contains(&(key.clone(), member.clone())) {
-                    removed.entry(key.clone()).or_default().push(member.clone());
-                }
+            for entry in old.iter().filter(|entry| !new.contains(entry)) {
+                removed
+                    .entry(entry.0.clone())
+                    .or_default()
+                    .push(entry.1.clone());
             }
-            for (key, member) in new {
-                if !old.contains(&(key.clone(), member.clone())) {
-                    added.entry(key).or_default().push(member);
-                }
+            for entry in new.iter().filter(|entry| !old.contains(entry)) {
+                added
+                    .entry(entry.0.clone())
+                    .or_default()
+                    .push(entry.1.clone());
             }
             for (category, delta) in count_deltas(before.as_ref(), &after) {
                 *counts.entry(category).or_default() += delta;

@@ -76,12 +76,7 @@ impl RedisReadModel {
     /// The generation as a read's round trip found it (`None`: the pointer is missing, which
     /// is generation 1): true when it is `keys`'s, else records it for the next try.
     fn same_generation(&self, keys: &Keys, found: Option<u64>) -> bool {
-        let found = found.unwrap_or(1);
-        if found == keys.generation() {
-            return true;
-        }
-        self.generation.store(found, Ordering::SeqCst);
-        false
+        same_generation(&self.generation, keys, found)
     }
 
     /// Whether the view is complete: a Redis that restarted without its data is not, until
@@ -222,6 +217,17 @@ fn merge_ranges(ranges: Vec<Vec<String>>, count: usize) -> (Vec<String>, bool) {
     (merged, bound.is_none())
 }
 
+/// Whether the pointer `found` in a round trip names `keys`'s generation (a missing pointer is
+/// generation 1); when not, records it in `last_seen` for the next try.
+fn same_generation(last_seen: &AtomicU64, keys: &Keys, found: Option<u64>) -> bool {
+    let found = found.unwrap_or(1);
+    if found == keys.generation() {
+        return true;
+    }
+    last_seen.store(found, Ordering::SeqCst);
+    false
+}
+
 /// Reads the generation pointer, and the checkpoint and the `intact` marker of the generation
 /// last seen, in one round trip (again when the pointer moved); records the marker and the
 /// generation.
@@ -243,9 +249,7 @@ async fn poll_checkpoint(
             .query_async(&mut connection)
             .await;
         let (found, checkpoint, marked) = read.ok()?;
-        let found = found.unwrap_or(1);
-        if found != keys.generation() {
-            generation.store(found, Ordering::SeqCst);
+        if !same_generation(&generation, &keys, found) {
             continue;
         }
         intact.store(marked, Ordering::SeqCst);

@@ -126,13 +126,6 @@ impl Projector {
     /// generation. The live generation serves and follows the bus meanwhile; only the final
     /// tail and the switch hold the live projector, between two deliveries.
     pub async fn rebuild(&self) -> Result<u64, RebuildError> {
-        let name = self.name().to_owned();
-        let Some(generations) = self.projection.generations() else {
-            return Err(RebuildError::NotRebuildable(name));
-        };
-        if self.rebuilding.swap(true, Ordering::SeqCst) {
-            return Err(RebuildError::InProgress(name));
-        }
         {
             let mut status = self.status.write();
             if status
@@ -143,10 +136,7 @@ impl Projector {
                 status.last_error = None;
             }
         }
-        let outcome = self.rebuild_with(generations, Mode::Beside).await;
-        self.rebuilding.store(false, Ordering::SeqCst);
-        self.status.write().rebuild = None;
-        outcome
+        self.rebuild_alone(Mode::Beside).await
     }
 
     /// Catches an empty view up as a rebuild when the store is long (see
@@ -154,21 +144,32 @@ impl Projector {
     /// up event by event (the store is short, the view has no generations, or the rebuild
     /// stopped).
     pub(super) async fn bulk_catch_up(&self) -> Option<u64> {
-        let generations = self.projection.generations()?;
-        let head = self.store.head().await.ok()?;
-        if head < BULK_CATCH_UP_FROM || self.rebuilding.swap(true, Ordering::SeqCst) {
+        self.projection.generations()?;
+        if self.store.head().await.ok()? < BULK_CATCH_UP_FROM {
             return None;
         }
-        let outcome = self.rebuild_with(generations, Mode::CatchUp).await;
-        self.rebuilding.store(false, Ordering::SeqCst);
-        self.status.write().rebuild = None;
-        match outcome {
+        match self.rebuild_alone(Mode::CatchUp).await {
             Ok(_) => self.projection.checkpoint().await.ok(),
             Err(error) => {
                 tracing::warn!(projector = self.name(), %error, "the bulk catch-up stopped; applying the store event by event");
                 None
             }
         }
+    }
+
+    /// Runs a rebuild unless one runs already, and clears its progress after.
+    async fn rebuild_alone(&self, mode: Mode) -> Result<u64, RebuildError> {
+        let name = self.name().to_owned();
+        let Some(generations) = self.projection.generations() else {
+            return Err(RebuildError::NotRebuildable(name));
+        };
+        if self.rebuilding.swap(true, Ordering::SeqCst) {
+            return Err(RebuildError::InProgress(name));
+        }
+        let outcome = self.rebuild_with(generations, mode).await;
+        self.rebuilding.store(false, Ordering::SeqCst);
+        self.status.write().rebuild = None;
+        outcome
     }
 
     async fn rebuild_with(
