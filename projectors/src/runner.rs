@@ -10,6 +10,10 @@
 //! - **No stuck holes.** A position below the highest one handled that stays missing for
 //!   [`HOLE_GRACE`] (an event lost before a restart whose offset was already committed, say)
 //!   is read from the store and applied, so the watermark always moves on.
+//! - **No lost tail.** When nothing above the watermark has arrived for [`TAIL_GRACE`] and the
+//!   store's head is past it (the last events of a burst lost on the bus, with nothing after
+//!   them to show the hole), the rest is read from the store too; both count in
+//!   `catalog_projection_holes_repaired_total`.
 //!
 //! Only after the projection applied an envelope (or parked it: [`crate::parking`]) does the
 //! runner acknowledge its delivery.
@@ -42,6 +46,10 @@ const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// it from the event store.
 pub const HOLE_GRACE: Duration = Duration::from_secs(2);
 const HOLE_REPAIR_BATCH: usize = 1000;
+/// How long the watermark may stand still, with nothing handled above it, before the runner
+/// asks the store whether events past it were lost on the way (longer than a bus delivers
+/// in, so a healthy bus never triggers it; a store read at most once per period while idle).
+pub const TAIL_GRACE: Duration = Duration::from_secs(5);
 
 /// What `GET /api/admin/projections` reports of one projector.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -69,6 +77,8 @@ pub struct Watermark {
     above: BTreeSet<u64>,
     /// The hole at `low + 1` and since when it has been open.
     hole_since: Option<(u64, Instant)>,
+    /// When the watermark last moved, or the store was last asked about the tail.
+    still_since: Option<Instant>,
 }
 
 impl Watermark {
@@ -102,7 +112,22 @@ impl Watermark {
         self.above.insert(position);
         while self.above.remove(&(self.low + 1)) {
             self.low += 1;
+            self.still_since = Some(Instant::now());
         }
+    }
+
+    /// The watermark, when it has stood still for `grace` with nothing handled above it: the
+    /// moment to ask the store whether events after it were lost. Asking restarts the wait.
+    pub fn stale_tail(&mut self, grace: Duration) -> Option<u64> {
+        if !self.above.is_empty() {
+            return None;
+        }
+        let since = *self.still_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < grace {
+            return None;
+        }
+        self.still_since = Some(Instant::now());
+        Some(self.low)
     }
 
     /// The positions missing below the lowest handled one above the watermark, once they
@@ -343,6 +368,21 @@ impl Projector {
         }
     }
 
+    /// `(after, count)` of the events past a watermark that stood still for [`TAIL_GRACE`]
+    /// while the store went on.
+    async fn lost_tail(&self) -> Option<(u64, u64)> {
+        let low = self.watermark.lock().stale_tail(TAIL_GRACE)?;
+        match self.store.head().await {
+            Ok(head) if head > low => Some((low, head - low)),
+            Ok(_) => None,
+            Err(error) => {
+                let name = self.projection.name();
+                tracing::warn!(projector = %name, %error, "cannot read the store's head");
+                None
+            }
+        }
+    }
+
     fn reset_watermark(&self, low: u64) {
         let mut watermark = self.watermark.lock();
         if watermark.low() < low {
@@ -352,10 +392,13 @@ impl Projector {
     }
 
     /// Applies, from the store, positions that have been missing for longer than
-    /// [`HOLE_GRACE`].
+    /// [`HOLE_GRACE`], or past a watermark that stood still for [`TAIL_GRACE`].
     async fn repair_holes(&self) {
         let hole = self.watermark.lock().stale_hole(HOLE_GRACE);
-        let Some((after, count)) = hole else {
+        let Some((after, count)) = (match hole {
+            Some(hole) => Some(hole),
+            None => self.lost_tail().await,
+        }) else {
             return;
         };
         let name = self.projection.name().to_owned();
@@ -485,5 +528,26 @@ mod tests {
         // The hole moved: the clock starts again.
         assert_eq!(watermark.stale_hole(Duration::ZERO), None);
         assert_eq!(watermark.stale_hole(Duration::ZERO), Some((1, 2)));
+    }
+
+    #[test]
+    fn a_tail_is_asked_about_only_when_the_watermark_stood_still_with_nothing_above() {
+        let mut watermark = Watermark::starting_at(3);
+        // First sight starts the clock.
+        assert_eq!(watermark.stale_tail(Duration::from_secs(60)), None);
+        assert_eq!(watermark.stale_tail(Duration::ZERO), Some(3));
+        watermark.add(5);
+        assert_eq!(
+            watermark.stale_tail(Duration::ZERO),
+            None,
+            "a hole, not a tail"
+        );
+        watermark.add(4);
+        assert_eq!(
+            watermark.stale_tail(Duration::from_secs(60)),
+            None,
+            "it just moved"
+        );
+        assert_eq!(watermark.stale_tail(Duration::ZERO), Some(5));
     }
 }

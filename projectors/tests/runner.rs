@@ -1,6 +1,7 @@
 //! The runner over a partitioned bus's worst behaviour: out-of-order positions, a version
 //! skipped for one product (a gap, repaired from the store at once) and a position never
-//! delivered (a hole, repaired from the store after the grace period). The store is the real
+//! delivered (a hole, repaired from the store after the grace period), and the last events
+//! never delivered (a lost tail, read from the store once the watermark stood still). The store is the real
 //! SQLite adapter; the bus is a scripted stream, since the point is to choose exactly which
 //! deliveries go missing.
 
@@ -124,5 +125,44 @@ async fn gaps_are_repaired_at_once_and_holes_after_the_grace_period() {
     let (product, _) = model.product(b, MinPosition::ANY).await.expect("read");
     assert_eq!(product.expect("B").sales, 1);
     assert_eq!(projector.status().position, 6);
+    running.abort();
+}
+
+#[tokio::test]
+async fn a_lost_tail_is_read_from_the_store_once_the_watermark_stood_still() {
+    let dir = tempfile::tempdir().expect("dir");
+    let database = SqliteDatabase::open(&dir.path().join("store.db"))
+        .await
+        .expect("open");
+    let store: Arc<dyn EventStore> = Arc::new(database.event_store());
+    let a = Uuid::now_v7();
+    let category = CatalogEvent::CategoryCreated(CategoryCreated {
+        slug: "tools".into(),
+        name: "Tools".into(),
+        parent: None,
+    });
+    append(store.as_ref(), category_aggregate_id("tools"), 1, category).await;
+    let model = Arc::new(MemoryReadModel::new());
+    let projector = Projector::new(model.clone(), store.clone());
+    projector.catch_up().await.expect("catch up");
+    // Written after the catch-up, and never delivered: nothing after them shows a hole.
+    append(store.as_ref(), a, 1, created("A")).await;
+    append(store.as_ref(), a, 2, sale()).await;
+    let bus = Arc::new(Scripted(parking_lot::Mutex::new(Some(Vec::new()))));
+    let running = tokio::spawn(projector.clone().run(bus));
+
+    assert!(
+        !model.wait_for(3, Duration::from_secs(2)).await,
+        "the tail was read before the watermark stood still for the grace period"
+    );
+    assert!(
+        model
+            .wait_for(3, projectors::runner::TAIL_GRACE + Duration::from_secs(3))
+            .await,
+        "the lost tail was never read from the store"
+    );
+    let (product, _) = model.product(a, MinPosition::ANY).await.expect("read");
+    assert_eq!(product.expect("A").sales, 1);
+    assert_eq!(projector.status().position, 3);
     running.abort();
 }

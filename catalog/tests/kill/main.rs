@@ -8,174 +8,23 @@
 //! `If-Match` with the version it expects; when an answer is lost to a kill, it sends the same
 //! write again, and a 412 then means the lost attempt committed.
 
+mod cluster;
+#[path = "../common/mod.rs"]
 mod common;
+mod lossy_bus;
+mod storm;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use testkit::{free_port, TestDatabase};
+use testkit::TestDatabase;
+
+use cluster::{Cluster, ADMIN_EMAIL, ADMIN_PASSWORD};
 use uuid::Uuid;
-
-const ADMIN_EMAIL: &str = "admin@example.com";
-const ADMIN_PASSWORD: &str = "kill test password";
-
-struct Role {
-    name: &'static str,
-    /// The `--role` it runs.
-    role: &'static str,
-    port: u16,
-    child: Option<Child>,
-}
-
-struct Cluster {
-    data_dir: tempfile::TempDir,
-    environment: Vec<(String, String)>,
-    roles: Vec<Role>,
-}
-
-impl Cluster {
-    /// Processes `(name, role)`, not started yet.
-    fn new(environment: Vec<(String, String)>, roles: &[(&'static str, &'static str)]) -> Cluster {
-        Cluster {
-            data_dir: tempfile::tempdir().expect("temp dir"),
-            environment,
-            roles: roles
-                .iter()
-                .map(|&(name, role)| Role {
-                    name,
-                    role,
-                    port: free_port(),
-                    child: None,
-                })
-                .collect(),
-        }
-    }
-
-    fn start(environment: Vec<(String, String)>) -> Cluster {
-        let mut cluster = Cluster::new(
-            environment,
-            &[
-                ("command", "command"),
-                ("projectors", "projectors"),
-                ("query", "query"),
-            ],
-        );
-        // The command role creates the signing key the query role verifies with.
-        cluster.spawn("command");
-        cluster.wait_ready("command");
-        cluster.spawn("projectors");
-        cluster.spawn("query");
-        cluster.wait_ready("projectors");
-        cluster.wait_ready("query");
-        cluster
-    }
-
-    fn role(&mut self, name: &str) -> &mut Role {
-        self.roles
-            .iter_mut()
-            .find(|role| role.name == name)
-            .expect("known role")
-    }
-
-    fn url(&self, name: &str, path: &str) -> String {
-        let port = self
-            .roles
-            .iter()
-            .find(|role| role.name == name)
-            .expect("known role")
-            .port;
-        format!("http://127.0.0.1:{port}{path}")
-    }
-
-    fn spawn(&mut self, name: &'static str) {
-        let data_dir = self.data_dir.path().to_path_buf();
-        let environment = self.environment.clone();
-        let role = self.role(name);
-        let log = std::fs::File::create(data_dir.join(format!("{name}.log"))).expect("log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_catalog"));
-        command
-            .args(["serve", "--role", role.role, "--listen"])
-            .arg(format!("127.0.0.1:{}", role.port))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info,sqlx=warn")
-            .env("CATALOG_DATA_DIR", &data_dir)
-            .env("CATALOG_ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("CATALOG_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            // One admin writes as fast as the processes answer: above the default write
-            // limit (100/s per client), whose 429s are not what this test is about.
-            .env("CATALOG_RATE_LIMIT_WRITES", "off")
-            .envs(environment)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        role.child = Some(command.spawn().expect("spawn catalog"));
-    }
-
-    fn wait_ready(&mut self, name: &'static str) {
-        let url = self.url(name, "/readyz");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(200) = blocking_status(&url) {
-                return;
-            }
-            if let Some(child) = self.role(name).child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("{name} exited with {status}: {}", self.log(name));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("{name} never became ready: {}", self.log(name));
-    }
-
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.data_dir.path().join(format!("{name}.log")))
-            .unwrap_or_default()
-    }
-
-    fn kill(&mut self, name: &'static str) {
-        if let Some(mut child) = self.role(name).child.take() {
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for role in &mut self.roles {
-            if let Some(child) = role.child.as_mut() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-/// The status code of a plain blocking GET (readiness polling, outside the async runtime's
-/// work).
-fn blocking_status(url: &str) -> std::io::Result<u16> {
-    use std::io::{Read, Write};
-    let without_scheme = url.trim_start_matches("http://");
-    let (address, path) = without_scheme
-        .split_once('/')
-        .unwrap_or((without_scheme, ""));
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(stream, "GET /{path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    Ok(answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0))
-}
 
 /// What the test knows a product must look like.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -366,32 +215,7 @@ async fn run_kill_test(
     );
 
     // Everything answered 2xx reaches the query view.
-    let head: i64 = {
-        let pool = sqlx::PgPool::connect(&database_url).await.expect("connect");
-        let head = sqlx::query_scalar("SELECT position FROM event_head")
-            .fetch_one(&pool)
-            .await
-            .expect("head");
-        pool.close().await;
-        head
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let response = client
-            .get(cluster.url("query", "/api/categories"))
-            .header("X-Min-Position", head.to_string())
-            .send()
-            .await;
-        if matches!(&response, Ok(r) if r.status() == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the query view never reached position {head}; projectors log:\n{}",
-            cluster.log("projectors")
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_head(&client, &cluster, &database_url, Duration::from_secs(90)).await;
     for (id, wanted) in &expected {
         let product: Value = client
             .get(cluster.url("query", &format!("/api/products/{id}")))
@@ -442,6 +266,58 @@ async fn run_kill_test(
     );
 }
 
+/// Waits until the query role reflects the store's head (`X-Min-Position`).
+async fn wait_for_head(client: &Client, cluster: &Cluster, database_url: &str, within: Duration) {
+    let head: i64 = {
+        let pool = sqlx::PgPool::connect(database_url).await.expect("connect");
+        let head = sqlx::query_scalar("SELECT position FROM event_head")
+            .fetch_one(&pool)
+            .await
+            .expect("head");
+        pool.close().await;
+        head
+    };
+    let deadline = Instant::now() + within;
+    loop {
+        let response = client
+            .get(cluster.url("query", "/api/categories"))
+            .header("X-Min-Position", head.to_string())
+            .send()
+            .await;
+        if matches!(&response, Ok(r) if r.status() == 200) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the query view never reached position {head}; projectors log:\n{}",
+            cluster.log("projectors")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A topic and queues of their own on moto, set up with `catalog bus setup`: the bus URL and
+/// the queues' name prefix.
+fn sns_sqs_bus(name: &str) -> (String, String) {
+    let tag = &Uuid::new_v4().simple().to_string()[..10];
+    let prefix = format!("{}{tag}-", &name[..1]);
+    let bus = format!(
+        "sns+sqs://{}?region=us-east-1&topic={name}-{tag}&queue_prefix={prefix}&wait_seconds=1&visibility_seconds=5",
+        testkit::moto_endpoint()
+    );
+    let setup = Command::new(env!("CARGO_BIN_EXE_catalog"))
+        .args(["bus", "setup"])
+        .env("CATALOG_BUS", &bus)
+        .output()
+        .expect("bus setup");
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    (bus, prefix)
+}
+
 fn base_environment(database: &TestDatabase, bus: String) -> Vec<(String, String)> {
     vec![
         ("DATABASE_URL".to_owned(), database.url.clone()),
@@ -472,21 +348,7 @@ async fn killing_the_command_and_projector_processes_loses_no_acknowledged_write
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_command_and_projector_processes_loses_no_acknowledged_write_on_sns_sqs() {
     let database = TestDatabase::create().await;
-    let tag = &Uuid::new_v4().simple().to_string()[..10];
-    let bus = format!(
-        "sns+sqs://{}?topic=kill-{tag}&queue_prefix=k{tag}-&wait_seconds=1&visibility_seconds=5",
-        testkit::moto_endpoint()
-    );
-    let setup = Command::new(env!("CARGO_BIN_EXE_catalog"))
-        .args(["bus", "setup"])
-        .env("CATALOG_BUS", &bus)
-        .output()
-        .expect("bus setup");
-    assert!(
-        setup.status.success(),
-        "{}",
-        String::from_utf8_lossy(&setup.stderr)
-    );
+    let (bus, _) = sns_sqs_bus("kill");
     run_kill_test(
         base_environment(&database, bus),
         Duration::from_secs(20),
