@@ -320,7 +320,14 @@ impl Projector {
     pub async fn catch_up(&self) -> Result<u64, events::store::StoreError> {
         self.set_state("catching-up");
         self.load_parked().await;
-        let mut position = self.projection.checkpoint().await.unwrap_or(0);
+        // A view that lost its data starts again from the beginning: its checkpoint may have
+        // moved since (a delivery applied to the emptied Redis before the loss was noticed),
+        // and nothing before it is there any more.
+        let intact = !matches!(self.projection.is_intact().await, Ok(false));
+        let mut position = match intact {
+            true => self.projection.checkpoint().await.unwrap_or(0),
+            false => 0,
+        };
         if position == 0 {
             if let Some(reached) = self.bulk_catch_up().await {
                 position = reached;
@@ -354,9 +361,8 @@ impl Projector {
         tracing::warn!(projector = %name, "the view lost its data; rebuilding it from the event store");
         metrics::counter!("catalog_projection_rebuilds_total", "projector" => name.clone())
             .increment(1);
-        let from = self.projection.checkpoint().await.unwrap_or(0);
-        *self.watermark.lock() = Watermark::starting_at(from);
-        self.status.write().position = from;
+        *self.watermark.lock() = Watermark::starting_at(0);
+        self.status.write().position = 0;
         match self.catch_up().await {
             Ok(position) => {
                 tracing::info!(projector = %name, position, "rebuilt the view");
