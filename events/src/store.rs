@@ -36,6 +36,19 @@ pub struct UniqueClaim {
     pub value: String,
 }
 
+/// The scope of the claims idempotent requests take: a value in it is taken by one append
+/// only, even of the same aggregate, so a request retried after its answer was lost (its
+/// first attempt committed) cannot append again.
+pub const REQUEST_CLAIM_SCOPE: &str = "request";
+
+/// Who holds a claim: the aggregate, and the position of the last event of the append that
+/// took it (`None` for a claim stored before positions were recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    pub aggregate_id: Uuid,
+    pub position: Option<u64>,
+}
+
 /// An aggregate's state at one version, stored beside its events so that loading the
 /// aggregate reads this plus the events after it instead of its whole history.
 ///
@@ -88,7 +101,7 @@ pub trait EventStore: Send + Sync + 'static {
     ///   `expected_version`; at most one of any number of concurrent appenders of the same
     ///   aggregate version wins.
     /// - [`StoreError::UniqueViolation`] when a claim is held by another aggregate (claims held
-    ///   by the same aggregate are accepted again).
+    ///   by the same aggregate are accepted again, except in [`REQUEST_CLAIM_SCOPE`]).
     /// - [`StoreError::Invalid`] for an empty stream or versions that do not follow on.
     async fn append(&self, streams: Vec<StreamAppend>) -> Result<Vec<Envelope>, StoreError>;
 
@@ -133,6 +146,9 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The highest committed position, 0 for an empty store.
     async fn head(&self) -> Result<u64, StoreError>;
+
+    /// Who holds the claim `(scope, value)`, if anyone.
+    async fn claimed(&self, scope: &str, value: &str) -> Result<Option<Claimed>, StoreError>;
 
     /// Answers when the store can serve reads and writes (for readiness checks).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use events::store::{StoreError, StreamAppend};
+use events::store::{StoreError, StreamAppend, REQUEST_CLAIM_SCOPE};
 use events::NewEvent;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
@@ -62,6 +62,8 @@ struct ClaimColumns {
     scope: Vec<String>,
     value: Vec<String>,
     aggregate_id: Vec<Uuid>,
+    /// The position of the last event of the append that took the claim.
+    position: Vec<i64>,
 }
 
 /// What a group writes, decided in Rust before anything is written: the rows of its accepted
@@ -112,8 +114,8 @@ WITH e AS (
 ), o AS (
     INSERT INTO outbox (position, aggregate_id) SELECT position, aggregate_id FROM e WHERE $12
 ), c AS (
-    INSERT INTO unique_claims (scope, value, aggregate_id)
-    SELECT * FROM UNNEST($13::text[], $14::text[], $15::uuid[])
+    INSERT INTO unique_claims (scope, value, aggregate_id, position)
+    SELECT * FROM UNNEST($13::text[], $14::text[], $15::uuid[], $22::bigint[])
 ), s AS (
     INSERT INTO snapshots (aggregate_id, state_version, aggregate_version, state, taken_at)
     SELECT a, sv, av, st::jsonb, now()
@@ -160,6 +162,7 @@ async fn write_group(
         .bind(&snapshots.state)
         .bind(plan.last_position)
         .bind(OUTBOX_CHANNEL)
+        .bind(&claims.position)
         .execute(&mut **transaction)
         .await
         .map_err(write_error)?;
@@ -220,12 +223,14 @@ fn plan_group(
                 stream.aggregate_id,
                 stream.expected_version + stream.events.len() as u64,
             );
+            let last_position = next_position + stream.events.len() as i64 - 1;
             for claim in &stream.unique_claims {
                 let key = (claim.scope.clone(), claim.value.clone());
                 if claims.insert(key, stream.aggregate_id).is_none() {
                     new_claims.scope.push(claim.scope.clone());
                     new_claims.value.push(claim.value.clone());
                     new_claims.aggregate_id.push(stream.aggregate_id);
+                    new_claims.position.push(last_position);
                 }
             }
             if let Some(snapshot) = &stream.snapshot {
@@ -336,9 +341,10 @@ fn check_append(
         }
         for claim in &stream.unique_claims {
             let key = (claim.scope.clone(), claim.value.clone());
-            let taken_by_other = claims
-                .get(&key)
-                .is_some_and(|holder| *holder != stream.aggregate_id);
+            // A claim in the request scope is taken once, whatever the aggregate.
+            let taken_by_other = claims.get(&key).is_some_and(|holder| {
+                *holder != stream.aggregate_id || claim.scope == REQUEST_CLAIM_SCOPE
+            });
             // Two streams of one append claiming the same value for different aggregates.
             let claimed_in_append = streams.iter().any(|other| {
                 other.aggregate_id != stream.aggregate_id && other.unique_claims.contains(claim)

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use events::store::{validate_streams, EventStore, Snapshot, StoreError, StreamAppend};
+use events::store::{validate_streams, Claimed, EventStore, Snapshot, StoreError, StreamAppend};
 use events::Envelope;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
@@ -222,6 +222,21 @@ impl EventStore for PostgresEventStore {
             .await
             .map_err(classify)?;
         Ok(head as u64)
+    }
+
+    async fn claimed(&self, scope: &str, value: &str) -> Result<Option<Claimed>, StoreError> {
+        let row: Option<(Uuid, Option<i64>)> = sqlx::query_as(
+            "SELECT aggregate_id, position FROM unique_claims WHERE scope = $1 AND value = $2",
+        )
+        .bind(scope)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row.map(|(aggregate_id, position)| Claimed {
+            aggregate_id,
+            position: position.map(|position| position as u64),
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

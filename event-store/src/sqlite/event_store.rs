@@ -1,6 +1,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use events::store::{validate_streams, EventStore, Snapshot, StoreError, StreamAppend};
+use events::store::{
+    validate_streams, Claimed, EventStore, Snapshot, StoreError, StreamAppend, REQUEST_CLAIM_SCOPE,
+};
 use events::Envelope;
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Acquire, Row, Sqlite, Transaction};
@@ -138,17 +140,28 @@ async fn append_streams(
                 stored.push(event.clone().into_envelope(position as u64));
             }
         }
+        let last_position = stored.last().map(|envelope| envelope.position as i64);
         for claim in &stream.unique_claims {
-            sqlx::query(
-                "INSERT INTO unique_claims (scope, value, aggregate_id) VALUES (?, ?, ?) \
-                 ON CONFLICT (scope, value) DO NOTHING",
+            let taken = sqlx::query(
+                "INSERT INTO unique_claims (scope, value, aggregate_id, position) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (scope, value) DO NOTHING",
             )
             .bind(&claim.scope)
             .bind(&claim.value)
             .bind(stream.aggregate_id.to_string())
+            .bind(last_position)
             .execute(&mut **transaction)
             .await
-            .map_err(classify)?;
+            .map_err(classify)?
+            .rows_affected()
+                == 1;
+            // A claim in the request scope is taken once, whatever the aggregate.
+            if !taken && claim.scope == REQUEST_CLAIM_SCOPE {
+                return Err(StoreError::UniqueViolation {
+                    scope: claim.scope.clone(),
+                    value: claim.value.clone(),
+                });
+            }
             let owner: String = sqlx::query_scalar(
                 "SELECT aggregate_id FROM unique_claims WHERE scope = ? AND value = ?",
             )
@@ -350,6 +363,26 @@ impl EventStore for SqliteEventStore {
             .await
             .map_err(classify)?;
         Ok(head.unwrap_or(0) as u64)
+    }
+
+    async fn claimed(&self, scope: &str, value: &str) -> Result<Option<Claimed>, StoreError> {
+        let row: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT aggregate_id, position FROM unique_claims WHERE scope = ? AND value = ?",
+        )
+        .bind(scope)
+        .bind(value)
+        .fetch_optional(&self.database.reader)
+        .await
+        .map_err(classify)?;
+        row.map(|(aggregate_id, position)| {
+            Ok(Claimed {
+                aggregate_id: aggregate_id.parse().map_err(|_| {
+                    StoreError::Unexpected(format!("claim holder {aggregate_id:?}"))
+                })?,
+                position: position.map(|position| position as u64),
+            })
+        })
+        .transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -225,6 +225,50 @@ pub async fn a_unique_claim_is_held_by_one_aggregate(store: impl EventStore) {
     assert_eq!(store.head().await.expect("head"), 3);
 }
 
+pub async fn a_request_claim_is_taken_once_even_by_its_aggregate_and_names_its_append(
+    store: impl EventStore,
+) {
+    use crate::store::REQUEST_CLAIM_SCOPE;
+    let claim = UniqueClaim {
+        scope: REQUEST_CLAIM_SCOPE.into(),
+        value: "caller-1/key-1".into(),
+    };
+    let id = Uuid::now_v7();
+    store
+        .append(vec![sample_stream(id, 0, 1)])
+        .await
+        .expect("create");
+    let mut first = sample_stream(id, 1, 2);
+    first.unique_claims.push(claim.clone());
+    let stored = store.append(vec![first]).await.expect("the first attempt");
+    assert_eq!(
+        store
+            .claimed(REQUEST_CLAIM_SCOPE, "caller-1/key-1")
+            .await
+            .expect("claimed"),
+        Some(crate::store::Claimed {
+            aggregate_id: id,
+            position: Some(stored[1].position),
+        })
+    );
+    // The retry of the same request, decided again on the new version, appends nothing.
+    let mut retry = sample_stream(id, 3, 1);
+    retry.unique_claims.push(claim.clone());
+    let result = store.append(vec![retry]).await;
+    assert!(
+        matches!(&result, Err(StoreError::UniqueViolation { scope, .. }) if scope == REQUEST_CLAIM_SCOPE),
+        "got {result:?}"
+    );
+    assert_eq!(store.head().await.expect("head"), 3);
+    assert_eq!(
+        store
+            .claimed(REQUEST_CLAIM_SCOPE, "another")
+            .await
+            .expect("claimed"),
+        None
+    );
+}
+
 pub async fn concurrent_writers_to_one_aggregate_cannot_both_win(store: impl EventStore) {
     let store = Arc::new(store);
     let id = Uuid::now_v7();
@@ -376,6 +420,7 @@ macro_rules! event_store_suite {
             malformed_appends_are_invalid,
             a_batch_is_all_or_nothing,
             a_unique_claim_is_held_by_one_aggregate,
+            a_request_claim_is_taken_once_even_by_its_aggregate_and_names_its_append,
             concurrent_writers_to_one_aggregate_cannot_both_win,
             concurrent_writers_to_many_aggregates_get_dense_positions,
             a_tail_reader_never_sees_a_gap_filled_later,

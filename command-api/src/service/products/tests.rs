@@ -61,6 +61,13 @@ impl EventStore for Counting {
     async fn head(&self) -> Result<u64, StoreError> {
         self.store.head().await
     }
+    async fn claimed(
+        &self,
+        scope: &str,
+        value: &str,
+    ) -> Result<Option<events::store::Claimed>, StoreError> {
+        self.store.claimed(scope, value).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }
