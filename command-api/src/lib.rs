@@ -63,29 +63,36 @@ impl FromRef<CommandState> for Arc<TokenVerifier> {
 /// `/api/categories`, `PUT /api/search/synonyms`, all of `/api/auth`, and the JWKS).
 pub fn router(state: CommandState) -> Router {
     use routes::{auth as auth_routes, categories, products, search};
-    let idempotency_state = IdempotencyLayerState {
-        store: state.idempotency.clone(),
-        verifier: state.verifier.clone(),
+    let layer = |claimed: bool| {
+        axum::middleware::from_fn_with_state(
+            IdempotencyLayerState {
+                store: state.idempotency.clone(),
+                verifier: state.verifier.clone(),
+                claimed,
+            },
+            idempotency::idempotency,
+        )
     };
-    let commands = Router::new()
+    // Commands whose events take the request's claim (a retried key runs again, safely).
+    let claimed = Router::new()
         .route("/api/products", post(products::create_product))
+        .route("/api/products/{id}/stock", post(products::adjust_stock))
+        .route("/api/products/{id}/sales", post(products::record_sale))
+        .route("/api/products/{id}/publish", post(products::publish))
+        .route("/api/products/{id}/unpublish", post(products::unpublish))
+        .route_layer(layer(true));
+    let commands = Router::new()
         .route("/api/products/bulk", post(products::bulk_create))
         .route(
             "/api/products/{id}",
             axum::routing::patch(products::change_details).delete(products::archive),
         )
         .route("/api/products/{id}/price", put(products::change_price))
-        .route("/api/products/{id}/stock", post(products::adjust_stock))
-        .route("/api/products/{id}/sales", post(products::record_sale))
-        .route("/api/products/{id}/publish", post(products::publish))
-        .route("/api/products/{id}/unpublish", post(products::unpublish))
         .route("/api/categories", post(categories::create_category))
         .route("/api/search/synonyms", put(search::set_synonyms))
         .route("/api/auth/users", post(auth_routes::create_user))
-        .route_layer(axum::middleware::from_fn_with_state(
-            idempotency_state,
-            idempotency::idempotency,
-        ));
+        .route_layer(layer(false))
+        .merge(claimed);
     Router::new()
         .merge(commands)
         .route("/api/auth/login", post(auth_routes::login))

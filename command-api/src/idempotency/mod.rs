@@ -97,6 +97,36 @@ pub trait IdempotencyStore: Send + Sync + 'static {
 pub struct IdempotencyLayerState {
     pub store: Arc<dyn IdempotencyStore>,
     pub verifier: Arc<TokenVerifier>,
+    /// Whether the routes behind this layer append with the request's [`RequestClaim`]: then
+    /// a retry of a request still in progress runs again instead of answering 409 (the claim
+    /// lets only one of them append, and the other answers with its events).
+    pub claimed: bool,
+}
+
+/// The claim a keyed request's events take in the event store (scope
+/// [`events::store::REQUEST_CLAIM_SCOPE`]), a request extension for the handler: the same for
+/// every retry of the request, so at most one attempt appends. `retried` when an earlier
+/// attempt was begun and never answered (its process may have died after its append): the
+/// command looks the claim up before deciding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestClaim {
+    pub value: String,
+    pub retried: bool,
+}
+
+impl RequestClaim {
+    fn new(caller: &str, key: &str, retried: bool) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(caller.as_bytes());
+        hasher.update([0]);
+        hasher.update(key.as_bytes());
+        let value = hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        RequestClaim { value, retried }
+    }
 }
 
 /// The middleware; apply it to the command routes.
@@ -124,9 +154,14 @@ pub async fn idempotency(
         }
     };
     let request_hash = hash_request(&parts, &bytes);
-    if let Some(answered) = answer_from_store(&state, &caller, &key, &request_hash).await {
-        return answered;
-    }
+    let retried = match answer_from_store(&state, &caller, &key, &request_hash).await {
+        Answer::Run { retried } => retried,
+        Answer::Answered(answered) => return answered,
+    };
+    let mut parts = parts;
+    parts
+        .extensions
+        .insert(RequestClaim::new(&caller, &key, retried));
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -167,14 +202,22 @@ fn caller_and_key(state: &IdempotencyLayerState, request: &Request) -> Keyed {
     }
 }
 
-/// The answer the store gives for the key (a replay or a conflict), or `None` when the key is
-/// now reserved for this request and the handler runs.
+/// What the middleware does with a keyed request.
+enum Answer {
+    /// Runs the handler: the key is now reserved for this request, or (`retried`) it was
+    /// reserved by an attempt never answered and the routes are claimed.
+    Run { retried: bool },
+    /// Answers from the store: a replay or a conflict.
+    Answered(Response),
+}
+
+/// What the store says of the key.
 async fn answer_from_store(
     state: &IdempotencyLayerState,
     caller: &str,
     key: &str,
     request_hash: &str,
-) -> Option<Response> {
+) -> Answer {
     let begun = state
         .store
         .begin(KeyedRequest {
@@ -184,32 +227,31 @@ async fn answer_from_store(
             now: Utc::now(),
         })
         .await;
-    match begun {
+    let answered = match begun {
         Err(error) => {
             tracing::warn!(%error, "idempotency store unavailable");
-            Some(
-                Problem::unavailable(1, "cannot check the Idempotency-Key now; retry")
-                    .into_response(),
-            )
+            Problem::unavailable(1, "cannot check the Idempotency-Key now; retry").into_response()
         }
-        Ok(Begin::Mismatch) => Some(
-            Problem::conflict(
-                "idempotency-key-reused",
-                "this Idempotency-Key was used with a different request",
-            )
-            .into_response(),
-        ),
+        Ok(Begin::Mismatch) => Problem::conflict(
+            "idempotency-key-reused",
+            "this Idempotency-Key was used with a different request",
+        )
+        .into_response(),
+        // The first attempt may be running still, or may have died with its process after
+        // its append: the claim makes running again safe, and answers with its events.
+        Ok(Begin::InProgress) if state.claimed => return Answer::Run { retried: true },
         Ok(Begin::InProgress) => {
             let mut problem = Problem::conflict(
                 "idempotency-key-in-progress",
                 "a request with this Idempotency-Key is still being processed; retry shortly",
             );
             problem.retry_after_seconds = Some(1);
-            Some(problem.into_response())
+            problem.into_response()
         }
-        Ok(Begin::Replay(stored)) => Some(replay(stored)),
-        Ok(Begin::Started) => None,
-    }
+        Ok(Begin::Replay(stored)) => replay(stored),
+        Ok(Begin::Started) => return Answer::Run { retried: false },
+    };
+    Answer::Answered(answered)
 }
 
 /// Stores the handler's response under the key for replays, or frees the key when the server

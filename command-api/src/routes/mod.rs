@@ -16,6 +16,7 @@ use uuid::Uuid;
 use web::{FieldErrors, Problem};
 
 use crate::commands::ProductCommand;
+use crate::idempotency::RequestClaim;
 use crate::service::Accepted;
 use crate::CommandState;
 
@@ -27,6 +28,8 @@ pub struct AdminCommand {
     pub state: CommandState,
     pub user: AuthUser,
     pub headers: HeaderMap,
+    /// The claim of a request with an `Idempotency-Key` on a claimed route.
+    pub claim: Option<RequestClaim>,
 }
 
 impl FromRequestParts<CommandState> for AdminCommand {
@@ -41,6 +44,7 @@ impl FromRequestParts<CommandState> for AdminCommand {
             state: state.clone(),
             user,
             headers: parts.headers.clone(),
+            claim: parts.extensions.get::<RequestClaim>().cloned(),
         })
     }
 }
@@ -65,7 +69,7 @@ impl AdminCommand {
         Ok(self
             .state
             .commands
-            .execute(id, command, expected, self.metadata())
+            .execute_claimed(id, command, expected, self.metadata(), self.claim.clone())
             .await?)
     }
 }

@@ -39,7 +39,7 @@ pub async fn create_product(
     let result = admin
         .state
         .commands
-        .create_product(command, admin.metadata())
+        .create_product_claimed(command, admin.metadata(), admin.claim.clone())
         .await?;
     let mut response = accepted(StatusCode::CREATED, result);
     if let Ok(location) = format!("/api/products/{}", result.id).parse() {

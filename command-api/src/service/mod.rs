@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use events::bus::EventBus;
 use events::catalog_events::category_aggregate_id;
-use events::store::{EventStore, StoreError, StreamAppend, UniqueClaim};
+use events::store::{EventStore, StoreError, StreamAppend, UniqueClaim, REQUEST_CLAIM_SCOPE};
 use events::values::Slug;
 use events::{CatalogEvent, Envelope, EventMetadata, NewEvent, SEARCH_SETTINGS_ID};
 use tokio::sync::Mutex;
@@ -19,6 +19,7 @@ pub use products::{ProductWriter, SNAPSHOT_EVERY};
 
 use crate::aggregate::{Category, DomainError, Product, SearchSettings};
 use crate::commands::{CreateCategory, CreateProduct, ProductCommand, SetSynonyms};
+use crate::idempotency::RequestClaim;
 
 /// A command's answer: API.md's `{"id","version","position"}`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -187,9 +188,43 @@ impl CommandService {
         command: CreateProduct,
         metadata: EventMetadata,
     ) -> Result<Accepted, CommandError> {
+        self.create_product_claimed(command, metadata, None).await
+    }
+
+    /// [`Self::create_product`] for a request with an `Idempotency-Key`: the events take its
+    /// claim, and a request an earlier attempt already created answers with that creation.
+    pub async fn create_product_claimed(
+        &self,
+        command: CreateProduct,
+        metadata: EventMetadata,
+        claim: Option<RequestClaim>,
+    ) -> Result<Accepted, CommandError> {
+        if let Some(claim) = claim.as_ref().filter(|claim| claim.retried) {
+            if let Some(accepted) = products::applied_by(self.store.as_ref(), claim).await? {
+                return Ok(accepted);
+            }
+        }
         self.require_category("category", &command.category).await?;
-        let (stream, product) = product_stream(Uuid::now_v7(), &command, &[], &metadata)?;
+        let (mut stream, product) = product_stream(Uuid::now_v7(), &command, &[], &metadata)?;
+        if let Some(claim) = &claim {
+            // First: a retry whose first attempt committed is told so before the SKU is.
+            stream.unique_claims.insert(
+                0,
+                UniqueClaim {
+                    scope: REQUEST_CLAIM_SCOPE.to_owned(),
+                    value: claim.value.clone(),
+                },
+            );
+        }
         match self.append(stream).await {
+            Err(StoreError::UniqueViolation { scope, .. }) if scope == REQUEST_CLAIM_SCOPE => {
+                let claim = claim.as_ref().ok_or_else(|| {
+                    CommandError::Corrupt("a request claim refused without one".into())
+                })?;
+                products::applied_by(self.store.as_ref(), claim)
+                    .await?
+                    .ok_or_else(|| CommandError::Corrupt("a refused claim has no holder".into()))
+            }
             Err(StoreError::UniqueViolation { .. }) => {
                 Err(CommandError::DuplicateSku(command.sku.into_string()))
             }
@@ -364,7 +399,23 @@ impl CommandService {
         if_match: Option<Vec<u64>>,
         metadata: EventMetadata,
     ) -> Result<Accepted, CommandError> {
-        self.products.execute(id, command, if_match, metadata).await
+        self.execute_claimed(id, command, if_match, metadata, None)
+            .await
+    }
+
+    /// [`Self::execute`] for a request with an `Idempotency-Key`: its events take the claim,
+    /// and a request an earlier attempt already applied answers with that attempt's events.
+    pub async fn execute_claimed(
+        &self,
+        id: Uuid,
+        command: ProductCommand,
+        if_match: Option<Vec<u64>>,
+        metadata: EventMetadata,
+        claim: Option<RequestClaim>,
+    ) -> Result<Accepted, CommandError> {
+        self.products
+            .execute(id, command, if_match, metadata, claim)
+            .await
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use events::bus::EventBus;
 use events::catalog_events::category_aggregate_id;
-use events::store::{EventStore, StoreError, StreamAppend};
+use events::store::{EventStore, StoreError, StreamAppend, UniqueClaim, REQUEST_CLAIM_SCOPE};
 use events::values::Slug;
 use events::{Envelope, EventMetadata};
 use tokio::sync::oneshot;
@@ -30,6 +30,7 @@ use uuid::Uuid;
 use super::{new_events, Accepted, CommandError};
 use crate::aggregate::{DomainError, Product, PRODUCT_STATE_VERSION};
 use crate::commands::ProductCommand;
+use crate::idempotency::RequestClaim;
 
 /// A snapshot is written whenever a product's version crosses a multiple of this.
 pub const SNAPSHOT_EVERY: u64 = 100;
@@ -48,6 +49,8 @@ struct Queued {
     command: ProductCommand,
     if_match: Option<Vec<u64>>,
     metadata: EventMetadata,
+    /// The claim its events take (a request with an `Idempotency-Key`).
+    claim: Option<RequestClaim>,
     answer: oneshot::Sender<Result<Accepted, CommandError>>,
 }
 
@@ -62,6 +65,35 @@ enum Planned {
     /// Accepted, with this many events in the batch's stream.
     Events(usize),
     Refused(CommandError),
+    /// An earlier attempt of the same request appended these events (its claim says so).
+    Applied(Accepted),
+    /// Another attempt of the same request earlier in the batch (the same claim): its answer.
+    SameAs(usize),
+}
+
+/// What the append that took `claim` (scope [`REQUEST_CLAIM_SCOPE`]) answered, if an append
+/// took it.
+pub(super) async fn applied_by(
+    store: &dyn EventStore,
+    claim: &RequestClaim,
+) -> Result<Option<Accepted>, CommandError> {
+    let Some(claimed) = store.claimed(REQUEST_CLAIM_SCOPE, &claim.value).await? else {
+        return Ok(None);
+    };
+    let position = claimed.position.ok_or_else(|| {
+        CommandError::Corrupt("a request claim without the position of its append".into())
+    })?;
+    let envelope = store
+        .read_all(position.saturating_sub(1), 1)
+        .await?
+        .into_iter()
+        .find(|envelope| envelope.position == position)
+        .ok_or_else(|| CommandError::Corrupt(format!("no event at position {position}")))?;
+    Ok(Some(Accepted {
+        id: claimed.aggregate_id,
+        version: envelope.aggregate_version,
+        position,
+    }))
 }
 
 /// The write side of products (see the module's documentation).
@@ -156,6 +188,7 @@ impl ProductWriter {
         command: ProductCommand,
         if_match: Option<Vec<u64>>,
         metadata: EventMetadata,
+        claim: Option<RequestClaim>,
     ) -> Result<Accepted, CommandError> {
         let (answer, answered) = oneshot::channel();
         self.stripe(id)
@@ -167,6 +200,7 @@ impl ProductWriter {
                 command,
                 if_match,
                 metadata,
+                claim,
                 answer,
             });
         let writer = Arc::clone(self);
@@ -207,9 +241,12 @@ impl ProductWriter {
         match self.decide_and_append(id, &batch).await {
             Ok((planned, stored)) => {
                 let mut stored = stored.iter();
-                for (queued, planned) in batch.into_iter().zip(planned) {
+                let mut answers: Vec<Result<Accepted, CommandError>> = Vec::new();
+                for planned in planned {
                     let answer = match planned {
                         Planned::Refused(error) => Err(error),
+                        Planned::Applied(accepted) => Ok(accepted),
+                        Planned::SameAs(earlier) => answers[earlier].clone(),
                         Planned::Events(count) => match stored.by_ref().take(count).last() {
                             Some(last) => Ok(Accepted {
                                 id,
@@ -221,6 +258,9 @@ impl ProductWriter {
                             ))),
                         },
                     };
+                    answers.push(answer);
+                }
+                for (queued, answer) in batch.into_iter().zip(answers) {
                     let _ = queued.answer.send(answer);
                 }
             }
@@ -245,8 +285,10 @@ impl ProductWriter {
             Some(state) => (state, false),
             None => (self.load(id).await?, true),
         };
+        // Requests whose earlier attempt was never answered: it may have appended.
+        let mut applied = self.applied(batch, |claim| claim.retried).await?;
         for _attempt in 0..MAX_ATTEMPTS {
-            let (planned, after, events) = self.decide(id, &state, batch).await;
+            let (planned, after, events) = self.decide(id, &state, batch, &applied).await;
             let refused = planned.iter().any(|p| matches!(p, Planned::Refused(_)));
             if refused && !checked {
                 // A refusal writes nothing the store could check: make sure it is of the
@@ -268,11 +310,21 @@ impl ProductWriter {
             }
             let crossed =
                 state.version / self.snapshot_every != after.version / self.snapshot_every;
+            let unique_claims = batch
+                .iter()
+                .zip(&planned)
+                .filter(|(_, planned)| matches!(planned, Planned::Events(count) if *count > 0))
+                .filter_map(|(queued, _)| queued.claim.as_ref())
+                .map(|claim| UniqueClaim {
+                    scope: REQUEST_CLAIM_SCOPE.to_owned(),
+                    value: claim.value.clone(),
+                })
+                .collect();
             let stream = StreamAppend {
                 aggregate_id: id,
                 expected_version: state.version,
                 events,
-                unique_claims: Vec::new(),
+                unique_claims,
                 snapshot: crossed.then(|| after.snapshot(id)),
             };
             match self.store.append(vec![stream]).await {
@@ -286,10 +338,36 @@ impl ProductWriter {
                     state = self.load(id).await?;
                     checked = true;
                 }
+                Err(StoreError::UniqueViolation { scope, .. }) if scope == REQUEST_CLAIM_SCOPE => {
+                    // Another attempt of one of these requests appended meanwhile.
+                    applied = self.applied(batch, |_| true).await?;
+                    self.states.invalidate(&id);
+                    state = self.load(id).await?;
+                    checked = true;
+                }
                 Err(error) => return Err(error.into()),
             }
         }
         Err(CommandError::Contention)
+    }
+
+    /// The answers of the batch's requests (those `which` selects) that an earlier attempt
+    /// appended, by their index in the batch.
+    async fn applied(
+        &self,
+        batch: &[Queued],
+        which: impl Fn(&RequestClaim) -> bool,
+    ) -> Result<HashMap<usize, Accepted>, CommandError> {
+        let mut applied = HashMap::new();
+        for (index, queued) in batch.iter().enumerate() {
+            let Some(claim) = queued.claim.as_ref().filter(|claim| which(claim)) else {
+                continue;
+            };
+            if let Some(accepted) = applied_by(self.store.as_ref(), claim).await? {
+                applied.insert(index, accepted);
+            }
+        }
+        Ok(applied)
     }
 
     /// Each command of the batch in order, on the state the ones before it left: how it came
@@ -299,11 +377,25 @@ impl ProductWriter {
         id: Uuid,
         state: &Product,
         batch: &[Queued],
+        applied: &HashMap<usize, Accepted>,
     ) -> (Vec<Planned>, Product, Vec<events::NewEvent>) {
         let mut after = state.clone();
         let mut events = Vec::new();
         let mut planned = Vec::with_capacity(batch.len());
-        for queued in batch {
+        // The first attempt of each request in the batch, by its claim.
+        let mut attempts: HashMap<&str, usize> = HashMap::new();
+        for (index, queued) in batch.iter().enumerate() {
+            if let Some(accepted) = applied.get(&index) {
+                planned.push(Planned::Applied(*accepted));
+                continue;
+            }
+            if let Some(claim) = &queued.claim {
+                if let Some(first) = attempts.get(claim.value.as_str()) {
+                    planned.push(Planned::SameAs(*first));
+                    continue;
+                }
+                attempts.insert(&claim.value, index);
+            }
             match self.decide_one(&after, queued).await {
                 Ok(decided) => {
                     events.extend(new_events(id, after.version, &decided, &queued.metadata));

@@ -411,3 +411,53 @@ async fn a_refused_command_is_replayed_too() {
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     assert_problem(retry, 409).await;
 }
+
+/// As if the process had died between its append and storing its answer: every key of the
+/// data dir's store reserved again, unanswered.
+async fn forget_the_answers(data_dir: &std::path::Path) {
+    let url = format!("sqlite://{}", data_dir.join("catalog.db").display());
+    let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE idempotency_keys SET completed = 0, status = NULL, headers = NULL, body = NULL",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_key_whose_attempt_appended_but_never_answered_is_answered_from_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = catalog_tests::spawn_app_in(dir.path()).await;
+    app.create_category("electronics").await;
+    let id = app.create_product(json!({"stock": 10})).await.id;
+    let sale = |key: &'static str| send(app.sale(&id, 1).header("Idempotency-Key", key));
+    let create = || {
+        send(
+            app.admin(Method::POST, "/api/products")
+                .header("Idempotency-Key", "lost-create")
+                .json(&product_body(json!({"sku": "LOST-1"}))),
+        )
+    };
+    let sold = json_body(sale("lost-sale").await).await;
+    let created = create().await;
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].clone();
+    let created = json_body(created).await;
+    forget_the_answers(dir.path()).await;
+
+    // Before, these were 409 "still being processed" for a day; now each retry is answered
+    // with what its first attempt appended, and appends nothing.
+    let retried = sale("lost-sale").await;
+    assert_eq!(retried.status(), 200);
+    assert_eq!(json_body(retried).await, sold);
+    let retried = create().await;
+    assert_eq!(retried.status(), 201);
+    assert_eq!(retried.headers()["location"], location);
+    assert_eq!(json_body(retried).await, created);
+    let next = json_body(sale("a-new-sale").await).await;
+    assert_eq!(next["position"], created["position"].as_u64().unwrap() + 1);
+    assert_eq!(next["version"], sold["version"].as_u64().unwrap() + 1);
+}

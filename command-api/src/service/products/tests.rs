@@ -27,16 +27,31 @@ use crate::commands::{
 use crate::service::{CommandError, CommandService, ProductWriter};
 
 /// A real store that counts the appends reaching it (how many transactions the writer asked
-/// for).
+/// for), and can hold the next append until told.
 struct Counting {
     store: Arc<dyn EventStore>,
     appends: AtomicUsize,
+    hold: parking_lot::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+}
+
+impl Counting {
+    fn new(store: Arc<dyn EventStore>) -> Self {
+        Counting {
+            store,
+            appends: AtomicUsize::new(0),
+            hold: parking_lot::Mutex::new(None),
+        }
+    }
 }
 
 #[async_trait]
 impl EventStore for Counting {
     async fn append(&self, streams: Vec<StreamAppend>) -> Result<Vec<Envelope>, StoreError> {
         self.appends.fetch_add(1, Ordering::SeqCst);
+        let held = self.hold.lock().take();
+        if let Some(released) = held {
+            let _ = released.await;
+        }
         self.store.append(streams).await
     }
     async fn read_aggregate(&self, id: Uuid) -> Result<Vec<Envelope>, StoreError> {
@@ -268,10 +283,7 @@ async fn a_snapshot_of_an_older_format_is_ignored_and_replaced() {
 /// 64 buyers at once for 40 units: exactly 40 sold, 24 refused, each sale its own version,
 /// in far fewer transactions than commands.
 async fn a_flash_sale_is_exact_and_batched(store: Arc<dyn EventStore>) {
-    let counting = Arc::new(Counting {
-        store,
-        appends: AtomicUsize::new(0),
-    });
+    let counting = Arc::new(Counting::new(store));
     let commands = Arc::new(service(counting.clone(), 100));
     let id = create_product(&commands, 40).await;
     let before = counting.appends.load(Ordering::SeqCst);
@@ -310,6 +322,78 @@ async fn a_flash_sale_is_exact_and_batched_sqlite() {
 async fn a_flash_sale_is_exact_and_batched_postgres() {
     let (_guard, database) = postgres_database().await;
     a_flash_sale_is_exact_and_batched(Arc::new(database.event_store(false))).await;
+}
+
+/// 32 attempts of one keyed sale at once, half of them retries of an attempt never answered,
+/// queued behind a held append so that one batch holds them all; then one more on a second
+/// writer (another process's worth): one sale appended, one answer for all.
+async fn attempts_of_one_request_append_once(store: Arc<dyn EventStore>) {
+    use crate::idempotency::RequestClaim;
+    let counting = Arc::new(Counting::new(store));
+    let writers = [
+        Arc::new(service(counting.clone(), 100)),
+        Arc::new(service(counting.clone(), 100)),
+    ];
+    let id = create_product(&writers[0], 100).await;
+    let (release, held) = tokio::sync::oneshot::channel();
+    *counting.hold.lock() = Some(held);
+    let unkeyed = {
+        let commands = writers[0].clone();
+        tokio::spawn(async move { commands.execute(id, sale(1), None, metadata()).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let attempts: Vec<_> = (0..32)
+        .map(|attempt| {
+            let commands = writers[0].clone();
+            let claim = RequestClaim {
+                value: "caller/key-1".into(),
+                retried: attempt % 4 > 1,
+            };
+            tokio::spawn(async move {
+                commands
+                    .execute_claimed(id, sale(1), None, metadata(), Some(claim))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let _ = release.send(());
+    unkeyed.await.expect("unkeyed").expect("the unkeyed sale");
+    let mut answers = Vec::new();
+    for attempt in attempts {
+        answers.push(attempt.await.expect("attempt").expect("answered"));
+    }
+    for retried in [false, true] {
+        let claim = RequestClaim {
+            value: "caller/key-1".into(),
+            retried,
+        };
+        answers.push(
+            writers[1]
+                .execute_claimed(id, sale(1), None, metadata(), Some(claim))
+                .await
+                .expect("answered"),
+        );
+    }
+    assert!(
+        answers.iter().all(|answer| *answer == answers[0]),
+        "{answers:?}"
+    );
+    let state =
+        Product::from_history(&counting.read_aggregate(id).await.expect("read")).expect("decode");
+    assert_eq!((state.stock, state.sales, state.version), (98, 2, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_of_one_request_append_once_sqlite() {
+    let (_dir, store) = sqlite_store().await;
+    attempts_of_one_request_append_once(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_of_one_request_append_once_postgres() {
+    let (_guard, database) = postgres_database().await;
+    attempts_of_one_request_append_once(Arc::new(database.event_store(false))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
