@@ -197,6 +197,14 @@ impl Engines {
         }
     }
 
+    /// The embedded mode's database.
+    pub fn sqlite(&self) -> Option<&SqliteDatabase> {
+        match &self.storage {
+            Storage::Sqlite(database) => Some(database),
+            Storage::Postgres(_) => None,
+        }
+    }
+
     pub fn postgres(&self) -> Option<&PostgresDatabase> {
         match &self.storage {
             Storage::Postgres(database) => Some(database),

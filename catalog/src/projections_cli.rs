@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use projectors::parking::{ParkedAction, ViewAction};
+use projectors::runner::ProjectorStatus;
 
 use crate::config::{EngineConfig, ProjectionsCommand};
 use crate::engines::Engines;
@@ -39,51 +40,61 @@ pub async fn run(
     outcome
 }
 
+/// What the projectors last reported: from PostgreSQL in the distributed mode, from the
+/// SQLite database in the embedded one (where the serving process reports).
+async fn statuses(engines: &Engines) -> anyhow::Result<Vec<ProjectorStatus>> {
+    let read = match (engines.postgres(), engines.sqlite()) {
+        (Some(database), _) => projectors::status::read(database.pool()).await,
+        (None, Some(database)) => projectors::status::read_sqlite(database.reader()).await,
+        (None, None) => Ok(Vec::new()),
+    };
+    read.context("cannot read the projector heartbeats")
+}
+
 async fn status(engines: &Engines) -> anyhow::Result<()> {
     let held = engines.parking().held_counts().await?;
+    let statuses = statuses(engines).await?;
+    let head = engines.store.head().await?;
     let mut out = std::io::stdout().lock();
-    match engines.postgres() {
-        Some(database) => {
-            let statuses = projectors::status::read(database.pool())
-                .await
-                .context("cannot read the projector heartbeats")?;
-            let head = engines.store.head().await?;
+    writeln!(
+        out,
+        "{:<12} {:<12} {:>10} {:>12} {:>10} {:>8}  REBUILD",
+        "VIEW", "STATE", "GENERATION", "POSITION", "LAG", "PARKED"
+    )?;
+    for status in &statuses {
+        let parked = held.get(&status.name).copied().unwrap_or(0);
+        let rebuild = status.rebuild.as_ref().map_or(String::new(), |r| {
+            format!(
+                "generation {} at {}/{} ({:.0} events/s, eta {:.0} s)",
+                r.generation, r.position, r.head, r.events_per_second, r.eta_seconds
+            )
+        });
+        writeln!(
+            out,
+            "{:<12} {:<12} {:>10} {:>12} {:>10} {:>8}  {rebuild}",
+            status.name,
+            status.state,
+            status.generation,
+            status.position,
+            head.saturating_sub(status.position),
+            parked
+        )?;
+    }
+    // Views holding parked events that no running projector reports.
+    for (view, parked) in &held {
+        if !statuses.iter().any(|status| &status.name == view) {
             writeln!(
                 out,
-                "{:<12} {:<12} {:>10} {:>12} {:>10} {:>8}  REBUILD",
-                "VIEW", "STATE", "GENERATION", "POSITION", "LAG", "PARKED"
-            )?;
-            for status in &statuses {
-                let parked = held.get(&status.name).copied().unwrap_or(0);
-                let rebuild = status.rebuild.as_ref().map_or(String::new(), |r| {
-                    format!(
-                        "generation {} at {}/{} ({:.0} events/s, eta {:.0} s)",
-                        r.generation, r.position, r.head, r.events_per_second, r.eta_seconds
-                    )
-                });
-                writeln!(
-                    out,
-                    "{:<12} {:<12} {:>10} {:>12} {:>10} {:>8}  {rebuild}",
-                    status.name,
-                    status.state,
-                    status.generation,
-                    status.position,
-                    head.saturating_sub(status.position),
-                    parked
-                )?;
-            }
-        }
-        None => {
-            writeln!(out, "{:<12} {:>8}", "VIEW", "PARKED")?;
-            for view in crate::roles::PROJECTORS {
-                let parked = held.get(view).copied().unwrap_or(0);
-                writeln!(out, "{view:<12} {parked:>8}")?;
-            }
-            writeln!(
-                out,
-                "(the embedded views live in the serving process: GET /api/admin/projections shows their positions)"
+                "{view:<12} {:<12} {:>10} {:>12} {:>10} {parked:>8}  ",
+                "unknown", "-", "-", "-"
             )?;
         }
+    }
+    if statuses.is_empty() {
+        writeln!(
+            out,
+            "(no projector has reported: is the process that runs the views running on this data?)"
+        )?;
     }
     Ok(())
 }
@@ -139,34 +150,38 @@ async fn request_view(engines: &Engines, view: &str, action: ViewAction) -> anyh
     Ok(())
 }
 
-/// Asks for a rebuild and, where the projectors report to PostgreSQL, waits for the switch
-/// with a progress bar.
+/// Asks for a rebuild and waits for the switch with a progress bar (rate and ETA), reading
+/// the projectors' heartbeats (PostgreSQL, or the embedded mode's SQLite database).
 async fn rebuild(engines: &Engines, view: &str, no_wait: bool) -> anyhow::Result<()> {
-    let Some(database) = engines.postgres().filter(|_| !no_wait) else {
+    if no_wait {
         return request_view(engines, view, ViewAction::Rebuild).await;
-    };
-    let pool = database.pool();
-    let generation_of = |statuses: &[projectors::runner::ProjectorStatus]| {
+    }
+    let generation_of = |statuses: &[ProjectorStatus]| {
         statuses
             .iter()
-            .find(|status| status.name == view)
+            .find(|status| status.name == view && status.state != "stopped")
             .map(|status| status.generation)
     };
-    let statuses = projectors::status::read(pool).await?;
-    let Some(before) = generation_of(&statuses) else {
-        anyhow::bail!("no projector of {view:?} has reported: is the projectors role running?");
+    let Some(before) = generation_of(&statuses(engines).await?) else {
+        anyhow::bail!(
+            "no running projector of {view:?} has reported: is the process that runs it (the projectors role, or the embedded catalog) running?"
+        );
     };
     request_view(engines, view, ViewAction::Rebuild).await?;
     let bar = crate::commands::progress_bar(0, "events");
     bar.set_message(format!("generation {}", before + 1));
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let statuses = projectors::status::read(pool).await?;
+        let statuses = statuses(engines).await?;
         let Some(status) = statuses.iter().find(|status| status.name == view) else {
             continue;
         };
         if status.generation > before {
             bar.finish_with_message(format!("switched to generation {}", status.generation));
+            println!(
+                "{view}: switched readers to generation {} at position {}",
+                status.generation, status.position
+            );
             return Ok(());
         }
         if status.state == "stopped" {

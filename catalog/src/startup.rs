@@ -55,7 +55,18 @@ impl Application {
             verifier = Some(signer_verifier);
         }
         let views = match engines.postgres() {
-            None => Some(roles::query::embedded_views(&config, &engines, &mut mounted).await?),
+            None => {
+                let views = roles::query::embedded_views(&config, &engines, &mut mounted).await?;
+                if let Some(database) = engines.sqlite() {
+                    // For `catalog projections status|rebuild` run beside this process.
+                    let report = projectors::status::report_sqlite(
+                        database.writer().clone(),
+                        mounted.projectors.clone(),
+                    );
+                    mounted.background.push(tokio::spawn(report));
+                }
+                Some(views)
+            }
             Some(database) => {
                 if parts.projectors {
                     mounted.merge(roles::projectors::mount(&config, &engines, database).await?);

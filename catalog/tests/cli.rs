@@ -422,3 +422,48 @@ fn projections_lists_parked_events_and_asks_the_running_projector_to_skip_one() 
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn projections_rebuild_waits_for_the_embedded_catalog_to_switch_and_status_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = run(catalog(dir.path()).args(["seed", "--products", "40", "--seed", "3"]));
+    assert!(seeded.status.success(), "{}", stderr(&seeded));
+    let mut server = catalog(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_listening(&mut server);
+    let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    let generation_of = |view: &str| -> Option<String> {
+        let status = run(catalog(dir.path()).args(["projections", "status"]));
+        assert!(status.status.success(), "{}", stderr(&status));
+        stdout(&status)
+            .lines()
+            .find(|line| line.starts_with(view))
+            .and_then(|line| line.split_whitespace().nth(2).map(str::to_owned))
+    };
+    // The serving process reports its views every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while generation_of("read-model").as_deref() != Some("1") {
+        assert!(
+            Instant::now() < deadline,
+            "the embedded views never reported"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let rebuilt = run(catalog(dir.path()).args(["projections", "rebuild", "read-model"]));
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert!(
+        stdout(&rebuilt).contains("read-model: switched readers to generation 2"),
+        "{}",
+        stdout(&rebuilt)
+    );
+    assert_eq!(generation_of("read-model").as_deref(), Some("2"));
+    let unknown = run(catalog(dir.path()).args(["projections", "rebuild", "nothing"]));
+    assert!(!unknown.status.success());
+    let _ = server.kill();
+    let _ = server.wait();
+}

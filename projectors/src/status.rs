@@ -1,11 +1,12 @@
-//! Projector heartbeats in PostgreSQL: projector processes report their status every few
-//! seconds; whichever process answers `GET /api/admin/projections` reads them.
+//! Projector heartbeats: projector processes report their status every few seconds, in
+//! PostgreSQL (whichever process answers `GET /api/admin/projections` reads them) or, in the
+//! embedded mode, in the SQLite database (for `catalog projections status|rebuild`).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
-use sqlx::Row;
+use sqlx::{Row, SqlitePool};
 
 use crate::runner::{Projector, ProjectorStatus, RebuildProgress};
 
@@ -54,25 +55,92 @@ pub async fn read(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
     )
     .fetch_all(pool)
     .await?;
-    let mut statuses = Vec::with_capacity(rows.len());
-    for row in rows {
-        let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
-        let stale = (Utc::now() - updated_at).to_std().unwrap_or_default() > STALE_AFTER;
-        let state: String = row.try_get("state")?;
-        statuses.push(ProjectorStatus {
-            name: row.try_get("name")?,
-            state: if stale { "stopped".to_owned() } else { state },
-            position: row.try_get::<i64, _>("position")?.max(0) as u64,
-            last_event_at: None,
-            last_error: row.try_get("last_error")?,
-            generation: row.try_get::<i64, _>("generation")?.max(1) as u64,
-            rebuild: row
-                .try_get::<Option<sqlx::types::Json<RebuildProgress>>, _>("rebuild")?
-                .filter(|_| !stale)
-                .map(|json| json.0),
-            // The parked-event store says; see `parking::ParkingStore::held_counts`.
-            parked: 0,
-        });
+    rows.iter()
+        .map(|row| {
+            let rebuild =
+                row.try_get::<Option<sqlx::types::Json<RebuildProgress>>, _>("rebuild")?;
+            from_row(row, rebuild.map(|json| json.0))
+        })
+        .collect()
+}
+
+/// Reports the status of `projectors` into the embedded mode's SQLite database every
+/// [`HEARTBEAT`] until the task is dropped.
+pub async fn report_sqlite(pool: SqlitePool, projectors: Vec<Projector>) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tick.tick().await;
+        for projector in &projectors {
+            let status = projector.status();
+            let rebuild = status
+                .rebuild
+                .as_ref()
+                .and_then(|progress| serde_json::to_string(progress).ok());
+            let written = sqlx::query(
+                "INSERT INTO projector_status (name, state, position, last_error, updated_at, \
+                 generation, rebuild) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (name) DO UPDATE SET \
+                 state = excluded.state, position = excluded.position, \
+                 last_error = excluded.last_error, updated_at = excluded.updated_at, \
+                 generation = excluded.generation, rebuild = excluded.rebuild",
+            )
+            .bind(&status.name)
+            .bind(&status.state)
+            .bind(status.position as i64)
+            .bind(&status.last_error)
+            .bind(Utc::now())
+            .bind(status.generation as i64)
+            .bind(rebuild)
+            .execute(&pool)
+            .await;
+            if let Err(error) = written {
+                tracing::debug!(%error, "cannot report projector status");
+            }
+        }
     }
-    Ok(statuses)
+}
+
+/// Every projector the embedded serving process reported; stale ones show state `stopped`.
+pub async fn read_sqlite(pool: &SqlitePool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT name, state, position, last_error, updated_at, generation, rebuild \
+         FROM projector_status ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let rebuild = row
+                .try_get::<Option<String>, _>("rebuild")?
+                .and_then(|text| serde_json::from_str(&text).ok());
+            from_row(row, rebuild)
+        })
+        .collect()
+}
+
+/// A status from a heartbeat row (`rebuild` decoded by the caller: JSONB in PostgreSQL, text
+/// in SQLite).
+fn from_row<R>(row: &R, rebuild: Option<RebuildProgress>) -> Result<ProjectorStatus, sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
+    let stale = (Utc::now() - updated_at).to_std().unwrap_or_default() > STALE_AFTER;
+    let state: String = row.try_get("state")?;
+    Ok(ProjectorStatus {
+        name: row.try_get("name")?,
+        state: if stale { "stopped".to_owned() } else { state },
+        position: row.try_get::<i64, _>("position")?.max(0) as u64,
+        last_event_at: None,
+        last_error: row.try_get("last_error")?,
+        generation: row.try_get::<i64, _>("generation")?.max(1) as u64,
+        rebuild: rebuild.filter(|_| !stale),
+        // The parked-event store says; see `parking::ParkingStore::held_counts`.
+        parked: 0,
+    })
 }

@@ -99,8 +99,9 @@ pub enum ProjectionsCommand {
     Skip { view: String, position: u64 },
     /// Rebuild VIEW blue/green: the running projector builds the next generation from the
     /// event store beside the live one (which keeps serving), then switches readers to it at
-    /// once. Waits with a progress bar (rate, ETA) until the switch, where the projectors
-    /// report to PostgreSQL.
+    /// once. Waits with a progress bar (rate, ETA) until the switch, read from the projectors'
+    /// heartbeats (in PostgreSQL, or in the embedded catalog's database), then prints the
+    /// generation and position it switched at.
     Rebuild {
         /// The view: read-model, redis, search or analytics.
         view: String,
