@@ -2,18 +2,21 @@
 //! minutes and a week of hours behind the newest.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use events::analytics::{AnalyticsEvent, Observation};
 use events::Envelope;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use super::view::{
     hour, minute, AnalyticsError, AnalyticsView, CatalogFacts, SearchCount, Searches, Trending,
     TrendingProduct, TrendingQuery, Window,
 };
+use crate::generations::{Generations, Live};
 use crate::{Applied, Projection, ProjectionError};
 
 #[derive(Default)]
@@ -86,14 +89,83 @@ fn top<K: Clone + Ord>(counts: &HashMap<K, u64>, limit: usize) -> Vec<(K, u64)> 
 
 /// The analytics view in memory (the embedded mode): rebuilt from the event store at start
 /// for sales; shopper views and searches since the process started.
-#[derive(Default)]
 pub struct MemoryAnalytics {
     state: RwLock<State>,
+    /// A generation being rebuilt beside this one.
+    next: Mutex<Option<Arc<MemoryAnalytics>>>,
+    generation: AtomicU64,
+}
+
+impl Default for MemoryAnalytics {
+    fn default() -> Self {
+        MemoryAnalytics {
+            state: RwLock::default(),
+            next: Mutex::new(None),
+            generation: AtomicU64::new(1),
+        }
+    }
 }
 
 impl MemoryAnalytics {
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+/// The version of the in-memory analytics view (rebuilt at every start).
+const MEMORY_ANALYTICS_VERSION: u64 = 1;
+
+/// A rebuild re-derives what comes from the event store (sales, categories, versions); the
+/// shoppers' views and searches, which the store does not keep, are carried over from the live
+/// generation at the switch.
+#[async_trait]
+impl Generations for MemoryAnalytics {
+    fn version(&self) -> u64 {
+        MEMORY_ANALYTICS_VERSION
+    }
+
+    async fn live(&self) -> Result<Live, ProjectionError> {
+        Ok(Live {
+            generation: self.generation.load(Ordering::SeqCst),
+            version: MEMORY_ANALYTICS_VERSION,
+        })
+    }
+
+    async fn prepare(&self) -> Result<Arc<dyn Projection>, ProjectionError> {
+        let next = Arc::new(MemoryAnalytics::new());
+        *self.next.lock() = Some(next.clone());
+        Ok(next)
+    }
+
+    async fn switch(&self) -> Result<u64, ProjectionError> {
+        let Some(next) = self.next.lock().take() else {
+            return Err(ProjectionError::Unavailable(
+                "no generation is being built".into(),
+            ));
+        };
+        let built = std::mem::take(&mut *next.state.write());
+        let mut guard = self.state.write();
+        let state = &mut *guard;
+        for (live, rebuilt) in [
+            (&mut state.minutes, built.minutes),
+            (&mut state.hours, built.hours),
+        ] {
+            for bucket in live.values_mut() {
+                bucket.sales.clear();
+            }
+            for (at, bucket) in rebuilt {
+                live.entry(at).or_default().sales = bucket.sales;
+            }
+        }
+        // Categories first seen in a view stay; the store's say where it knows.
+        state.categories.extend(built.categories);
+        state.versions = built.versions;
+        state.position = state.position.max(built.position);
+        Ok(self.generation.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    async fn drop_previous(&self) -> Result<(), ProjectionError> {
+        Ok(())
     }
 }
 
@@ -210,6 +282,10 @@ impl Projection for MemoryAnalytics {
         "analytics"
     }
 
+    fn generations(&self) -> Option<&dyn Generations> {
+        Some(self)
+    }
+
     async fn apply(
         &self,
         envelope: &Envelope,
@@ -267,6 +343,14 @@ mod tests {
     }
 
     crate::analytics_view_suite!(the_memory_view_passes, memory_view);
+
+    #[tokio::test]
+    async fn a_rebuild_derives_sales_again_and_carries_views_and_searches_over() {
+        crate::analytics::conformance::a_rebuild_derives_sales_again_and_carries_views_and_searches_over(
+            memory_view().await,
+        )
+        .await;
+    }
 }
 
 #[cfg(test)]

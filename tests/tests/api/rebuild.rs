@@ -265,3 +265,54 @@ async fn the_redis_views_are_rebuilt_while_shoppers_read_and_an_admin_writes() {
     assert_eq!(count(keys_of("g2:")).await, PRODUCTS + 2);
     app.stop().await;
 }
+
+/// Embedded analytics: the sales are derived again from the store, the shoppers' views (which
+/// the store does not keep) are carried over to the new generation.
+#[tokio::test]
+async fn the_embedded_analytics_are_rebuilt_and_keep_the_shoppers_views() {
+    let app = catalog_tests::spawn_app_alone().await;
+    app.create_category("electronics").await;
+    let created = app
+        .create_product(json!({"sku": "AN-1", "stock": 50}))
+        .await;
+    let id = created.id;
+    for _ in 0..3 {
+        let page = app
+            .read_after(&format!("/api/products/{id}"), created.position)
+            .await;
+        assert_eq!(page.status(), 200);
+    }
+    assert_eq!(app.sell(&id, 4).await.status(), 200);
+    let counted = |views: u64, units: u64| {
+        move |_: reqwest::StatusCode, trending: &Value| {
+            trending["by_views"][0]["views"] == views
+                && trending["by_sales"][0]["units_sold"] == units
+        }
+    };
+    let token = app.admin_token.clone();
+    let path = "/api/analytics/trending?window=1h";
+    app.poll_json(&token, path, 50, counted(3, 4)).await;
+    let generation = |status: &Value| view_status(status, "analytics")["generation"].as_u64();
+    let status = json_body(app.admin_send(Method::GET, "/api/admin/projections").await).await;
+    let before = generation(&status).expect("analytics has a generation");
+    let rebuilt = app
+        .admin_send(Method::POST, "/api/admin/projections/analytics/rebuild")
+        .await;
+    assert_eq!(rebuilt.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = json_body(app.admin_send(Method::GET, "/api/admin/projections").await).await;
+        if generation(&status) > Some(before) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no switch within 30 s: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let trending = app.poll_json(&token, path, 1, |_, _| true).await;
+    assert_eq!(trending["by_views"][0]["views"], 3, "{trending}");
+    assert_eq!(trending["by_sales"][0]["units_sold"], 4, "{trending}");
+    // The new generation follows the stream: one more sale counts once.
+    assert_eq!(app.sell(&id, 1).await.status(), 200);
+    app.poll_json(&token, path, 50, counted(3, 5)).await;
+    app.stop().await;
+}
