@@ -33,6 +33,7 @@ macro_rules! analytics_view_suite {
             searches_rank_by_count_and_zero_result_searches_are_listed_apart,
             the_limit_cuts_ties_by_id_and_the_category_filter_applies_to_views,
             the_search_settings_move_only_the_checkpoint,
+            a_rebuild_derives_sales_again_and_carries_views_and_searches_over,
         );
     };
     (@cases $module:ident, $make:expr; $($case:ident),+ $(,)?) => {
@@ -430,7 +431,7 @@ pub async fn the_search_settings_move_only_the_checkpoint(view: Arc<dyn Analytic
     assert_eq!(view.checkpoint().await.expect("checkpoint"), 4);
 }
 
-/// For a view with generations: a rebuild derives the sales again from the catalog stream (here
+/// A rebuild derives the sales again from the catalog stream (here
 /// one more sale than the live generation applied, as a fixed projection would find) and
 /// carries the shoppers' views and searches over from the live generation.
 pub async fn a_rebuild_derives_sales_again_and_carries_views_and_searches_over(
@@ -445,6 +446,13 @@ pub async fn a_rebuild_derives_sales_again_and_carries_views_and_searches_over(
         view.apply(envelope, envelope.position)
             .await
             .expect("apply");
+    }
+    // Sales the live generation counted that the log does not hold (a projection bug), in a
+    // minute bucket of their own: the rebuilt generation has none of them.
+    let phantom = Uuid::from_u128(22);
+    let earlier = now() - Duration::minutes(20);
+    for envelope in envelopes(phantom, &[created("audio"), sale_of(7)], earlier) {
+        view.apply(&envelope, 2).await.expect("apply");
     }
     view.record(&[
         viewed(product, "audio", at),

@@ -343,14 +343,6 @@ mod tests {
     }
 
     crate::analytics_view_suite!(the_memory_view_passes, memory_view);
-
-    #[tokio::test]
-    async fn a_rebuild_derives_sales_again_and_carries_views_and_searches_over() {
-        crate::analytics::conformance::a_rebuild_derives_sales_again_and_carries_views_and_searches_over(
-            memory_view().await,
-        )
-        .await;
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod memory;
 pub const SEARCHES_PER_BUCKET: usize = 10_000;
 
 mod redis;
+mod redis_generations;
 mod view;
 
 pub use self::memory::MemoryAnalytics;

@@ -12,6 +12,8 @@
 //! | `an:ver` | hash: product id → the catalog version applied (sales are counted once) |
 //! | `an:checkpoint` | every catalog position up to it applied |
 //! | `an:intact` | set once the projector caught the view up (see [`Projection::is_intact`]) |
+//! | `an:generation`, `an:generation:version` | how many times the view was rebuilt, and the view version it was built with |
+//! | `an:next:…` | a generation being rebuilt: `ver`, `cat`, `checkpoint` and the sales buckets (see [`super::redis_generations`]) |
 //!
 //! Kinds: `v` views and `s` units sold by product id, `v:c:<slug>` and `s:c:<slug>` the same
 //! for one category, `q` searches and `z` zero-result searches by normalised text. Bucket
@@ -46,6 +48,7 @@ use super::view::{
     hour, minute, AnalyticsError, AnalyticsView, CatalogFacts, SearchCount, Searches, Trending,
     TrendingProduct, TrendingQuery, Window,
 };
+use crate::generations::Generations;
 use crate::redis::{is_marked, mark, read_position, unavailable};
 use crate::{Applied, Projection, ProjectionError};
 
@@ -128,9 +131,13 @@ return {a_best, a_ties, b_best, b_ties, out}
 
 /// The analytics view in Redis; see the module documentation.
 pub struct RedisAnalytics {
-    config: Arc<RedisConfig>,
-    connection: RedisConnection,
-    name: String,
+    pub(super) config: Arc<RedisConfig>,
+    pub(super) connection: RedisConnection,
+    pub(super) name: String,
+    /// Where what comes from the catalog stream is kept (versions, categories, checkpoint,
+    /// sales): `an` for the live view, [`super::redis_generations::NEXT`] for one being
+    /// rebuilt. Views and searches are always under `an`.
+    pub(super) space: &'static str,
     apply_catalog: Script,
     save_checkpoint: Script,
     top: Script,
@@ -179,26 +186,53 @@ fn ranked(best: &[String], ties: &[String], limit: usize) -> Vec<(String, u64)> 
 
 impl RedisAnalytics {
     pub fn new(config: Arc<RedisConfig>, connection: RedisConnection, name: &str) -> Self {
+        Self::writing(config, connection, name, "an")
+    }
+
+    /// The view whose catalog-derived keys are under `space`.
+    pub(super) fn writing(
+        config: Arc<RedisConfig>,
+        connection: RedisConnection,
+        name: &str,
+        space: &'static str,
+    ) -> Self {
         RedisAnalytics {
             config,
             connection,
             name: name.to_owned(),
+            space,
             apply_catalog: Script::new(APPLY_CATALOG),
             save_checkpoint: Script::new(SAVE_CHECKPOINT),
             top: Script::new(TOP),
         }
     }
 
+    /// A key of what comes from the catalog stream (`ver`, `cat`, `checkpoint`).
+    pub(super) fn stored(&self, suffix: &str) -> String {
+        self.config.key(&format!("{}:{suffix}", self.space))
+    }
+
+    /// Where buckets of `kind` live: sales (`s…`) with the catalog-derived keys, views and
+    /// searches always in the live space.
+    fn space_of(&self, kind: &str) -> &'static str {
+        if kind.starts_with('s') {
+            self.space
+        } else {
+            "an"
+        }
+    }
+
     /// The minute and the hour bucket of `kind` holding `at`.
     fn buckets_at(&self, at: DateTime<Utc>, kind: &str) -> [BucketKey; 2] {
         let (m, h) = (minute(at), hour(at));
+        let space = self.space_of(kind);
         [
             BucketKey {
-                key: self.config.key(&format!("an:m:{m}:{kind}")),
+                key: self.config.key(&format!("{space}:m:{m}:{kind}")),
                 expire_at: m * 60 + MINUTE_BUCKET_LIFE,
             },
             BucketKey {
-                key: self.config.key(&format!("an:h:{h}:{kind}")),
+                key: self.config.key(&format!("{space}:h:{h}:{kind}")),
                 expire_at: h * 3600 + HOUR_BUCKET_LIFE,
             },
         ]
@@ -208,8 +242,9 @@ impl RedisAnalytics {
     fn window_keys(&self, window: Window, now: DateTime<Utc>, kind: &str) -> Vec<String> {
         let (minutes, first, last) = window.buckets(now);
         let unit = if minutes { "m" } else { "h" };
+        let space = self.space_of(kind);
         (first..=last)
-            .map(|bucket| self.config.key(&format!("an:{unit}:{bucket}:{kind}")))
+            .map(|bucket| self.config.key(&format!("{space}:{unit}:{bucket}:{kind}")))
             .collect()
     }
 
@@ -231,7 +266,7 @@ impl RedisAnalytics {
         let mut invocation = self.top.prepare_invoke();
         invocation.key(&scratch.0).key(&scratch.1);
         if cross {
-            invocation.key(self.config.key("an:cat"));
+            invocation.key(self.stored("cat"));
         } else {
             invocation.key(&scratch.0);
         }
@@ -253,7 +288,7 @@ impl RedisAnalytics {
         let mut connection = self.connection.clone();
         let _: i64 = self
             .save_checkpoint
-            .key(self.config.key("an:checkpoint"))
+            .key(self.stored("checkpoint"))
             .arg(checkpoint)
             .invoke_async(&mut connection)
             .await
@@ -328,7 +363,7 @@ impl AnalyticsView for RedisAnalytics {
             }
         }
         // A view's category stands until the catalog stream says otherwise.
-        let category_key = self.config.key("an:cat");
+        let category_key = self.stored("cat");
         for (id, slug) in categories {
             pipe.cmd("HSETNX")
                 .arg(&category_key)
@@ -439,7 +474,7 @@ impl Projection for RedisAnalytics {
             // The product's category is the projector's to change, and one product's events
             // are applied in order: reading it before the script cannot race.
             let slug: Option<String> = redis::cmd("HGET")
-                .arg(self.config.key("an:cat"))
+                .arg(self.stored("cat"))
                 .arg(id.to_string())
                 .query_async(&mut connection)
                 .await
@@ -451,9 +486,9 @@ impl Projection for RedisAnalytics {
         }
         let mut invocation = self.apply_catalog.prepare_invoke();
         invocation
-            .key(self.config.key("an:ver"))
-            .key(self.config.key("an:cat"))
-            .key(self.config.key("an:checkpoint"));
+            .key(self.stored("ver"))
+            .key(self.stored("cat"))
+            .key(self.stored("checkpoint"));
         for bucket in &buckets {
             invocation.key(&bucket.key);
         }
@@ -480,13 +515,17 @@ impl Projection for RedisAnalytics {
     }
 
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {
-        read_position(&self.connection, self.config.key("an:checkpoint"))
+        read_position(&self.connection, self.stored("checkpoint"))
             .await
             .map_err(unavailable)
     }
 
     async fn advance(&self, checkpoint: u64) -> Result<(), ProjectionError> {
         self.save_checkpoint(checkpoint).await
+    }
+
+    fn generations(&self) -> Option<&dyn Generations> {
+        Some(self)
     }
 
     async fn is_intact(&self) -> Result<bool, ProjectionError> {

@@ -26,12 +26,12 @@ use crate::{Applied, Projection, ProjectionError};
 pub const REDIS_VIEW_VERSION: u64 = 1;
 
 /// How many keys one step of a generation's deletion looks at.
-const DROP_STEP: usize = 2_000;
+pub(crate) const DROP_STEP: usize = 2_000;
 
 /// One step of deleting the keys that match a pattern: `SCAN` from a cursor, `UNLINK` what it
 /// found, return the next cursor (0 when done). KEYS[1] only routes the script to the view's
 /// slot (every key of the view is under its hash tag).
-const DROP_STEP_SCRIPT: &str = r#"
+pub(crate) const DROP_STEP_SCRIPT: &str = r#"
 local reply = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 if #reply[2] > 0 then redis.call('UNLINK', unpack(reply[2])) end
 return tonumber(reply[1])

@@ -266,11 +266,9 @@ async fn the_redis_views_are_rebuilt_while_shoppers_read_and_an_admin_writes() {
     app.stop().await;
 }
 
-/// Embedded analytics: the sales are derived again from the store, the shoppers' views (which
+/// Analytics rebuilt: the sales are derived again from the store, the shoppers' views (which
 /// the store does not keep) are carried over to the new generation.
-#[tokio::test]
-async fn the_embedded_analytics_are_rebuilt_and_keep_the_shoppers_views() {
-    let app = catalog_tests::spawn_app_alone().await;
+async fn analytics_rebuilt_keeping_the_views(app: &TestApp) {
     app.create_category("electronics").await;
     let created = app
         .create_product(json!({"sku": "AN-1", "stock": 50}))
@@ -314,5 +312,25 @@ async fn the_embedded_analytics_are_rebuilt_and_keep_the_shoppers_views() {
     // The new generation follows the stream: one more sale counts once.
     assert_eq!(app.sell(&id, 1).await.status(), 200);
     app.poll_json(&token, path, 50, counted(3, 5)).await;
+}
+
+#[tokio::test]
+async fn the_embedded_analytics_are_rebuilt_and_keep_the_shoppers_views() {
+    let app = catalog_tests::spawn_app_alone().await;
+    analytics_rebuilt_keeping_the_views(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_redis_analytics_are_rebuilt_and_keep_the_shoppers_views() {
+    let database = testkit::TestDatabase::create().await;
+    let engines = catalog::config::EngineConfig {
+        database_url: Some(database.url.clone()),
+        database_pool_size: 8,
+        redis_url: Some(testkit::redis_url()),
+        ..catalog::config::EngineConfig::default()
+    };
+    let app = catalog_tests::spawn_distributed_alone(engines).await;
+    analytics_rebuilt_keeping_the_views(&app).await;
     app.stop().await;
 }
