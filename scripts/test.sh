@@ -196,6 +196,8 @@ if [ ! -x "$TANSU" ]; then
     cargo install tansu --locked --features dynostore --root "$TOOLS_DIR/tansu" ||
         fail "cannot install tansu with cargo"
 fi
+# The storm test starts brokers of its own from this binary (their logs in S3 on moto).
+export CATALOG_TEST_TANSU="$TANSU"
 TANSU_PORT=$(free_port)
 "$TANSU" broker --listener-url "tcp://127.0.0.1:$TANSU_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$TANSU_PORT" \

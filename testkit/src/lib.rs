@@ -376,3 +376,108 @@ impl Drop for TcpProxy {
         self.task.abort();
     }
 }
+
+/// A tansu Kafka broker of the test's own on a free port, its log in an S3 bucket of its own on
+/// moto, so that stopping and starting it again loses nothing (its memory storage would lose
+/// every topic). The binary: `CATALOG_TEST_TANSU`, else where scripts/test.sh installs it.
+pub struct Tansu {
+    pub port: u16,
+    binary: std::path::PathBuf,
+    bucket: String,
+    child: Option<std::process::Child>,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let binary = std::env::var_os("CATALOG_TEST_TANSU")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                let home = std::env::var_os("HOME")?;
+                let installed =
+                    std::path::Path::new(&home).join(".cache/catalog-tools/tansu/bin/tansu");
+                installed.exists().then_some(installed)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "the tansu Kafka broker is not installed: scripts/test.sh installs it \
+                     (cargo install tansu --locked --features dynostore --root \
+                     ~/.cache/catalog-tools/tansu), or set CATALOG_TEST_TANSU to its binary"
+                )
+            });
+        let bucket = format!("tansu-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        create_bucket(&moto_endpoint(), &bucket);
+        let mut tansu = Tansu {
+            port: free_port(),
+            binary,
+            bucket,
+            child: None,
+        };
+        tansu.start_again();
+        tansu
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on the same port and bucket, and waits until it answers.
+    pub fn start_again(&mut self) {
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(&self.binary)
+            .args(["broker", "--listener-url", &listener])
+            .args(["--advertised-listener-url", &listener])
+            .args(["--storage-engine", &format!("s3://{}/", self.bucket)])
+            .env("AWS_ENDPOINT", format!("http://{}", moto_endpoint()))
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_REGION", "us-east-1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", self.binary.display()));
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills it (SIGKILL); what it stored is in its bucket.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Creates S3 bucket `bucket` on moto at `endpoint` (moto takes unsigned requests).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(endpoint)
+        .unwrap_or_else(|error| panic!("cannot reach moto at {endpoint}: {error}"));
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "moto refused to create bucket {bucket}: {answer}"
+    );
+}

@@ -5,6 +5,13 @@ use std::time::{Duration, Instant};
 
 use testkit::free_port;
 
+/// Taken by each test of this binary for as long as it runs its processes: a 2-core machine
+/// running two clusters of four roles (and their engines) at once starves them both.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static CLUSTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    CLUSTERS.lock().await
+}
+
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "kill test password";
 

@@ -80,6 +80,7 @@ fn counter(page: &str, metric: &str, projector: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_deleted_behind_the_consumer_are_repaired_from_the_store_and_counted_on_sns_sqs() {
+    let _alone = crate::cluster::one_at_a_time().await;
     let database = TestDatabase::create().await;
     let (bus, queue_prefix) = sns_sqs_bus("lossy");
     let cluster = Cluster::start(base_environment(&database, bus));

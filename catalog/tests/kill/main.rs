@@ -305,9 +305,15 @@ fn sns_sqs_bus(name: &str) -> (String, String) {
         "sns+sqs://{}?region=us-east-1&topic={name}-{tag}&queue_prefix={prefix}&wait_seconds=1&visibility_seconds=5",
         testkit::moto_endpoint()
     );
+    setup_bus(&bus);
+    (bus, prefix)
+}
+
+/// `catalog bus setup` for `bus` (topics, queues, subscriptions).
+fn setup_bus(bus: &str) {
     let setup = Command::new(env!("CARGO_BIN_EXE_catalog"))
         .args(["bus", "setup"])
-        .env("CATALOG_BUS", &bus)
+        .env("CATALOG_BUS", bus)
         .output()
         .expect("bus setup");
     assert!(
@@ -315,7 +321,6 @@ fn sns_sqs_bus(name: &str) -> (String, String) {
         "{}",
         String::from_utf8_lossy(&setup.stderr)
     );
-    (bus, prefix)
 }
 
 fn base_environment(database: &TestDatabase, bus: String) -> Vec<(String, String)> {
@@ -328,6 +333,7 @@ fn base_environment(database: &TestDatabase, bus: String) -> Vec<(String, String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_command_and_projector_processes_loses_no_acknowledged_write_on_kafka() {
+    let _alone = crate::cluster::one_at_a_time().await;
     let database = TestDatabase::create().await;
     let mock = rdkafka::mocking::MockCluster::new(3).expect("mock cluster");
     mock.create_topic("catalog.product-events", 3, 3)
@@ -347,6 +353,7 @@ async fn killing_the_command_and_projector_processes_loses_no_acknowledged_write
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_command_and_projector_processes_loses_no_acknowledged_write_on_sns_sqs() {
+    let _alone = crate::cluster::one_at_a_time().await;
     let database = TestDatabase::create().await;
     let (bus, _) = sns_sqs_bus("kill");
     run_kill_test(
@@ -364,6 +371,7 @@ async fn killing_the_command_and_projector_processes_loses_no_acknowledged_write
 /// every further attempt is a 409, never a 5xx.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_command_processes_on_one_postgres_sell_exactly_the_stock() {
+    let _alone = crate::cluster::one_at_a_time().await;
     let database = TestDatabase::create().await;
     let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     mock.create_topic("catalog.product-events", 3, 1)

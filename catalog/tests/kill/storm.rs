@@ -1,9 +1,11 @@
 //! The storm: writers using every command at once, `kill -9` of the command, projector and
 //! query processes while their requests are in flight, and outages of the engines (Redis
-//! killed and started empty, the replica and the SNS/SQS endpoint cut off). At the end every
+//! killed and started empty, the replica cut off, the bus down). At the end every
 //! view equals the fold of the event store: product pages through the Redis views and through
 //! the replica, each query process's search index, the analytics sales in Redis and in a query
-//! process's own view; every write answered 2xx is in the store exactly once.
+//! process's own view; every write answered 2xx is in the store exactly once. On SNS/SQS the
+//! endpoint is cut off; on Kafka the broker process (tansu, its log in S3 on moto) is killed
+//! and started again.
 //!
 //! `CATALOG_STORM_SECONDS` sets the length (scripts/storm.sh runs it for minutes).
 
@@ -18,11 +20,11 @@ use projectors::runner::Projector;
 use rand::{Rng, SeedableRng};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
-use testkit::{RedisServer, TcpProxy, TestDatabase};
+use testkit::{RedisServer, Tansu, TcpProxy, TestDatabase};
 use uuid::Uuid;
 
 use crate::cluster::Cluster;
-use crate::{base_environment, login, sns_sqs_bus, wait_for_head};
+use crate::{base_environment, login, setup_bus, sns_sqs_bus, wait_for_head};
 
 const WRITERS: u64 = 3;
 const VICTIMS: [&str; 4] = ["command", "projectors", "query", "query-pg"];
@@ -287,12 +289,26 @@ fn killer(
     (cluster, kills)
 }
 
-/// The engines the storm takes down: Redis (killed, started again empty), the replica and
-/// the SNS/SQS endpoint (every connection cut, new ones refused, then let through again).
+/// The engines the storm takes down: Redis (killed, started again empty), the replica (every
+/// connection cut, new ones refused, then let through again) and the bus.
 struct Engines {
     redis: RedisServer,
     replica: TcpProxy,
-    bus: TcpProxy,
+    bus: BusDown,
+}
+
+/// How the bus goes down: the SNS/SQS endpoint cut off like the replica, or the Kafka broker
+/// process (tansu, its log in S3) killed and started again.
+enum BusDown {
+    Cut(TcpProxy),
+    Killed(Tansu),
+}
+
+/// Which bus a storm runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum StormBus {
+    SnsSqs,
+    Kafka,
 }
 
 /// Takes one engine down (round robin) every 3–6 s for 0.5–2 s, until `stop`; the outages.
@@ -318,11 +334,18 @@ async fn outages(
                 tokio::time::sleep(down).await;
                 engines.replica.restore();
             }
-            _ => {
-                engines.bus.cut().await;
-                tokio::time::sleep(down).await;
-                engines.bus.restore();
-            }
+            _ => match &mut engines.bus {
+                BusDown::Cut(proxy) => {
+                    proxy.cut().await;
+                    tokio::time::sleep(down).await;
+                    proxy.restore();
+                }
+                BusDown::Killed(broker) => {
+                    broker.stop();
+                    tokio::time::sleep(down).await;
+                    broker.start_again();
+                }
+            },
         }
         outages.push(engine);
     }
@@ -364,7 +387,19 @@ async fn read_at(client: &Client, url: &str, token: &str, head: i64) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_storm_of_kills_and_outages_leaves_every_view_equal_to_the_fold_of_the_store() {
+async fn a_storm_on_sns_sqs_leaves_every_view_equal_to_the_fold_of_the_store() {
+    let _alone = crate::cluster::one_at_a_time().await;
+    storm(StormBus::SnsSqs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_on_kafka_leaves_every_view_equal_to_the_fold_of_the_store() {
+    let _alone = crate::cluster::one_at_a_time().await;
+    storm(StormBus::Kafka).await;
+}
+
+/// The storm on `on`; see the module documentation.
+async fn storm(on: StormBus) {
     let seconds: u64 = std::env::var("CATALOG_STORM_SECONDS")
         .ok()
         .and_then(|value| value.parse().ok())
@@ -379,13 +414,24 @@ async fn a_storm_of_kills_and_outages_leaves_every_view_equal_to_the_fold_of_the
         .expect("the replica's host:port")
         .to_owned();
     let replica = TcpProxy::start(replica_address.parse().expect("address")).await;
-    let moto = TcpProxy::start(testkit::moto_endpoint().parse().expect("address")).await;
     let redis = RedisServer::start();
-    let (bus, _) = sns_sqs_bus("storm");
-    let bus = bus.replace(
-        &testkit::moto_endpoint(),
-        &format!("127.0.0.1:{}", moto.port),
-    );
+    let (bus, bus_down) = match on {
+        StormBus::SnsSqs => {
+            let moto = TcpProxy::start(testkit::moto_endpoint().parse().expect("address")).await;
+            let (bus, _) = sns_sqs_bus("storm");
+            let through_proxy = bus.replace(
+                &testkit::moto_endpoint(),
+                &format!("127.0.0.1:{}", moto.port),
+            );
+            (through_proxy, BusDown::Cut(moto))
+        }
+        StormBus::Kafka => {
+            let broker = Tansu::start();
+            let bus = format!("kafka://{}?partitions=3", broker.bootstrap());
+            setup_bus(&bus);
+            (bus, BusDown::Killed(broker))
+        }
+    };
     let mut environment = base_environment(&database, bus);
     environment.push(("REDIS_URL".to_owned(), redis.url()));
     environment.push((
@@ -444,7 +490,7 @@ async fn a_storm_of_kills_and_outages_leaves_every_view_equal_to_the_fold_of_the
     let engines = Engines {
         redis,
         replica,
-        bus: moto,
+        bus: bus_down,
     };
     let outage_task = tokio::spawn(outages(engines, stop.clone(), 29));
     // At least `seconds`, and until every role was killed once.
@@ -576,11 +622,12 @@ async fn a_storm_of_kills_and_outages_leaves_every_view_equal_to_the_fold_of_the
             .expect("count");
     assert_eq!(twice, 0, "a product view applied an event twice");
     eprintln!(
-        "storm: {} s, {WRITERS} writers, {} products; {} writes, {} took effect, {} answers lost \
+        "storm on {}: {} s, {WRITERS} writers, {} products; {} writes, {} took effect, {} answers lost \
          and retried ({} answered from the idempotency record, {} keyed ones answered by running \
          again under the request's claim); kills: command {}, projectors {}, query {}, \
          query-pg {}; outages: redis {}, replica {}, bus {}; head {head}; every view equals the \
          fold of the store",
+        if on == StormBus::Kafka { "Kafka (tansu)" } else { "SNS/SQS (moto)" },
         started.elapsed().as_secs(),
         versions.len(),
         counts.writes.load(Ordering::Relaxed),
