@@ -9,13 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Client;
 use serde_json::{json, Value};
 use testkit::TestDatabase;
 use uuid::Uuid;
 
 use crate::cluster::Cluster;
-use crate::{base_environment, login, sns_sqs_bus, wait_for_head};
+use crate::{base_environment, sns_sqs_bus, wait_for_head};
 
 fn raw_sqs() -> aws_sdk_sqs::Client {
     let config = aws_sdk_sqs::Config::builder()
@@ -84,19 +83,7 @@ async fn messages_deleted_behind_the_consumer_are_repaired_from_the_store_and_co
     let database = TestDatabase::create().await;
     let (bus, queue_prefix) = sns_sqs_bus("lossy");
     let cluster = Cluster::start(base_environment(&database, bus));
-    let client = Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let token = login(&client, &cluster.url("command", "/api/auth/login")).await;
-    let category = client
-        .post(cluster.url("command", "/api/categories"))
-        .bearer_auth(&token)
-        .json(&json!({"slug": "tools", "name": "Tools"}))
-        .send()
-        .await
-        .expect("category");
-    assert_eq!(category.status(), 201);
+    let (client, token) = crate::admin_with_tools(&cluster, 10).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let stolen = Arc::new(AtomicU64::new(0));

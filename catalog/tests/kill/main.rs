@@ -100,19 +100,7 @@ async fn run_kill_test(
         .map(|(_, url)| url.clone())
         .expect("DATABASE_URL");
     let mut cluster = Cluster::start(environment);
-    let client = Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
-    let token = login(&client, &cluster.url("command", "/api/auth/login")).await;
-    let created = client
-        .post(cluster.url("command", "/api/categories"))
-        .bearer_auth(&token)
-        .json(&json!({"slug": "tools", "name": "Tools"}))
-        .send()
-        .await
-        .expect("category");
-    assert_eq!(created.status(), 201);
+    let (client, token) = admin_with_tools(&cluster, 5).await;
     let mut expected: HashMap<Uuid, Expected> = HashMap::new();
     let mut ids = Vec::new();
     for index in 0..8 {
@@ -266,6 +254,24 @@ async fn run_kill_test(
     );
 }
 
+/// A client (answers within `timeout_seconds`), the admin's token, and category `tools`.
+async fn admin_with_tools(cluster: &Cluster, timeout_seconds: u64) -> (Client, String) {
+    let client = Client::builder()
+        .timeout(Duration::from_secs(timeout_seconds))
+        .build()
+        .expect("client");
+    let token = login(&client, &cluster.url("command", "/api/auth/login")).await;
+    let category = client
+        .post(cluster.url("command", "/api/categories"))
+        .bearer_auth(&token)
+        .json(&json!({"slug": "tools", "name": "Tools"}))
+        .send()
+        .await
+        .expect("category");
+    assert_eq!(category.status(), 201);
+    (client, token)
+}
+
 /// Waits until the query role reflects the store's head (`X-Min-Position`).
 async fn wait_for_head(client: &Client, cluster: &Cluster, database_url: &str, within: Duration) {
     let head: i64 = {
@@ -385,19 +391,7 @@ async fn two_command_processes_on_one_postgres_sell_exactly_the_stock() {
     cluster.wait_ready("command");
     cluster.spawn("command-2");
     cluster.wait_ready("command-2");
-    let client = Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let token = login(&client, &cluster.url("command", "/api/auth/login")).await;
-    let category = client
-        .post(cluster.url("command", "/api/categories"))
-        .bearer_auth(&token)
-        .json(&json!({"slug": "tools", "name": "Tools"}))
-        .send()
-        .await
-        .expect("category");
-    assert_eq!(category.status(), 201);
+    let (client, token) = admin_with_tools(&cluster, 10).await;
     let created: Value = client
         .post(cluster.url("command", "/api/products"))
         .bearer_auth(&token)

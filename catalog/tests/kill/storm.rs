@@ -24,7 +24,7 @@ use testkit::{RedisServer, Tansu, TcpProxy, TestDatabase};
 use uuid::Uuid;
 
 use crate::cluster::Cluster;
-use crate::{base_environment, login, setup_bus, sns_sqs_bus, wait_for_head};
+use crate::{base_environment, setup_bus, sns_sqs_bus, wait_for_head};
 
 const WRITERS: u64 = 3;
 const VICTIMS: [&str; 4] = ["command", "projectors", "query", "query-pg"];
@@ -453,19 +453,7 @@ async fn storm(on: StormBus) {
     for role in ["command", "projectors", "query", "query-pg"] {
         cluster.start_until_ready(role);
     }
-    let client = Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
-    let token = login(&client, &cluster.url("command", "/api/auth/login")).await;
-    let category = client
-        .post(cluster.url("command", "/api/categories"))
-        .bearer_auth(&token)
-        .json(&json!({"slug": "tools", "name": "Tools"}))
-        .send()
-        .await
-        .expect("category");
-    assert_eq!(category.status(), 201);
+    let (client, token) = crate::admin_with_tools(&cluster, 10).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());

@@ -15,7 +15,7 @@ use redis::Script;
 
 use super::redis::RedisAnalytics;
 use crate::generations::{Generations, Live};
-use crate::redis::{unavailable, DROP_STEP, DROP_STEP_SCRIPT};
+use crate::redis::{read_live, unavailable, DROP_STEP, DROP_STEP_SCRIPT};
 use crate::{Projection, ProjectionError};
 
 /// Where a generation being rebuilt keeps what comes from the catalog stream.
@@ -119,19 +119,12 @@ impl Generations for RedisAnalytics {
     }
 
     async fn live(&self) -> Result<Live, ProjectionError> {
-        let mut connection = self.connection.clone();
-        let (generation, version): (Option<u64>, Option<u64>) = redis::pipe()
-            .cmd("GET")
-            .arg(self.stored("generation"))
-            .cmd("GET")
-            .arg(self.stored("generation:version"))
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        Ok(Live {
-            generation: generation.unwrap_or(1),
-            version: version.unwrap_or(1),
-        })
+        read_live(
+            &self.connection,
+            self.stored("generation"),
+            self.stored("generation:version"),
+        )
+        .await
     }
 
     async fn prepare(&self) -> Result<Arc<dyn Projection>, ProjectionError> {

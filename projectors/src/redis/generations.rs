@@ -37,6 +37,28 @@ if #reply[2] > 0 then redis.call('UNLINK', unpack(reply[2])) end
 return tonumber(reply[1])
 "#;
 
+/// The live generation and its version, as the keys `generation` and `version` say (1 and 1
+/// before any rebuild).
+pub(crate) async fn read_live(
+    connection: &redis_client::RedisConnection,
+    generation: String,
+    version: String,
+) -> Result<Live, ProjectionError> {
+    let mut connection = connection.clone();
+    let (generation, version): (Option<u64>, Option<u64>) = redis::pipe()
+        .cmd("GET")
+        .arg(generation)
+        .cmd("GET")
+        .arg(version)
+        .query_async(&mut connection)
+        .await
+        .map_err(unavailable)?;
+    Ok(Live {
+        generation: generation.unwrap_or(1),
+        version: version.unwrap_or(1),
+    })
+}
+
 impl RedisProjection {
     /// Deletes every key of `generation`, a step at a time.
     async fn drop_generation(&self, generation: u64) -> Result<(), ProjectionError> {
@@ -76,19 +98,12 @@ impl Generations for RedisProjection {
     }
 
     async fn live(&self) -> Result<Live, ProjectionError> {
-        let mut connection = self.connection.clone();
-        let (generation, version): (Option<u64>, Option<u64>) = redis::pipe()
-            .cmd("GET")
-            .arg(generation_key(&self.config))
-            .cmd("GET")
-            .arg(generation_version_key(&self.config))
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        Ok(Live {
-            generation: generation.unwrap_or(1),
-            version: version.unwrap_or(1),
-        })
+        read_live(
+            &self.connection,
+            generation_key(&self.config),
+            generation_version_key(&self.config),
+        )
+        .await
     }
 
     async fn prepare(&self) -> Result<Arc<dyn Projection>, ProjectionError> {
