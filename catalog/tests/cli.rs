@@ -113,6 +113,16 @@ fn a_bus_url_that_is_not_one_is_refused_by_bus_setup() {
     );
 }
 
+/// A serving process, killed when the test ends, also when it fails.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn wait_for_listening(child: &mut Child) -> String {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
@@ -352,13 +362,15 @@ fn projections_lists_parked_events_and_asks_the_running_projector_to_skip_one() 
     let seeded = run(catalog(dir.path()).args(["seed", "--products", "25", "--seed", "9"]));
     assert!(seeded.status.success(), "{}", stderr(&seeded));
     let poisoned = poison_first_sale(dir.path());
-    let mut server = catalog(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_listening(&mut server);
+    let mut server = Serving(
+        catalog(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_listening(&mut server.0);
     let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
 
     let status = run(catalog(dir.path()).args(["projections", "status"]));
@@ -419,8 +431,7 @@ fn projections_lists_parked_events_and_asks_the_running_projector_to_skip_one() 
         assert!(Instant::now() < deadline, "not acted on: {records:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 #[test]
@@ -428,13 +439,15 @@ fn projections_rebuild_waits_for_the_embedded_catalog_to_switch_and_status_shows
     let dir = tempfile::tempdir().unwrap();
     let seeded = run(catalog(dir.path()).args(["seed", "--products", "40", "--seed", "3"]));
     assert!(seeded.status.success(), "{}", stderr(&seeded));
-    let mut server = catalog(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_listening(&mut server);
+    let mut server = Serving(
+        catalog(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_listening(&mut server.0);
     let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
     let generation_of = |view: &str| -> Option<String> {
         let status = run(catalog(dir.path()).args(["projections", "status"]));
@@ -464,6 +477,5 @@ fn projections_rebuild_waits_for_the_embedded_catalog_to_switch_and_status_shows
     assert_eq!(generation_of("read-model").as_deref(), Some("2"));
     let unknown = run(catalog(dir.path()).args(["projections", "rebuild", "nothing"]));
     assert!(!unknown.status.success());
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
