@@ -123,6 +123,20 @@ impl Drop for Serving {
     }
 }
 
+/// `catalog serve` on `data_dir`, once it listens.
+fn serve(data_dir: &std::path::Path) -> Serving {
+    let mut server = Serving(
+        catalog(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_listening(&mut server.0);
+    server
+}
+
 fn wait_for_listening(child: &mut Child) -> String {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
@@ -362,15 +376,7 @@ fn projections_lists_parked_events_and_asks_the_running_projector_to_skip_one() 
     let seeded = run(catalog(dir.path()).args(["seed", "--products", "25", "--seed", "9"]));
     assert!(seeded.status.success(), "{}", stderr(&seeded));
     let poisoned = poison_first_sale(dir.path());
-    let mut server = Serving(
-        catalog(dir.path())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_listening(&mut server.0);
+    let server = serve(dir.path());
     let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
 
     let status = run(catalog(dir.path()).args(["projections", "status"]));
@@ -439,15 +445,7 @@ fn projections_rebuild_waits_for_the_embedded_catalog_to_switch_and_status_shows
     let dir = tempfile::tempdir().unwrap();
     let seeded = run(catalog(dir.path()).args(["seed", "--products", "40", "--seed", "3"]));
     assert!(seeded.status.success(), "{}", stderr(&seeded));
-    let mut server = Serving(
-        catalog(dir.path())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_listening(&mut server.0);
+    let server = serve(dir.path());
     let stdout = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
     let generation_of = |view: &str| -> Option<String> {
         let status = run(catalog(dir.path()).args(["projections", "status"]));

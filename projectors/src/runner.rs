@@ -318,16 +318,20 @@ impl Projector {
     /// Reads the store from the projection's checkpoint to its head and applies everything:
     /// the rebuild at start. Returns the position reached.
     pub async fn catch_up(&self) -> Result<u64, events::store::StoreError> {
-        self.set_state("catching-up");
-        self.load_parked().await;
         // A view that lost its data starts again from the beginning: its checkpoint may have
         // moved since (a delivery applied to the emptied Redis before the loss was noticed),
         // and nothing before it is there any more.
-        let intact = !matches!(self.projection.is_intact().await, Ok(false));
-        let mut position = match intact {
-            true => self.projection.checkpoint().await.unwrap_or(0),
-            false => 0,
+        let from = match self.projection.is_intact().await {
+            Ok(false) => 0,
+            _ => self.projection.checkpoint().await.unwrap_or(0),
         };
+        self.catch_up_from(from).await
+    }
+
+    /// [`Self::catch_up`] from `position` (0: the whole store, as a rebuild when it is long).
+    async fn catch_up_from(&self, mut position: u64) -> Result<u64, events::store::StoreError> {
+        self.set_state("catching-up");
+        self.load_parked().await;
         if position == 0 {
             if let Some(reached) = self.bulk_catch_up().await {
                 position = reached;
@@ -363,7 +367,7 @@ impl Projector {
             .increment(1);
         *self.watermark.lock() = Watermark::starting_at(0);
         self.status.write().position = 0;
-        match self.catch_up().await {
+        match self.catch_up_from(0).await {
             Ok(position) => {
                 tracing::info!(projector = %name, position, "rebuilt the view");
                 self.set_state("live");

@@ -15,14 +15,30 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// A report older than this means the projector is not running.
 pub const STALE_AFTER: Duration = Duration::from_secs(15);
 
-/// Reports the status of `projectors` every [`HEARTBEAT`] until the task is dropped.
-pub async fn report(pool: PgPool, projectors: Vec<Projector>) {
+/// Writes the status of each of `projectors` with `write` every [`HEARTBEAT`] until the task
+/// is dropped (a failed write waits for the next beat).
+async fn heartbeat<F, Fut>(projectors: Vec<Projector>, write: F)
+where
+    F: Fn(ProjectorStatus) -> Fut,
+    Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
+{
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tick.tick().await;
         for projector in &projectors {
-            let status = projector.status();
-            let written = sqlx::query(
+            if let Err(error) = write(projector.status()).await {
+                tracing::debug!(%error, "cannot report projector status");
+            }
+        }
+    }
+}
+
+/// Reports the status of `projectors` every [`HEARTBEAT`] until the task is dropped.
+pub async fn report(pool: PgPool, projectors: Vec<Projector>) {
+    heartbeat(projectors, |status| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
                 "INSERT INTO projector_status (name, state, position, last_error, updated_at, \
                  generation, rebuild) VALUES ($1, $2, $3, $4, now(), $5, $6) \
                  ON CONFLICT (name) DO UPDATE SET \
@@ -37,12 +53,11 @@ pub async fn report(pool: PgPool, projectors: Vec<Projector>) {
             .bind(status.generation as i64)
             .bind(status.rebuild.as_ref().map(sqlx::types::Json))
             .execute(&pool)
-            .await;
-            if let Err(error) = written {
-                tracing::debug!(%error, "cannot report projector status");
-            }
+            .await
+            .map(drop)
         }
-    }
+    })
+    .await
 }
 
 /// Every reported projector; one whose report is stale shows state `stopped`.
@@ -67,16 +82,14 @@ pub async fn read(pool: &PgPool) -> Result<Vec<ProjectorStatus>, sqlx::Error> {
 /// Reports the status of `projectors` into the embedded mode's SQLite database every
 /// [`HEARTBEAT`] until the task is dropped.
 pub async fn report_sqlite(pool: SqlitePool, projectors: Vec<Projector>) {
-    let mut tick = tokio::time::interval(HEARTBEAT);
-    loop {
-        tick.tick().await;
-        for projector in &projectors {
-            let status = projector.status();
+    heartbeat(projectors, |status| {
+        let pool = pool.clone();
+        async move {
             let rebuild = status
                 .rebuild
                 .as_ref()
                 .and_then(|progress| serde_json::to_string(progress).ok());
-            let written = sqlx::query(
+            sqlx::query(
                 "INSERT INTO projector_status (name, state, position, last_error, updated_at, \
                  generation, rebuild) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (name) DO UPDATE SET \
@@ -92,12 +105,11 @@ pub async fn report_sqlite(pool: SqlitePool, projectors: Vec<Projector>) {
             .bind(status.generation as i64)
             .bind(rebuild)
             .execute(&pool)
-            .await;
-            if let Err(error) = written {
-                tracing::debug!(%error, "cannot report projector status");
-            }
+            .await
+            .map(drop)
         }
-    }
+    })
+    .await
 }
 
 /// Every projector the embedded serving process reported; stale ones show state `stopped`.

@@ -59,6 +59,22 @@ async fn append(store: &dyn EventStore, id: Uuid, version: u64, event: CatalogEv
         .remove(0)
 }
 
+/// A SQLite store of its own holding category `tools` (at position 1, returned).
+async fn store_with_category() -> (tempfile::TempDir, Arc<dyn EventStore>, Envelope) {
+    let dir = tempfile::tempdir().expect("dir");
+    let database = SqliteDatabase::open(&dir.path().join("store.db"))
+        .await
+        .expect("open");
+    let store: Arc<dyn EventStore> = Arc::new(database.event_store());
+    let category = CatalogEvent::CategoryCreated(CategoryCreated {
+        slug: "tools".into(),
+        name: "Tools".into(),
+        parent: None,
+    });
+    let created = append(store.as_ref(), category_aggregate_id("tools"), 1, category).await;
+    (dir, store, created)
+}
+
 fn created(sku: &str) -> CatalogEvent {
     CatalogEvent::ProductCreated(events::conformance::published_product(sku, sku, "tools"))
 }
@@ -69,18 +85,8 @@ fn sale() -> CatalogEvent {
 
 #[tokio::test]
 async fn gaps_are_repaired_at_once_and_holes_after_the_grace_period() {
-    let dir = tempfile::tempdir().expect("dir");
-    let database = SqliteDatabase::open(&dir.path().join("store.db"))
-        .await
-        .expect("open");
-    let store: Arc<dyn EventStore> = Arc::new(database.event_store());
+    let (_dir, store, p1) = store_with_category().await;
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-    let category = CatalogEvent::CategoryCreated(CategoryCreated {
-        slug: "tools".into(),
-        name: "Tools".into(),
-        parent: None,
-    });
-    let p1 = append(store.as_ref(), category_aggregate_id("tools"), 1, category).await;
     let p2 = append(store.as_ref(), a, 1, created("A")).await;
     let p3 = append(store.as_ref(), b, 1, created("B")).await;
     let _p4 = append(store.as_ref(), a, 2, sale()).await;
@@ -130,18 +136,8 @@ async fn gaps_are_repaired_at_once_and_holes_after_the_grace_period() {
 
 #[tokio::test]
 async fn a_lost_tail_is_read_from_the_store_once_the_watermark_stood_still() {
-    let dir = tempfile::tempdir().expect("dir");
-    let database = SqliteDatabase::open(&dir.path().join("store.db"))
-        .await
-        .expect("open");
-    let store: Arc<dyn EventStore> = Arc::new(database.event_store());
+    let (_dir, store, _) = store_with_category().await;
     let a = Uuid::now_v7();
-    let category = CatalogEvent::CategoryCreated(CategoryCreated {
-        slug: "tools".into(),
-        name: "Tools".into(),
-        parent: None,
-    });
-    append(store.as_ref(), category_aggregate_id("tools"), 1, category).await;
     let model = Arc::new(MemoryReadModel::new());
     let projector = Projector::new(model.clone(), store.clone());
     projector.catch_up().await.expect("catch up");
@@ -176,18 +172,8 @@ async fn a_redis_view_that_lost_its_data_is_rebuilt_from_the_start_though_a_writ
     use projectors::redis::{RedisProjection, RedisReadModel};
     use redis_client::{RedisConfig, RedisConnection};
 
-    let dir = tempfile::tempdir().expect("dir");
-    let database = SqliteDatabase::open(&dir.path().join("store.db"))
-        .await
-        .expect("open");
-    let store: Arc<dyn EventStore> = Arc::new(database.event_store());
+    let (_dir, store, _) = store_with_category().await;
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-    let category = CatalogEvent::CategoryCreated(CategoryCreated {
-        slug: "tools".into(),
-        name: "Tools".into(),
-        parent: None,
-    });
-    append(store.as_ref(), category_aggregate_id("tools"), 1, category).await;
     append(store.as_ref(), a, 1, created("A")).await;
     append(store.as_ref(), a, 2, sale()).await;
 

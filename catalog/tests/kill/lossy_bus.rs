@@ -14,7 +14,7 @@ use testkit::TestDatabase;
 use uuid::Uuid;
 
 use crate::cluster::Cluster;
-use crate::{base_environment, sns_sqs_bus, wait_for_head};
+use crate::{base_environment, create_published, sns_sqs_bus, wait_for_head};
 
 fn raw_sqs() -> aws_sdk_sqs::Client {
     let config = aws_sdk_sqs::Config::builder()
@@ -96,21 +96,7 @@ async fn messages_deleted_behind_the_consumer_are_repaired_from_the_store_and_co
     let mut expected: HashMap<Uuid, (u64, i64, i64)> = HashMap::new();
     let mut ids = Vec::new();
     for index in 0..6 {
-        let created: Value = client
-            .post(cluster.url("command", "/api/products"))
-            .bearer_auth(&token)
-            .json(&json!({
-                "sku": format!("LOSSY-{index}"), "name": format!("Lossy {index}"),
-                "category": "tools", "price_cents": 1000, "currency": "USD",
-                "stock": 1000, "status": "published"
-            }))
-            .send()
-            .await
-            .expect("create")
-            .json()
-            .await
-            .expect("json");
-        let id: Uuid = created["id"].as_str().expect("id").parse().expect("uuid");
+        let id = create_published(&client, &cluster, &token, &format!("LOSSY-{index}")).await;
         ids.push(id);
         expected.insert(id, (1, 1000, 0));
     }

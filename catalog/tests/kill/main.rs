@@ -104,20 +104,7 @@ async fn run_kill_test(
     let mut expected: HashMap<Uuid, Expected> = HashMap::new();
     let mut ids = Vec::new();
     for index in 0..8 {
-        let response = client
-            .post(cluster.url("command", "/api/products"))
-            .bearer_auth(&token)
-            .json(&json!({
-                "sku": format!("KILL-{index}"), "name": format!("Kill test {index}"),
-                "category": "tools", "price_cents": 1000, "currency": "USD",
-                "stock": 1000, "status": "published"
-            }))
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.expect("json");
-        let id: Uuid = body["id"].as_str().expect("id").parse().expect("uuid");
+        let id = create_published(&client, &cluster, &token, &format!("KILL-{index}")).await;
         ids.push(id);
         expected.insert(
             id,
@@ -222,12 +209,7 @@ async fn run_kill_test(
         assert_eq!(&seen, wanted, "product {id}");
     }
     let pool = sqlx::PgPool::connect(&database_url).await.expect("connect");
-    let twice: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM rm_products WHERE events_applied <> version")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-    assert_eq!(twice, 0, "a product view applied an event twice");
+    assert_no_event_applied_twice(&pool).await;
     // The view can reach the head through the store before the relay (a restarted command
     // process waits up to a poll for the leader lock) has published the last rows: the outbox
     // must drain, shortly.
@@ -270,6 +252,34 @@ async fn admin_with_tools(cluster: &Cluster, timeout_seconds: u64) -> (Client, S
         .expect("category");
     assert_eq!(category.status(), 201);
     (client, token)
+}
+
+/// Creates published product `sku` (price 1000 USD, stock 1000); its id.
+async fn create_published(client: &Client, cluster: &Cluster, token: &str, sku: &str) -> Uuid {
+    let response = client
+        .post(cluster.url("command", "/api/products"))
+        .bearer_auth(token)
+        .json(&json!({
+            "sku": sku, "name": format!("Product {sku}"),
+            "category": "tools", "price_cents": 1000, "currency": "USD",
+            "stock": 1000, "status": "published"
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.expect("json");
+    body["id"].as_str().expect("id").parse().expect("uuid")
+}
+
+/// No row of the PostgreSQL read model counts an event twice.
+async fn assert_no_event_applied_twice(pool: &sqlx::PgPool) {
+    let twice: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM rm_products WHERE events_applied <> version")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+    assert_eq!(twice, 0, "a product view applied an event twice");
 }
 
 /// Waits until the query role reflects the store's head (`X-Min-Position`).

@@ -603,12 +603,7 @@ async fn storm(on: StormBus) {
                 .all(|(id, units)| sales.get(id) == Some(units)));
         }
     }
-    let twice: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM rm_products WHERE events_applied <> version")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-    assert_eq!(twice, 0, "a product view applied an event twice");
+    crate::assert_no_event_applied_twice(&pool).await;
     eprintln!(
         "storm on {}: {} s, {WRITERS} writers, {} products; {} writes, {} took effect, {} answers lost \
          and retried ({} answered from the idempotency record, {} keyed ones answered by running \

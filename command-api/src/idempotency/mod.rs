@@ -120,12 +120,10 @@ impl RequestClaim {
         hasher.update(caller.as_bytes());
         hasher.update([0]);
         hasher.update(key.as_bytes());
-        let value = hasher
-            .finalize()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        RequestClaim { value, retried }
+        RequestClaim {
+            value: hex(hasher),
+            retried,
+        }
     }
 }
 
@@ -333,6 +331,11 @@ fn hash_request(parts: &axum::http::request::Parts, body: &[u8]) -> String {
         Ok(document) => hasher.update(canonical_json(&document).as_bytes()),
         Err(_) => hasher.update(body),
     }
+    hex(hasher)
+}
+
+/// The digest of `hasher` in lower-case hex.
+fn hex(hasher: Sha256) -> String {
     hasher
         .finalize()
         .iter()

@@ -15,7 +15,7 @@ use redis::Script;
 
 use super::redis::RedisAnalytics;
 use crate::generations::{Generations, Live};
-use crate::redis::{read_live, unavailable, DROP_STEP, DROP_STEP_SCRIPT};
+use crate::redis::{drop_matching, read_live, unavailable, DROP_STEP};
 use crate::{Projection, ProjectionError};
 
 /// Where a generation being rebuilt keeps what comes from the catalog stream.
@@ -70,27 +70,6 @@ impl RedisAnalytics {
         }
     }
 
-    /// Deletes what an interrupted rebuild left under [`NEXT`], a step at a time.
-    async fn drop_next(&self) -> Result<(), ProjectionError> {
-        let script = Script::new(DROP_STEP_SCRIPT);
-        let pattern = self.config.key(&format!("{NEXT}:*"));
-        let mut connection = self.connection.clone();
-        let mut cursor: u64 = 0;
-        loop {
-            cursor = script
-                .key(self.stored("generation"))
-                .arg(cursor)
-                .arg(&pattern)
-                .arg(DROP_STEP)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            if cursor == 0 {
-                return Ok(());
-            }
-        }
-    }
-
     /// The live sales buckets (`an:m:<minute>:s…`, `an:h:<hour>:s…`), not the views or
     /// searches a glob would also match.
     async fn live_sales_buckets(&self) -> Result<Vec<String>, ProjectionError> {
@@ -128,7 +107,9 @@ impl Generations for RedisAnalytics {
     }
 
     async fn prepare(&self) -> Result<Arc<dyn Projection>, ProjectionError> {
-        self.drop_next().await?;
+        // What an interrupted rebuild left.
+        let pattern = self.config.key(&format!("{NEXT}:*"));
+        drop_matching(&self.connection, &self.stored("generation"), &pattern).await?;
         Ok(Arc::new(RedisAnalytics::writing(
             self.config.clone(),
             self.connection.clone(),

@@ -31,7 +31,7 @@ pub(crate) const DROP_STEP: usize = 2_000;
 /// One step of deleting the keys that match a pattern: `SCAN` from a cursor, `UNLINK` what it
 /// found, return the next cursor (0 when done). KEYS[1] only routes the script to the view's
 /// slot (every key of the view is under its hash tag).
-pub(crate) const DROP_STEP_SCRIPT: &str = r#"
+const DROP_STEP_SCRIPT: &str = r#"
 local reply = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 if #reply[2] > 0 then redis.call('UNLINK', unpack(reply[2])) end
 return tonumber(reply[1])
@@ -59,29 +59,41 @@ pub(crate) async fn read_live(
     })
 }
 
+/// Deletes every key matching `pattern` (under the view's hash tag), [`DROP_STEP`] keys at a
+/// time; `route` is any key of the view, naming its slot for the script.
+pub(crate) async fn drop_matching(
+    connection: &redis_client::RedisConnection,
+    route: &str,
+    pattern: &str,
+) -> Result<(), ProjectionError> {
+    let script = Script::new(DROP_STEP_SCRIPT);
+    let mut connection = connection.clone();
+    let mut cursor: u64 = 0;
+    loop {
+        cursor = script
+            .key(route)
+            .arg(cursor)
+            .arg(pattern)
+            .arg(DROP_STEP)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        if cursor == 0 {
+            return Ok(());
+        }
+    }
+}
+
 impl RedisProjection {
     /// Deletes every key of `generation`, a step at a time.
     async fn drop_generation(&self, generation: u64) -> Result<(), ProjectionError> {
         let keys = Keys::new(self.config.clone(), generation);
         let (patterns, singles) = keys.all();
-        let script = Script::new(DROP_STEP_SCRIPT);
-        let mut connection = self.connection.clone();
+        let route = generation_key(&self.config);
         for pattern in patterns {
-            let mut cursor: u64 = 0;
-            loop {
-                cursor = script
-                    .key(generation_key(&self.config))
-                    .arg(cursor)
-                    .arg(&pattern)
-                    .arg(DROP_STEP)
-                    .invoke_async(&mut connection)
-                    .await
-                    .map_err(unavailable)?;
-                if cursor == 0 {
-                    break;
-                }
-            }
+            drop_matching(&self.connection, &route, &pattern).await?;
         }
+        let mut connection = self.connection.clone();
         let _: i64 = redis::cmd("UNLINK")
             .arg(&singles[..])
             .query_async(&mut connection)

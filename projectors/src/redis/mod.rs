@@ -41,7 +41,7 @@ mod layout;
 mod projection;
 mod reader;
 
-pub(crate) use generations::{read_live, DROP_STEP, DROP_STEP_SCRIPT};
+pub(crate) use generations::{drop_matching, read_live, DROP_STEP};
 pub use layout::{
     encode_member, generation_key, invalidation_channel, member_id, Invalidation, Keys, ORDERS,
 };
