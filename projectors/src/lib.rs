@@ -157,8 +157,17 @@ pub trait Projection: Send + Sync + 'static {
         None
     }
 
-    /// Records that the view is complete up to its checkpoint (after a catch-up).
+    /// Records that the view is complete up to its checkpoint (after a catch-up). After
+    /// [`Projection::begin_fill`], a view that lost its data again meanwhile refuses (and
+    /// stays not intact, so the runner fills it again).
     async fn mark_intact(&self) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+
+    /// Called before the runner fills a view that is not intact from the start of the store:
+    /// a view that can lose its data records that the fill began, so that a loss during the
+    /// fill is not taken for a complete view by [`Projection::mark_intact`].
+    async fn begin_fill(&self) -> Result<(), ProjectionError> {
         Ok(())
     }
 }

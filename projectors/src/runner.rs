@@ -321,11 +321,22 @@ impl Projector {
         // A view that lost its data starts again from the beginning: its checkpoint may have
         // moved since (a delivery applied to the emptied Redis before the loss was noticed),
         // and nothing before it is there any more.
-        let from = match self.projection.is_intact().await {
-            Ok(false) => 0,
-            _ => self.projection.checkpoint().await.unwrap_or(0),
-        };
-        self.catch_up_from(from).await
+        match self.projection.is_intact().await {
+            Ok(false) => self.fill().await,
+            _ => {
+                let from = self.projection.checkpoint().await.unwrap_or(0);
+                self.catch_up_from(from).await
+            }
+        }
+    }
+
+    /// Catches a view that is not intact up from the start of the store, recording first that
+    /// the fill began (a loss during it leaves the view not intact, to be filled again).
+    async fn fill(&self) -> Result<u64, events::store::StoreError> {
+        if let Err(error) = self.projection.begin_fill().await {
+            return Err(events::store::StoreError::Unavailable(error.to_string()));
+        }
+        self.catch_up_from(0).await
     }
 
     /// [`Self::catch_up`] from `position` (0: the whole store, as a rebuild when it is long).
@@ -367,7 +378,7 @@ impl Projector {
             .increment(1);
         *self.watermark.lock() = Watermark::starting_at(0);
         self.status.write().position = 0;
-        match self.catch_up_from(0).await {
+        match self.fill().await {
             Ok(position) => {
                 tracing::info!(projector = %name, position, "rebuilt the view");
                 self.set_state("live");

@@ -223,3 +223,38 @@ async fn a_redis_view_that_lost_its_data_is_rebuilt_from_the_start_though_a_writ
     assert_eq!(view.expect("B").version, 1);
     running.abort();
 }
+
+/// A Redis view that loses its data again while it is filled from the store is not marked
+/// intact at the end of the fill (found by the storm test: Redis restarted twice within one
+/// catch-up, and the view was marked complete with its first products missing).
+#[tokio::test]
+async fn a_redis_view_lost_again_during_its_fill_is_not_marked_intact() {
+    use projectors::redis::RedisProjection;
+    use projectors::Projection;
+    use redis_client::{RedisConfig, RedisConnection};
+
+    let config = Arc::new(RedisConfig::from_url(&testkit::redis_url()).expect("url"));
+    let connection = RedisConnection::connect(&config).await.expect("connect");
+    let projection = RedisProjection::new(config.clone(), connection.clone(), "redis");
+    projection.begin_fill().await.expect("begin");
+    projection
+        .mark_intact()
+        .await
+        .expect("a fill that kept its data");
+    assert!(projection.is_intact().await.expect("intact"));
+
+    let mut raw = connection.clone();
+    projection.begin_fill().await.expect("begin");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{}}}*", config.prefix))
+        .query_async(&mut raw)
+        .await
+        .expect("keys");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut raw)
+        .await
+        .expect("del");
+    assert!(projection.mark_intact().await.is_err());
+    assert!(!projection.is_intact().await.expect("intact"));
+}

@@ -34,6 +34,7 @@
 //! `aggregate_version`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -49,7 +50,7 @@ use super::view::{
     TrendingProduct, TrendingQuery, Window,
 };
 use crate::generations::Generations;
-use crate::redis::{is_marked, mark, read_position, unavailable};
+use crate::redis::{is_marked, lost_during_fill, mark, mark_filled, read_position, unavailable};
 use crate::{Applied, Projection, ProjectionError};
 
 /// Seconds past a bucket's start until no window covers it (plus a minute's slack).
@@ -138,6 +139,8 @@ pub struct RedisAnalytics {
     /// sales): `an` for the live view, [`super::redis_generations::NEXT`] for one being
     /// rebuilt. Views and searches are always under `an`.
     pub(super) space: &'static str,
+    /// A fill from the store began ([`Projection::begin_fill`]) and has not been marked.
+    filling: AtomicBool,
     apply_catalog: Script,
     save_checkpoint: Script,
     top: Script,
@@ -201,6 +204,7 @@ impl RedisAnalytics {
             connection,
             name: name.to_owned(),
             space,
+            filling: AtomicBool::new(false),
             apply_catalog: Script::new(APPLY_CATALOG),
             save_checkpoint: Script::new(SAVE_CHECKPOINT),
             top: Script::new(TOP),
@@ -535,8 +539,22 @@ impl Projection for RedisAnalytics {
     }
 
     async fn mark_intact(&self) -> Result<(), ProjectionError> {
-        mark(&self.connection, self.config.key("an:intact"))
+        let intact = self.config.key("an:intact");
+        if !self.filling.swap(false, Ordering::SeqCst) {
+            return mark(&self.connection, intact).await.map_err(unavailable);
+        }
+        match mark_filled(&self.connection, self.config.key("an:filling"), intact).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(lost_during_fill()),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn begin_fill(&self) -> Result<(), ProjectionError> {
+        mark(&self.connection, self.config.key("an:filling"))
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.filling.store(true, Ordering::SeqCst);
+        Ok(())
     }
 }

@@ -190,6 +190,40 @@ pub(crate) async fn mark(
         .await
 }
 
+/// KEYS: 1 the fill marker, 2 the intact marker. Marks the view intact if its fill marker
+/// survived (or it is intact already, as after a switch to a rebuilt generation).
+const MARK_FILLED: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('SET', KEYS[2], 1)
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#;
+
+/// Ends a fill begun by setting `filling` (with [`mark`]): marks `intact` unless the data was
+/// lost meanwhile (the fill marker is gone with it); whether it marked.
+pub(crate) async fn mark_filled(
+    connection: &RedisConnection,
+    filling: String,
+    intact: String,
+) -> Result<bool, redis::RedisError> {
+    let mut connection = connection.clone();
+    let marked: i64 = redis::Script::new(MARK_FILLED)
+        .key(filling)
+        .key(intact)
+        .invoke_async(&mut connection)
+        .await?;
+    Ok(marked == 1)
+}
+
+/// What [`Projection::mark_intact`] answers when the view lost its data during its fill.
+pub(crate) fn lost_during_fill() -> ProjectionError {
+    ProjectionError::Unavailable(
+        "the view lost its data again while it was filled; it is filled again".into(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,9 @@ pub(crate) use generations::{drop_matching, read_live, DROP_STEP};
 pub use layout::{
     encode_member, generation_key, invalidation_channel, member_id, Invalidation, Keys, ORDERS,
 };
-pub(crate) use layout::{is_marked, mark, read_position, unavailable};
+pub(crate) use layout::{
+    is_marked, lost_during_fill, mark, mark_filled, read_position, unavailable,
+};
 pub use projection::product_invalidation;
 pub use projection::RedisProjection;
 pub use reader::{RedisReadModel, FILTER_SCAN_BUDGET};

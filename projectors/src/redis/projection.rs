@@ -1,7 +1,7 @@
 //! Writes the Redis views: one Lua script per event (see "Atomic per event" in the module
 //! documentation of [`crate::redis`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,8 +10,8 @@ use redis::Script;
 use redis_client::{RedisConfig, RedisConnection};
 
 use super::layout::{
-    encode_member, generation_key, invalidation_channel, is_marked, mark, read_position,
-    unavailable, Invalidation, Keys, StoredCategory, ORDERS,
+    encode_member, generation_key, invalidation_channel, is_marked, lost_during_fill, mark,
+    mark_filled, read_position, unavailable, Invalidation, Keys, StoredCategory, ORDERS,
 };
 use crate::read_model::evolve::{category_out_of_order, evolve, Evolved};
 use crate::read_model::view::{count_deltas, ProductView};
@@ -72,6 +72,8 @@ pub struct RedisProjection {
     /// The generation this projection writes: the live one (0 until the pointer is read, and
     /// read again when the view lost its data), or one being rebuilt.
     pub(super) generation: AtomicU64,
+    /// A fill from the store began ([`Projection::begin_fill`]) and has not been marked.
+    filling: AtomicBool,
     apply_product: Script,
     apply_category: Script,
     save_checkpoint: Script,
@@ -130,6 +132,7 @@ impl RedisProjection {
             connection,
             name: name.to_owned(),
             generation: AtomicU64::new(generation),
+            filling: AtomicBool::new(false),
             apply_product: Script::new(APPLY_PRODUCT),
             apply_category: Script::new(APPLY_CATEGORY),
             save_checkpoint: Script::new(SAVE_CHECKPOINT),
@@ -358,9 +361,25 @@ impl Projection for RedisProjection {
     }
 
     async fn mark_intact(&self) -> Result<(), ProjectionError> {
-        mark(&self.connection, self.keys().await?.key("intact"))
+        let keys = self.keys().await?;
+        if !self.filling.swap(false, Ordering::SeqCst) {
+            return mark(&self.connection, keys.key("intact"))
+                .await
+                .map_err(unavailable);
+        }
+        match mark_filled(&self.connection, keys.key("filling"), keys.key("intact")).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(lost_during_fill()),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn begin_fill(&self) -> Result<(), ProjectionError> {
+        mark(&self.connection, self.keys().await?.key("filling"))
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.filling.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     async fn checkpoint(&self) -> Result<u64, ProjectionError> {
