@@ -26,6 +26,9 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     connections: web::server::ConnectionLimits,
+    /// Set on shutdown, `drain_delay` before the listener closes (`/readyz` says `draining`).
+    draining: web::ops::Draining,
+    drain_delay: std::time::Duration,
     address: SocketAddr,
     engines: Engines,
     background: Vec<JoinHandle<()>>,
@@ -98,8 +101,11 @@ impl Application {
             let forget = buckets.forget_idle_every(std::time::Duration::from_secs(60));
             mounted.background.push(tokio::spawn(forget));
         }
+        let draining = web::ops::Draining::default();
         let router = web::middleware::with_http_layers(
-            mounted.router.merge(operations_routes(mounted.checks)),
+            mounted
+                .router
+                .merge(operations_routes(mounted.checks, draining.clone())),
             policy,
         );
         let listener = bind(&config.listen, config.reuse_port)
@@ -110,6 +116,8 @@ impl Application {
             listener,
             router,
             connections: config.limits.connections.clone(),
+            draining,
+            drain_delay: config.limits.drain_delay,
             address,
             engines,
             background: mounted.background,
@@ -126,15 +134,26 @@ impl Application {
         self.address.port()
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests and stops.
+    /// Serves until `shutdown` resolves, then reports `draining` on `/readyz` while it still
+    /// serves for the drain delay, then stops accepting, lets in-flight requests finish and
+    /// stops.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!("listening on {}", self.address);
         let feeds = self.feeds.clone();
+        let (draining, drain_delay) = (self.draining.clone(), self.drain_delay);
         let shutdown = async move {
             shutdown.await;
+            draining.start();
+            if !drain_delay.is_zero() {
+                tracing::info!(
+                    seconds = drain_delay.as_secs_f64(),
+                    "draining: /readyz answers 503 while requests are still served"
+                );
+                tokio::time::sleep(drain_delay).await;
+            }
             for feed in &feeds {
                 feed.close();
             }
@@ -244,10 +263,13 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 
 /// `/healthz`, `/readyz` (with `checks`), `/metrics`, the OpenAPI document and its reference
 /// page: the routes every role serves.
-fn operations_routes(checks: Vec<Arc<dyn web::ops::ReadinessCheck>>) -> Router {
+fn operations_routes(
+    checks: Vec<Arc<dyn web::ops::ReadinessCheck>>,
+    draining: web::ops::Draining,
+) -> Router {
     let openapi = Arc::new(crate::openapi::document());
     Router::new()
-        .merge(web::ops::ops_router(Readiness::new(checks)))
+        .merge(web::ops::ops_router(Readiness::new(checks, draining)))
         .route(
             "/api/openapi.json",
             get(move || {

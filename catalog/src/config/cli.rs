@@ -278,6 +278,12 @@ pub struct LimitArgs {
     /// Seconds after which a connection on which nothing moved is closed.
     #[arg(long, env = "CATALOG_IDLE_TIMEOUT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_seconds: u64,
+    /// Seconds between SIGTERM and closing the listener, with `/readyz` answering 503
+    /// `draining` and requests still served, so a balancer takes this process out before it
+    /// stops accepting [default: 0 for the all-in-one role, 5 for a split role, which runs
+    /// behind a balancer]. In-flight requests then finish (up to 30 s).
+    #[arg(long, env = "CATALOG_DRAIN_SECONDS", value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub drain_seconds: Option<u64>,
 }
 
 /// A rate limit setting (`None`: off).
@@ -293,8 +299,13 @@ fn parse_proxies(text: &str) -> Result<web::client::TrustedProxies, String> {
 }
 
 impl LimitArgs {
-    pub fn to_config(&self) -> super::LimitsConfig {
+    pub fn to_config(&self, role: Role) -> super::LimitsConfig {
+        let drain_seconds = self.drain_seconds.unwrap_or(match role {
+            Role::All => 0,
+            _ => 5,
+        });
         super::LimitsConfig {
+            drain_delay: std::time::Duration::from_secs(drain_seconds),
             rates: web::rate_limit::RateLimits {
                 auth: self.rate_limit_auth.0,
                 writes: self.rate_limit_writes.0,

@@ -91,6 +91,8 @@ pub struct LimitsConfig {
     pub rates: web::rate_limit::RateLimits,
     pub connections: web::server::ConnectionLimits,
     pub trusted_proxies: web::client::TrustedProxies,
+    /// Between SIGTERM and closing the listener: `/readyz` answers `draining`.
+    pub drain_delay: Duration,
 }
 
 /// The analysts' side of query-api.
@@ -144,7 +146,7 @@ impl ServeConfig {
                 .map(|url| url.trim().to_owned())
                 .filter(|url| !url.is_empty())
                 .collect(),
-            limits: args.limits.to_config(),
+            limits: args.limits.to_config(args.role),
         }
     }
 
