@@ -166,13 +166,19 @@ async fn try_lock(connection: &mut PgConnection) -> Result<bool, RelayError> {
         .map_err(|error| classify(error).into())
 }
 
-/// Sets `catalog_outbox_backlog` to the rows waiting; returns them.
+/// Sets `catalog_outbox_backlog` to the rows waiting and `catalog_outbox_oldest_age_seconds`
+/// to how long ago the oldest of them was accepted (0 when none waits); returns the rows.
 async fn update_backlog(connection: &mut PgConnection) -> Result<i64, RelayError> {
-    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-        .fetch_one(&mut *connection)
-        .await
-        .map_err(classify)?;
+    let (backlog, age): (i64, f64) = sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - (SELECT e.occurred_at \
+         FROM events e WHERE e.position = (SELECT min(position) FROM outbox)))::float8, 0) \
+         FROM outbox",
+    )
+    .fetch_one(&mut *connection)
+    .await
+    .map_err(classify)?;
     metrics::gauge!("catalog_outbox_backlog").set(backlog as f64);
+    metrics::gauge!("catalog_outbox_oldest_age_seconds").set(age.max(0.0));
     Ok(backlog)
 }
 

@@ -22,7 +22,7 @@ mod parked;
 mod rebuild;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -160,6 +160,8 @@ pub struct Projector {
     gate: Arc<tokio::sync::Mutex<()>>,
     paused: Arc<tokio::sync::watch::Sender<bool>>,
     rebuilding: Arc<AtomicBool>,
+    /// The generation whose lag gauges [`Projector::record_lag`] set last.
+    lag_generation: Arc<AtomicU64>,
 }
 
 impl Projector {
@@ -185,6 +187,7 @@ impl Projector {
             gate: Arc::new(tokio::sync::Mutex::new(())),
             paused: Arc::new(tokio::sync::watch::channel(false).0),
             rebuilding: Arc::new(AtomicBool::new(false)),
+            lag_generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -200,6 +203,48 @@ impl Projector {
 
     pub fn status(&self) -> ProjectorStatus {
         self.status.read().clone()
+    }
+
+    /// Sets the lag gauges an operator alerts on: `catalog_projection_lag_events` (the
+    /// store's head minus this view's position) and `catalog_projection_lag_age_seconds` (how
+    /// long ago the oldest event this view has not applied was accepted; 0 when caught up),
+    /// both by projector and live generation. Two primary-key reads of the store.
+    pub async fn record_lag(&self) -> Result<(), events::store::StoreError> {
+        let head = self.store.head().await?;
+        let status = self.status();
+        let behind = head.saturating_sub(status.position);
+        let age = match behind {
+            0 => 0.0,
+            _ => self
+                .store
+                .read_all(status.position, 1)
+                .await?
+                .first()
+                .map(|next| {
+                    let age = chrono::Utc::now().signed_duration_since(next.occurred_at);
+                    age.num_milliseconds().max(0) as f64 / 1000.0
+                })
+                .unwrap_or(0.0),
+        };
+        let labels = |generation: u64| {
+            [
+                ("projector", status.name.clone()),
+                ("generation", generation.to_string()),
+            ]
+        };
+        let previous = self
+            .lag_generation
+            .swap(status.generation, Ordering::Relaxed);
+        if previous != 0 && previous != status.generation {
+            // The switched-out generation no longer lags: its series stay at 0, not at
+            // the last value they had (an alert would fire on them forever).
+            metrics::gauge!("catalog_projection_lag_events", &labels(previous)).set(0.0);
+            metrics::gauge!("catalog_projection_lag_age_seconds", &labels(previous)).set(0.0);
+        }
+        let labels = labels(status.generation);
+        metrics::gauge!("catalog_projection_lag_events", &labels).set(behind as f64);
+        metrics::gauge!("catalog_projection_lag_age_seconds", &labels).set(age);
+        Ok(())
     }
 
     fn set_state(&self, state: &str) {

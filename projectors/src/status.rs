@@ -29,6 +29,9 @@ where
             if let Err(error) = write(projector.status()).await {
                 tracing::debug!(%error, "cannot report projector status");
             }
+            if let Err(error) = projector.record_lag().await {
+                tracing::debug!(%error, "cannot measure projector lag");
+            }
         }
     }
 }

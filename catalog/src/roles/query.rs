@@ -96,6 +96,8 @@ pub async fn distributed_views(
             )
             .await;
             let store: Arc<dyn EventStore> = Arc::new(replica.event_store(false));
+            let sampler = sample_replica_lag(replica.pool().clone());
+            mounted.background.push(tokio::spawn(sampler));
             (replica.pool().clone(), store)
         }
         None => (database.pool().clone(), engines.store.clone()),
@@ -137,6 +139,24 @@ pub async fn distributed_views(
         shared_analytics,
         feed_store,
     })
+}
+
+/// Every 5 s, `catalog_replica_lag_seconds`: how far the replica's replay is behind, 0 when it
+/// has replayed everything the primary sent (`pg_last_xact_replay_timestamp` alone would grow
+/// on an idle primary). Not set while the replica does not answer (`/readyz` says so).
+async fn sample_replica_lag(pool: sqlx::PgPool) {
+    const QUERY: &str = "SELECT CASE WHEN NOT pg_is_in_recovery() \
+        OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+        ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) \
+        END::float8";
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        match sqlx::query_scalar::<_, f64>(QUERY).fetch_one(&pool).await {
+            Ok(lag) => metrics::gauge!("catalog_replica_lag_seconds").set(lag.max(0.0)),
+            Err(error) => tracing::debug!(%error, "cannot measure the replica's lag"),
+        }
+    }
 }
 
 /// The read model through the layered read path: in-process cache, Redis views, the replica,
