@@ -14,6 +14,9 @@
 #   create), under target/redis-cluster;
 # - Varnish with vmod xkey (Debian's varnish and varnish-modules) for the edge cache tests,
 #   installed with apt-get when missing (the tests start their own varnishd on free ports);
+# - HAProxy and Prometheus with promtool (Debian's haproxy and prometheus), installed with apt-get
+#   when missing, for the operations tests (catalog/tests/operations: the balancer failover
+#   under load, promtool over docker/prometheus, a real Prometheus scraping every role);
 # - Chromium (Debian's chromium), installed with apt-get when missing, for scripts/docs-check.sh
 #   (the API reference page rendered with no network, after the tests);
 # - cargo-deny (deny.toml), installed once with cargo into ~/.cache/catalog-tools like tansu;
@@ -161,6 +164,25 @@ if ! command -v varnishd >/dev/null || ! compgen -G "/usr/lib/*/varnish/vmods/li
         fail "cannot install varnish and varnish-modules with apt-get (see target/varnish-install.log)"
 fi
 varnishd -V 2>&1 | head -1
+
+step "HAProxy and Prometheus (the operations tests)"
+if ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ] || ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] ||
+        fail "HAProxy or Prometheus is not installed; install Debian's haproxy and prometheus (apt-get install haproxy prometheus)"
+    echo "installing haproxy and prometheus with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy prometheus >target/operations-install.log 2>&1 ||
+        { apt-get update -q >>target/operations-install.log 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy prometheus >>target/operations-install.log 2>&1; } ||
+        fail "cannot install haproxy and prometheus with apt-get (see target/operations-install.log)"
+fi
+# Debian's packages start both as services; the tests run their own on free ports.
+for service in haproxy prometheus; do
+    if pgrep -x "$service" >/dev/null && command -v service >/dev/null; then
+        service "$service" stop >/dev/null 2>&1 || true
+    fi
+done
+"$(command -v haproxy || echo /usr/sbin/haproxy)" -v | head -1
+promtool --version 2>&1 | head -1
 
 step "Chromium (the API reference page, rendered offline)"
 if ! command -v chromium >/dev/null; then

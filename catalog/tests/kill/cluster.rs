@@ -189,6 +189,33 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Sends `name` SIGTERM (a graceful stop: it drains, then exits) without waiting.
+    #[allow(dead_code)] // the operations tests' (this module is shared with them)
+    pub fn terminate(&mut self, name: &'static str) {
+        if let Some(child) = self.role(name).child.as_ref() {
+            let sent = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill -TERM");
+            assert!(sent.success(), "kill -TERM {name}");
+        }
+    }
+
+    /// Whether `name` has exited (after [`Cluster::terminate`]); reaps it when it has.
+    #[allow(dead_code)] // the operations tests'
+    pub fn has_exited(&mut self, name: &'static str) -> bool {
+        let role = self.role(name);
+        match role.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(_))) | None => {
+                role.child = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for role in &mut self.roles {
