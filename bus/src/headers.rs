@@ -18,8 +18,13 @@ pub fn traceparent(envelope: &Envelope) -> String {
 }
 
 /// The metadata of a catalog event, by name: `event_type`, `schema_version`, `event_id`,
-/// `aggregate_id`, `aggregate_version`, `position` and `traceparent`.
-pub fn envelope_headers(envelope: &Envelope) -> [(&'static str, String); 7] {
+/// `aggregate_id`, `aggregate_version`, `position` and `traceparent` (the publisher's span
+/// when given, else the context derived from the envelope).
+pub fn envelope_headers(
+    envelope: &Envelope,
+    traceparent: Option<&str>,
+) -> [(&'static str, String); 7] {
+    let traceparent = traceparent.map_or_else(|| self::traceparent(envelope), str::to_owned);
     [
         ("event_type", envelope.event_type.clone()),
         ("schema_version", envelope.schema_version.to_string()),
@@ -27,7 +32,7 @@ pub fn envelope_headers(envelope: &Envelope) -> [(&'static str, String); 7] {
         ("aggregate_id", envelope.aggregate_id.to_string()),
         ("aggregate_version", envelope.aggregate_version.to_string()),
         ("position", envelope.position.to_string()),
-        ("traceparent", traceparent(envelope)),
+        ("traceparent", traceparent),
     ]
 }
 

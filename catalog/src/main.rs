@@ -41,13 +41,22 @@ fn main() -> ExitCode {
         args.splice(1..1, ["serve".into(), "--demo".into()]);
     }
     let cli = Cli::parse_from(args);
-    web::telemetry::init_tracing(cli.log_format == LogFormat::Json);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("catalog: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
+    };
+    // Traces (when OTEL_EXPORTER_OTLP_ENDPOINT is set) are exported from the runtime; the
+    // guard flushes them before the runtime stops.
+    let service = match &cli.command {
+        Some(Command::Serve(serve)) => format!("catalog-{}", serve.role.name()),
+        _ => "catalog".to_owned(),
+    };
+    let _traces = {
+        let _entered = runtime.enter();
+        web::telemetry::init_tracing(cli.log_format == LogFormat::Json, &service)
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,

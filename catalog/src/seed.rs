@@ -15,6 +15,7 @@ pub fn system_metadata(purpose: &str) -> EventMetadata {
         actor: Some("system".to_owned()),
         correlation_id: Some(purpose.to_owned()),
         causation_id: None,
+        traceparent: None,
     }
 }
 

@@ -61,6 +61,7 @@ async fn prepared_store(dir: &Path) -> Vec<Envelope> {
             actor: Some("analyst-test".into()),
             correlation_id: Some("corr-1".into()),
             causation_id: Some("cause-1".into()),
+            traceparent: None,
         },
         data: json!({"price_cents": 777, "currency": "EUR"}),
     };

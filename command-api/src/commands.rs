@@ -94,6 +94,21 @@ pub enum ProductCommand {
     Archive,
 }
 
+impl ProductCommand {
+    /// The command's name, for traces and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProductCommand::ChangeDetails(_) => "ChangeDetails",
+            ProductCommand::ChangePrice(_) => "ChangePrice",
+            ProductCommand::AdjustStock(_) => "AdjustStock",
+            ProductCommand::RecordSale(_) => "RecordSale",
+            ProductCommand::Publish => "Publish",
+            ProductCommand::Unpublish => "Unpublish",
+            ProductCommand::Archive => "Archive",
+        }
+    }
+}
+
 /// Add a category; `parent`, when given, must be an existing category.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateCategory {

@@ -27,7 +27,7 @@ use events::bus::{BusError, EventBus};
 use events::store::StoreError;
 use events::Envelope;
 use sqlx::postgres::{PgConnection, PgListener, PgPool};
-use sqlx::Connection;
+use sqlx::{Connection, Row};
 
 use crate::postgres::{classify, decode_row, event_columns, OUTBOX_CHANNEL};
 
@@ -126,7 +126,7 @@ impl OutboxRelay {
     /// bus acknowledged them. Returns how many rows it relayed.
     pub async fn relay_batch(&self, connection: &mut PgConnection) -> Result<usize, RelayError> {
         let rows = sqlx::query(&format!(
-            "SELECT {} FROM outbox o JOIN events e ON e.position = o.position \
+            "SELECT {}, o.traceparent FROM outbox o JOIN events e ON e.position = o.position \
              ORDER BY o.position LIMIT $1",
             event_columns("e")
         ))
@@ -141,7 +141,23 @@ impl OutboxRelay {
             .iter()
             .map(decode_row)
             .collect::<Result<_, StoreError>>()?;
-        self.bus.publish(&envelopes).await?;
+        // A traced append's events are published each under a span of its own, a child of
+        // the append's; the bus message carries that span's context. The spans end when the
+        // bus has acknowledged the batch.
+        let spans: Vec<Option<tracing::Span>> = rows
+            .iter()
+            .zip(&envelopes)
+            .map(|(row, envelope)| {
+                let traceparent: Option<String> = row.try_get("traceparent").ok().flatten();
+                traceparent.map(|traceparent| publish_span(envelope, &traceparent))
+            })
+            .collect();
+        let traceparents: Vec<Option<String>> = spans
+            .iter()
+            .map(|span| span.as_ref().and_then(events::trace::of))
+            .collect();
+        self.bus.publish_traced(&envelopes, &traceparents).await?;
+        drop(spans);
         let positions: Vec<i64> = envelopes.iter().map(|e| e.position as i64).collect();
         sqlx::query("DELETE FROM outbox WHERE position = ANY($1)")
             .bind(&positions)
@@ -156,6 +172,19 @@ impl OutboxRelay {
         }
         Ok(envelopes.len())
     }
+}
+
+/// The relay's span for publishing `envelope`, a child of the append span `traceparent` names.
+fn publish_span(envelope: &Envelope, traceparent: &str) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "outbox.publish",
+        otel.kind = "producer",
+        position = envelope.position,
+        event_type = %envelope.event_type,
+        aggregate_id = %envelope.aggregate_id,
+    );
+    events::trace::follow(&span, Some(traceparent));
+    span
 }
 
 async fn try_lock(connection: &mut PgConnection) -> Result<bool, RelayError> {

@@ -44,6 +44,8 @@ pub type Acknowledge = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BusErro
 /// delivered again (at-least-once).
 pub struct Delivery {
     pub envelope: Envelope,
+    /// The W3C trace context the message carried (the relay's publish), when it had one.
+    pub traceparent: Option<String>,
     acknowledge: Option<Acknowledge>,
 }
 
@@ -52,6 +54,7 @@ impl Delivery {
     pub fn unacknowledged(envelope: Envelope) -> Self {
         Delivery {
             envelope,
+            traceparent: None,
             acknowledge: None,
         }
     }
@@ -59,8 +62,15 @@ impl Delivery {
     pub fn with_ack(envelope: Envelope, acknowledge: Acknowledge) -> Self {
         Delivery {
             envelope,
+            traceparent: None,
             acknowledge: Some(acknowledge),
         }
+    }
+
+    /// The delivery, with the trace context its message carried.
+    pub fn traced(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
+        self
     }
 
     /// Acknowledges the delivery: call it only after the envelope was applied.
@@ -105,6 +115,18 @@ pub type EventStream = BoxStream<'static, Result<Delivery, BusError>>;
 pub trait EventBus: Send + Sync + 'static {
     /// Hands committed envelopes to the bus.
     async fn publish(&self, envelopes: &[Envelope]) -> Result<(), BusError>;
+
+    /// Like [`EventBus::publish`], each envelope's message carrying the W3C trace context at
+    /// the same index of `traceparents` (a missing or `None` one: the context derived from the
+    /// envelope, as `publish` does). Buses without message metadata ignore them.
+    async fn publish_traced(
+        &self,
+        envelopes: &[Envelope],
+        traceparents: &[Option<String>],
+    ) -> Result<(), BusError> {
+        let _ = traceparents;
+        self.publish(envelopes).await
+    }
 
     /// Subscribes `subscriber` (a projector's name) to everything after position `after`.
     async fn subscribe(&self, subscriber: &str, after: u64) -> Result<EventStream, BusError>;

@@ -48,6 +48,10 @@ pub struct EventMetadata {
     pub actor: Option<String>,
     pub correlation_id: Option<String>,
     pub causation_id: Option<String>,
+    /// The W3C trace context of the append (when traces are exported): kept with the event's
+    /// outbox row, so the relay's publish and the projectors' work join the command's trace.
+    /// Not part of the envelope.
+    pub traceparent: Option<String>,
 }
 
 /// An event about to be appended: an envelope without its position.

@@ -20,6 +20,7 @@ pub mod conformance;
 pub mod envelope;
 pub mod schema;
 pub mod store;
+pub mod trace;
 pub mod values;
 pub mod watermark;
 

@@ -134,6 +134,7 @@ fn every_event_our_code_writes_validates_against_its_schema_and_the_envelope_sch
                 actor: Some(Uuid::now_v7().to_string()),
                 correlation_id: Some("req-1".into()),
                 causation_id: None,
+                traceparent: None,
             },
         )
         .into_envelope(index as u64 + 10);

@@ -33,6 +33,7 @@ use events::Envelope;
 use futures::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::parking::{MemoryParking, ParkingStore, FIRST_RETRY_DELAY, PARK_AFTER_TRIES};
 use crate::{Applied, Projection, ProjectionError};
@@ -540,7 +541,8 @@ impl Projector {
                     Ok(delivery) => {
                         {
                             let _held = self.gate.lock().await;
-                            self.apply(&delivery.envelope).await;
+                            let span = apply_span(&name, &delivery);
+                            self.apply(&delivery.envelope).instrument(span).await;
                         }
                         if let Err(error) = delivery.ack().await {
                             // Not acknowledged means delivered again: a harmless duplicate.
@@ -560,6 +562,20 @@ impl Projector {
             tokio::time::sleep(RETRY_DELAY).await;
         }
     }
+}
+
+/// The span of `projector` applying a delivery: a child of the relay's publish when the
+/// message carried its trace context.
+fn apply_span(projector: &str, delivery: &events::bus::Delivery) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "projection.apply",
+        otel.kind = "consumer",
+        projector,
+        position = delivery.envelope.position,
+        event_type = %delivery.envelope.event_type,
+    );
+    events::trace::follow(&span, delivery.traceparent.as_deref());
+    span
 }
 
 #[cfg(test)]
@@ -617,3 +633,4 @@ mod tests {
         assert_eq!(watermark.stale_tail(Duration::ZERO), Some(5));
     }
 }
+

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use axum::extract::{FromRequestParts, Request, State};
@@ -100,7 +101,13 @@ pub async fn read_your_writes(
             response.headers_mut().insert(X_POSITION, position_now());
             return response;
         };
-        if !state.views.wait_for(wanted, state.wait).await {
+        let waited = tracing::debug_span!("read.wait_for_position", min_position = wanted);
+        if !state
+            .views
+            .wait_for(wanted, state.wait)
+            .instrument(waited)
+            .await
+        {
             metrics::counter!("catalog_read_your_writes_timeouts_total").increment(1);
             let mut response = Problem::unavailable(
                 1,

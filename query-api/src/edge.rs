@@ -190,6 +190,7 @@ mod tests {
             product: Some(id),
             scopes: vec!["all".into(), "kitchen".into()],
             categories: true,
+            traceparent: None,
         });
         assert_eq!(
             keys,
@@ -206,6 +207,7 @@ mod tests {
             product: None,
             scopes: Vec::new(),
             categories: false,
+            traceparent: None,
         };
         assert!(invalidation_keys(&checkpoint_only).is_empty());
     }

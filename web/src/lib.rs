@@ -21,5 +21,6 @@ pub mod rate_limit;
 pub mod server;
 pub mod slots;
 pub mod telemetry;
+mod traces;
 
 pub use problem::{FieldErrors, Problem};

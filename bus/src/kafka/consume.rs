@@ -76,7 +76,8 @@ async fn next_delivery(
                             .map_err(unavailable)
                     }) as BoxFuture<'static, _>
                 });
-                return Ok(Delivery::with_ack(envelope, ack));
+                let traceparent = header(&message, "traceparent");
+                return Ok(Delivery::with_ack(envelope, ack).traced(traceparent));
             }
             Err(error) => {
                 // Not an envelope: no projector can apply it. Skip it (the event store keeps
@@ -87,6 +88,17 @@ async fn next_delivery(
             }
         }
     }
+}
+
+/// Header `name` of a consumed message, as text.
+fn header(message: &impl Message, name: &str) -> Option<String> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|header| header.key == name)
+        .and_then(|header| header.value)
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .map(str::to_owned)
 }
 
 /// The headers of a consumed message, by name (for tests and tools).

@@ -84,9 +84,18 @@ impl KafkaBus {
 
 #[async_trait]
 impl EventBus for KafkaBus {
-    #[tracing::instrument(skip_all, fields(events = envelopes.len()))]
     async fn publish(&self, envelopes: &[Envelope]) -> Result<(), BusError> {
-        publish::publish(&self.producer, &self.config.topic, envelopes).await?;
+        self.publish_traced(envelopes, &[]).await
+    }
+
+    #[tracing::instrument(name = "kafka.produce", level = "debug", skip_all, fields(events = envelopes.len(), otel.kind = "producer"))]
+    async fn publish_traced(
+        &self,
+        envelopes: &[Envelope],
+        traceparents: &[Option<String>],
+    ) -> Result<(), BusError> {
+        let topic = &self.config.topic;
+        publish::publish(&self.producer, topic, envelopes, traceparents).await?;
         metrics::counter!("catalog_bus_published_total", "bus" => "kafka")
             .increment(envelopes.len() as u64);
         Ok(())

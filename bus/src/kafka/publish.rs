@@ -45,8 +45,8 @@ pub(super) fn owned_headers<'a>(
 }
 
 /// The headers of a catalog event's record: its metadata and the body's content type.
-fn record_headers(envelope: &Envelope) -> OwnedHeaders {
-    let metadata = envelope_headers(envelope);
+fn record_headers(envelope: &Envelope, traceparent: Option<&str>) -> OwnedHeaders {
+    let metadata = envelope_headers(envelope, traceparent);
     let pairs = metadata
         .iter()
         .map(|(key, value)| (*key, value.as_str()))
@@ -54,20 +54,23 @@ fn record_headers(envelope: &Envelope) -> OwnedHeaders {
     owned_headers(pairs)
 }
 
-/// Publishes `envelopes` to `topic` in order and waits for every acknowledgement.
+/// Publishes `envelopes` to `topic` in order and waits for every acknowledgement; each
+/// record carries the trace context at its index in `traceparents` when there is one.
 pub(super) async fn publish(
     producer: &FutureProducer,
     topic: &str,
     envelopes: &[Envelope],
+    traceparents: &[Option<String>],
 ) -> Result<(), BusError> {
     let mut pending = VecDeque::with_capacity(envelopes.len());
-    for envelope in envelopes {
+    for (index, envelope) in envelopes.iter().enumerate() {
+        let traceparent = traceparents.get(index).and_then(Option::as_deref);
         let payload = serde_json::to_vec(envelope).map_err(unexpected)?;
         let key = envelope.aggregate_id.to_string();
         let mut record = FutureRecord::to(topic)
             .key(&key)
             .payload(&payload)
-            .headers(record_headers(envelope));
+            .headers(record_headers(envelope, traceparent));
         // Enqueue strictly in order: when the local queue is full, wait for the oldest
         // delivery and try the same record again.
         loop {

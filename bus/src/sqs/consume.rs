@@ -76,7 +76,15 @@ impl Receiver {
                 continue;
             };
             match decode_envelope(message.body().map(str::as_bytes)) {
-                Ok(envelope) => return Ok(Delivery::with_ack(envelope, self.deleting(receipt))),
+                Ok(envelope) => {
+                    let traceparent = message
+                        .message_attributes()
+                        .and_then(|attributes| attributes.get("traceparent"))
+                        .and_then(|value| value.string_value())
+                        .map(str::to_owned);
+                    let delivery = Delivery::with_ack(envelope, self.deleting(receipt));
+                    return Ok(delivery.traced(traceparent));
+                }
                 Err(error) => self.release_undecodable(receipt, &error).await,
             }
         }

@@ -139,10 +139,18 @@ impl SqsBus {
 
 #[async_trait]
 impl EventBus for SqsBus {
-    #[tracing::instrument(skip_all, fields(events = envelopes.len()))]
     async fn publish(&self, envelopes: &[Envelope]) -> Result<(), BusError> {
+        self.publish_traced(envelopes, &[]).await
+    }
+
+    #[tracing::instrument(name = "sns.publish", level = "debug", skip_all, fields(events = envelopes.len(), otel.kind = "producer"))]
+    async fn publish_traced(
+        &self,
+        envelopes: &[Envelope],
+        traceparents: &[Option<String>],
+    ) -> Result<(), BusError> {
         let topic_arn = self.topic_arn().await?;
-        let entries = publish::envelope_entries(envelopes)?;
+        let entries = publish::envelope_entries(envelopes, traceparents)?;
         publish::publish_entries(&self.sns, &topic_arn, entries).await?;
         metrics::counter!("catalog_bus_published_total", "bus" => "sns+sqs")
             .increment(envelopes.len() as u64);

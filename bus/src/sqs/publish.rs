@@ -33,21 +33,25 @@ pub(super) fn message_attributes(
         .collect()
 }
 
-/// The `PublishBatch` entries of catalog events, in order.
+/// The `PublishBatch` entries of catalog events, in order, each with the trace context at its
+/// index in `traceparents` when there is one.
 pub(super) fn envelope_entries(
     envelopes: &[Envelope],
+    traceparents: &[Option<String>],
 ) -> Result<Vec<PublishBatchRequestEntry>, BusError> {
     envelopes
         .iter()
         .enumerate()
         .map(|(index, envelope)| {
             let body = serde_json::to_string(envelope).map_err(unexpected)?;
+            let traceparent = traceparents.get(index).and_then(Option::as_deref);
+            let attributes = message_attributes(envelope_headers(envelope, traceparent))?;
             PublishBatchRequestEntry::builder()
                 .id(format!("e{index}"))
                 .message(body)
                 .message_group_id(envelope.aggregate_id.to_string())
                 .message_deduplication_id(envelope.event_id.to_string())
-                .set_message_attributes(Some(message_attributes(envelope_headers(envelope))?))
+                .set_message_attributes(Some(attributes))
                 .build()
                 .map_err(unexpected)
         })

@@ -10,6 +10,7 @@ mod common;
 
 mod balancer;
 mod prometheus;
+mod traces;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -94,6 +94,7 @@ pub fn metadata(user: &AuthUser, headers: &HeaderMap) -> EventMetadata {
         actor: Some(user.id.to_string()),
         correlation_id: request_id.clone(),
         causation_id: request_id,
+        traceparent: None,
     }
 }
 

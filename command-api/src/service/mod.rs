@@ -182,7 +182,6 @@ impl CommandService {
     }
 
     /// Creates a product after checking its category exists; the SKU is claimed atomically.
-    #[tracing::instrument(skip_all, fields(sku = %command.sku))]
     pub async fn create_product(
         &self,
         command: CreateProduct,
@@ -193,6 +192,7 @@ impl CommandService {
 
     /// [`Self::create_product`] for a request with an `Idempotency-Key`: the events take its
     /// claim, and a request an earlier attempt already created answers with that creation.
+    #[tracing::instrument(name = "command.create_product", level = "debug", skip_all, fields(sku = %command.sku))]
     pub async fn create_product_claimed(
         &self,
         command: CreateProduct,
@@ -391,7 +391,6 @@ impl CommandService {
     /// versions (else 412); without, a concurrent writer's win is absorbed by deciding again on
     /// the new version. Commands queued for one product are decided together and appended in
     /// one transaction ([`ProductWriter`]).
-    #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn execute(
         &self,
         id: Uuid,
@@ -405,6 +404,7 @@ impl CommandService {
 
     /// [`Self::execute`] for a request with an `Idempotency-Key`: its events take the claim,
     /// and a request an earlier attempt already applied answers with that attempt's events.
+    #[tracing::instrument(name = "command", level = "debug", skip_all, fields(product_id = %id, command = command.name()))]
     pub async fn execute_claimed(
         &self,
         id: Uuid,

@@ -25,6 +25,7 @@ use events::store::{EventStore, StoreError, StreamAppend, UniqueClaim, REQUEST_C
 use events::values::Slug;
 use events::{Envelope, EventMetadata};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{new_events, Accepted, CommandError};
@@ -187,9 +188,11 @@ impl ProductWriter {
         id: Uuid,
         command: ProductCommand,
         if_match: Option<Vec<u64>>,
-        metadata: EventMetadata,
+        mut metadata: EventMetadata,
         claim: Option<RequestClaim>,
     ) -> Result<Accepted, CommandError> {
+        // The batch runs in another task: the events keep this request's trace context.
+        metadata.traceparent = events::trace::current();
         let (answer, answered) = oneshot::channel();
         self.stripe(id)
             .pending
@@ -204,7 +207,8 @@ impl ProductWriter {
                 answer,
             });
         let writer = Arc::clone(self);
-        tokio::spawn(async move { writer.run_queued(id).await });
+        let batch = tracing::debug_span!("command.batch", product_id = %id);
+        tokio::spawn(async move { writer.run_queued(id).await }.instrument(batch));
         answered.await.unwrap_or_else(|_| {
             Err(CommandError::Store(StoreError::Unexpected(
                 "the command's batch stopped before answering".into(),

@@ -28,6 +28,7 @@ struct EventColumns {
     correlation_id: Vec<Option<String>>,
     causation_id: Vec<Option<String>>,
     data: Vec<String>,
+    traceparent: Vec<Option<String>>,
 }
 
 impl EventColumns {
@@ -44,6 +45,7 @@ impl EventColumns {
             .push(event.metadata.correlation_id.clone());
         self.causation_id.push(event.metadata.causation_id.clone());
         self.data.push(event.data.to_string());
+        self.traceparent.push(event.metadata.traceparent.clone());
     }
 }
 
@@ -112,7 +114,9 @@ WITH e AS (
         $9::text[], $10::text[], $11::text[]) AS u(p, i, t, v, a, av, o, ac, co, ca, d)
     RETURNING position, aggregate_id
 ), o AS (
-    INSERT INTO outbox (position, aggregate_id) SELECT position, aggregate_id FROM e WHERE $12
+    INSERT INTO outbox (position, aggregate_id, traceparent)
+    SELECT e.position, e.aggregate_id, u.tp FROM e
+    JOIN UNNEST($1::bigint[], $23::text[]) AS u(p, tp) ON u.p = e.position WHERE $12
 ), c AS (
     INSERT INTO unique_claims (scope, value, aggregate_id, position)
     SELECT * FROM UNNEST($13::text[], $14::text[], $15::uuid[], $22::bigint[])
@@ -163,6 +167,7 @@ async fn write_group(
         .bind(plan.last_position)
         .bind(OUTBOX_CHANNEL)
         .bind(&claims.position)
+        .bind(&events.traceparent)
         .execute(&mut **transaction)
         .await
         .map_err(write_error)?;

@@ -109,9 +109,22 @@ pub fn event_columns(alias: &str) -> String {
 
 #[async_trait]
 impl EventStore for PostgresEventStore {
-    #[tracing::instrument(skip_all, fields(streams = streams.len()))]
-    async fn append(&self, streams: Vec<StreamAppend>) -> Result<Vec<Envelope>, StoreError> {
+    #[tracing::instrument(name = "event_store.append", level = "debug", skip_all, fields(streams = streams.len()))]
+    async fn append(&self, mut streams: Vec<StreamAppend>) -> Result<Vec<Envelope>, StoreError> {
         validate_streams(&streams)?;
+        // The outbox rows keep this span's context (unless the command's own is there
+        // already, from a batch of several requests): the relay's publish is its child.
+        if let Some(traceparent) = events::trace::current() {
+            for event in streams
+                .iter_mut()
+                .flat_map(|stream| stream.events.iter_mut())
+            {
+                event
+                    .metadata
+                    .traceparent
+                    .get_or_insert_with(|| traceparent.clone());
+            }
+        }
         self.writer.append(streams).await
     }
 

@@ -100,6 +100,7 @@ pub fn history(products: &[Uuid], per_product: u64) -> Vec<NewEvent> {
                     actor: Some("tester".into()),
                     correlation_id: Some(Uuid::new_v4().to_string()),
                     causation_id: None,
+                    traceparent: None,
                 },
             ));
         }

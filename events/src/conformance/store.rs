@@ -37,6 +37,7 @@ pub fn sample_event(aggregate_id: Uuid, version: u64) -> NewEvent {
             actor: Some("tester".into()),
             correlation_id: Some(format!("corr-{version}")),
             causation_id: None,
+            traceparent: None,
         },
     )
 }

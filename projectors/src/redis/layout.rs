@@ -118,6 +118,10 @@ pub struct Invalidation {
     /// The category list (names, counts) changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub categories: bool,
+    /// The W3C trace context of the projector's work that published it (when traces are
+    /// exported): the query processes' invalidation joins that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Invalidation {
@@ -128,6 +132,7 @@ impl Invalidation {
             product: None,
             scopes: Vec::new(),
             categories: false,
+            traceparent: None,
         }
     }
 

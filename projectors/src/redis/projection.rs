@@ -112,6 +112,7 @@ pub fn product_invalidation(
         product: Some(product.id),
         scopes,
         categories: counts_moved,
+        traceparent: None,
     }
 }
 
@@ -139,8 +140,17 @@ impl RedisProjection {
         }
     }
 
+    /// The invalidation as published, with the current span's trace context when traces are
+    /// exported.
     pub(super) fn message(&self, invalidation: &Invalidation) -> String {
-        serde_json::to_string(invalidation).unwrap_or_default()
+        let encoded = match events::trace::current() {
+            Some(traceparent) => serde_json::to_string(&Invalidation {
+                traceparent: Some(traceparent),
+                ..invalidation.clone()
+            }),
+            None => serde_json::to_string(invalidation),
+        };
+        encoded.unwrap_or_default()
     }
 
     /// The generation pointer as Redis holds it (missing: 1).

@@ -141,6 +141,15 @@ impl WatchedL1 {
     }
 
     fn apply(&self, invalidation: &Invalidation) {
+        // A child of the projector's work that published it, when that was traced.
+        let span = tracing::debug_span!(
+            "cache.invalidate",
+            otel.kind = "consumer",
+            position = invalidation.position,
+            product = invalidation.product.map(|id| id.to_string()),
+        );
+        events::trace::follow(&span, invalidation.traceparent.as_deref());
+        let _entered = span.enter();
         self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.l1.drop_changed(invalidation);
         self.watermark.advance(invalidation.position);

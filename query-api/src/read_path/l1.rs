@@ -167,6 +167,15 @@ where
 pub(super) fn record(layer: &'static str, result: &'static str) {
     metrics::counter!("catalog_cache_requests_total", "layer" => layer, "result" => result)
         .increment(1);
+    // On the read's span (`read.cache`), when traces are exported.
+    if !events::trace::enabled() {
+        return;
+    }
+    match layer {
+        "l1" => tracing::Span::current().record("cache.l1", result),
+        "redis" => tracing::Span::current().record("cache.redis", result),
+        _ => &tracing::Span::none(),
+    };
 }
 
 #[cfg(test)]

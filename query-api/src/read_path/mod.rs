@@ -48,6 +48,7 @@ use projectors::read_model::{
 };
 use projectors::redis::RedisReadModel;
 use redis_client::RedisConfig;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use database::Database;
@@ -143,6 +144,33 @@ impl LayeredReadModel {
     /// cached under `key`. When every layer fails, the entry that was there answers if it is
     /// within `stale_if_error` and no position was required, marked stale ([`stale`]).
     async fn read_through<K, T, F, Fut>(
+        &self,
+        cache: &Cache<K, Cached<T>>,
+        key: K,
+        at: MinPosition,
+        fresh_for: Duration,
+        read: F,
+    ) -> Result<Cached<T>, ReadModelError>
+    where
+        K: Hash + Eq + Send + Sync + Clone + 'static,
+        T: Clone + Send + Sync + 'static,
+        F: Fn(Arc<dyn CatalogReadModel>) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, ReadModelError>> + Send,
+    {
+        // One span per read: the l1 result, and Redis's when it was asked ("cache.l1",
+        // "cache.redis": hit, miss, stale, incomplete, error); a miss on both read a database.
+        let span = tracing::debug_span!(
+            "read.cache",
+            cache.l1 = tracing::field::Empty,
+            cache.redis = tracing::field::Empty,
+        );
+        self.read_through_layers(cache, key, at, fresh_for, read)
+            .instrument(span)
+            .await
+    }
+
+    /// [`Self::read_through`] inside its span.
+    async fn read_through_layers<K, T, F, Fut>(
         &self,
         cache: &Cache<K, Cached<T>>,
         key: K,

@@ -93,6 +93,7 @@ fn metadata() -> EventMetadata {
         actor: Some("tester".into()),
         correlation_id: None,
         causation_id: None,
+        traceparent: None,
     }
 }
 
