@@ -633,4 +633,3 @@ mod tests {
         assert_eq!(watermark.stale_tail(Duration::ZERO), Some(5));
     }
 }
-

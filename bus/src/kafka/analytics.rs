@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use events::analytics::AnalyticsEnvelope;
 use events::bus::BusError;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -50,7 +50,7 @@ pub(super) async fn publish_analytics(
 
 /// Reads the shopper analytics topic; see [`crate::analytics::AnalyticsConsumer`].
 pub struct KafkaAnalyticsConsumer {
-    consumer: StreamConsumer,
+    consumer: super::consume::GroupConsumer,
 }
 
 impl KafkaAnalyticsConsumer {

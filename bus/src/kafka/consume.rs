@@ -9,13 +9,46 @@ use std::sync::Arc;
 
 use events::bus::{Acknowledge, BusError, Delivery, EventStream};
 use futures::future::BoxFuture;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
 use rdkafka::Message;
 
 use super::config::KafkaConfig;
 use crate::error::unavailable;
 use crate::headers::decode_envelope;
+
+/// A group's consumer, reporting its lag.
+pub(super) type GroupConsumer = StreamConsumer<LagReporting>;
+
+/// Sets `catalog_bus_consumer_lag{subscriber,partition}` from librdkafka's statistics (every
+/// 5 s): the messages of each assigned partition after the group's position, per consumer.
+pub(super) struct LagReporting {
+    subscriber: String,
+}
+
+impl ClientContext for LagReporting {
+    fn stats(&self, statistics: Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, stats) in &topic.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; a lag of -1 is unknown.
+                if *partition < 0 || stats.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!(
+                    "catalog_bus_consumer_lag",
+                    "subscriber" => self.subscriber.clone(),
+                    "topic" => topic.topic.clone(),
+                    "partition" => partition.to_string(),
+                )
+                .set(stats.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporting {}
 
 /// A consumer in the group of `subscriber`, subscribed to `topic`. Options given on the URL
 /// (`rdkafka.<option>=`) override these defaults.
@@ -23,7 +56,7 @@ pub(super) fn consumer(
     config: &KafkaConfig,
     subscriber: &str,
     topic: &str,
-) -> Result<StreamConsumer, BusError> {
+) -> Result<GroupConsumer, BusError> {
     let mut client = config.client_config();
     client
         .set("group.id", format!("catalog.{subscriber}"))
@@ -33,10 +66,14 @@ pub(super) fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        .set("statistics.interval.ms", "5000");
     config.apply_client_options(&mut client);
-    let consumer: StreamConsumer = client
-        .create()
+    let context = LagReporting {
+        subscriber: subscriber.to_owned(),
+    };
+    let consumer: GroupConsumer = client
+        .create_with_context(context)
         .map_err(|error| BusError::Invalid(format!("cannot create a Kafka consumer: {error}")))?;
     consumer.subscribe(&[topic]).map_err(unavailable)?;
     Ok(consumer)
@@ -58,7 +95,7 @@ pub(super) fn subscribe(config: &KafkaConfig, subscriber: &str) -> Result<EventS
 
 /// The next message that is an envelope, as a delivery.
 async fn next_delivery(
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<GroupConsumer>,
     subscriber: &str,
 ) -> Result<Delivery, BusError> {
     loop {

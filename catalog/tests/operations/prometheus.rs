@@ -29,6 +29,7 @@ const REQUIRED_METRICS: &[&str] = &[
     "catalog_projection_lag_events",
     "catalog_projection_lag_age_seconds",
     "catalog_projection_parked",
+    "catalog_bus_consumer_lag",
     "catalog_outbox_backlog",
     "catalog_outbox_oldest_age_seconds",
     "catalog_circuit_open",
