@@ -23,3 +23,16 @@ pub async fn login(client: &Client, url: &str, email: &str, password: &str) -> S
     }
     panic!("cannot log in");
 }
+
+/// Creates category `tools` ("Tools") at `url` (the categories route) as the admin of `token`.
+#[allow(dead_code)] // not every test binary that shares this module creates one
+pub async fn create_tools_category(client: &Client, url: &str, token: &str) {
+    let category = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({"slug": "tools", "name": "Tools"}))
+        .send()
+        .await
+        .expect("category");
+    assert_eq!(category.status(), 201, "creating category tools");
+}

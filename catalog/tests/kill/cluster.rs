@@ -62,14 +62,27 @@ impl Cluster {
                 ("query", "query"),
             ],
         );
-        // The command role creates the signing key the query role verifies with.
-        cluster.spawn("command");
-        cluster.wait_ready("command");
-        cluster.spawn("projectors");
-        cluster.spawn("query");
-        cluster.wait_ready("projectors");
-        cluster.wait_ready("query");
+        cluster.start_all();
         cluster
+    }
+
+    /// Starts every role and waits until each is ready: `command` first, since it creates the
+    /// signing key the others verify with, then the others at once.
+    pub fn start_all(&mut self) {
+        self.spawn("command");
+        self.wait_ready("command");
+        let others: Vec<&'static str> = self
+            .roles
+            .iter()
+            .map(|role| role.name)
+            .filter(|name| *name != "command")
+            .collect();
+        for name in &others {
+            self.spawn(name);
+        }
+        for name in others {
+            self.wait_ready(name);
+        }
     }
 
     fn role(&mut self, name: &str) -> &mut Role {

@@ -243,14 +243,8 @@ async fn admin_with_tools(cluster: &Cluster, timeout_seconds: u64) -> (Client, S
         .build()
         .expect("client");
     let token = login(&client, &cluster.url("command", "/api/auth/login")).await;
-    let category = client
-        .post(cluster.url("command", "/api/categories"))
-        .bearer_auth(&token)
-        .json(&json!({"slug": "tools", "name": "Tools"}))
-        .send()
-        .await
-        .expect("category");
-    assert_eq!(category.status(), 201);
+    let categories = cluster.url("command", "/api/categories");
+    common::create_tools_category(&client, &categories, &token).await;
     (client, token)
 }
 

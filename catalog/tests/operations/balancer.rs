@@ -72,14 +72,7 @@ async fn a_query_process_killed_or_stopped_under_load_costs_no_shopper_an_error(
             ("query2", "query"),
         ],
     );
-    cluster.spawn("command");
-    cluster.wait_ready("command");
-    for name in ["projectors", "query1", "query2"] {
-        cluster.spawn(name);
-    }
-    for name in ["projectors", "query1", "query2"] {
-        cluster.wait_ready(name);
-    }
+    cluster.start_all();
     let seeded = seed_products(&cluster, 20).await;
     let (client, ids) = (seeded.client, seeded.ids);
     for name in ["query1", "query2"] {

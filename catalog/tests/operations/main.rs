@@ -108,14 +108,8 @@ async fn seed_products(cluster: &Cluster, count: usize) -> Seeded {
         ADMIN_PASSWORD,
     )
     .await;
-    let category = client
-        .post(cluster.url("command", "/api/categories"))
-        .bearer_auth(&token)
-        .json(&json!({"slug": "tools", "name": "Tools"}))
-        .send()
-        .await
-        .expect("category");
-    assert_eq!(category.status(), 201);
+    let categories = cluster.url("command", "/api/categories");
+    common::create_tools_category(&client, &categories, &token).await;
     let (mut ids, mut position) = (Vec::new(), 0);
     for index in 0..count {
         let response = client

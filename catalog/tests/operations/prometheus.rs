@@ -242,12 +242,7 @@ async fn prometheus_scrapes_every_role_evaluates_every_rule_and_answers_the_dash
         ],
     );
     cluster.set_role_env("query", "DATABASE_READ_URL", &replica);
-    cluster.spawn("command");
-    cluster.wait_ready("command");
-    cluster.spawn("projectors");
-    cluster.spawn("query");
-    cluster.wait_ready("projectors");
-    cluster.wait_ready("query");
+    cluster.start_all();
     let seeded = seed_products(&cluster, 5).await;
     let client = seeded.client;
     let url = cluster.url("query", "/api/categories");

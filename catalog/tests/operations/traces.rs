@@ -278,26 +278,15 @@ async fn one_write_and_the_read_that_waits_for_it_are_one_trace_across_three_pro
             ("query", "query"),
         ],
     );
-    cluster.spawn("command");
-    cluster.wait_ready("command");
-    cluster.spawn("projectors");
-    cluster.spawn("query");
-    cluster.wait_ready("projectors");
-    cluster.wait_ready("query");
+    cluster.start_all();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
     let login = cluster.url("command", "/api/auth/login");
     let token = common::login(&client, &login, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let category = client
-        .post(cluster.url("command", "/api/categories"))
-        .bearer_auth(&token)
-        .json(&json!({"slug": "tools", "name": "Tools"}))
-        .send()
-        .await
-        .expect("category");
-    assert_eq!(category.status(), 201);
+    let categories = cluster.url("command", "/api/categories");
+    common::create_tools_category(&client, &categories, &token).await;
 
     // The client (a browser, a gateway) starts the trace and sends its context along.
     let trace = uuid::Uuid::new_v4().simple().to_string();

@@ -48,7 +48,6 @@ use projectors::read_model::{
 };
 use projectors::redis::RedisReadModel;
 use redis_client::RedisConfig;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use database::Database;
@@ -142,35 +141,16 @@ impl LayeredReadModel {
     /// The one layered read: the L1 entry under `key` when it is fresh (`fresh_for`) and
     /// correct at `at`, else `read` on Redis, else on the replica (or the primary), the answer
     /// cached under `key`. When every layer fails, the entry that was there answers if it is
-    /// within `stale_if_error` and no position was required, marked stale ([`stale`]).
+    /// within `stale_if_error` and no position was required, marked stale ([`stale`]). Its
+    /// span records L1's result and Redis's when it was asked (`cache.l1`, `cache.redis`: hit,
+    /// miss, stale, incomplete, error); a miss on both read a database.
+    #[tracing::instrument(
+        name = "read.cache",
+        level = "debug",
+        skip_all,
+        fields(cache.l1 = tracing::field::Empty, cache.redis = tracing::field::Empty)
+    )]
     async fn read_through<K, T, F, Fut>(
-        &self,
-        cache: &Cache<K, Cached<T>>,
-        key: K,
-        at: MinPosition,
-        fresh_for: Duration,
-        read: F,
-    ) -> Result<Cached<T>, ReadModelError>
-    where
-        K: Hash + Eq + Send + Sync + Clone + 'static,
-        T: Clone + Send + Sync + 'static,
-        F: Fn(Arc<dyn CatalogReadModel>) -> Fut + Send + Sync,
-        Fut: Future<Output = Result<T, ReadModelError>> + Send,
-    {
-        // One span per read: the l1 result, and Redis's when it was asked ("cache.l1",
-        // "cache.redis": hit, miss, stale, incomplete, error); a miss on both read a database.
-        let span = tracing::debug_span!(
-            "read.cache",
-            cache.l1 = tracing::field::Empty,
-            cache.redis = tracing::field::Empty,
-        );
-        self.read_through_layers(cache, key, at, fresh_for, read)
-            .instrument(span)
-            .await
-    }
-
-    /// [`Self::read_through`] inside its span.
-    async fn read_through_layers<K, T, F, Fut>(
         &self,
         cache: &Cache<K, Cached<T>>,
         key: K,
