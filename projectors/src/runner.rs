@@ -206,12 +206,17 @@ impl Projector {
         self.status.read().clone()
     }
 
+    /// The head of the store this projector reads from.
+    pub async fn store_head(&self) -> Result<u64, events::store::StoreError> {
+        self.store.head().await
+    }
+
     /// Sets the lag gauges an operator alerts on: `catalog_projection_lag_events` (the
     /// store's head minus this view's position) and `catalog_projection_lag_age_seconds` (how
     /// long ago the oldest event this view has not applied was accepted; 0 when caught up),
-    /// both by projector and live generation. Two primary-key reads of the store.
-    pub async fn record_lag(&self) -> Result<(), events::store::StoreError> {
-        let head = self.store.head().await?;
+    /// both by projector and live generation, against the store's `head`. One primary-key
+    /// read of the store when the view is behind.
+    pub async fn record_lag(&self, head: u64) -> Result<(), events::store::StoreError> {
         let status = self.status();
         let behind = head.saturating_sub(status.position);
         let age = match behind {

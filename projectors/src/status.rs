@@ -25,12 +25,22 @@ where
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tick.tick().await;
+        // The projectors of one process read one store: its head once a beat.
+        let head = match projectors.first().map(Projector::store_head) {
+            Some(head) => head.await,
+            None => continue,
+        };
+        if let Err(error) = &head {
+            tracing::debug!(%error, "cannot read the store's head for the projectors' lag");
+        }
         for projector in &projectors {
             if let Err(error) = write(projector.status()).await {
                 tracing::debug!(%error, "cannot report projector status");
             }
-            if let Err(error) = projector.record_lag().await {
-                tracing::debug!(%error, "cannot measure projector lag");
+            if let Ok(head) = head {
+                if let Err(error) = projector.record_lag(head).await {
+                    tracing::debug!(%error, "cannot measure projector lag");
+                }
             }
         }
     }

@@ -287,23 +287,9 @@ async fn wait_for_head(client: &Client, cluster: &Cluster, database_url: &str, w
         pool.close().await;
         head
     };
-    let deadline = Instant::now() + within;
-    loop {
-        let response = client
-            .get(cluster.url("query", "/api/categories"))
-            .header("X-Min-Position", head.to_string())
-            .send()
-            .await;
-        if matches!(&response, Ok(r) if r.status() == 200) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the query view never reached position {head}; projectors log:\n{}",
-            cluster.log("projectors")
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let url = cluster.url("query", "/api/categories");
+    let log = || format!("; projectors log:\n{}", cluster.log("projectors"));
+    common::wait_for_position(client, &url, head as u64, within, log).await;
 }
 
 /// A topic and queues of their own on moto, set up with `catalog bus setup`: the bus URL and

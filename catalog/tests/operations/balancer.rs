@@ -79,18 +79,7 @@ async fn a_query_process_killed_or_stopped_under_load_costs_no_shopper_an_error(
         let url = cluster.url(name, "/api/categories");
         wait_for_position(&client, &url, seeded.position).await;
     }
-    let address = |name: &str| {
-        cluster
-            .url(name, "")
-            .trim_start_matches("http://")
-            .to_owned()
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let haproxy = Haproxy::start(
-        [address("command"), address("command")],
-        [address("query1"), address("query2")],
-        dir.path(),
-    );
+    let haproxy = Haproxy::start(&cluster, ["command", "command"], ["query1", "query2"]);
     for server in ["query1", "query2"] {
         haproxy
             .wait_for_status(&client, "query", server, "UP")

@@ -135,24 +135,9 @@ async fn seed_products(cluster: &Cluster, count: usize) -> Seeded {
     }
 }
 
-/// Waits until `url` answers `X-Min-Position: position` with 200.
+/// Waits until `url` answers `X-Min-Position: position` with 200 (within 60 s).
 async fn wait_for_position(client: &Client, url: &str, position: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = client
-            .get(url)
-            .header("X-Min-Position", position.to_string())
-            .send()
-            .await;
-        if matches!(&response, Ok(r) if r.status() == 200) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} never reached position {position}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_for_position(client, url, position, Duration::from_secs(60), String::new).await;
 }
 
 /// HAProxy running `docker/haproxy/haproxy.cfg` in the foreground, killed on drop.
@@ -161,26 +146,32 @@ struct Haproxy {
     pub public: u16,
     pub stats: u16,
     log: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Haproxy {
-    /// `command` and `query` are the instances' `host:port`s (two of each in the file; a
-    /// single command instance is named twice).
-    fn start(command: [String; 2], query: [String; 2], dir: &Path) -> Haproxy {
+    /// In front of the cluster's roles named in `command` and `query` (two of each in the
+    /// file; a single command instance is named twice).
+    fn start(cluster: &Cluster, command: [&str; 2], query: [&str; 2]) -> Haproxy {
+        let address = |name: &str| {
+            let url = cluster.url(name, "");
+            url.trim_start_matches("http://").to_owned()
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
         let haproxy = installed("haproxy", "haproxy");
         let (public, stats) = (testkit::free_port(), testkit::free_port());
         let config = repository_file("docker/haproxy/haproxy.cfg");
-        let log = dir.join("haproxy.log");
+        let log = dir.path().join("haproxy.log");
         let output = std::fs::File::create(&log).expect("haproxy log");
         let child = Command::new(haproxy)
             .args(["-db", "-f"])
             .arg(&config)
             .env("CATALOG_HAPROXY_LISTEN", format!("127.0.0.1:{public}"))
             .env("CATALOG_HAPROXY_STATS", format!("127.0.0.1:{stats}"))
-            .env("CATALOG_COMMAND_1", &command[0])
-            .env("CATALOG_COMMAND_2", &command[1])
-            .env("CATALOG_QUERY_1", &query[0])
-            .env("CATALOG_QUERY_2", &query[1])
+            .env("CATALOG_COMMAND_1", address(command[0]))
+            .env("CATALOG_COMMAND_2", address(command[1]))
+            .env("CATALOG_QUERY_1", address(query[0]))
+            .env("CATALOG_QUERY_2", address(query[1]))
             .stdin(Stdio::null())
             .stdout(output.try_clone().expect("log"))
             .stderr(output)
@@ -191,6 +182,7 @@ impl Haproxy {
             public,
             stats,
             log,
+            _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", public)).is_err() {

@@ -254,18 +254,11 @@ async fn prometheus_scrapes_every_role_evaluates_every_rule_and_answers_the_dash
             assert_eq!(response.status(), 200);
         }
     }
+    let haproxy = Haproxy::start(&cluster, ["command", "command"], ["query", "query"]);
     let address = |name: &str| {
-        cluster
-            .url(name, "")
-            .trim_start_matches("http://")
-            .to_owned()
+        let url = cluster.url(name, "");
+        url.trim_start_matches("http://").to_owned()
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let haproxy = Haproxy::start(
-        [address("command"), address("command")],
-        [address("query"), address("query")],
-        dir.path(),
-    );
     let prometheus = Prometheus::start(
         json!([
             {"targets": [address("command")], "labels": {"role": "command"}},

@@ -270,15 +270,7 @@ async fn one_write_and_the_read_that_waits_for_it_are_one_trace_across_three_pro
         // Export every 100 ms instead of every 5 s.
         ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
     ]);
-    let mut cluster = Cluster::new(
-        environment,
-        &[
-            ("command", "command"),
-            ("projectors", "projectors"),
-            ("query", "query"),
-        ],
-    );
-    cluster.start_all();
+    let cluster = Cluster::start(environment);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

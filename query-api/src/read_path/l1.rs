@@ -171,11 +171,12 @@ pub(super) fn record(layer: &'static str, result: &'static str) {
     if !events::trace::enabled() {
         return;
     }
-    match layer {
-        "l1" => tracing::Span::current().record("cache.l1", result),
-        "redis" => tracing::Span::current().record("cache.redis", result),
-        _ => &tracing::Span::none(),
+    let field = match layer {
+        "l1" => "cache.l1",
+        "redis" => "cache.redis",
+        _ => return,
     };
+    tracing::Span::current().record(field, result);
 }
 
 #[cfg(test)]
