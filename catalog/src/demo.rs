@@ -296,11 +296,10 @@ fn product(rng: &mut StdRng, run: &str, index: usize) -> ProductCreated {
             adjective_lower = adjective.to_lowercase(),
             noun_lower = noun.to_lowercase(),
         ),
-        images: vec![format!(
-            "https://images.example.com/{}/{}.jpg",
-            spec.slug,
-            sku.to_lowercase()
-        )],
+        // No made-up addresses of another site: the storefront would try to load them (and
+        // its Content-Security-Policy refuse them). Demo products show a placeholder until an
+        // admin uploads an image.
+        images: Vec::new(),
         sku,
         name,
         category: spec.slug.to_owned(),

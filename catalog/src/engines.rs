@@ -19,6 +19,7 @@ use event_store::postgres::PostgresDatabase;
 use event_store::sqlite::SqliteDatabase;
 use events::bus::{EventBus, InProcessBus};
 use events::store::EventStore;
+use images::ImageStore;
 
 use crate::config::EngineConfig;
 
@@ -55,18 +56,21 @@ pub struct Engines {
     /// The external bus, when `CATALOG_BUS` is set (the relay publishes to it).
     pub configured_bus: Option<ConfiguredBus>,
     pub commands: Arc<CommandService>,
+    /// Where uploaded images go: `CATALOG_IMAGES`'s bucket, else `<data dir>/images`.
+    pub images: Arc<dyn ImageStore>,
 }
 
 impl Engines {
     pub async fn open(data_dir: &Path, config: &EngineConfig) -> anyhow::Result<Self> {
         config.check()?;
+        let images = open_images(data_dir, config).await?;
         match &config.database_url {
-            None => Self::open_embedded(data_dir).await,
-            Some(url) => Self::open_distributed(url, config).await,
+            None => Self::open_embedded(data_dir, images).await,
+            Some(url) => Self::open_distributed(url, config, images).await,
         }
     }
 
-    async fn open_embedded(data_dir: &Path) -> anyhow::Result<Self> {
+    async fn open_embedded(data_dir: &Path, images: Arc<dyn ImageStore>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
         let path = data_dir.join("catalog.db");
@@ -84,10 +88,15 @@ impl Engines {
             bus,
             configured_bus: None,
             commands,
+            images,
         })
     }
 
-    async fn open_distributed(url: &str, config: &EngineConfig) -> anyhow::Result<Self> {
+    async fn open_distributed(
+        url: &str,
+        config: &EngineConfig,
+        images: Arc<dyn ImageStore>,
+    ) -> anyhow::Result<Self> {
         let database = PostgresDatabase::connect(url, config.database_pool_size)
             .await
             .context("DATABASE_URL")?;
@@ -135,6 +144,7 @@ impl Engines {
             bus,
             configured_bus,
             commands,
+            images,
         })
     }
 
@@ -269,4 +279,28 @@ fn owner_only(data_dir: &Path, store: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The image store `CATALOG_IMAGES` names (the bucket must exist: a missing one is a clear
+/// error at start, like a missing topic), else files under `<data dir>/images`, served at
+/// `/images/{name}`.
+async fn open_images(
+    data_dir: &Path,
+    config: &EngineConfig,
+) -> anyhow::Result<Arc<dyn ImageStore>> {
+    match &config.images_url {
+        Some(url) => {
+            let parsed = images::ImagesConfig::from_url(url).map_err(anyhow::Error::msg)?;
+            let bucket = parsed.bucket.clone();
+            let store = images::S3ImageStore::connect(parsed).await;
+            store.check().await.with_context(|| {
+                format!("CATALOG_IMAGES: bucket {bucket} does not answer (create it, or check the endpoint and credentials)")
+            })?;
+            Ok(Arc::new(store))
+        }
+        None => Ok(Arc::new(
+            images::FsImageStore::open(data_dir.join("images"), "/images")
+                .context("cannot open the image directory")?,
+        )),
+    }
 }

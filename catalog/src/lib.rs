@@ -27,3 +27,4 @@ pub mod readiness;
 pub mod roles;
 pub mod seed;
 pub mod startup;
+pub mod ui;

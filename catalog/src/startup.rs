@@ -105,7 +105,18 @@ impl Application {
         let router = web::middleware::with_http_layers(
             mounted
                 .router
-                .merge(operations_routes(mounted.checks, draining.clone())),
+                .merge(operations_routes(mounted.checks, draining.clone()))
+                .merge(crate::ui::routes(
+                    crate::ui::Pages {
+                        storefront: parts.query,
+                        admin: parts.command,
+                    },
+                    engines.images.foreign_origin().as_deref(),
+                ))
+                .merge(match parts.query || parts.command {
+                    true => crate::ui::image_routes(engines.images.clone()),
+                    false => Router::new(),
+                }),
             policy,
         );
         let listener = bind(&config.listen, config.reuse_port)

@@ -4,16 +4,16 @@
 //! `validation`'s job.
 
 use events::{
-    CatalogEvent, CategoryCreated, Envelope, PriceChanged, ProductArchived, ProductCreated,
-    ProductDetailsChanged, ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded,
-    StockAdjusted, SynonymsChanged,
+    CatalogEvent, CategoryCreated, Envelope, ImageRemoved, ImagesAdded, PriceChanged,
+    ProductArchived, ProductCreated, ProductDetailsChanged, ProductPublished, ProductStatus,
+    ProductUnpublished, SaleRecorded, StockAdjusted, SynonymsChanged,
 };
 
 use events::values::Quantity;
 
 use crate::commands::{
-    AdjustStock, ChangeDetails, ChangePrice, CreateCategory, CreateProduct, ProductCommand,
-    RecordSale, SetSynonyms,
+    AddImage, AdjustStock, ChangeDetails, ChangePrice, CreateCategory, CreateProduct,
+    ProductCommand, RecordSale, RemoveImage, SetSynonyms,
 };
 
 /// A command the product's current state does not allow.
@@ -35,12 +35,21 @@ pub enum DomainError {
     NotPublished,
     #[error("the change would overflow a counter")]
     Overflow,
+    #[error("the product has this image already")]
+    ImageAlreadyAdded,
+    #[error("the product has {MAX_IMAGES} images, the most it may have")]
+    TooManyImages,
+    #[error("the product has no uploaded image with this id")]
+    ImageNotFound,
 }
+
+/// The most images a product may have (uploaded or by URL).
+pub const MAX_IMAGES: usize = 20;
 
 /// The format of [`Product`]'s snapshots: bump it whenever the state's fields or their meaning
 /// change, and the store's snapshots of the old format are ignored (and replaced by new ones
 /// as products are written).
-pub const PRODUCT_STATE_VERSION: u32 = 1;
+pub const PRODUCT_STATE_VERSION: u32 = 2;
 
 /// The state a product's decisions need (also what its snapshots hold).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -53,6 +62,12 @@ pub struct Product {
     pub category: String,
     /// The current price, for `PriceChanged.previous_price_cents`.
     pub price_cents: Option<i64>,
+    /// The product's `images` (URLs), to bound their number and name what a removal removes.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// The uploaded images among them: (image id, page URL).
+    #[serde(default)]
+    pub uploaded: Vec<(String, String)>,
 }
 
 impl Product {
@@ -108,11 +123,30 @@ impl Product {
                 self.stock = created.stock;
                 self.category = created.category.clone();
                 self.price_cents = Some(created.price_cents);
+                self.images = created.images.clone();
             }
             CatalogEvent::ProductDetailsChanged(changed) => {
                 if let Some(category) = &changed.category {
                     self.category = category.clone();
                 }
+                if let Some(images) = &changed.images {
+                    self.images = images.clone();
+                    self.uploaded.retain(|(_, url)| images.contains(url));
+                }
+            }
+            CatalogEvent::ImagesAdded(added) => {
+                for image in &added.images {
+                    if !self.images.contains(&image.url) {
+                        self.images.push(image.url.clone());
+                    }
+                    if !self.uploaded.iter().any(|(id, _)| *id == image.id) {
+                        self.uploaded.push((image.id.clone(), image.url.clone()));
+                    }
+                }
+            }
+            CatalogEvent::ImageRemoved(removed) => {
+                self.images.retain(|url| *url != removed.url);
+                self.uploaded.retain(|(id, _)| *id != removed.image_id);
             }
             CatalogEvent::StockAdjusted(adjusted) => self.stock += adjusted.delta,
             CatalogEvent::SaleRecorded(sale) => {
@@ -155,6 +189,8 @@ impl Product {
             ProductCommand::ChangePrice(change) => self.change_price(change),
             ProductCommand::AdjustStock(adjustment) => self.adjust_stock(adjustment)?,
             ProductCommand::RecordSale(sale) => self.record_sale(*sale)?,
+            ProductCommand::AddImage(add) => self.add_image(add)?,
+            ProductCommand::RemoveImage(remove) => self.remove_image(remove)?,
             ProductCommand::Publish => {
                 if status == ProductStatus::Published {
                     return Err(DomainError::AlreadyPublished);
@@ -213,6 +249,32 @@ impl Product {
         Ok(CatalogEvent::StockAdjusted(StockAdjusted {
             delta,
             reason: adjustment.reason.as_ref().map(ToString::to_string),
+        }))
+    }
+
+    fn add_image(&self, add: &AddImage) -> Result<CatalogEvent, DomainError> {
+        if self.uploaded.iter().any(|(id, _)| *id == add.image.id)
+            || self.images.contains(&add.image.url)
+        {
+            return Err(DomainError::ImageAlreadyAdded);
+        }
+        if self.images.len() >= MAX_IMAGES {
+            return Err(DomainError::TooManyImages);
+        }
+        Ok(CatalogEvent::ImagesAdded(ImagesAdded {
+            images: vec![add.image.clone()],
+        }))
+    }
+
+    fn remove_image(&self, remove: &RemoveImage) -> Result<CatalogEvent, DomainError> {
+        let (image_id, url) = self
+            .uploaded
+            .iter()
+            .find(|(id, _)| *id == remove.image_id)
+            .ok_or(DomainError::ImageNotFound)?;
+        Ok(CatalogEvent::ImageRemoved(ImageRemoved {
+            image_id: image_id.clone(),
+            url: url.clone(),
         }))
     }
 
@@ -289,327 +351,4 @@ impl SearchSettings {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use events::values::{
-        Currency, Description, Name, PriceCents, SaleQuantity, Sku, Slug, StockDelta,
-    };
-
-    use super::*;
-
-    fn create_kettle(stock: i64, status: ProductStatus) -> CreateProduct {
-        CreateProduct {
-            sku: Sku::parse("SKU-1").expect("valid"),
-            name: Name::parse("Kettle").expect("valid"),
-            description: Description::parse("").expect("valid"),
-            category: Slug::parse("kitchen").expect("valid"),
-            brand: None,
-            price_cents: PriceCents::parse(2599).expect("valid"),
-            currency: Currency::parse("EUR").expect("valid"),
-            stock: Quantity::parse(stock).expect("valid"),
-            status,
-            attributes: BTreeMap::new(),
-            images: Vec::new(),
-        }
-    }
-
-    fn created(stock: i64, status: ProductStatus) -> CatalogEvent {
-        CatalogEvent::ProductCreated(ProductCreated {
-            sku: "SKU-1".into(),
-            name: "Kettle".into(),
-            description: String::new(),
-            category: "kitchen".into(),
-            brand: None,
-            price_cents: 2599,
-            currency: "EUR".into(),
-            stock,
-            status,
-            attributes: BTreeMap::new(),
-            images: Vec::new(),
-        })
-    }
-
-    fn given(events: &[CatalogEvent]) -> Product {
-        let mut product = Product::default();
-        for (index, event) in events.iter().enumerate() {
-            product.apply(event);
-            product.version = index as u64 + 1;
-        }
-        product
-    }
-
-    fn sale(quantity: i64) -> ProductCommand {
-        ProductCommand::RecordSale(RecordSale {
-            quantity: SaleQuantity::parse(quantity).expect("valid"),
-        })
-    }
-
-    fn adjust(delta: i64) -> ProductCommand {
-        ProductCommand::AdjustStock(AdjustStock {
-            delta: StockDelta::parse(delta).expect("valid"),
-            reason: None,
-        })
-    }
-
-    #[test]
-    fn creating_a_product_records_every_field_of_the_command() {
-        assert_eq!(
-            Product::create(&create_kettle(5, ProductStatus::Published)),
-            vec![created(5, ProductStatus::Published)]
-        );
-    }
-
-    #[test]
-    fn creating_a_category_records_its_slug_name_and_parent() {
-        let command = CreateCategory {
-            slug: Slug::parse("audio").expect("valid"),
-            name: Name::parse("Audio").expect("valid"),
-            parent: Some(Slug::parse("electronics").expect("valid")),
-        };
-        assert_eq!(
-            Category::create(&command),
-            vec![CatalogEvent::CategoryCreated(CategoryCreated {
-                slug: "audio".into(),
-                name: "Audio".into(),
-                parent: Some("electronics".into()),
-            })]
-        );
-    }
-
-    #[test]
-    fn a_sale_lowers_stock_and_raises_sales() {
-        let product = given(&[created(5, ProductStatus::Published)]);
-        let events = product.decide(&sale(2)).expect("accepted");
-        assert_eq!(
-            events,
-            vec![CatalogEvent::SaleRecorded(SaleRecorded { quantity: 2 })]
-        );
-        let after = given(&[created(5, ProductStatus::Published), events[0].clone()]);
-        assert_eq!((after.stock, after.sales, after.version), (3, 2, 2));
-    }
-
-    #[test]
-    fn a_sale_beyond_stock_is_refused() {
-        let product = given(&[created(1, ProductStatus::Published)]);
-        assert_eq!(
-            product.decide(&sale(2)),
-            Err(DomainError::InsufficientStock {
-                stock: 1,
-                quantity: 2
-            })
-        );
-    }
-
-    #[test]
-    fn a_price_change_records_the_price_it_replaces() {
-        let product = given(&[created(0, ProductStatus::Draft)]);
-        let command = ProductCommand::ChangePrice(ChangePrice {
-            price_cents: PriceCents::parse(1999).expect("valid"),
-            currency: Currency::parse("USD").expect("valid"),
-        });
-        assert_eq!(
-            product.decide(&command),
-            Ok(vec![CatalogEvent::PriceChanged(PriceChanged {
-                price_cents: 1999,
-                currency: "USD".into(),
-                previous_price_cents: Some(2599),
-            })])
-        );
-    }
-
-    #[test]
-    fn a_details_change_records_only_the_fields_given_and_may_clear_the_brand() {
-        let product = given(&[created(0, ProductStatus::Draft)]);
-        let command = ProductCommand::ChangeDetails(ChangeDetails {
-            category: Some(Slug::parse("outdoor").expect("valid")),
-            brand: Some(None),
-            ..ChangeDetails::default()
-        });
-        assert_eq!(
-            product.decide(&command),
-            Ok(vec![CatalogEvent::ProductDetailsChanged(
-                ProductDetailsChanged {
-                    category: Some("outdoor".into()),
-                    brand: Some(None),
-                    ..ProductDetailsChanged::default()
-                }
-            )])
-        );
-    }
-
-    #[test]
-    fn stock_cannot_be_adjusted_below_zero() {
-        let product = given(&[created(3, ProductStatus::Draft)]);
-        assert_eq!(
-            product.decide(&adjust(-4)),
-            Err(DomainError::StockBelowZero {
-                stock: 3,
-                delta: -4
-            })
-        );
-        assert_eq!(
-            product.decide(&adjust(-3)),
-            Ok(vec![CatalogEvent::StockAdjusted(StockAdjusted {
-                delta: -3,
-                reason: None
-            })])
-        );
-    }
-
-    #[test]
-    fn stock_cannot_be_adjusted_above_the_ceiling_of_a_new_product() {
-        let product = given(&[created(3, ProductStatus::Draft)]);
-        assert_eq!(
-            product.decide(&adjust(Quantity::MAX)),
-            Err(DomainError::StockAboveLimit {
-                stock: 3,
-                delta: Quantity::MAX
-            })
-        );
-        assert!(product.decide(&adjust(Quantity::MAX - 3)).is_ok());
-    }
-
-    #[test]
-    fn an_adjustment_that_would_overflow_the_stock_is_refused() {
-        // Stock beyond the ceiling only arises from events written before it existed.
-        let product = given(&[created(i64::MAX - 1, ProductStatus::Draft)]);
-        assert_eq!(
-            product.decide(&adjust(Quantity::MAX)),
-            Err(DomainError::Overflow)
-        );
-    }
-
-    #[test]
-    fn publish_and_unpublish_follow_the_lifecycle() {
-        let draft = given(&[created(0, ProductStatus::Draft)]);
-        assert_eq!(
-            draft.decide(&ProductCommand::Unpublish),
-            Err(DomainError::NotPublished)
-        );
-        let published_events = draft.decide(&ProductCommand::Publish).expect("publish");
-        assert_eq!(
-            published_events,
-            vec![CatalogEvent::ProductPublished(ProductPublished {})]
-        );
-        let published = given(&[
-            created(0, ProductStatus::Draft),
-            published_events[0].clone(),
-        ]);
-        assert_eq!(
-            published.decide(&ProductCommand::Publish),
-            Err(DomainError::AlreadyPublished)
-        );
-        assert_eq!(
-            published.decide(&ProductCommand::Unpublish),
-            Ok(vec![CatalogEvent::ProductUnpublished(
-                ProductUnpublished {}
-            )])
-        );
-    }
-
-    #[test]
-    fn an_archived_product_accepts_nothing() {
-        let archived = given(&[
-            created(1, ProductStatus::Published),
-            CatalogEvent::ProductArchived(ProductArchived {}),
-        ]);
-        for command in [ProductCommand::Publish, ProductCommand::Archive, sale(1)] {
-            assert_eq!(archived.decide(&command), Err(DomainError::Archived));
-        }
-    }
-
-    fn set_synonyms(groups: &[&[&str]]) -> SetSynonyms {
-        use events::values::{SynonymGroup, SynonymTerm, Synonyms};
-        let groups = groups
-            .iter()
-            .map(|words| {
-                let terms = words
-                    .iter()
-                    .map(|word| SynonymTerm::parse(word).expect("valid"))
-                    .collect();
-                SynonymGroup::parse(terms).expect("valid")
-            })
-            .collect();
-        SetSynonyms {
-            synonyms: Synonyms::parse(groups).expect("valid"),
-        }
-    }
-
-    fn synonyms_changed(groups: &[&[&str]]) -> CatalogEvent {
-        CatalogEvent::SynonymsChanged(SynonymsChanged {
-            groups: groups
-                .iter()
-                .map(|words| words.iter().map(|word| (*word).to_owned()).collect())
-                .collect(),
-        })
-    }
-
-    #[test]
-    fn setting_synonyms_records_the_whole_new_set() {
-        let settings = SearchSettings::default();
-        assert_eq!(
-            settings.decide(&set_synonyms(&[&["tv", "television"]])),
-            vec![synonyms_changed(&[&["tv", "television"]])]
-        );
-    }
-
-    #[test]
-    fn setting_the_synonyms_they_already_are_records_nothing_and_another_set_replaces_them() {
-        let mut settings = SearchSettings::default();
-        settings.apply(&synonyms_changed(&[&["tv", "television"]]));
-        assert!(settings
-            .decide(&set_synonyms(&[&["tv", "television"]]))
-            .is_empty());
-        assert_eq!(
-            settings.decide(&set_synonyms(&[])),
-            vec![synonyms_changed(&[])]
-        );
-        // Clearing synonyms that were never set changes nothing either.
-        assert!(SearchSettings::default()
-            .decide(&set_synonyms(&[]))
-            .is_empty());
-    }
-
-    #[test]
-    fn product_commands_on_the_search_settings_stream_find_no_product() {
-        let product = given(&[synonyms_changed(&[&["tv", "television"]])]);
-        assert_eq!(
-            product.decide(&ProductCommand::Publish),
-            Err(DomainError::NotFound)
-        );
-    }
-
-    #[test]
-    fn a_snapshot_holds_the_state_and_one_of_another_format_is_not_read() {
-        let product = given(&[created(5, ProductStatus::Published)]);
-        let sold = product.decide(&sale(2)).expect("sale");
-        let mut after = product.clone();
-        for event in &sold {
-            after.apply(event);
-        }
-        after.version = 2;
-        let id = uuid::Uuid::now_v7();
-        let snapshot = after.snapshot(id);
-        assert_eq!((snapshot.aggregate_id, snapshot.aggregate_version), (id, 2));
-        assert_eq!(Product::from_snapshot(&snapshot), Some(after.clone()));
-        let older_format = events::store::Snapshot {
-            state_version: PRODUCT_STATE_VERSION + 1,
-            ..snapshot.clone()
-        };
-        assert_eq!(Product::from_snapshot(&older_format), None);
-        let wrong_version = events::store::Snapshot {
-            aggregate_version: 3,
-            ..snapshot
-        };
-        assert_eq!(Product::from_snapshot(&wrong_version), None);
-    }
-
-    #[test]
-    fn a_product_that_was_never_created_is_not_found() {
-        assert_eq!(
-            Product::default().decide(&ProductCommand::Publish),
-            Err(DomainError::NotFound)
-        );
-    }
-}
+mod tests;

@@ -82,6 +82,18 @@ pub struct RecordSale {
     pub quantity: SaleQuantity,
 }
 
+/// Add an uploaded image (already stored as its renditions) to a product's images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddImage {
+    pub image: events::AddedImage,
+}
+
+/// Take an uploaded image off a product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoveImage {
+    pub image_id: String,
+}
+
 /// What an admin asks of an existing product.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProductCommand {
@@ -89,6 +101,8 @@ pub enum ProductCommand {
     ChangePrice(ChangePrice),
     AdjustStock(AdjustStock),
     RecordSale(RecordSale),
+    AddImage(AddImage),
+    RemoveImage(RemoveImage),
     Publish,
     Unpublish,
     Archive,
@@ -102,6 +116,8 @@ impl ProductCommand {
             ProductCommand::ChangePrice(_) => "ChangePrice",
             ProductCommand::AdjustStock(_) => "AdjustStock",
             ProductCommand::RecordSale(_) => "RecordSale",
+            ProductCommand::AddImage(_) => "AddImage",
+            ProductCommand::RemoveImage(_) => "RemoveImage",
             ProductCommand::Publish => "Publish",
             ProductCommand::Unpublish => "Unpublish",
             ProductCommand::Archive => "Archive",

@@ -43,6 +43,25 @@ pub struct CommandState {
     pub signer: Arc<SharedSigner>,
     pub verifier: Arc<TokenVerifier>,
     pub login: Arc<LoginGuard>,
+    pub images: Arc<ImageUploads>,
+}
+
+/// Where uploaded images go, and the gate that bounds their decoding (CPU and memory heavy):
+/// a few at a time on the blocking pool, a few more waiting, the rest refused with 503.
+pub struct ImageUploads {
+    pub store: Arc<dyn images::ImageStore>,
+    pub gate: PasswordGate,
+}
+
+impl ImageUploads {
+    /// One decode per core, two per core waiting up to 10 s.
+    pub fn new(store: Arc<dyn images::ImageStore>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        ImageUploads {
+            store,
+            gate: PasswordGate::new(cores, cores * 2, std::time::Duration::from_secs(10)),
+        }
+    }
 }
 
 /// What stands before a password check: the failed-login throttle and the gate that bounds
@@ -62,17 +81,19 @@ impl FromRef<CommandState> for Arc<TokenVerifier> {
 /// The command-api routes (API.md: every non-GET method under `/api/products` and
 /// `/api/categories`, `PUT /api/search/synonyms`, all of `/api/auth`, and the JWKS).
 pub fn router(state: CommandState) -> Router {
-    use routes::{auth as auth_routes, categories, products, search};
-    let layer = |claimed: bool| {
+    use routes::{auth as auth_routes, categories, images, products, search, session};
+    let layer_with_limit = |claimed: bool, body_limit_bytes: usize| {
         axum::middleware::from_fn_with_state(
             IdempotencyLayerState {
                 store: state.idempotency.clone(),
                 verifier: state.verifier.clone(),
                 claimed,
+                body_limit_bytes,
             },
             idempotency::idempotency,
         )
     };
+    let layer = |claimed: bool| layer_with_limit(claimed, web::middleware::BODY_LIMIT_BYTES);
     // Commands whose events take the request's claim (a retried key runs again, safely).
     let claimed = Router::new()
         .route("/api/products", post(products::create_product))
@@ -81,6 +102,13 @@ pub fn router(state: CommandState) -> Router {
         .route("/api/products/{id}/publish", post(products::publish))
         .route("/api/products/{id}/unpublish", post(products::unpublish))
         .route_layer(layer(true));
+    // Image uploads take up to 10 MiB (the others 1 MiB).
+    let uploads = Router::new()
+        .route("/api/products/{id}/images", post(images::upload_image))
+        .route_layer(layer_with_limit(false, images::MAX_IMAGE_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            images::MAX_IMAGE_BYTES,
+        ));
     let commands = Router::new()
         .route("/api/products/bulk", post(products::bulk_create))
         .route(
@@ -91,14 +119,24 @@ pub fn router(state: CommandState) -> Router {
         .route("/api/categories", post(categories::create_category))
         .route("/api/search/synonyms", put(search::set_synonyms))
         .route("/api/auth/users", post(auth_routes::create_user))
+        .route(
+            "/api/products/{id}/images/{image_id}",
+            axum::routing::delete(images::remove_image),
+        )
         .route_layer(layer(false))
-        .merge(claimed);
+        .merge(claimed)
+        .merge(uploads);
     Router::new()
         .merge(commands)
         .route("/api/auth/login", post(auth_routes::login))
         .route("/api/auth/refresh", post(auth_routes::refresh))
         .route("/api/auth/logout", post(auth_routes::logout))
         .route("/api/auth/me", get(auth_routes::me))
+        .route(
+            "/api/auth/session",
+            post(session::start).delete(session::end),
+        )
+        .route("/api/auth/session/refresh", post(session::refresh))
         .route("/.well-known/jwks.json", get(auth_routes::jwks))
         .with_state(state)
 }

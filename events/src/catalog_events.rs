@@ -188,6 +188,40 @@ pub struct ProductUnpublished {}
 #[serde(deny_unknown_fields)]
 pub struct ProductArchived {}
 
+/// An uploaded image of a product, as its renditions (in `ImagesAdded`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddedImage {
+    /// 32 lower-case hex digits, derived from the uploaded bytes.
+    pub id: String,
+    /// The page-size rendition (at most 1200 pixels a side), JPEG; this is what the product's
+    /// `images` lists.
+    pub url: String,
+    /// The thumbnail (at most 320 pixels a side), JPEG.
+    pub thumbnail_url: String,
+    /// The page-size rendition's width in pixels.
+    pub width: u32,
+    /// The page-size rendition's height in pixels.
+    pub height: u32,
+}
+
+/// Images were uploaded for the product: their page-size URLs are appended to its `images`, in
+/// this order (a URL the list holds already is not repeated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesAdded {
+    pub images: Vec<AddedImage>,
+}
+
+/// An uploaded image was taken off the product: `url` leaves its `images`. The files stay in
+/// the image store (names are content-addressed and may be shared).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRemoved {
+    pub image_id: String,
+    pub url: String,
+}
+
 /// A category was created. Its aggregate id is derived from the slug
 /// ([`category_aggregate_id`]), so a slug can be created only once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -318,6 +352,8 @@ catalog_events! {
     ProductPublished(ProductPublished) = 1,
     ProductUnpublished(ProductUnpublished) = 1,
     ProductArchived(ProductArchived) = 1,
+    ImagesAdded(ImagesAdded) = 1,
+    ImageRemoved(ImageRemoved) = 1,
     CategoryCreated(CategoryCreated) = 1,
     SynonymsChanged(SynonymsChanged) = 1,
 }

@@ -25,9 +25,10 @@ pub mod values;
 pub mod watermark;
 
 pub use catalog_events::{
-    AttributeValue, CatalogEvent, CategoryCreated, PriceChanged, PriceChangedV1, ProductArchived,
-    ProductCreated, ProductDetailsChanged, ProductPublished, ProductStatus, ProductUnpublished,
-    SaleRecorded, StockAdjusted, SynonymsChanged, SEARCH_SETTINGS_ID,
+    AddedImage, AttributeValue, CatalogEvent, CategoryCreated, ImageRemoved, ImagesAdded,
+    PriceChanged, PriceChangedV1, ProductArchived, ProductCreated, ProductDetailsChanged,
+    ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded, StockAdjusted,
+    SynonymsChanged, SEARCH_SETTINGS_ID,
 };
 pub use envelope::{Envelope, EventMetadata, NewEvent};
 pub use watermark::Watermark;

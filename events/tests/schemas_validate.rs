@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use events::{
-    AttributeValue, CatalogEvent, CategoryCreated, EventMetadata, NewEvent, PriceChanged,
-    ProductArchived, ProductCreated, ProductDetailsChanged, ProductPublished, ProductStatus,
-    ProductUnpublished, SaleRecorded, StockAdjusted, SynonymsChanged,
+    AddedImage, AttributeValue, CatalogEvent, CategoryCreated, EventMetadata, ImageRemoved,
+    ImagesAdded, NewEvent, PriceChanged, ProductArchived, ProductCreated, ProductDetailsChanged,
+    ProductPublished, ProductStatus, ProductUnpublished, SaleRecorded, StockAdjusted,
+    SynonymsChanged,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -90,6 +91,19 @@ fn produced() -> Vec<CatalogEvent> {
         CatalogEvent::ProductPublished(ProductPublished {}),
         CatalogEvent::ProductUnpublished(ProductUnpublished {}),
         CatalogEvent::ProductArchived(ProductArchived {}),
+        CatalogEvent::ImagesAdded(ImagesAdded {
+            images: vec![AddedImage {
+                id: "a6685cefb1a43d1b80818ddf7c38c675".into(),
+                url: "/images/a6685cefb1a43d1b80818ddf7c38c675.page.jpg".into(),
+                thumbnail_url: "/images/a6685cefb1a43d1b80818ddf7c38c675.thumb.jpg".into(),
+                width: 1200,
+                height: 800,
+            }],
+        }),
+        CatalogEvent::ImageRemoved(ImageRemoved {
+            image_id: "a6685cefb1a43d1b80818ddf7c38c675".into(),
+            url: "/images/a6685cefb1a43d1b80818ddf7c38c675.page.jpg".into(),
+        }),
         CatalogEvent::CategoryCreated(CategoryCreated {
             slug: "audio".into(),
             name: "Audio".into(),

@@ -26,6 +26,11 @@ use crate::problem::{Problem, PROBLEM_JSON};
 /// The request body limit (API.md: default 1 MiB).
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
+/// The largest body any route takes (an image upload, API.md: 10 MiB). The shared stack refuses
+/// a longer body before a handler runs; every route reads at most [`BODY_LIMIT_BYTES`] unless
+/// it raises its own limit (`DefaultBodyLimit` on the route) up to this.
+pub const MAX_ROUTE_BODY_LIMIT_BYTES: usize = 10 * 1024 * 1024;
+
 /// How long one request may take before the server answers 503 itself.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -81,7 +86,7 @@ pub fn with_http_layers(router: Router, policy: HttpPolicy) -> Router {
         ))
         .layer(GuardLayer::new(policy))
         .layer(MetricsAndProblemsLayer)
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_ROUTE_BODY_LIMIT_BYTES))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

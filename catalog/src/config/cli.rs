@@ -401,6 +401,11 @@ pub struct EngineArgs {
     /// Search engine: opensearch://…
     #[arg(long, env = "CATALOG_SEARCH", global = true)]
     pub search: Option<String>,
+    /// Uploaded product images: s3://bucket[?endpoint=http://host:port&region=&public_url=]
+    /// (the bucket must exist and let shoppers read; public_url: a CDN in front of it). Unset:
+    /// under the data dir, served at /images/.
+    #[arg(long, env = "CATALOG_IMAGES", global = true)]
+    pub images: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]

@@ -19,6 +19,8 @@ pub struct EngineConfig {
     pub bus_url: Option<String>,
     pub redis_url: Option<String>,
     pub search_url: Option<String>,
+    /// `CATALOG_IMAGES`: an s3:// bucket for uploaded images; unset, the data directory.
+    pub images_url: Option<String>,
     /// Where reads go while the replica is down: the primary, or nowhere (503).
     pub read_fallback_to_primary: bool,
 }
@@ -37,6 +39,9 @@ impl EngineConfig {
             if self.database_url.is_none() {
                 bail!("CATALOG_SEARCH needs DATABASE_URL: the embedded mode searches with its own index");
             }
+        }
+        if let Some(url) = &self.images_url {
+            images::ImagesConfig::from_url(url).map_err(anyhow::Error::msg)?;
         }
         if self.database_url.is_none() {
             if self.bus_url.is_some() {
@@ -203,6 +208,7 @@ impl EngineArgs {
             bus_url: non_empty(&self.bus),
             redis_url: non_empty(&self.redis_url),
             search_url: non_empty(&self.search),
+            images_url: non_empty(&self.images),
             read_fallback_to_primary: self.read_fallback == ReadFallback::Primary,
         }
     }

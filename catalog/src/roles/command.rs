@@ -40,6 +40,7 @@ pub async fn mount(
         signer: signer.clone(),
         verifier: verifier.clone(),
         login: Arc::new(login_guard(engines)),
+        images: Arc::new(command_api::ImageUploads::new(engines.images.clone())),
     };
     ensure_first_admin(config, state.users.as_ref(), !engines.is_distributed()).await?;
     load_demo_data(config, engines).await?;

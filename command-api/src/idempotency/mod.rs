@@ -101,6 +101,8 @@ pub struct IdempotencyLayerState {
     /// a retry of a request still in progress runs again instead of answering 409 (the claim
     /// lets only one of them append, and the other answers with its events).
     pub claimed: bool,
+    /// The longest body the routes behind this layer take (the request is hashed whole).
+    pub body_limit_bytes: usize,
 }
 
 /// The claim a keyed request's events take in the event store (scope
@@ -144,11 +146,14 @@ pub async fn idempotency(
         }
     };
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, web::middleware::BODY_LIMIT_BYTES).await {
+    let bytes = match axum::body::to_bytes(body, state.body_limit_bytes).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            return Problem::payload_too_large("the request body is over the limit of 1 MiB")
-                .into_response()
+            return Problem::payload_too_large(format!(
+                "the request body is over the limit of {} MiB",
+                state.body_limit_bytes / (1024 * 1024)
+            ))
+            .into_response()
         }
     };
     let request_hash = hash_request(&parts, &bytes);

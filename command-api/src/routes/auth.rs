@@ -90,7 +90,7 @@ fn object_body(body: &Value) -> Result<(), Problem> {
     }
 }
 
-async fn issue_pair(state: &CommandState, user: &User) -> Result<TokenPair, Problem> {
+pub(crate) async fn issue_pair(state: &CommandState, user: &User) -> Result<TokenPair, Problem> {
     let refresh_token = new_secret();
     let expires_at = Utc::now() + REFRESH_TOKEN_LIFETIME;
     state
@@ -128,9 +128,20 @@ pub async fn login(
     ClientAddr(address): ClientAddr,
     Json(body): Json<Value>,
 ) -> Result<axum::Json<TokenPair>, Problem> {
-    object_body(&body)?;
+    let user = authenticate(&state, address, &body).await?;
+    Ok(axum::Json(issue_pair(&state, &user).await?))
+}
+
+/// The user whose email and password `body` carries, with the failed-login back-off of
+/// [`login`]; shared by the token login and the console's cookie session.
+pub(crate) async fn authenticate(
+    state: &CommandState,
+    address: Option<IpAddr>,
+    body: &Value,
+) -> Result<User, Problem> {
+    object_body(body)?;
     let mut errors = FieldErrors::new();
-    let email = required_string(&body, "email", &mut errors);
+    let email = required_string(body, "email", &mut errors);
     // Before anything else: an email is never longer than this, and a longer one is not
     // kept anywhere (not even as a throttle key).
     if email.chars().count() > MAX_EMAIL_LENGTH {
@@ -139,7 +150,7 @@ pub async fn login(
             .or_default()
             .push(format!("must be at most {MAX_EMAIL_LENGTH} characters"));
     }
-    let password = required_string(&body, "password", &mut errors);
+    let password = required_string(body, "password", &mut errors);
     if password.len() > MAX_PASSWORD_BYTES {
         errors
             .entry("password".to_owned())
@@ -180,7 +191,7 @@ pub async fn login(
         return Err(Problem::unauthorized("wrong email or password"));
     };
     state.login.throttle.succeeded(&attempt).await?;
-    Ok(axum::Json(issue_pair(&state, &user).await?))
+    Ok(user)
 }
 
 fn refresh_token(body: &Value) -> Result<String, Problem> {
@@ -202,12 +213,17 @@ pub async fn refresh(
     Json(body): Json<Value>,
 ) -> Result<axum::Json<TokenPair>, Problem> {
     let old = refresh_token(&body)?;
+    Ok(axum::Json(rotate_session(&state, &old).await?))
+}
+
+/// A new pair for the session of refresh token `old`, which stops working.
+pub(crate) async fn rotate_session(state: &CommandState, old: &str) -> Result<TokenPair, Problem> {
     let next = new_secret();
     let now = Utc::now();
     let user_id = state
         .sessions
         .rotate(Rotation {
-            old_hash: &hash_secret(&old),
+            old_hash: &hash_secret(old),
             new_hash: &hash_secret(&next),
             now,
             expires_at: now + REFRESH_TOKEN_LIFETIME,
@@ -218,7 +234,7 @@ pub async fn refresh(
         .by_id(user_id)
         .await?
         .ok_or_else(|| Problem::unauthorized("the account no longer exists"))?;
-    Ok(axum::Json(pair(&state, &user, next)?))
+    pair(state, &user, next)
 }
 
 /// End the session of a refresh token.

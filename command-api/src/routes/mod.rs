@@ -2,9 +2,11 @@
 
 pub mod auth;
 pub mod categories;
+pub mod images;
 pub mod products;
 pub mod schemas;
 pub mod search;
+pub mod session;
 
 use ::auth::{AdminUser, AuthUser};
 use axum::extract::FromRequestParts;

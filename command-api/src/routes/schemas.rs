@@ -153,6 +153,41 @@ pub struct LoginInput {
     pub password: String,
 }
 
+/// An uploaded image's renditions.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ImageOutput {
+    /// 32 hex digits; `DELETE /api/products/{id}/images/{image_id}` takes it.
+    pub id: String,
+    /// The page-size rendition (JPEG, at most 1200 pixels a side), as listed in `images`.
+    pub url: String,
+    /// The thumbnail (JPEG, at most 320 pixels a side).
+    pub thumbnail_url: String,
+    /// The page-size rendition's width in pixels.
+    pub width: u32,
+    /// The page-size rendition's height in pixels.
+    pub height: u32,
+}
+
+/// `POST /api/products/{id}/images`'s answer: the command's `{"id","version","position"}` and
+/// the image.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ImageAccepted {
+    pub id: uuid::Uuid,
+    pub version: u64,
+    pub position: u64,
+    pub image: ImageOutput,
+}
+
+/// The admin console's login answer: the refresh token is in the session cookie, not here.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SessionToken {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct RefreshInput {
     #[schema(min_length = 1)]

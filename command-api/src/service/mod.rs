@@ -86,6 +86,15 @@ impl From<CommandError> for Problem {
             CommandError::Domain(DomainError::StockAboveLimit { .. }) => {
                 Problem::conflict("stock-above-limit", detail)
             }
+            CommandError::Domain(DomainError::ImageAlreadyAdded) => {
+                Problem::conflict("duplicate-image", detail)
+            }
+            CommandError::Domain(DomainError::TooManyImages) => {
+                Problem::conflict("too-many-images", detail)
+            }
+            CommandError::Domain(DomainError::ImageNotFound) => {
+                Problem::not_found("the product has no uploaded image with this id")
+            }
             CommandError::VersionMismatch { .. } => Problem::precondition_failed(detail),
             CommandError::UnknownCategory { field, .. } => Problem::invalid_field(field, detail),
             CommandError::DuplicateSku(_) => Problem::conflict("duplicate-sku", detail),

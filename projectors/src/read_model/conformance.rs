@@ -19,6 +19,9 @@ use events::{
 };
 use uuid::Uuid;
 
+mod images;
+pub use images::uploaded_images_are_appended_once_and_a_removed_one_leaves;
+
 use super::port::{CatalogReadModel, MinPosition};
 use super::view::{ListQuery, SortOrder};
 use crate::{Applied, Projection};
@@ -49,7 +52,8 @@ macro_rules! read_model_conformance_suite {
             bestsellers_rank_by_sales,
             waiting_for_a_position_returns_once_it_is_applied,
             an_event_ahead_of_the_next_version_is_a_gap_and_changes_nothing,
-            the_search_settings_move_only_the_position_and_products_keep_applying
+            the_search_settings_move_only_the_position_and_products_keep_applying,
+            uploaded_images_are_appended_once_and_a_removed_one_leaves
         );
     };
     ($make:expr) => {

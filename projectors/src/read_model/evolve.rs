@@ -51,6 +51,14 @@ pub fn evolve(current: Option<&ProductView>, envelope: &Envelope, event: Catalog
         CatalogEvent::ProductPublished(_) => product.status = ProductStatus::Published,
         CatalogEvent::ProductUnpublished(_) => product.status = ProductStatus::Draft,
         CatalogEvent::ProductArchived(_) => product.status = ProductStatus::Archived,
+        CatalogEvent::ImagesAdded(added) => {
+            for image in added.images {
+                if !product.images.contains(&image.url) {
+                    product.images.push(image.url);
+                }
+            }
+        }
+        CatalogEvent::ImageRemoved(removed) => product.images.retain(|url| *url != removed.url),
     }
     product.version = envelope.aggregate_version;
     product.updated_at = envelope.occurred_at;
