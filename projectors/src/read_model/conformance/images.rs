@@ -26,8 +26,9 @@ pub async fn uploaded_images_are_appended_once_and_a_removed_one_leaves(pair: Pa
         });
         log.record(id, event, 2).await;
     }
-    let images =
-        |product: Option<crate::read_model::view::ProductView>| product.expect("visible").images;
+    let images = |product: Option<std::sync::Arc<crate::read_model::view::ProductView>>| {
+        product.expect("visible").images.clone()
+    };
     let (product, _) = log.model.product(id, log.at()).await.expect("read");
     assert_eq!(
         images(product),
