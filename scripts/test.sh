@@ -18,7 +18,9 @@
 #   when missing, for the operations tests (catalog/tests/operations: the balancer failover
 #   under load, promtool over docker/prometheus, a real Prometheus scraping every role);
 # - Chromium (Debian's chromium), installed with apt-get when missing, for scripts/docs-check.sh
-#   (the API reference page rendered with no network, after the tests);
+#   (the API reference page rendered with no network, after the tests) and
+#   scripts/browser-test.sh (the storefront and the admin console driven by playwright-core,
+#   which npm installs into tests/browser/node_modules from its lock file);
 # - cargo-deny (deny.toml), installed once with cargo into ~/.cache/catalog-tools like tansu;
 #   it checks licences, duplicate versions and sources after clippy, and advisories when the
 #   RustSec database can be fetched from GitHub (a line says so when it cannot);
@@ -253,6 +255,9 @@ scripts/fuzz.sh
 
 step "The API reference page in headless Chromium with no network"
 scripts/docs-check.sh
+
+step "The storefront and the admin console in headless Chromium (scripts/browser-test.sh, playwright-core)"
+scripts/browser-test.sh
 
 step "Schemathesis: the OpenAPI document against the server, every check (scripts/schemathesis.sh, a fixed seed, at most ${SCHEMATHESIS_SECONDS:-300} s)"
 BINARY=target/debug/catalog EXAMPLES=10 MAX_TIME="${SCHEMATHESIS_SECONDS:-300}" \

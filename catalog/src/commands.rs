@@ -108,14 +108,22 @@ pub async fn seed(data_dir: &Path, config: &EngineConfig, args: SeedArgs) -> any
     let bar = progress_bar(args.products as u64, "products");
     let started = Instant::now();
     let mut events = 0;
-    crate::seed::seed_products(&engines.commands, seed, args.products, |products, batch| {
-        events += batch;
-        bar.inc(products as u64);
-        bar.set_message(format!(
-            "{events} events, {:.0} events/s",
-            events as f64 / started.elapsed().as_secs_f64().max(0.001)
-        ));
-    })
+    let pictures = crate::demo_pictures::store(engines.images.as_ref()).await?;
+    let pictures = Some(&pictures);
+    crate::seed::seed_products(
+        &engines.commands,
+        seed,
+        args.products,
+        pictures,
+        |products, batch| {
+            events += batch;
+            bar.inc(products as u64);
+            bar.set_message(format!(
+                "{events} events, {:.0} events/s",
+                events as f64 / started.elapsed().as_secs_f64().max(0.001)
+            ));
+        },
+    )
     .await?;
     bar.finish();
     let head = engines.store.head().await?;

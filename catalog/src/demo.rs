@@ -36,7 +36,7 @@ const ADJECTIVES: &[&str] = &[
     "Vintage",
     "Ergonomic",
 ];
-const COLORS: &[&str] = &[
+pub(crate) const COLORS: &[&str] = &[
     "black", "white", "silver", "navy", "red", "green", "grey", "blue", "beige",
 ];
 const MATERIALS: &[&str] = &[
@@ -297,8 +297,8 @@ fn product(rng: &mut StdRng, run: &str, index: usize) -> ProductCreated {
             noun_lower = noun.to_lowercase(),
         ),
         // No made-up addresses of another site: the storefront would try to load them (and
-        // its Content-Security-Policy refuse them). Demo products show a placeholder until an
-        // admin uploads an image.
+        // its Content-Security-Policy refuse them). Seeding gives each product the picture
+        // of its colour (`crate::demo_pictures`).
         images: Vec::new(),
         sku,
         name,

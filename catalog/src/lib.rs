@@ -17,6 +17,7 @@
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod demo_pictures;
 pub mod docs;
 pub mod engines;
 pub mod events_cli;

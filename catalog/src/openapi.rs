@@ -422,6 +422,24 @@ fn add_served_paths(paths: &mut serde_json::Map<String, Value>) {
             json!({"schema": {"type": "string", "description": "One product (as for POST /api/products) per line, at most 1,000 lines"}}),
         );
     }
+    if let Some(upload) = paths
+        .get_mut("/api/products/{id}/images")
+        .and_then(|item| item.get_mut("post"))
+        .and_then(|operation| operation.get_mut("requestBody"))
+    {
+        let binary =
+            json!({"schema": {"type": "string", "format": "binary", "maxLength": 10_485_760}});
+        upload["content"] = json!({
+            "image/jpeg": binary.clone(), "image/png": binary.clone(), "image/webp": binary,
+        });
+    }
+    paths.insert(
+        "/images/{name}".into(),
+        json!({"get": {"tags": ["queries"], "summary": "An uploaded image's rendition, when the catalog keeps images itself (no CATALOG_IMAGES); cached for a year (names are content-addressed)",
+            "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}\\.(page|thumb)\\.jpg$"}}],
+            "responses": {"200": {"description": "The JPEG", "content": {"image/jpeg": {}}},
+                "404": {"description": "No such image (or images are kept in S3)", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}}}),
+    );
     paths.insert(
         "/api/openapi.json".into(),
         json!({"get": {"tags": ["operations"], "summary": "This document", "responses": {"200": {"description": "The OpenAPI document of the whole public API", "content": {"application/json": {}}}}}}),
@@ -467,6 +485,12 @@ mod tests {
             ("/api/search/synonyms", "get"),
             ("/api/search/synonyms", "put"),
             ("/api/auth/login", "post"),
+            ("/api/auth/session", "post"),
+            ("/api/auth/session", "delete"),
+            ("/api/auth/session/refresh", "post"),
+            ("/api/products/{id}/images", "post"),
+            ("/api/products/{id}/images/{image_id}", "delete"),
+            ("/images/{name}", "get"),
             ("/api/auth/refresh", "post"),
             ("/api/auth/logout", "post"),
             ("/api/auth/me", "get"),
@@ -501,6 +525,8 @@ mod tests {
             "ProductView",
             "Accepted",
             "TokenPair",
+            "SessionToken",
+            "ImageAccepted",
             "CategoryView",
             "SynonymsInput",
             "SynonymsAccepted",

@@ -40,15 +40,26 @@ const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Appends `count` generated products in batches of 1,000 (several in flight, so the store
 /// commits them in groups), calling `progress(products, events)` after each batch. Batches
-/// are independent transactions: an interrupted seed leaves whole batches.
+/// are independent transactions: an interrupted seed leaves whole batches. With `pictures`,
+/// each product shows the picture of its colour.
 pub async fn seed_products(
     commands: &CommandService,
     seed: u64,
     count: usize,
+    pictures: Option<&crate::demo_pictures::DemoPictures>,
     mut progress: impl FnMut(usize, usize),
 ) -> anyhow::Result<()> {
     ensure_demo_categories(commands).await?;
-    let products = demo::products(seed, count);
+    let mut products = demo::products(seed, count);
+    if let Some(pictures) = pictures {
+        for product in &mut products {
+            let colour = match product.attributes.get("color") {
+                Some(events::AttributeValue::Text(colour)) => colour.as_str(),
+                _ => "",
+            };
+            product.images = pictures.get(colour).cloned().into_iter().collect();
+        }
+    }
     let sales = demo::sales(seed, &products);
     let with_sales = products
         .into_iter()

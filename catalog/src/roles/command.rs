@@ -94,7 +94,8 @@ async fn load_demo_data(config: &ServeConfig, engines: &Engines) -> anyhow::Resu
         return Ok(());
     }
     tracing::info!(products = count, "loading demo data into the empty store");
-    crate::seed::seed_products(&engines.commands, 2026, count, |_, _| {}).await
+    let pictures = crate::demo_pictures::store(engines.images.as_ref()).await?;
+    crate::seed::seed_products(&engines.commands, 2026, count, Some(&pictures), |_, _| {}).await
 }
 
 /// Creates the first admin from `CATALOG_ADMIN_EMAIL` / `CATALOG_ADMIN_PASSWORD` when that

@@ -508,6 +508,7 @@ async function productWrite(form, method, path, json, successText, extra = {}) {
   try {
     const result = await send(method, path, json, { 'If-Match': `"${ed.version}"`, ...(extra.headers || {}) }, extra.options || {});
     ed.version = result.body && result.body.version ? result.body.version : ed.version + 1;
+    renderMeta();
     resultBanner(successText, result.position);
     await reloadProduct(result.position, { keepForms: true });
     return result;
@@ -786,6 +787,7 @@ function renderEditor(p) {
     try {
       const result = await send('POST', `/api/products/${ed.id}/images`, undefined, { 'Content-Type': file.type, 'If-Match': `"${ed.version}"` }, { body: file });
       ed.version = result.body.version || ed.version + 1;
+      renderMeta();
       fileInput.value = '';
       resultBanner('Image uploaded.', result.position);
       await reloadProduct(result.position, { keepForms: true });

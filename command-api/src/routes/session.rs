@@ -96,11 +96,14 @@ pub async fn start(
 }
 
 /// A new access token for the cookie session; the cookie's refresh token is rotated (reuse of
-/// a rotated one revokes the session, as with `POST /api/auth/refresh`).
+/// a rotated one revokes the session, as with `POST /api/auth/refresh`). Without a session
+/// cookie, 204: there is no session to refresh, which a page asks at every load (not an error
+/// for the browser to report).
 #[utoipa::path(post, path = "/api/auth/session/refresh", tag = "auth",
     params(("X-Catalog-CSRF" = String, Header, description = "Must be `1`.")),
     responses((status = 200, description = "A new access token; `Set-Cookie` with the rotated refresh token", body = SessionToken),
-        (status = 401, description = "No session cookie, or an invalid, expired or reused one", body = Problem),
+        (status = 204, description = "No session cookie: log in"),
+        (status = 401, description = "An invalid, expired or reused session cookie", body = Problem),
         (status = 403, description = "No `X-Catalog-CSRF: 1` header", body = Problem)))]
 pub async fn refresh(
     State(state): State<CommandState>,
@@ -108,7 +111,7 @@ pub async fn refresh(
 ) -> Result<Response, Problem> {
     require_csrf_header(&headers)?;
     let Some(old) = session_cookie(&headers) else {
-        return Err(Problem::unauthorized("no session; log in"));
+        return Ok(StatusCode::NO_CONTENT.into_response());
     };
     Ok(answer(rotate_session(&state, &old).await?))
 }
