@@ -40,6 +40,11 @@ assets! {
     "storefront.css" => "text/css; charset=utf-8",
     "admin.html" => "text/html; charset=utf-8",
     "admin.js" => "text/javascript; charset=utf-8",
+    "admin-core.js" => "text/javascript; charset=utf-8",
+    "admin-products.js" => "text/javascript; charset=utf-8",
+    "admin-editor.js" => "text/javascript; charset=utf-8",
+    "admin-import.js" => "text/javascript; charset=utf-8",
+    "admin-live.js" => "text/javascript; charset=utf-8",
     "admin.css" => "text/css; charset=utf-8",
     "favicon.svg" => "image/svg+xml",
 }
@@ -232,6 +237,31 @@ mod tests {
                 assert!(!body.contains(outside), "{page} links another origin");
             }
         }
+    }
+
+    /// The scripts are ES modules: every `import … from './x.js'` (and `import './x.js'`)
+    /// must name a file of the table (the browser asks for `/ui/x.js`).
+    #[test]
+    fn every_script_imports_only_files_this_module_serves() {
+        let mut imports = 0;
+        for asset in ASSETS.iter().filter(|asset| asset.name.ends_with(".js")) {
+            for quote in ['\'', '"'] {
+                for lead in ["from ", "import "] {
+                    let marker = format!("{lead}{quote}");
+                    for rest in asset.body.split(marker.as_str()).skip(1) {
+                        let target: String = rest.chars().take_while(|c| *c != quote).collect();
+                        let name = target.strip_prefix("./").unwrap_or_default();
+                        assert!(
+                            name.ends_with(".js") && find(name).is_some(),
+                            "{} imports {target}, which is not served",
+                            asset.name
+                        );
+                        imports += 1;
+                    }
+                }
+            }
+        }
+        assert!(imports > 0, "no import was found: the test reads nothing");
     }
 
     #[test]

@@ -61,7 +61,17 @@ async fn assets_are_compressed_revalidated_and_unknown_ones_are_a_problem() {
     assert!(tag.starts_with('"'), "an ETag: {tag:?}");
     let again = send(app.get("/ui/storefront.js").header("if-none-match", &tag)).await;
     assert_eq!(again.status(), 304);
-    for name in ["admin.js", "admin.css", "storefront.css", "favicon.svg"] {
+    for name in [
+        "admin.js",
+        "admin-core.js",
+        "admin-products.js",
+        "admin-editor.js",
+        "admin-import.js",
+        "admin-live.js",
+        "admin.css",
+        "storefront.css",
+        "favicon.svg",
+    ] {
         assert_eq!(
             send(app.get(&format!("/ui/{name}"))).await.status(),
             200,
