@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo fuzz target (fuzz/fuzz_targets: listing cursors, If-Match, the query strings
 # of listings/searches/suggestions, bulk JSON and NDJSON bodies, bearer tokens and JWT headers,
-# Forwarded/X-Forwarded-For) for FUZZ_SECONDS each (default 20), from the seeds in fuzz/seeds.
+# Forwarded/X-Forwarded-For, image uploads) for FUZZ_SECONDS each (default 20), from the seeds in fuzz/seeds.
 # A target that panics or breaks one of its assertions stops the script; libFuzzer writes the
 # input under fuzz/artifacts/<target>/ (reproduce: scripts/fuzz.sh <target> with that file's
 # path as FUZZ_INPUT). Add what it found as a regression test in the crate that parses it.
