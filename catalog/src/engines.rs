@@ -298,9 +298,19 @@ async fn open_images(
             })?;
             Ok(Arc::new(store))
         }
-        None => Ok(Arc::new(
-            images::FsImageStore::open(data_dir.join("images"), "/images")
-                .context("cannot open the image directory")?,
-        )),
+        None => {
+            if config.database_url.is_some() {
+                // Fine on one machine with one data dir; processes elsewhere would not see
+                // the files (a query replica answers 404 for an image a command role stored).
+                tracing::warn!(
+                    directory = %data_dir.join("images").display(),
+                    "uploaded images go under this process's data dir: with processes on several machines, set CATALOG_IMAGES=s3://…"
+                );
+            }
+            Ok(Arc::new(
+                images::FsImageStore::open(data_dir.join("images"), "/images")
+                    .context("cannot open the image directory")?,
+            ))
+        }
     }
 }

@@ -43,8 +43,8 @@ pub enum DomainError {
     ImageNotFound,
 }
 
-/// The most images a product may have (uploaded or by URL).
-pub const MAX_IMAGES: usize = 20;
+/// The most images a product may have (uploaded or by URL; the validation's limit too).
+pub const MAX_IMAGES: usize = crate::validation::MAX_IMAGES;
 
 /// The format of [`Product`]'s snapshots: bump it whenever the state's fields or their meaning
 /// change, and the store's snapshots of the old format are ignored (and replaced by new ones
@@ -62,12 +62,11 @@ pub struct Product {
     pub category: String,
     /// The current price, for `PriceChanged.previous_price_cents`.
     pub price_cents: Option<i64>,
-    /// The product's `images` (URLs), to bound their number and name what a removal removes.
+    /// The product's `images` (URLs), to bound their number and find what a removal removes:
+    /// an uploaded image is the URL whose file is `<image id>.page.jpg` (uploaded through the
+    /// API, or a demo picture seeded with its product).
     #[serde(default)]
     pub images: Vec<String>,
-    /// The uploaded images among them: (image id, page URL).
-    #[serde(default)]
-    pub uploaded: Vec<(String, String)>,
 }
 
 impl Product {
@@ -131,7 +130,6 @@ impl Product {
                 }
                 if let Some(images) = &changed.images {
                     self.images = images.clone();
-                    self.uploaded.retain(|(_, url)| images.contains(url));
                 }
             }
             CatalogEvent::ImagesAdded(added) => {
@@ -139,15 +137,9 @@ impl Product {
                     if !self.images.contains(&image.url) {
                         self.images.push(image.url.clone());
                     }
-                    if !self.uploaded.iter().any(|(id, _)| *id == image.id) {
-                        self.uploaded.push((image.id.clone(), image.url.clone()));
-                    }
                 }
             }
-            CatalogEvent::ImageRemoved(removed) => {
-                self.images.retain(|url| *url != removed.url);
-                self.uploaded.retain(|(id, _)| *id != removed.image_id);
-            }
+            CatalogEvent::ImageRemoved(removed) => self.images.retain(|url| *url != removed.url),
             CatalogEvent::StockAdjusted(adjusted) => self.stock += adjusted.delta,
             CatalogEvent::SaleRecorded(sale) => {
                 self.stock -= sale.quantity;
@@ -252,10 +244,16 @@ impl Product {
         }))
     }
 
+    /// The URL of uploaded image `image_id` among the product's images.
+    fn uploaded_image(&self, image_id: &str) -> Option<&String> {
+        let file = images_file_name(image_id);
+        self.images
+            .iter()
+            .find(|url| url.rsplit('/').next() == Some(file.as_str()))
+    }
+
     fn add_image(&self, add: &AddImage) -> Result<CatalogEvent, DomainError> {
-        if self.uploaded.iter().any(|(id, _)| *id == add.image.id)
-            || self.images.contains(&add.image.url)
-        {
+        if self.images.contains(&add.image.url) || self.uploaded_image(&add.image.id).is_some() {
             return Err(DomainError::ImageAlreadyAdded);
         }
         if self.images.len() >= MAX_IMAGES {
@@ -267,13 +265,11 @@ impl Product {
     }
 
     fn remove_image(&self, remove: &RemoveImage) -> Result<CatalogEvent, DomainError> {
-        let (image_id, url) = self
-            .uploaded
-            .iter()
-            .find(|(id, _)| *id == remove.image_id)
+        let url = self
+            .uploaded_image(&remove.image_id)
             .ok_or(DomainError::ImageNotFound)?;
         Ok(CatalogEvent::ImageRemoved(ImageRemoved {
-            image_id: image_id.clone(),
+            image_id: remove.image_id.clone(),
             url: url.clone(),
         }))
     }
@@ -291,6 +287,11 @@ impl Product {
             .ok_or(DomainError::Overflow)?;
         Ok(CatalogEvent::SaleRecorded(SaleRecorded { quantity }))
     }
+}
+
+/// The file an uploaded image's page rendition is stored as (`images::page_name`'s form).
+fn images_file_name(image_id: &str) -> String {
+    format!("{image_id}.page.jpg")
 }
 
 /// A category: created once, under its slug's aggregate id (a second create is a conflict

@@ -19,7 +19,7 @@ use crate::commands::{
 };
 
 const MAX_ATTRIBUTES: usize = 50;
-const MAX_IMAGES: usize = 50;
+pub(crate) const MAX_IMAGES: usize = 50;
 
 /// Fields the server sets on every product; a body that gives one is refused.
 const SERVER_SET: [&str; 5] = ["id", "version", "sales", "created_at", "updated_at"];
@@ -286,9 +286,13 @@ fn json_integer(value: &Value) -> Option<i64> {
 }
 
 /// `http://` or `https://` and at least one more character, all printable ASCII (a URL's
-/// other characters are percent-encoded), at most 2048 in all: the OpenAPI document's
-/// pattern `^https?://[!-~]+$` with `maxLength: 2048`.
+/// other characters are percent-encoded), at most 2048 in all, or the catalog's own address of
+/// an uploaded image (`/images/<name>`, what the embedded mode lists): the OpenAPI document's
+/// pattern (`IMAGE_URL_PATTERN`) with `maxLength: 2048`.
 fn is_image_url(url: &str) -> bool {
+    if let Some(name) = url.strip_prefix("/images/") {
+        return images::is_rendition_name(name);
+    }
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));

@@ -99,10 +99,9 @@ fn decode(upload: &[u8]) -> Result<DynamicImage, ImageError> {
     limits.max_alloc = Some(MAX_SOURCE_PIXELS * 8 + 64 * 1024 * 1024);
     reader.limits(limits);
     let undecodable = |error: image::ImageError| match error {
-        image::ImageError::Limits(_) => ImageError::TooManyPixels {
-            width: 0,
-            height: 0,
-        },
+        image::ImageError::Limits(_) => ImageError::Undecodable(
+            "decoding it would need more memory than an upload may take".into(),
+        ),
         other => ImageError::Undecodable(other.to_string()),
     };
     let mut decoder = reader.into_decoder().map_err(undecodable)?;

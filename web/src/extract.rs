@@ -69,7 +69,9 @@ impl From<JsonRejection> for Problem {
 impl From<BytesRejection> for Problem {
     fn from(rejection: BytesRejection) -> Self {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::payload_too_large("the request body is over the limit of 1 MiB")
+            Problem::payload_too_large(
+                "the request body is over this route's limit (1 MiB; 10 MiB for an image upload)",
+            )
         } else {
             Problem::bad_request(format!(
                 "could not read the body: {}",

@@ -54,7 +54,15 @@ impl RouteClass {
         if matches!(path, "/healthz" | "/readyz" | "/metrics") {
             return None;
         }
-        if *method == Method::POST && matches!(path, "/api/auth/login" | "/api/auth/refresh") {
+        if *method == Method::POST
+            && matches!(
+                path,
+                "/api/auth/login"
+                    | "/api/auth/refresh"
+                    | "/api/auth/session"
+                    | "/api/auth/session/refresh"
+            )
+        {
             return Some(RouteClass::Auth);
         }
         if *method == Method::GET || *method == Method::HEAD {
@@ -428,6 +436,14 @@ mod tests {
             Some(RouteClass::Reads)
         );
         assert_eq!(RouteClass::of(&Method::GET, "/readyz"), None);
+        // The console's cookie login checks passwords too: the same budget as the token login.
+        for path in ["/api/auth/session", "/api/auth/session/refresh"] {
+            assert_eq!(
+                RouteClass::of(&Method::POST, path),
+                Some(RouteClass::Auth),
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -373,23 +373,33 @@ fn an_uploaded_image_is_added_once_and_removed_by_its_id() {
 }
 
 #[test]
-fn a_product_takes_at_most_twenty_images_and_a_details_change_can_drop_uploaded_ones() {
+fn a_product_takes_at_most_max_images_and_a_seeded_picture_is_removed_like_an_upload() {
     let mut product = given(&[created(5, ProductStatus::Draft)]);
     for n in 0..MAX_IMAGES {
         let events = product.decide(&add_image(n)).expect("adds");
         product.apply(&events[0]);
     }
     assert_eq!(
-        product.decide(&add_image(99)),
+        product.decide(&add_image(999)),
         Err(DomainError::TooManyImages)
     );
-    // Replacing the image list by URL keeps only the uploaded images it still names.
+    // Images given by URL (a demo picture seeded with its product, a PATCH) count too, and an
+    // uploaded image's file among them can be removed by its id.
     product.apply(&CatalogEvent::ProductDetailsChanged(
         ProductDetailsChanged {
-            images: Some(vec![image(3).url]),
+            images: Some(vec!["https://cdn.example.com/x.jpg".into(), image(3).url]),
             ..Default::default()
         },
     ));
-    assert_eq!(product.uploaded, vec![(image(3).id, image(3).url)]);
-    assert!(product.decide(&add_image(99)).is_ok());
+    assert!(product.decide(&add_image(999)).is_ok());
+    let removed = product
+        .decide(&ProductCommand::RemoveImage(RemoveImage {
+            image_id: image(3).id,
+        }))
+        .expect("removes");
+    product.apply(&removed[0]);
+    assert_eq!(
+        product.images,
+        vec!["https://cdn.example.com/x.jpg".to_owned()]
+    );
 }

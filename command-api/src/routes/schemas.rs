@@ -238,7 +238,7 @@ pub fn email_pattern() -> String {
 }
 
 /// What `validation::is_image_url` accepts, as a pattern (with `maxLength: 2048`).
-pub const IMAGE_URL_PATTERN: &str = "^https?://[!-~]+$";
+pub const IMAGE_URL_PATTERN: &str = "^(https?://[!-~]+|/images/[0-9a-f]{32}\\.(page|thumb)\\.jpg)$";
 
 /// Completes the request-body schemas with what the derive macros cannot say: the attribute
 /// and image rules, a non-zero stock delta, a patch of at least one field, the synonym groups'

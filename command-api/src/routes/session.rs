@@ -113,7 +113,19 @@ pub async fn refresh(
     let Some(old) = session_cookie(&headers) else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    Ok(answer(rotate_session(&state, &old).await?))
+    match rotate_session(&state, &old).await {
+        Ok(pair) => Ok(answer(pair)),
+        // A dead session's cookie is cleared, so the next load is a plain "no session" (204)
+        // and not this 401 again; an unavailable store keeps it for the retry.
+        Err(problem) if problem.status == StatusCode::UNAUTHORIZED.as_u16() => {
+            let mut response = problem.into_response();
+            response
+                .headers_mut()
+                .insert(header::SET_COOKIE, cookie("", 0));
+            Ok(response)
+        }
+        Err(problem) => Err(problem),
+    }
 }
 
 /// End the cookie session: its refresh token is revoked and the cookie cleared.
