@@ -37,6 +37,17 @@ fn set_cookie(response: &reqwest::Response) -> (String, String) {
     (value, line)
 }
 
+/// `POST /api/auth/session/refresh` with the CSRF header and, when given, the cookie.
+async fn refresh(app: &TestApp, cookie: Option<&str>) -> reqwest::Response {
+    send(session_call(
+        app,
+        Method::POST,
+        "/api/auth/session/refresh",
+        cookie,
+    ))
+    .await
+}
+
 async fn start(app: &TestApp) -> reqwest::Response {
     send(
         session_call(app, Method::POST, "/api/auth/session", None)
@@ -68,13 +79,7 @@ async fn a_console_login_keeps_the_refresh_token_in_a_strict_http_only_cookie_on
     let me = json_body(app.fetch_as(access, "/api/auth/me").await).await;
     assert_eq!(me["email"], ADMIN_EMAIL);
     // The cookie's token is a real session: it refreshes, rotating the cookie.
-    let refreshed = send(session_call(
-        &app,
-        Method::POST,
-        "/api/auth/session/refresh",
-        Some(&cookie),
-    ))
-    .await;
+    let refreshed = refresh(&app, Some(&cookie)).await;
     assert_eq!(refreshed.status(), 200);
     let (rotated, _) = set_cookie(&refreshed);
     assert_ne!(rotated, cookie);
@@ -82,23 +87,11 @@ async fn a_console_login_keeps_the_refresh_token_in_a_strict_http_only_cookie_on
         .as_str()
         .is_some());
     // The old cookie replayed revokes the session (refresh-token reuse).
-    let replayed = send(session_call(
-        &app,
-        Method::POST,
-        "/api/auth/session/refresh",
-        Some(&cookie),
-    ))
-    .await;
+    let replayed = refresh(&app, Some(&cookie)).await;
     let (cleared, _) = set_cookie(&replayed);
     assert!(cleared.is_empty(), "a dead session's cookie is cleared");
     assert_problem(replayed, 401).await;
-    let after_reuse = send(session_call(
-        &app,
-        Method::POST,
-        "/api/auth/session/refresh",
-        Some(&rotated),
-    ))
-    .await;
+    let after_reuse = refresh(&app, Some(&rotated)).await;
     assert_problem(after_reuse, 401).await;
 }
 
@@ -120,13 +113,7 @@ async fn session_calls_without_the_csrf_header_or_a_cookie_are_refused() {
     )
     .await;
     assert_problem(forged_login, 403).await;
-    let no_cookie = send(session_call(
-        &app,
-        Method::POST,
-        "/api/auth/session/refresh",
-        None,
-    ))
-    .await;
+    let no_cookie = refresh(&app, None).await;
     // No cookie: no session to refresh, said without an error (the console asks at each load).
     assert_eq!(no_cookie.status(), 204);
     assert!(no_cookie.headers().get("set-cookie").is_none());
@@ -137,13 +124,7 @@ async fn session_calls_without_the_csrf_header_or_a_cookie_are_refused() {
     .await;
     assert_problem(wrong, 401).await;
     // The cookie still works: none of the refused calls touched it.
-    let refreshed = send(session_call(
-        &app,
-        Method::POST,
-        "/api/auth/session/refresh",
-        Some(&cookie),
-    ))
-    .await;
+    let refreshed = refresh(&app, Some(&cookie)).await;
     assert_eq!(refreshed.status(), 200);
 }
 
@@ -161,12 +142,6 @@ async fn logging_out_of_the_console_clears_the_cookie_and_ends_the_session() {
     assert_eq!(ended.status(), 204);
     let (cleared, line) = set_cookie(&ended);
     assert!(cleared.is_empty() && line.contains("Max-Age=0"), "{line}");
-    let after = send(session_call(
-        &app,
-        Method::POST,
-        "/api/auth/session/refresh",
-        Some(&cookie),
-    ))
-    .await;
+    let after = refresh(&app, Some(&cookie)).await;
     assert_problem(after, 401).await;
 }
