@@ -41,19 +41,7 @@ pub async fn store(store: &dyn ImageStore) -> anyhow::Result<DemoPictures> {
     .context("drawing the demo pictures")??;
     let mut pictures = DemoPictures::new();
     for (name, image) in processed {
-        let page = images::page_name(&image.id);
-        let thumbnail = images::thumbnail_name(&image.id);
-        store
-            .put(&page, image.page.bytes, images::RENDITION_CONTENT_TYPE)
-            .await?;
-        store
-            .put(
-                &thumbnail,
-                image.thumbnail.bytes,
-                images::RENDITION_CONTENT_TYPE,
-            )
-            .await?;
-        pictures.insert(name, store.url(&page));
+        pictures.insert(name, images::save(store, &image).await?.url);
     }
     Ok(pictures)
 }

@@ -111,12 +111,8 @@ impl Application {
                         storefront: parts.query,
                         admin: parts.command,
                     },
-                    engines.images.foreign_origin().as_deref(),
-                ))
-                .merge(match parts.query || parts.command {
-                    true => crate::ui::image_routes(engines.images.clone()),
-                    false => Router::new(),
-                }),
+                    engines.images.clone(),
+                )),
             policy,
         );
         let listener = bind(&config.listen, config.reuse_port)

@@ -8,7 +8,7 @@
 //! `/p/{id}` and `/search` answer the storefront's shell, `/admin/…` the console's, so a link
 //! opened directly works. Their text is compressed (gzip) when the browser accepts it.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -49,8 +49,21 @@ assets! {
     "favicon.svg" => "image/svg+xml",
 }
 
-fn find(name: &str) -> Option<&'static Asset> {
-    ASSETS.iter().find(|asset| asset.name == name)
+/// Each asset's ETag (in `ASSETS`' order), computed once: the bodies never change while the
+/// binary runs.
+static TAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+    ASSETS
+        .iter()
+        .map(|asset| {
+            HeaderValue::from_str(&etag(asset.body)).unwrap_or(HeaderValue::from_static("\"\""))
+        })
+        .collect()
+});
+
+/// The asset named `name`, with its ETag.
+fn find(name: &str) -> Option<(&'static Asset, &'static HeaderValue)> {
+    let index = ASSETS.iter().position(|asset| asset.name == name)?;
+    Some((&ASSETS[index], &TAGS[index]))
 }
 
 /// Which pages a process serves.
@@ -73,12 +86,13 @@ pub fn policy(image_origin: Option<&str>) -> String {
     )
 }
 
-/// The routes of `pages` (none when neither is served).
-pub fn routes(pages: Pages, image_origin: Option<&str>) -> Router {
+/// The routes of `pages` (none when neither is served), and `/images/` when `images` keeps
+/// its files here.
+pub fn routes(pages: Pages, images: Arc<dyn ImageStore>) -> Router {
     if !(pages.storefront || pages.admin) {
         return Router::new();
     }
-    let policy = HeaderValue::from_str(&policy(image_origin))
+    let policy = HeaderValue::from_str(&policy(images.foreign_origin().as_deref()))
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
     let shell = |name: &'static str| {
         let policy = policy.clone();
@@ -108,16 +122,17 @@ pub fn routes(pages: Pages, image_origin: Option<&str>) -> Router {
                 let policy = asset_policy.clone();
                 // Scripts and styles change with the binary: a browser revalidates them after
                 // five minutes (a 304 when unchanged).
-                async move { serve_named(&name, &headers, &policy, "public, max-age=300") }
+                async move { serve(&name, &headers, &policy, "public, max-age=300") }
             }),
         )
         .layer(tower_http::compression::CompressionLayer::new())
+        .merge(image_routes(images))
 }
 
 /// `GET /images/{name}`: the renditions of uploaded images, when this process keeps them
 /// itself (no `CATALOG_IMAGES`). Names are content-addressed, so the answer never changes:
 /// cached for a year without revalidation.
-pub fn image_routes(store: Arc<dyn ImageStore>) -> Router {
+fn image_routes(store: Arc<dyn ImageStore>) -> Router {
     if !store.served_here() {
         return Router::new();
     }
@@ -157,35 +172,24 @@ async fn image(store: &dyn ImageStore, name: &str) -> Response {
     }
 }
 
-fn serve_named(name: &str, headers: &HeaderMap, policy: &HeaderValue, cache: &str) -> Response {
-    match find(name) {
-        Some(asset) => serve(asset.name, headers, policy, cache),
-        None => Problem::not_found("no such file of the catalog's pages").into_response(),
-    }
-}
-
-fn serve(name: &str, headers: &HeaderMap, policy: &HeaderValue, cache: &str) -> Response {
-    let Some(asset) = find(name) else {
+fn serve(name: &str, headers: &HeaderMap, policy: &HeaderValue, cache: &'static str) -> Response {
+    let Some((asset, tag)) = find(name) else {
         return Problem::not_found("no such file of the catalog's pages").into_response();
     };
-    let tag = etag(asset.body);
     let common = [
-        (header::ETAG, HeaderValue::from_str(&tag).ok()),
-        (header::CACHE_CONTROL, HeaderValue::from_str(cache).ok()),
-        (header::CONTENT_SECURITY_POLICY, Some(policy.clone())),
+        (header::ETAG, tag.clone()),
+        (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        (header::CONTENT_SECURITY_POLICY, policy.clone()),
         (
             header::X_CONTENT_TYPE_OPTIONS,
-            Some(HeaderValue::from_static("nosniff")),
+            HeaderValue::from_static("nosniff"),
         ),
         (
             header::REFERRER_POLICY,
-            Some(HeaderValue::from_static("same-origin")),
+            HeaderValue::from_static("same-origin"),
         ),
     ];
-    let mut response = if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|value| value.as_bytes() == tag.as_bytes())
-    {
+    let mut response = if headers.get(header::IF_NONE_MATCH) == Some(tag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
@@ -197,11 +201,7 @@ fn serve(name: &str, headers: &HeaderMap, policy: &HeaderValue, cache: &str) -> 
         )
             .into_response()
     };
-    for (name, value) in common {
-        if let Some(value) = value {
-            response.headers_mut().insert(name, value);
-        }
-    }
+    response.headers_mut().extend(common);
     response
 }
 
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn every_page_links_only_files_this_module_serves() {
         for page in ["storefront.html", "admin.html"] {
-            let body = find(page).map(|asset| asset.body).unwrap_or_default();
+            let body = find(page).map(|(asset, _)| asset.body).unwrap_or_default();
             for link in body.split("/ui/").skip(1) {
                 let name: String = link
                     .chars()

@@ -246,14 +246,15 @@ impl Product {
 
     /// The URL of uploaded image `image_id` among the product's images.
     fn uploaded_image(&self, image_id: &str) -> Option<&String> {
-        let file = images_file_name(image_id);
+        let file = images::page_name(image_id);
         self.images
             .iter()
             .find(|url| url.rsplit('/').next() == Some(file.as_str()))
     }
 
     fn add_image(&self, add: &AddImage) -> Result<CatalogEvent, DomainError> {
-        if self.images.contains(&add.image.url) || self.uploaded_image(&add.image.id).is_some() {
+        // Its URL names its file, so this also finds the same URL.
+        if self.uploaded_image(&add.image.id).is_some() {
             return Err(DomainError::ImageAlreadyAdded);
         }
         if self.images.len() >= MAX_IMAGES {
@@ -287,11 +288,6 @@ impl Product {
             .ok_or(DomainError::Overflow)?;
         Ok(CatalogEvent::SaleRecorded(SaleRecorded { quantity }))
     }
-}
-
-/// The file an uploaded image's page rendition is stored as (`images::page_name`'s form).
-fn images_file_name(image_id: &str) -> String {
-    format!("{image_id}.page.jpg")
 }
 
 /// A category: created once, under its slug's aggregate id (a second create is a conflict

@@ -66,10 +66,11 @@ impl ImageStore for FsImageStore {
     }
 
     async fn get(&self, name: &str) -> Result<Option<Bytes>, ImageStoreError> {
-        if !is_rendition_name(name) {
+        // A name this store never writes is never there.
+        let Ok(path) = self.path(name) else {
             return Ok(None);
-        }
-        match tokio::fs::read(self.path(name)?).await {
+        };
+        match tokio::fs::read(path).await {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(ImageStoreError::Unavailable(format!(

@@ -57,6 +57,34 @@ pub fn is_rendition_name(name: &str) -> bool {
         && (suffix == "page.jpg" || suffix == "thumb.jpg")
 }
 
+/// The addresses of an image's stored renditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub url: String,
+    pub thumbnail_url: String,
+}
+
+/// Writes both renditions of `processed` to `store` (at once) under their content-addressed
+/// names; where shoppers load them from.
+pub async fn save(store: &dyn ImageStore, processed: &Processed) -> Result<Saved, ImageStoreError> {
+    let page = page_name(&processed.id);
+    let thumbnail = thumbnail_name(&processed.id);
+    let (page_written, thumbnail_written) = tokio::join!(
+        store.put(&page, processed.page.bytes.clone(), RENDITION_CONTENT_TYPE),
+        store.put(
+            &thumbnail,
+            processed.thumbnail.bytes.clone(),
+            RENDITION_CONTENT_TYPE
+        ),
+    );
+    page_written?;
+    thumbnail_written?;
+    Ok(Saved {
+        url: store.url(&page),
+        thumbnail_url: store.url(&thumbnail),
+    })
+}
+
 /// Why the image store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageStoreError {

@@ -6,11 +6,10 @@
 //! the `ImagesAdded` event is appended, so an event never names a file that is not there (a
 //! crash in between leaves unreferenced files, which are harmless: names are content-addressed).
 
-use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use images::{ImageError, ImageStoreError, Processed, RENDITION_CONTENT_TYPE};
+use images::{ImageError, ImageStoreError, Processed};
 use web::extract::Path;
 use web::Problem;
 
@@ -44,14 +43,7 @@ fn store_problem(error: ImageStoreError) -> Problem {
 }
 
 fn declared_type(admin: &AdminCommand) -> Result<(), Problem> {
-    let declared = admin
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .map(|value| value.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if ACCEPTED_TYPES.contains(&declared.as_str()) {
+    if ACCEPTED_TYPES.contains(&super::media_type(&admin.headers).as_str()) {
         Ok(())
     } else {
         Err(Problem::unsupported_media_type(
@@ -81,7 +73,9 @@ pub async fn upload_image(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let product_id = super::parse_product_id(&id)?;
+    // What `on_product` checks again, here before the costly part: a malformed id or
+    // If-Match is a 400/404 without decoding anything.
+    super::parse_product_id(&id)?;
     super::if_match(&admin.headers)?;
     declared_type(&admin)?;
     if body.is_empty() {
@@ -97,10 +91,10 @@ pub async fn upload_image(
         .await
         .map_err(|_| Problem::unavailable(2, "too many images being processed; retry shortly"))?
         .map_err(image_problem)?;
-    let image = store(&uploads.store, &processed).await?;
+    let image = store(uploads.store.as_ref(), &processed).await?;
     let accepted = admin
         .on_product(
-            &product_id.to_string(),
+            &id,
             Ok(ProductCommand::AddImage(AddImage {
                 image: image.clone(),
             })),
@@ -128,25 +122,16 @@ pub async fn upload_image(
 
 /// Writes both renditions; the event's description of the image.
 async fn store(
-    store: &std::sync::Arc<dyn images::ImageStore>,
+    store: &dyn images::ImageStore,
     processed: &Processed,
 ) -> Result<events::AddedImage, Problem> {
-    let page = images::page_name(&processed.id);
-    let thumbnail = images::thumbnail_name(&processed.id);
-    let (page_written, thumbnail_written) = tokio::join!(
-        store.put(&page, processed.page.bytes.clone(), RENDITION_CONTENT_TYPE),
-        store.put(
-            &thumbnail,
-            processed.thumbnail.bytes.clone(),
-            RENDITION_CONTENT_TYPE
-        ),
-    );
-    page_written.map_err(store_problem)?;
-    thumbnail_written.map_err(store_problem)?;
+    let saved = images::save(store, processed)
+        .await
+        .map_err(store_problem)?;
     Ok(events::AddedImage {
         id: processed.id.clone(),
-        url: store.url(&page),
-        thumbnail_url: store.url(&thumbnail),
+        url: saved.url,
+        thumbnail_url: saved.thumbnail_url,
         width: processed.page.width,
         height: processed.page.height,
     })

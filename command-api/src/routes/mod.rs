@@ -86,6 +86,17 @@ pub fn accepted(status: StatusCode, accepted: Accepted) -> Response {
         .into_response()
 }
 
+/// The request's media type, lower-cased without parameters (`Application/JSON; charset=utf-8`
+/// is `application/json`); empty without a readable `Content-Type`.
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// Who issued a command and which request carried it, for the events' envelopes.
 pub fn metadata(user: &AuthUser, headers: &HeaderMap) -> EventMetadata {
     let request_id = headers

@@ -1,6 +1,6 @@
 //! Product commands.
 
-use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -225,17 +225,7 @@ pub fn bulk_items(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Vec<Result<Value, Problem>>, Problem> {
-    let content_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match media_type.as_str() {
+    match super::media_type(headers).as_str() {
         "application/json" => match serde_json::from_slice::<Value>(body) {
             Ok(Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
             Ok(_) => Err(Problem::invalid_field(
